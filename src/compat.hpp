@@ -1,0 +1,46 @@
+/*
+ * compat.hpp — the few PostgreSQL API differences between 15 (the target), 16 and 17.
+ *
+ * Include after postgres.h.  Every version check in pg_influx lives here so that the rest
+ * of the code reads as plain PostgreSQL 15.
+ */
+#pragma once
+
+#if PG_VERSION_NUM < 150000
+#error "pg_influx needs PostgreSQL 15 or later"
+#endif
+
+/* ExecInsertIndexTuples gained "onlySummarizing" in 16. */
+#if PG_VERSION_NUM >= 160000
+#define InfluxExecInsertIndexTuples(rri, slot, estate)                                             \
+    ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#else
+#define InfluxExecInsertIndexTuples(rri, slot, estate)                                             \
+    ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#endif
+
+/* CheckValidResultRel gained a MERGE action list in 17. */
+#if PG_VERSION_NUM >= 170000
+#define InfluxCheckValidResultRel(rri) CheckValidResultRel((rri), CMD_INSERT, NIL)
+#else
+#define InfluxCheckValidResultRel(rri) CheckValidResultRel((rri), CMD_INSERT)
+#endif
+
+/* Root-to-leaf tuple conversion map of a routed partition. */
+#if PG_VERSION_NUM >= 160000
+#define InfluxRootToChildMap(rri, estate) ExecGetRootToChildMap((rri), (estate))
+#else
+#define InfluxRootToChildMap(rri, estate) ((rri)->ri_RootToPartitionMap)
+#endif
+
+/* WaitEventSets are owned by a resource owner (NULL = session) from 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define InfluxCreateWaitEventSet(n) CreateWaitEventSet(NULL, (n))
+#else
+#define InfluxCreateWaitEventSet(n) CreateWaitEventSet(TopMemoryContext, (n))
+#endif
+
+/* Range tables carry separate permission info from 16 on. */
+#if PG_VERSION_NUM >= 160000
+#define INFLUX_HAS_RTEPERMINFO 1
+#endif

@@ -1,0 +1,185 @@
+/*
+ * line_protocol.hpp — the InfluxDB line protocol parser (pure C++, no PostgreSQL headers).
+ *
+ * Vocabulary:
+ *   line         one record of text, ended by '\n' (a '\n' inside a quoted string field
+ *                value belongs to the value, as in InfluxDB 1.x); a trailing '\r' is ignored.
+ *   point        what a valid line describes: measurement, tag set, field set, timestamp.
+ *   measurement  the name before the first unescaped ',' or ' '; one table per measurement.
+ *   tag          key=value pair of the series key (strings only).
+ *   field        key=value pair with a typed value: float, integer (i), unsigned (u),
+ *                boolean, string ("...").
+ *
+ * Zero-copy: every name and string value of a parsed Point is a slice of the input buffer
+ * (Text).  A slice that contained escape sequences is flagged, and Unescape() produces the
+ * real bytes on demand.  The parser keeps its tag and field arrays between lines, so a
+ * steady stream of lines allocates nothing.
+ *
+ * A bad line is rejected alone: ParseLine() reports what was wrong and at which column
+ * (1-based byte offset into the line), and the next line is parsed independently.
+ */
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace influx {
+
+/* Unit of the timestamps in incoming lines. */
+enum class Precision : uint8_t { Nanoseconds, Microseconds, Milliseconds, Seconds };
+
+/* Parses "ns", "us", "ms", "s" (also "n", "u" as InfluxDB 1.x spells them). */
+bool ParsePrecision(std::string_view text, Precision *out) noexcept;
+const char *PrecisionName(Precision p) noexcept;
+
+enum class FieldType : uint8_t { Float, Integer, Unsigned, Boolean, String };
+
+/* "float", "integer", "unsigned", "boolean", "string" */
+const char *FieldTypeName(FieldType t) noexcept;
+
+/*
+ * Which escape rules apply to a slice.  Measurement: "\," and "\ ".  Tag keys, tag values
+ * and field keys: "\,", "\=", "\ ".  String field values: "\"" and "\\".
+ * A backslash before any other character stays literal.
+ */
+enum class TextKind : uint8_t { Measurement, Key, StringValue };
+
+/* A slice of the input.  `escaped` is true when it contains at least one backslash. */
+struct Text {
+    const char *data = nullptr;
+    uint32_t size = 0;
+    bool escaped = false;
+    TextKind kind = TextKind::Key;
+
+    std::string_view raw() const noexcept { return {data, size}; }
+};
+
+/* Unescaped length of a slice (== size when !escaped). */
+size_t UnescapedSize(const Text &t) noexcept;
+/* Writes the unescaped bytes of t to out (room for UnescapedSize(t) bytes); returns length. */
+size_t Unescape(const Text &t, char *out) noexcept;
+/* Convenience for tests and cold paths. */
+std::string UnescapeToString(const Text &t);
+
+struct Tag {
+    Text key;
+    Text value;
+};
+
+struct Field {
+    Text key;
+    FieldType type = FieldType::Float;
+    union {
+        double f;
+        int64_t i;
+        uint64_t u;
+        bool b;
+    } value{};
+    Text str; /* the string value, for FieldType::String */
+};
+
+struct Point {
+    Text measurement;
+    const Tag *tags = nullptr; /* ntags entries, in line order */
+    uint32_t ntags = 0;
+    const Field *fields = nullptr; /* nfields entries; duplicate keys removed, last one wins */
+    uint32_t nfields = 0;
+    bool has_time = false; /* false: no timestamp in the line, caller uses its own clock */
+    int64_t time_ns = 0;   /* timestamp scaled to nanoseconds (valid when has_time) */
+};
+
+enum class ParseStatus : uint8_t {
+    Ok,      /* a point */
+    Skip,    /* blank line or # comment: not a point, not an error */
+    Invalid, /* the line is rejected; see LineParser::error() */
+};
+
+/* Why a line was rejected (for counters); the text goes to the user. */
+enum class ErrorClass : uint8_t { None, Syntax, Range, TooLong, Encoding };
+
+struct ParseError {
+    ErrorClass cls = ErrorClass::None;
+    uint32_t column = 0;  /* 1-based byte offset in the line where the problem was found */
+    char message[160] = {0}; /* e.g. "invalid field value at column 17: missing 'i' ..." */
+};
+
+struct ParserOptions {
+    Precision precision = Precision::Nanoseconds;
+    size_t max_line_length = 64 * 1024 * 1024; /* bytes, excluding the '\n' */
+};
+
+class LineParser {
+public:
+    explicit LineParser(ParserOptions options = {}) : options_(options) {}
+
+    void set_options(const ParserOptions &options) noexcept { options_ = options; }
+    const ParserOptions &options() const noexcept { return options_; }
+
+    /*
+     * Parses one line (without its terminating '\n'; a trailing '\r' is ignored).  On Ok,
+     * *out refers to the input buffer and to arrays owned by this parser: both must stay
+     * untouched until the next call.  Never throws; never allocates once warmed up.
+     */
+    ParseStatus ParseLine(std::string_view line, Point *out) noexcept;
+
+    const ParseError &error() const noexcept { return error_; }
+
+private:
+    ParserOptions options_;
+    ParseError error_;
+    std::vector<Tag> tags_;
+    std::vector<Field> fields_;
+};
+
+/*
+ * Finds where lines end, following InfluxDB 1.x: a '\n' ends a line unless it is inside a
+ * double-quoted string field value.  State survives between calls, so a stream can be fed
+ * in pieces of any size (TCP); Reset() starts a new stream.
+ */
+class LineScanner {
+public:
+    /*
+     * Scans data[0..size) and returns the offset just past the first line end ('\n'), or
+     * npos if the bytes contain no complete line yet (then all of them were consumed into
+     * the scanner's state and the next call continues after them).  After a line end the
+     * state is ready for the next line.
+     */
+    size_t FindLineEnd(const char *data, size_t size) noexcept;
+    void Reset() noexcept;
+
+    static constexpr size_t npos = static_cast<size_t>(-1);
+
+private:
+    bool in_fields_ = false;
+    bool quoted_ = false;
+    bool escape_ = false;
+    uint32_t equals_ = 0;
+    uint32_t commas_ = 0;
+};
+
+/*
+ * Calls fn(std::string_view line) for every line of a complete buffer (the last line may
+ * lack its '\n'), using LineScanner's rules; returns the number of lines seen.
+ */
+template <typename Fn> size_t ForEachLine(const char *data, size_t size, Fn &&fn)
+{
+    LineScanner scanner;
+    size_t pos = 0, count = 0;
+    while (pos < size) {
+        size_t end = scanner.FindLineEnd(data + pos, size - pos);
+        if (end == LineScanner::npos) {
+            fn(std::string_view(data + pos, size - pos));
+            ++count;
+            break;
+        }
+        fn(std::string_view(data + pos, end - 1));
+        ++count;
+        pos += end;
+    }
+    return count;
+}
+
+} // namespace influx

@@ -1,0 +1,13 @@
+/*
+ * listener.hpp — the influx listener background worker.
+ */
+#pragma once
+
+namespace influx {
+/* Registers the static listener worker; only from _PG_init during the preload. */
+void RegisterListener(void);
+}
+
+extern "C" {
+PGDLLEXPORT void pg_influx_listener_main(Datum arg);
+}

@@ -1,0 +1,173 @@
+/*
+ * settings.cpp — definitions of every influx.* setting.
+ *
+ * Contexts are chosen on purpose:
+ *  - PGC_POSTMASTER for what sizes shared memory at server start (none today: the rings
+ *    live in DSM segments created by the listener, so even influx.queue_size is SIGHUP and
+ *    applies to rings created after the reload);
+ *  - PGC_SIGHUP for everything the listener and workers can apply live: ports, addresses,
+ *    worker count, batching, limits, target schema;
+ *  - influx.database and influx.role are SIGHUP too; a change makes the listener restart
+ *    itself and its workers, since a background process cannot switch databases.
+ */
+extern "C" {
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/guc.h"
+}
+
+#include "line_protocol.hpp"
+#include "settings.hpp"
+
+char *influx_database = nullptr;
+char *influx_role = nullptr;
+char *influx_schema = nullptr;
+int influx_workers = 2;
+char *influx_listen_addresses = nullptr;
+int influx_udp_port = 8089;
+int influx_tcp_port = 8094;
+int influx_batch_size = 10000;
+int influx_flush_interval = 200;
+int influx_queue_size = 8 * 1024 * 1024;
+int influx_precision = static_cast<int>(influx::Precision::Nanoseconds);
+bool influx_create_tables = true;
+bool influx_add_columns = false;
+int influx_max_line_length = 1024 * 1024;
+int influx_max_connections = 100;
+int influx_udp_receive_buffer = 8 * 1024 * 1024;
+int influx_synchronous_commit = SYNCHRONOUS_COMMIT_ON;
+int influx_restart_delay = 5;
+
+namespace {
+
+const struct config_enum_entry precision_options[] = {
+    {"ns", static_cast<int>(influx::Precision::Nanoseconds), false},
+    {"us", static_cast<int>(influx::Precision::Microseconds), false},
+    {"ms", static_cast<int>(influx::Precision::Milliseconds), false},
+    {"s", static_cast<int>(influx::Precision::Seconds), false},
+    {"n", static_cast<int>(influx::Precision::Nanoseconds), true},
+    {"u", static_cast<int>(influx::Precision::Microseconds), true},
+    {nullptr, 0, false},
+};
+
+/* The subset of synchronous_commit that makes sense for the workers' batch commits. */
+const struct config_enum_entry synchronous_commit_options[] = {
+    {"local", SYNCHRONOUS_COMMIT_LOCAL_FLUSH, false},
+    {"remote_write", SYNCHRONOUS_COMMIT_REMOTE_WRITE, false},
+    {"remote_apply", SYNCHRONOUS_COMMIT_REMOTE_APPLY, false},
+    {"on", SYNCHRONOUS_COMMIT_ON, false},
+    {"off", SYNCHRONOUS_COMMIT_OFF, false},
+    {nullptr, 0, false},
+};
+
+} // namespace
+
+namespace influx {
+
+void InitSettings(void)
+{
+    DefineCustomStringVariable(
+        "influx.database", "Database the influx listener and workers connect to.",
+        "A change makes the listener restart itself and its workers.", &influx_database,
+        "postgres", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomStringVariable(
+        "influx.role", "Role the insertion workers connect and insert as.",
+        "Empty means the bootstrap superuser.  The role needs LOGIN and INSERT on the target "
+        "tables; its privileges and row-level security policies are honoured.",
+        &influx_role, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomStringVariable("influx.schema",
+                               "Schema that holds one table per measurement.", nullptr,
+                               &influx_schema, "public", PGC_SIGHUP, 0, nullptr, nullptr,
+                               nullptr);
+
+    DefineCustomIntVariable("influx.workers", "Number of insertion workers.",
+                            "A reload starts or stops workers to match.", &influx_workers, 2,
+                            0, INFLUX_MAX_WORKERS, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomStringVariable(
+        "influx.listen_addresses", "Addresses the listener binds, comma-separated.",
+        "Like listen_addresses: host names or IP addresses, '*' for all IPv4 and IPv6 "
+        "addresses.  The line protocol has no authentication.",
+        &influx_listen_addresses, "localhost", PGC_SIGHUP, GUC_LIST_INPUT, nullptr, nullptr,
+        nullptr);
+
+    DefineCustomIntVariable("influx.udp_port", "UDP port for line protocol datagrams.",
+                            "0 turns UDP off.", &influx_udp_port, 8089, 0, 65535, PGC_SIGHUP, 0,
+                            nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.tcp_port", "TCP port for line protocol streams.",
+                            "0 turns TCP off.", &influx_tcp_port, 8094, 0, 65535, PGC_SIGHUP, 0,
+                            nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.batch_size",
+                            "Rows a worker collects before it inserts and commits.", nullptr,
+                            &influx_batch_size, 10000, 1, 1000000, PGC_SIGHUP, 0, nullptr,
+                            nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.flush_interval",
+                            "Longest time a received row waits before it is committed.",
+                            nullptr, &influx_flush_interval, 200, 1, 60000, PGC_SIGHUP,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.queue_size",
+                            "Size of each insertion worker's shared-memory ring.",
+                            "Applies to rings created after a change (new or replaced "
+                            "workers, listener restart).",
+                            &influx_queue_size, 8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024,
+                            PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+
+    DefineCustomEnumVariable("influx.precision", "Unit of the timestamps in incoming lines.",
+                             "ns, us, ms or s.", &influx_precision,
+                             static_cast<int>(influx::Precision::Nanoseconds), precision_options,
+                             PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomBoolVariable("influx.create_tables",
+                             "Create a table for a measurement that has none.",
+                             "Tables are created by influx.create_measurement_table(), which "
+                             "may be replaced.",
+                             &influx_create_tables, true, PGC_SIGHUP, 0, nullptr, nullptr,
+                             nullptr);
+
+    DefineCustomBoolVariable("influx.add_columns",
+                             "Add a column when a line carries a new tag or field.",
+                             "Off: values without a column go to _tags/_fields if those exist, "
+                             "otherwise they are ignored.",
+                             &influx_add_columns, false, PGC_SIGHUP, 0, nullptr, nullptr,
+                             nullptr);
+
+    DefineCustomIntVariable("influx.max_line_length", "Longest accepted line.",
+                            "Longer lines are rejected and counted.", &influx_max_line_length,
+                            1024 * 1024, 1024, 64 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE,
+                            nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.max_connections", "Most TCP connections open at once.",
+                            "Connections beyond it are refused and counted.",
+                            &influx_max_connections, 100, 1, 10000, PGC_SIGHUP, 0, nullptr,
+                            nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.udp_receive_buffer",
+                            "Kernel receive buffer requested for the UDP socket.",
+                            "Bounded by net.core.rmem_max.", &influx_udp_receive_buffer,
+                            8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024, PGC_SIGHUP,
+                            GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+
+    DefineCustomEnumVariable("influx.synchronous_commit",
+                             "synchronous_commit of the insertion workers' transactions.",
+                             "off trades the last few hundred milliseconds of rows after a "
+                             "server crash for fewer WAL flushes.",
+                             &influx_synchronous_commit, SYNCHRONOUS_COMMIT_ON,
+                             synchronous_commit_options, PGC_SIGHUP, 0, nullptr, nullptr,
+                             nullptr);
+
+    DefineCustomIntVariable("influx.restart_delay",
+                            "Seconds before a failed listener is started again.", nullptr,
+                            &influx_restart_delay, 5, 1, 3600, PGC_POSTMASTER, GUC_UNIT_S,
+                            nullptr, nullptr, nullptr);
+
+    MarkGUCPrefixReserved("influx");
+}
+
+} // namespace influx

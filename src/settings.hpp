@@ -1,0 +1,34 @@
+/*
+ * settings.hpp — pg_influx's configuration parameters (GUCs), all prefixed "influx.".
+ *
+ * Every setting is defined in settings.cpp; docs/settings.md describes each one.  Values
+ * are plain globals that PostgreSQL's GUC machinery updates; processes re-read them after
+ * a SIGHUP (ProcessConfigFile).
+ */
+#pragma once
+
+/* Upper bound of influx.workers; also the number of stats slots in shared memory. */
+#define INFLUX_MAX_WORKERS 64
+
+extern char *influx_database;
+extern char *influx_role;
+extern char *influx_schema;
+extern int influx_workers;
+extern char *influx_listen_addresses;
+extern int influx_udp_port;
+extern int influx_tcp_port;
+extern int influx_batch_size;
+extern int influx_flush_interval;
+extern int influx_queue_size;
+extern int influx_precision; /* an influx::Precision value */
+extern bool influx_create_tables;
+extern bool influx_add_columns;
+extern int influx_max_line_length;
+extern int influx_max_connections;
+extern int influx_udp_receive_buffer;
+extern int influx_synchronous_commit; /* a SyncCommitLevel for the workers' transactions */
+extern int influx_restart_delay;
+
+namespace influx {
+void InitSettings(void);
+}
