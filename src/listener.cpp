@@ -1,9 +1,965 @@
-/* listener.cpp — placeholder, replaced by the listener implementation. */
+/*
+ * listener.cpp — the influx listener: sockets in, chunks out, workers supervised.
+ *
+ * One static background worker.  It waits on a single WaitEventSet for its latch, the UDP
+ * sockets, the TCP listen sockets and every TCP connection, and turns what it reads into
+ * chunks (see chunk.hpp) that it hands to the insertion workers' rings (ring.hpp).
+ *
+ * Routing: chunks go round robin to the rings that can take them now.  A ring that is full
+ * keeps the one chunk it was offered as its *pending* chunk (shm_mq requires the same
+ * message to be offered again until it is complete) and is skipped until that chunk is
+ * through, so one slow worker never stalls the others.  When every ring holds a pending
+ * chunk the listener is *blocked*: it stops reading sockets altogether.  TCP senders then
+ * feel kernel backpressure and lose nothing; UDP datagrams wait in the socket's receive
+ * buffer, and what the kernel drops beyond it is counted (SO_RXQ_OVFL).
+ *
+ * Supervision: the listener starts influx.workers insertion workers, each with a ring of
+ * its own, polls their handles, replaces a worker that exits, retires workers on a reload
+ * that lowers the count and replaces all of them on influx.restart_workers().  A retired
+ * ring gets no new chunks; once its pending chunk is through the listener detaches, and the
+ * worker drains the ring, commits and exits.
+ *
+ * Shutdown order (SIGTERM, e.g. pg_ctl stop -m fast): stop accepting; read what the
+ * kernel already holds for every socket (a connection that the sender closed has its last
+ * line completed); hand every chunk to a ring, waiting for room; detach from every ring.
+ * The workers — which got SIGTERM too — keep draining until they see the detach, commit and
+ * exit.  The listener exits with status 1 so that after pg_terminate_backend() the
+ * postmaster starts it again after influx.restart_delay (at server shutdown nothing is
+ * restarted).
+ */
+#include <cerrno>
+#include <cstring>
+#include <new>
+
 extern "C" {
 #include "postgres.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 }
+
+#include "chunk.hpp"
+#include "compat.hpp"
+#include "line_protocol.hpp"
 #include "listener.hpp"
+#include "ring.hpp"
+#include "settings.hpp"
+#include "shared_state.hpp"
+#include "sockets.hpp"
+#include "worker.hpp"
+
 namespace influx {
-void RegisterListener(void) {}
+namespace {
+
+constexpr size_t kReadSize = 64 * 1024;
+constexpr int kReadsPerWakeup = 4;       /* per connection, for fairness */
+constexpr int kDatagramsPerWakeup = 256; /* per UDP socket */
+constexpr int kMaxRings = 2 * INFLUX_MAX_WORKERS;
+constexpr int kShutdownDrainSeconds = 30;
+
+/* A growable byte buffer in TopMemoryContext. */
+struct Buffer {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+struct Connection {
+    int fd;
+    Buffer buf;        /* bytes of the line being received (and any unscanned bytes) */
+    size_t scanned;    /* bytes of buf already fed to scanner */
+    LineScanner scanner;
+    bool discarding;   /* skipping the rest of an over-long line */
+};
+
+struct Ring {
+    bool in_use;
+    int index;
+    bool retiring; /* gets no new chunks */
+    bool detached; /* listener side detached: the worker drains and exits */
+    dsm_segment *seg;
+    RingHeader *header;
+    shm_mq_handle *mqh;
+    BackgroundWorkerHandle *handle;
+    Buffer pending; /* chunk offered to the ring and not yet completely written */
+    TimestampTz started_at;
+};
+
+struct ListenerState {
+    ProcessSlot *slot;
+    Endpoints endpoints;
+    bool endpoints_ok;
+    TimestampTz next_bind_attempt;
+    bool targets_ok;
+
+    Connection **conns;
+    int nconns;
+
+    Ring rings[kMaxRings];
+    int next_ring; /* round-robin position */
+    TimestampTz next_start[INFLUX_MAX_WORKERS];
+
+    Buffer chunk;  /* chunk being filled */
+    bool blocked;  /* every ring is full: sockets are not read */
+
+    WaitEventSet *wes;
+    bool wes_dirty;
+
+    char *udp_buf; /* one datagram */
+    uint32 udp_drops_seen[kMaxEndpoints];
+
+    /* settings the sockets were bound with, to notice changes on reload */
+    char *bound_addresses;
+    int bound_udp_port;
+    int bound_tcp_port;
+    int bound_udp_rcvbuf;
+    char *connected_database;
+    char *connected_role;
+};
+
+ListenerState *L = nullptr;
+volatile sig_atomic_t shutdown_requested = false;
+
+void ListenerSigterm(SIGNAL_ARGS)
+{
+    int save_errno = errno;
+    shutdown_requested = true;
+    SetLatch(MyLatch);
+    errno = save_errno;
 }
-extern "C" void pg_influx_listener_main(Datum) {}
+
+/* ---------------------------------------------------------------------------------------
+ * Buffers and chunks
+ * --------------------------------------------------------------------------------------- */
+
+void BufferReserve(Buffer *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return;
+    size_t cap = Max(b->cap * 2, b->len + extra);
+    cap = Max(cap, kChunkTarget + kReadSize);
+    if (b->data == nullptr)
+        b->data = static_cast<char *>(MemoryContextAlloc(TopMemoryContext, cap));
+    else
+        b->data = static_cast<char *>(repalloc(b->data, cap));
+    b->cap = cap;
+}
+
+/* Gives memory back after an unusually long line has passed through a buffer. */
+void BufferShrink(Buffer *b)
+{
+    if (b->len == 0 && b->cap > 4 * (kChunkTarget + kReadSize)) {
+        pfree(b->data);
+        b->data = nullptr;
+        b->cap = 0;
+    }
+}
+
+bool TryPlaceChunk(void);
+
+/* Appends one record (complete lines) to the chunk being filled; sends it when full. */
+void EmitRecord(const char *data, size_t len, bool add_newline)
+{
+    if (len == 0)
+        return;
+    uint32 reclen = static_cast<uint32>(len + (add_newline ? 1 : 0));
+    Buffer *c = &L->chunk;
+    BufferReserve(c, kRecordHeader + reclen);
+    memcpy(c->data + c->len, &reclen, kRecordHeader);
+    memcpy(c->data + c->len + kRecordHeader, data, len);
+    c->len += kRecordHeader + len;
+    if (add_newline)
+        c->data[c->len++] = '\n';
+    if (c->len >= kChunkTarget && !L->blocked)
+        (void) TryPlaceChunk();
+}
+
+/* Counts lines in a record the way the workers will split them. */
+uint64 CountLines(const char *data, size_t len)
+{
+    LineScanner scanner;
+    uint64 lines = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        size_t end = scanner.FindLineEnd(data + pos, len - pos);
+        lines++;
+        if (end == LineScanner::npos)
+            break;
+        pos += end;
+    }
+    return lines;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Rings and workers
+ * --------------------------------------------------------------------------------------- */
+
+/*
+ * Offers the filled chunk to the next ring that has no pending chunk.  Returns false (and
+ * sets blocked) if no ring can take it now.
+ */
+bool TryPlaceChunk(void)
+{
+    if (L->chunk.len == 0)
+        return true;
+    for (int k = 0; k < kMaxRings; k++) {
+        int i = (L->next_ring + k) % kMaxRings;
+        Ring *r = &L->rings[i];
+        if (!r->in_use || r->retiring || r->detached || r->pending.len > 0)
+            continue;
+        shm_mq_result res = shm_mq_send(r->mqh, L->chunk.len, L->chunk.data, true, true);
+        if (res == SHM_MQ_DETACHED) {
+            /* The worker is gone; supervision will notice and replace it. */
+            r->retiring = true;
+            continue;
+        }
+        L->next_ring = (i + 1) % kMaxRings;
+        if (res == SHM_MQ_WOULD_BLOCK) {
+            /* Part of it may be in the ring already: this ring must get the rest later. */
+            Buffer tmp = r->pending;
+            r->pending = L->chunk;
+            L->chunk = tmp;
+            Count(L->slot, kQueueFull);
+        }
+        L->chunk.len = 0;
+        BufferShrink(&L->chunk);
+        if (L->blocked) {
+            L->blocked = false;
+            L->wes_dirty = true;
+        }
+        return true;
+    }
+    if (!L->blocked) {
+        L->blocked = true;
+        L->wes_dirty = true;
+    }
+    return false;
+}
+
+/* Offers every ring its pending chunk again; detaches retired rings that are through. */
+void RetryPending(void)
+{
+    for (int i = 0; i < kMaxRings; i++) {
+        Ring *r = &L->rings[i];
+        if (!r->in_use || r->detached)
+            continue;
+        if (r->pending.len > 0) {
+            shm_mq_result res = shm_mq_send(r->mqh, r->pending.len, r->pending.data, true, true);
+            if (res == SHM_MQ_WOULD_BLOCK)
+                continue;
+            if (res == SHM_MQ_SUCCESS) {
+                r->pending.len = 0;
+                BufferShrink(&r->pending);
+            } else {
+                r->retiring = true; /* detached: supervision re-routes the pending chunk */
+                continue;
+            }
+        }
+        if (r->retiring && r->pending.len == 0) {
+            shm_mq_detach(r->mqh);
+            r->mqh = nullptr;
+            r->detached = true;
+        }
+    }
+    if (L->blocked)
+        (void) TryPlaceChunk();
+}
+
+/* Creates a ring and registers the worker that reads it. */
+void StartWorker(int index)
+{
+    int ri = -1;
+    for (int i = 0; i < kMaxRings; i++)
+        if (!L->rings[i].in_use) {
+            ri = i;
+            break;
+        }
+    if (ri < 0)
+        return;
+
+    TimestampTz now = GetCurrentTimestamp();
+    Size qsize = MAXALIGN(Max((Size) influx_queue_size, shm_mq_minimum_size + 1024));
+    dsm_segment *seg = dsm_create(RingSegmentSize(qsize), DSM_CREATE_NULL_IF_MAXSEGMENTS);
+    if (seg == nullptr) {
+        ReportProblem(L->slot, "could not create a ring for influx worker %d: too many dynamic "
+                               "shared memory segments",
+                      index);
+        L->next_start[index] = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
+        return;
+    }
+    dsm_pin_mapping(seg);
+
+    auto *header = static_cast<RingHeader *>(dsm_segment_address(seg));
+    header->magic = kRingMagic;
+    header->generation = shared_state->generation;
+    header->worker_index = index;
+    header->queue_size = qsize;
+    pg_atomic_init_u32(&header->stopping, 0);
+    shm_mq *mq = shm_mq_create(RingQueue(header), qsize);
+    shm_mq_set_sender(mq, MyProc);
+
+    BackgroundWorker worker;
+    memset(&worker, 0, sizeof(worker));
+    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    worker.bgw_restart_time = BGW_NEVER_RESTART;
+    strlcpy(worker.bgw_library_name, "pg_influx", sizeof(worker.bgw_library_name));
+    strlcpy(worker.bgw_function_name, "pg_influx_worker_main", sizeof(worker.bgw_function_name));
+    snprintf(worker.bgw_name, BGW_MAXLEN, "influx worker %d", index);
+    strlcpy(worker.bgw_type, "influx worker", BGW_MAXLEN);
+    worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+    WorkerArgs args = {index, shared_state->generation};
+    StaticAssertStmt(sizeof(WorkerArgs) <= BGW_EXTRALEN, "worker arguments do not fit");
+    memcpy(worker.bgw_extra, &args, sizeof(args));
+    worker.bgw_notify_pid = MyProcPid;
+
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    BackgroundWorkerHandle *handle = nullptr;
+    if (!RegisterDynamicBackgroundWorker(&worker, &handle)) {
+        MemoryContextSwitchTo(old);
+        dsm_detach(seg);
+        ReportProblem(L->slot,
+                      "could not start influx worker %d: no free background worker slot "
+                      "(raise max_worker_processes)",
+                      index);
+        SetListenerStatus("degraded: could not start influx worker %d: no free background "
+                          "worker slot (raise max_worker_processes)",
+                          index);
+        L->next_start[index] = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
+        return;
+    }
+    Ring *r = &L->rings[ri];
+    r->mqh = shm_mq_attach(mq, seg, handle);
+    MemoryContextSwitchTo(old);
+
+    r->in_use = true;
+    r->index = index;
+    r->retiring = false;
+    r->detached = false;
+    r->seg = seg;
+    r->header = header;
+    r->handle = handle;
+    r->pending.len = 0;
+    r->started_at = now;
+}
+
+/* Frees a ring whose worker has exited; a chunk it never took goes to another ring. */
+void ReleaseRing(Ring *r)
+{
+    if (r->pending.len > 0) {
+        /* The chunk is already framed as records: append it whole to the chunk being filled. */
+        Buffer *c = &L->chunk;
+        BufferReserve(c, r->pending.len);
+        memcpy(c->data + c->len, r->pending.data, r->pending.len);
+        c->len += r->pending.len;
+        r->pending.len = 0;
+    }
+    if (r->mqh != nullptr)
+        shm_mq_detach(r->mqh);
+    dsm_detach(r->seg);
+    if (r->pending.data != nullptr)
+        pfree(r->pending.data);
+    pfree(r->handle);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Polls the workers: replaces the ones that exited, retires or starts to match settings. */
+void SuperviseWorkers(bool restart_all)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    int wanted = L->targets_ok ? influx_workers : 0;
+    bool have[INFLUX_MAX_WORKERS] = {false};
+    int running = 0;
+
+    for (int i = 0; i < kMaxRings; i++) {
+        Ring *r = &L->rings[i];
+        if (!r->in_use)
+            continue;
+        pid_t pid;
+        BgwHandleStatus st = GetBackgroundWorkerPid(r->handle, &pid);
+        if (st == BGWH_STOPPED || st == BGWH_POSTMASTER_DIED) {
+            if (!r->retiring && !r->detached) {
+                ReportProblem(L->slot, "influx worker %d exited unexpectedly; starting a "
+                                       "replacement",
+                              r->index);
+                /* A worker that dies right after it starts would otherwise spin. */
+                if (!TimestampDifferenceExceeds(r->started_at, now, 10000))
+                    L->next_start[r->index] =
+                        TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
+            }
+            ReleaseRing(r);
+            continue;
+        }
+        if (!r->retiring && (restart_all || r->index >= wanted ||
+                             pg_atomic_read_u32(&r->header->stopping) != 0))
+            r->retiring = true;
+        if (!r->retiring) {
+            have[r->index] = true;
+            running++;
+        }
+    }
+
+    for (int index = 0; index < wanted; index++) {
+        if (have[index] || now < L->next_start[index])
+            continue;
+        StartWorker(index);
+    }
+
+    /* Retired rings with nothing pending are detached here, and chunks re-offered. */
+    RetryPending();
+
+    SpinLockAcquire(&shared_state->mutex);
+    shared_state->workers_wanted = wanted;
+    shared_state->workers_running = running;
+    SpinLockRelease(&shared_state->mutex);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Sockets
+ * --------------------------------------------------------------------------------------- */
+
+void CloseConnection(int i)
+{
+    Connection *c = L->conns[i];
+    close(c->fd);
+    if (c->buf.data != nullptr)
+        pfree(c->buf.data);
+    pfree(c);
+    L->conns[i] = L->conns[--L->nconns];
+    L->wes_dirty = true;
+}
+
+void AcceptConnections(int listen_fd)
+{
+    for (;;) {
+        int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+                ReportProblem(L->slot, "could not accept a TCP connection: %m");
+            return;
+        }
+        if (L->nconns >= influx_max_connections) {
+            close(fd);
+            Count(L->slot, kConnectionsRefused);
+            ReportProblem(L->slot, "refused a TCP connection: influx.max_connections (%d) "
+                                   "connections are open",
+                          influx_max_connections);
+            continue;
+        }
+        auto *c = static_cast<Connection *>(MemoryContextAllocZero(TopMemoryContext,
+                                                                  sizeof(Connection)));
+        c->fd = fd;
+        new (&c->scanner) LineScanner();
+        L->conns[L->nconns++] = c;
+        Count(L->slot, kConnectionsAccepted);
+        L->wes_dirty = true;
+    }
+}
+
+/*
+ * Moves the complete lines of a connection's buffer into the chunk.  What remains is the
+ * start of a line; if it has grown past influx.max_line_length the line is rejected and
+ * skipped up to its end.
+ */
+void ProcessConnectionBytes(Connection *c)
+{
+    for (;;) {
+        if (c->discarding) {
+            char *nl = static_cast<char *>(memchr(c->buf.data, '\n', c->buf.len));
+            if (nl == nullptr) {
+                c->buf.len = 0;
+                c->scanned = 0;
+                return;
+            }
+            size_t skip = nl - c->buf.data + 1;
+            memmove(c->buf.data, c->buf.data + skip, c->buf.len - skip);
+            c->buf.len -= skip;
+            c->scanned = 0;
+            c->discarding = false;
+            c->scanner.Reset();
+            continue;
+        }
+
+        size_t pos = c->scanned, last_end = 0;
+        uint64 lines = 0;
+        while (pos < c->buf.len) {
+            size_t end = c->scanner.FindLineEnd(c->buf.data + pos, c->buf.len - pos);
+            if (end == LineScanner::npos)
+                break;
+            pos += end;
+            last_end = pos;
+            lines++;
+        }
+        if (last_end > 0) {
+            Count(L->slot, kLinesReceived, lines);
+            EmitRecord(c->buf.data, last_end, false);
+            memmove(c->buf.data, c->buf.data + last_end, c->buf.len - last_end);
+            c->buf.len -= last_end;
+        }
+        c->scanned = c->buf.len;
+
+        if (c->buf.len > (size_t) influx_max_line_length) {
+            Count(L->slot, kLinesReceived);
+            Count(L->slot, kLinesRejectedTooLong);
+            ReportProblem(L->slot, "rejected a line longer than influx.max_line_length (%d "
+                                   "bytes) on a TCP connection",
+                          influx_max_line_length);
+            c->discarding = true;
+            c->scanner.Reset();
+            continue;
+        }
+        if (c->buf.len == 0)
+            BufferShrink(&c->buf);
+        return;
+    }
+}
+
+/* The sender closed its side: its last line is complete even without a '\n'. */
+void FinishConnection(Connection *c)
+{
+    if (c->buf.len > 0 && !c->discarding) {
+        Count(L->slot, kLinesReceived);
+        EmitRecord(c->buf.data, c->buf.len, true);
+    }
+    c->buf.len = 0;
+}
+
+/* Reads from connection i; returns false if it was closed (and removed). */
+bool ReadConnection(int i, int max_reads)
+{
+    Connection *c = L->conns[i];
+    for (int reads = 0; reads < max_reads && !L->blocked; reads++) {
+        BufferReserve(&c->buf, kReadSize);
+        ssize_t n = recv(c->fd, c->buf.data + c->buf.len, kReadSize, 0);
+        if (n > 0) {
+            Count(L->slot, kBytesReceived, n);
+            c->buf.len += n;
+            ProcessConnectionBytes(c);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n < 0 && errno != ECONNRESET)
+            ReportProblem(L->slot, "could not read from a TCP connection: %m");
+        FinishConnection(c);
+        CloseConnection(i);
+        return false;
+    }
+    return true;
+}
+
+/* Reads datagrams; each one is a record of its own. */
+void ReadDatagrams(int e, int max_datagrams)
+{
+    int fd = L->endpoints.udp[e];
+    for (int k = 0; k < max_datagrams && !L->blocked; k++) {
+        struct iovec iov = {L->udp_buf, 65536};
+        char control[CMSG_SPACE(sizeof(uint32))];
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        ssize_t n = recvmsg(fd, &msg, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                ReportProblem(L->slot, "could not receive a UDP datagram: %m");
+            return;
+        }
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
+                uint32 drops;
+                memcpy(&drops, CMSG_DATA(cm), sizeof(drops));
+                if (drops != L->udp_drops_seen[e]) {
+                    Count(L->slot, kDatagramsDropped, drops - L->udp_drops_seen[e]);
+                    ReportProblem(L->slot, "the kernel dropped %u UDP datagrams: the receive "
+                                           "buffer was full",
+                                  drops - L->udp_drops_seen[e]);
+                    L->udp_drops_seen[e] = drops;
+                }
+            }
+        }
+        if (n == 0)
+            continue;
+        Count(L->slot, kBytesReceived, n);
+        Count(L->slot, kLinesReceived, CountLines(L->udp_buf, n));
+        EmitRecord(L->udp_buf, n, L->udp_buf[n - 1] != '\n');
+    }
+}
+
+void RebuildWaitEventSet(void)
+{
+    if (L->wes != nullptr)
+        FreeWaitEventSet(L->wes);
+    int n = 2 + L->endpoints.nudp + L->endpoints.ntcp + L->nconns;
+    L->wes = InfluxCreateWaitEventSet(n);
+    AddWaitEventToSet(L->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+    AddWaitEventToSet(L->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+    if (!L->blocked) {
+        /* user_data: 1..n UDP endpoint, -1..-n TCP listen socket, connection pointer. */
+        for (int i = 0; i < L->endpoints.nudp; i++)
+            AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->endpoints.udp[i], nullptr,
+                              reinterpret_cast<void *>(static_cast<intptr_t>(i + 1)));
+        for (int i = 0; i < L->endpoints.ntcp; i++)
+            AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->endpoints.tcp[i], nullptr,
+                              reinterpret_cast<void *>(static_cast<intptr_t>(-(i + 1))));
+        for (int i = 0; i < L->nconns; i++)
+            AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->conns[i]->fd, nullptr, L->conns[i]);
+    }
+    L->wes_dirty = false;
+}
+
+/* (Re)binds the sockets from the current settings; records the outcome in the status. */
+void BindSockets(void)
+{
+    CloseEndpoints(&L->endpoints);
+    L->wes_dirty = true;
+    char error[256] = "";
+    L->endpoints_ok = BindEndpoints(influx_listen_addresses, influx_udp_port, influx_tcp_port,
+                                    influx_udp_receive_buffer, &L->endpoints, error,
+                                    sizeof(error));
+    memset(L->udp_drops_seen, 0, sizeof(L->udp_drops_seen));
+
+    if (L->bound_addresses != nullptr)
+        pfree(L->bound_addresses);
+    L->bound_addresses = MemoryContextStrdup(TopMemoryContext, influx_listen_addresses);
+    L->bound_udp_port = influx_udp_port;
+    L->bound_tcp_port = influx_tcp_port;
+    L->bound_udp_rcvbuf = influx_udp_receive_buffer;
+
+    SpinLockAcquire(&shared_state->mutex);
+    shared_state->udp_port_bound = L->endpoints_ok && L->endpoints.nudp > 0 ? influx_udp_port : 0;
+    shared_state->tcp_port_bound = L->endpoints_ok && L->endpoints.ntcp > 0 ? influx_tcp_port : 0;
+    SpinLockRelease(&shared_state->mutex);
+
+    if (!L->endpoints_ok) {
+        ReportProblem(L->slot, "%s; retrying in %d s", error, influx_restart_delay);
+        SetListenerStatus("error: %s", error);
+        L->next_bind_attempt =
+            TimestampTzPlusMilliseconds(GetCurrentTimestamp(), influx_restart_delay * 1000);
+        return;
+    }
+    ereport(LOG, (errmsg("influx listener receiving line protocol on %s (UDP port %d, TCP port "
+                         "%d)",
+                         influx_listen_addresses, influx_udp_port, influx_tcp_port)));
+    SetListenerStatus("running");
+}
+
+/*
+ * Checks that influx.database exists and influx.role may log in, so that a mistake there
+ * is a status users can query rather than workers failing in a loop.  Only shared catalogs
+ * are read: the listener itself is not connected to a database.
+ */
+bool CheckTargets(void)
+{
+    char problem[256] = "";
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    if (!OidIsValid(get_database_oid(influx_database, true))) {
+        snprintf(problem, sizeof(problem), "database \"%s\" (influx.database) does not exist",
+                 influx_database);
+    } else if (influx_role != nullptr && influx_role[0] != '\0') {
+        HeapTuple tup = SearchSysCache1(AUTHNAME, CStringGetDatum(influx_role));
+        if (!HeapTupleIsValid(tup)) {
+            snprintf(problem, sizeof(problem), "role \"%s\" (influx.role) does not exist",
+                     influx_role);
+        } else {
+            auto *form = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
+            if (!form->rolcanlogin)
+                snprintf(problem, sizeof(problem),
+                         "role \"%s\" (influx.role) is not permitted to log in", influx_role);
+            ReleaseSysCache(tup);
+        }
+    }
+    CommitTransactionCommand();
+
+    if (problem[0] != '\0') {
+        ereport(WARNING, (errmsg("influx listener: %s; no workers are started", problem),
+                          errhint("Fix the setting and reload the configuration.")));
+        SetListenerStatus("error: %s", problem);
+        return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Reload and shutdown
+ * --------------------------------------------------------------------------------------- */
+
+bool StringsDiffer(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+void Shutdown(void);
+
+void ApplyReload(void)
+{
+    ProcessConfigFile(PGC_SIGHUP);
+
+    if (StringsDiffer(L->connected_database, influx_database) ||
+        StringsDiffer(L->connected_role, influx_role)) {
+        /* Workers cannot switch databases: start over with fresh workers. */
+        ereport(LOG, (errmsg("influx listener restarting to apply influx.database / "
+                             "influx.role")));
+        Shutdown();
+    }
+    bool was_ok = L->targets_ok;
+    L->targets_ok = CheckTargets();
+    if (L->targets_ok && !was_ok)
+        SetListenerStatus("running");
+
+    if (StringsDiffer(L->bound_addresses, influx_listen_addresses) ||
+        L->bound_udp_port != influx_udp_port || L->bound_tcp_port != influx_tcp_port ||
+        L->bound_udp_rcvbuf != influx_udp_receive_buffer)
+        BindSockets();
+}
+
+/* Reads whatever the kernel already holds for our sockets (used at shutdown). */
+void DrainSockets(void)
+{
+    /* Connections still waiting in the accept queue may carry data too. */
+    for (int i = 0; i < L->endpoints.ntcp; i++)
+        AcceptConnections(L->endpoints.tcp[i]);
+
+    for (int i = L->nconns - 1; i >= 0; i--) {
+        for (;;) {
+            while (L->blocked) {
+                RetryPending();
+                if (L->blocked)
+                    (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+                                     PG_WAIT_EXTENSION);
+                ResetLatch(MyLatch);
+            }
+            Connection *c = L->conns[i];
+            size_t before = c->buf.len;
+            if (!ReadConnection(i, 1))
+                break; /* closed by the sender: its last line was completed */
+            if (L->conns[i]->buf.len == before && !L->blocked)
+                break; /* nothing more to read now */
+        }
+    }
+    for (int e = 0; e < L->endpoints.nudp; e++)
+        for (int k = 0; k < 1000 && !L->blocked; k++)
+            ReadDatagrams(e, kDatagramsPerWakeup);
+}
+
+/*
+ * Hands every chunk to a ring (waiting for room, bounded), detaches from every ring and
+ * exits.  See the file comment for the order.
+ */
+void Shutdown(void)
+{
+    SetListenerStatus("stopping");
+    pgstat_report_activity(STATE_RUNNING, "stopping: handing received lines to workers");
+    CloseEndpoints(&L->endpoints); /* no new connections or datagrams from now on... */
+    /* ...but what was already accepted into connections is read to the end. */
+    DrainSockets();
+
+    TimestampTz start = GetCurrentTimestamp();
+    for (;;) {
+        RetryPending();
+        (void) TryPlaceChunk();
+        bool busy = L->chunk.len > 0;
+        for (int i = 0; i < kMaxRings && !busy; i++)
+            busy = L->rings[i].in_use && L->rings[i].pending.len > 0 && !L->rings[i].detached;
+        if (!busy)
+            break;
+        if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+                                       kShutdownDrainSeconds * 1000)) {
+            ereport(WARNING, (errmsg("influx listener: workers did not take the last received "
+                                     "lines within %d s; exiting without them",
+                                     kShutdownDrainSeconds)));
+            break;
+        }
+        /* A worker that died meanwhile is released so its chunk can go elsewhere. */
+        for (int i = 0; i < kMaxRings; i++) {
+            Ring *r = &L->rings[i];
+            pid_t pid;
+            if (r->in_use && GetBackgroundWorkerPid(r->handle, &pid) == BGWH_STOPPED)
+                ReleaseRing(r);
+        }
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+                         PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+
+    for (int i = 0; i < kMaxRings; i++) {
+        Ring *r = &L->rings[i];
+        if (r->in_use && r->mqh != nullptr) {
+            shm_mq_detach(r->mqh);
+            r->mqh = nullptr;
+            r->detached = true;
+        }
+    }
+    for (int i = L->nconns - 1; i >= 0; i--)
+        CloseConnection(i);
+
+    SpinLockAcquire(&shared_state->mutex);
+    shared_state->listener_pid = 0;
+    shared_state->udp_port_bound = 0;
+    shared_state->tcp_port_bound = 0;
+    shared_state->workers_running = 0;
+    strlcpy(shared_state->listener_status, "stopped", INFLUX_ERROR_TEXT);
+    SpinLockRelease(&shared_state->mutex);
+
+    /* Status 1: the postmaster starts the listener again unless the server is stopping. */
+    proc_exit(1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Main loop
+ * --------------------------------------------------------------------------------------- */
+
+void ListenerMain(void)
+{
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, ListenerSigterm);
+    BackgroundWorkerUnblockSignals();
+
+    /*
+     * No database: the listener reads only shared catalogs (CheckTargets).  Connecting
+     * still makes it visible in pg_stat_activity and gives it the SIGUSR1 handling that
+     * wakes it when a worker starts or stops.
+     */
+    BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+    pgstat_report_appname("influx listener");
+
+    L = static_cast<ListenerState *>(MemoryContextAllocZero(TopMemoryContext, sizeof(*L)));
+    L->slot = AcquireProcessSlot(ProcessKind::Listener, -1);
+    L->conns = static_cast<Connection **>(
+        MemoryContextAllocZero(TopMemoryContext, sizeof(Connection *) * 10001));
+    L->udp_buf = static_cast<char *>(MemoryContextAlloc(TopMemoryContext, 65536 + 1));
+    L->connected_database = MemoryContextStrdup(TopMemoryContext, influx_database);
+    L->connected_role = MemoryContextStrdup(TopMemoryContext, influx_role ? influx_role : "");
+
+    SpinLockAcquire(&shared_state->mutex);
+    shared_state->listener_pid = MyProcPid;
+    shared_state->generation++;
+    shared_state->listener_started_at = GetCurrentTimestamp();
+    SpinLockRelease(&shared_state->mutex);
+    SetListenerStatus("starting");
+
+    L->targets_ok = CheckTargets();
+    BindSockets();
+    if (L->targets_ok && L->endpoints_ok)
+        SetListenerStatus("running");
+    SuperviseWorkers(false);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+
+    WaitEvent events[64];
+    TimestampTz last_supervision = GetCurrentTimestamp();
+    for (;;) {
+        if (shutdown_requested)
+            Shutdown();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ApplyReload();
+            SuperviseWorkers(false);
+        }
+        if (!L->endpoints_ok && GetCurrentTimestamp() >= L->next_bind_attempt)
+            BindSockets();
+        if (L->wes_dirty || L->wes == nullptr)
+            RebuildWaitEventSet();
+
+        /* Short waits while a chunk waits for room, so the retry is prompt. */
+        long timeout = (L->blocked || L->chunk.len > 0) ? 10 : 1000;
+        for (int i = 0; i < kMaxRings && timeout > 10; i++)
+            if (L->rings[i].in_use && L->rings[i].pending.len > 0)
+                timeout = 10;
+        int n = WaitEventSetWait(L->wes, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+
+        bool latch = false;
+        for (int k = 0; k < n; k++) {
+            WaitEvent *ev = &events[k];
+            if (ev->events & WL_LATCH_SET) {
+                latch = true;
+                continue;
+            }
+            if (L->wes_dirty)
+                continue; /* the set changed under this event; wait again */
+            intptr_t tag = reinterpret_cast<intptr_t>(ev->user_data);
+            if (tag > 0 && tag <= kMaxEndpoints) {
+                ReadDatagrams(tag - 1, kDatagramsPerWakeup);
+            } else if (tag < 0 && tag >= -kMaxEndpoints) {
+                AcceptConnections(L->endpoints.tcp[-tag - 1]);
+            } else {
+                auto *c = static_cast<Connection *>(ev->user_data);
+                for (int i = 0; i < L->nconns; i++)
+                    if (L->conns[i] == c) {
+                        (void) ReadConnection(i, kReadsPerWakeup);
+                        break;
+                    }
+            }
+        }
+        if (latch) {
+            ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
+        }
+
+        /* Everything readable was read: send what there is, however small. */
+        if (!L->blocked)
+            (void) TryPlaceChunk();
+        RetryPending();
+
+        bool restart = pg_atomic_exchange_u32(&shared_state->restart_workers_requested, 0) != 0;
+        TimestampTz now = GetCurrentTimestamp();
+        if (latch || restart || TimestampDifferenceExceeds(last_supervision, now, 1000)) {
+            SuperviseWorkers(restart);
+            last_supervision = now;
+        }
+    }
+}
+
+} // namespace
+} // namespace influx
+
+namespace influx {
+
+void RegisterListener(void)
+{
+    BackgroundWorker worker;
+    memset(&worker, 0, sizeof(worker));
+    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    worker.bgw_restart_time = influx_restart_delay;
+    strlcpy(worker.bgw_library_name, "pg_influx", sizeof(worker.bgw_library_name));
+    strlcpy(worker.bgw_function_name, "pg_influx_listener_main",
+            sizeof(worker.bgw_function_name));
+    strlcpy(worker.bgw_name, "influx listener", BGW_MAXLEN);
+    strlcpy(worker.bgw_type, "influx listener", BGW_MAXLEN);
+    RegisterBackgroundWorker(&worker);
+}
+
+} // namespace influx
+
+/* Entry point named in bgw_function_name; the code it runs throws no C++ exceptions. */
+extern "C" void pg_influx_listener_main(Datum)
+{
+    influx::ListenerMain();
+}

@@ -1,5 +1,5 @@
 /*
- * listener.hpp — the influx listener background worker.
+ * listener.hpp — the influx listener background worker (static, one per server).
  */
 #pragma once
 

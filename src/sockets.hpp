@@ -1,0 +1,34 @@
+/*
+ * sockets.hpp — binding the listener's UDP and TCP sockets.
+ *
+ * Vocabulary: an *endpoint* is one bound socket (one address family and address of
+ * influx.listen_addresses, one transport).  "localhost" usually gives two endpoints per
+ * transport (127.0.0.1 and ::1).
+ *
+ * Include after postgres.h.
+ */
+#pragma once
+
+namespace influx {
+
+constexpr int kMaxEndpoints = 16;
+
+struct Endpoints {
+    int udp[kMaxEndpoints];
+    int nudp = 0;
+    int tcp[kMaxEndpoints];
+    int ntcp = 0;
+};
+
+/*
+ * Binds UDP (if udp_port > 0) and TCP (if tcp_port > 0) sockets on every address of the
+ * comma-separated list `addresses` ('*' = all IPv4 and IPv6).  Sockets are non-blocking.
+ * Returns false, with a message in `error`, if a transport that was asked for could not be
+ * bound on any address; sockets bound so far are closed then.
+ */
+bool BindEndpoints(const char *addresses, int udp_port, int tcp_port, int udp_rcvbuf,
+                   Endpoints *out, char *error, size_t error_size);
+
+void CloseEndpoints(Endpoints *endpoints);
+
+} // namespace influx

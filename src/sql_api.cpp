@@ -1,0 +1,289 @@
+/*
+ * sql_api.cpp — SQL functions to observe and manage the listener and workers:
+ * influx.stats(), influx.listener_status(), influx.restart_workers(), influx.send_udp(),
+ * influx.send_tcp().
+ *
+ * All of them read the fixed shared block (shared_state.hpp), which exists only when
+ * pg_influx is in shared_preload_libraries; without it they raise an error with a hint.
+ */
+#include <cerrno>
+#include <cstring>
+
+extern "C" {
+#include "postgres.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+}
+
+#include "pg_cpp.hpp"
+#include "settings.hpp"
+#include "shared_state.hpp"
+
+namespace {
+
+using influx::shared_state;
+
+void RequireSharedState(void)
+{
+    if (shared_state == nullptr)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("pg_influx is not loaded through shared_preload_libraries"),
+                 errhint("Add pg_influx to shared_preload_libraries and restart the server.")));
+}
+
+const char *KindName(int kind)
+{
+    switch (static_cast<influx::ProcessKind>(kind)) {
+        case influx::ProcessKind::Listener:
+            return "listener";
+        case influx::ProcessKind::Worker:
+            return "worker";
+        default:
+            return "unknown";
+    }
+}
+
+constexpr int kStatsColumns = 7 + influx::kCounterCount;
+
+/* One row of influx.stats(): counters plus identification. */
+void AddStatsRow(ReturnSetInfo *rsinfo, Datum *values, bool *nulls)
+{
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+Datum stats(FunctionCallInfo fcinfo)
+{
+    RequireSharedState();
+    InitMaterializedSRF(fcinfo, 0);
+    auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+
+    Datum values[kStatsColumns];
+    bool nulls[kStatsColumns];
+
+    for (int i = 0; i < INFLUX_PROCESS_SLOTS; i++) {
+        influx::ProcessSlot *s = &shared_state->slots[i];
+        if (pg_atomic_read_u32(&s->in_use) == 0)
+            continue;
+        memset(nulls, 0, sizeof(nulls));
+        int pid, kind, index;
+        TimestampTz started_at, last_error_at;
+        char activity[64], last_error[INFLUX_ERROR_TEXT];
+        SpinLockAcquire(&s->mutex);
+        pid = s->pid;
+        kind = s->kind;
+        index = s->worker_index;
+        started_at = s->started_at;
+        last_error_at = s->last_error_at;
+        memcpy(activity, s->activity, sizeof(activity));
+        memcpy(last_error, s->last_error, sizeof(last_error));
+        SpinLockRelease(&s->mutex);
+        if (pid == 0)
+            continue;
+
+        int col = 0;
+        values[col++] = Int32GetDatum(pid);
+        values[col++] = CStringGetTextDatum(KindName(kind));
+        if (index >= 0)
+            values[col++] = Int32GetDatum(index);
+        else
+            nulls[col++] = true;
+        values[col++] = TimestampTzGetDatum(started_at);
+        values[col++] = CStringGetTextDatum(activity);
+        for (int c = 0; c < influx::kCounterCount; c++)
+            values[col++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->counters[c]));
+        if (last_error[0] != '\0') {
+            values[col++] = CStringGetTextDatum(last_error);
+            values[col++] = TimestampTzGetDatum(last_error_at);
+        } else {
+            nulls[col++] = true;
+            nulls[col++] = true;
+        }
+        AddStatsRow(rsinfo, values, nulls);
+    }
+
+    /* Totals of processes that have exited, one row per kind that has any. */
+    for (int kind = 1; kind <= 2; kind++) {
+        bool any = false;
+        for (int c = 0; c < influx::kCounterCount; c++)
+            any |= pg_atomic_read_u64(&shared_state->retired[kind][c]) != 0;
+        if (!any)
+            continue;
+        memset(nulls, 0, sizeof(nulls));
+        int col = 0;
+        nulls[col++] = true; /* pid */
+        values[col++] = CStringGetTextDatum(KindName(kind));
+        nulls[col++] = true; /* worker */
+        nulls[col++] = true; /* started_at */
+        values[col++] = CStringGetTextDatum("exited");
+        for (int c = 0; c < influx::kCounterCount; c++)
+            values[col++] = Int64GetDatum((int64) pg_atomic_read_u64(&shared_state->retired[kind][c]));
+        nulls[col++] = true;
+        nulls[col++] = true;
+        AddStatsRow(rsinfo, values, nulls);
+    }
+    return (Datum) 0;
+}
+INFLUX_SQL_FUNCTION(stats)
+
+Datum listener_status(FunctionCallInfo fcinfo)
+{
+    RequireSharedState();
+    TupleDesc tupdesc;
+    if (get_call_result_type(fcinfo, nullptr, &tupdesc) != TYPEFUNC_COMPOSITE)
+        ereport(ERROR, (errmsg("function returning record called in a context that cannot "
+                               "accept a record")));
+    tupdesc = BlessTupleDesc(tupdesc);
+
+    int pid, udp, tcp, wanted, running;
+    uint32 generation;
+    TimestampTz started_at;
+    char status[INFLUX_ERROR_TEXT];
+    SpinLockAcquire(&shared_state->mutex);
+    pid = shared_state->listener_pid;
+    generation = shared_state->generation;
+    started_at = shared_state->listener_started_at;
+    memcpy(status, shared_state->listener_status, sizeof(status));
+    udp = shared_state->udp_port_bound;
+    tcp = shared_state->tcp_port_bound;
+    wanted = shared_state->workers_wanted;
+    running = shared_state->workers_running;
+    SpinLockRelease(&shared_state->mutex);
+
+    Datum values[8];
+    bool nulls[8] = {false};
+    if (pid != 0)
+        values[0] = Int32GetDatum(pid);
+    else
+        nulls[0] = true;
+    values[1] = CStringGetTextDatum(status);
+    values[2] = Int32GetDatum((int32) generation);
+    if (started_at != 0)
+        values[3] = TimestampTzGetDatum(started_at);
+    else
+        nulls[3] = true;
+    values[4] = Int32GetDatum(udp);
+    values[5] = Int32GetDatum(tcp);
+    values[6] = Int32GetDatum(wanted);
+    values[7] = Int32GetDatum(running);
+    return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+INFLUX_SQL_FUNCTION(listener_status)
+
+Datum restart_workers(FunctionCallInfo)
+{
+    RequireSharedState();
+    int pid;
+    SpinLockAcquire(&shared_state->mutex);
+    pid = shared_state->listener_pid;
+    SpinLockRelease(&shared_state->mutex);
+    if (pid == 0)
+        PG_RETURN_BOOL(false);
+    pg_atomic_write_u32(&shared_state->restart_workers_requested, 1);
+    PGPROC *proc = BackendPidGetProc(pid);
+    if (proc != nullptr)
+        SetLatch(&proc->procLatch);
+    PG_RETURN_BOOL(true);
+}
+INFLUX_SQL_FUNCTION(restart_workers)
+
+/* Sends `data` to host:port over UDP (one datagram) or TCP; returns bytes sent. */
+int64 SendTo(const char *host, int port, int socktype, const char *data, size_t len)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = socktype;
+    char service[16];
+    snprintf(service, sizeof(service), "%d", port);
+    struct addrinfo *list = nullptr;
+    int rc = getaddrinfo(host, service, &hints, &list);
+    if (rc != 0)
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION),
+                        errmsg("could not resolve \"%s\": %s", host, gai_strerror(rc))));
+
+    int fd = -1;
+    int saved_errno = 0;
+    for (struct addrinfo *ai = list; ai != nullptr; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        struct timeval tv = {10, 0};
+        (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        saved_errno = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(list);
+    if (fd < 0) {
+        errno = saved_errno;
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                        errmsg("could not connect to %s port %d: %m", host, port)));
+    }
+
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t n = send(fd, data + sent, len - sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            saved_errno = errno;
+            close(fd);
+            errno = saved_errno;
+            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                            errmsg("could not send to %s port %d: %m", host, port)));
+        }
+        sent += n;
+        if (socktype == SOCK_DGRAM)
+            break;
+    }
+    close(fd);
+    return (int64) sent;
+}
+
+Datum SendCommon(FunctionCallInfo fcinfo, int socktype, int default_port)
+{
+    if (PG_ARGISNULL(0))
+        PG_RETURN_NULL();
+    text *lines = PG_GETARG_TEXT_PP(0);
+    int port = PG_ARGISNULL(1) ? default_port : PG_GETARG_INT32(1);
+    char *host = PG_ARGISNULL(2) ? pstrdup("localhost") : text_to_cstring(PG_GETARG_TEXT_PP(2));
+    if (port <= 0 || port > 65535)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("port %d is out of range", port),
+                        errhint("The %s port is off (0); pass a port explicitly.",
+                                socktype == SOCK_DGRAM ? "UDP" : "TCP")));
+    size_t len = VARSIZE_ANY_EXHDR(lines);
+    if (socktype == SOCK_DGRAM && len > 65507)
+        ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                        errmsg("a UDP datagram holds at most 65507 bytes, got %zu", len)));
+    PG_RETURN_INT64(SendTo(host, port, socktype, VARDATA_ANY(lines), len));
+}
+
+Datum send_udp(FunctionCallInfo fcinfo)
+{
+    return SendCommon(fcinfo, SOCK_DGRAM, influx_udp_port);
+}
+INFLUX_SQL_FUNCTION(send_udp)
+
+Datum send_tcp(FunctionCallInfo fcinfo)
+{
+    return SendCommon(fcinfo, SOCK_STREAM, influx_tcp_port);
+}
+INFLUX_SQL_FUNCTION(send_tcp)
+
+} // namespace
