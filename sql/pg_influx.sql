@@ -9,7 +9,7 @@
 
 CREATE FUNCTION influx.parse(
     lines text,
-    precision text DEFAULT 'ns',
+    "precision" text DEFAULT 'ns',
     OUT line int,
     OUT measurement text,
     OUT tags jsonb,
@@ -116,3 +116,106 @@ REVOKE ALL ON FUNCTION influx.listener_status() FROM PUBLIC;
 -- ---------------------------------------------------------------------------------------
 -- Table creation hook (owned by the insert path; see docs/mapping.md)
 -- ---------------------------------------------------------------------------------------
+
+-- Column type of a field, by its line-protocol type.
+CREATE FUNCTION influx.field_column_type(field_type text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE field_type
+        WHEN 'float' THEN 'double precision'
+        WHEN 'integer' THEN 'bigint'
+        WHEN 'unsigned' THEN 'numeric'
+        WHEN 'boolean' THEN 'boolean'
+        ELSE 'text'
+    END
+$$;
+
+COMMENT ON FUNCTION influx.field_column_type(text) IS
+'Column type used for a field of the given line-protocol type (float, integer, unsigned, boolean, string)';
+
+-- Called (with parameters, never with SQL built from incoming data) when a line names a
+-- measurement that has no table in influx.schema and influx.create_tables is on.  Users may
+-- CREATE OR REPLACE it, e.g. to partition the table or add indexes; it must return the
+-- table, which should be <schema_name>.<measurement> so that later batches find it.
+CREATE FUNCTION influx.create_measurement_table(
+    schema_name name,
+    measurement text,
+    tag_keys text[],
+    field_keys text[],
+    field_types text[])
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    columns text := '_time timestamptz NOT NULL';
+    i int;
+BEGIN
+    -- A key that is both a tag and a field becomes a column of the field's type.
+    FOR i IN 1 .. coalesce(array_length(tag_keys, 1), 0) LOOP
+        IF tag_keys[i] <> '_time' AND NOT tag_keys[i] = ANY (coalesce(field_keys, '{}')) THEN
+            columns := columns || format(', %I text', tag_keys[i]);
+        END IF;
+    END LOOP;
+    FOR i IN 1 .. coalesce(array_length(field_keys, 1), 0) LOOP
+        IF field_keys[i] <> '_time' THEN
+            columns := columns || format(', %I %s', field_keys[i],
+                                         influx.field_column_type(field_types[i]));
+        END IF;
+    END LOOP;
+    EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I (%s)', schema_name, measurement, columns);
+    RETURN format('%I.%I', schema_name, measurement)::regclass;
+END
+$$;
+
+COMMENT ON FUNCTION influx.create_measurement_table(name, text, text[], text[], text[]) IS
+'Creates the table of a new measurement (_time timestamptz, tags text, fields typed); replaceable';
+
+-- Called when influx.add_columns is on and lines carry tags or fields that have no column
+-- yet (only keys that are not columns are passed).  Replaceable like the creation hook.
+CREATE FUNCTION influx.add_measurement_columns(
+    table_name regclass,
+    tag_keys text[],
+    field_keys text[],
+    field_types text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    actions text[] := '{}';
+    i int;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(tag_keys, 1), 0) LOOP
+        IF NOT tag_keys[i] = ANY (coalesce(field_keys, '{}')) THEN
+            actions := actions || format('ADD COLUMN IF NOT EXISTS %I text', tag_keys[i]);
+        END IF;
+    END LOOP;
+    FOR i IN 1 .. coalesce(array_length(field_keys, 1), 0) LOOP
+        actions := actions || format('ADD COLUMN IF NOT EXISTS %I %s', field_keys[i],
+                                     influx.field_column_type(field_types[i]));
+    END LOOP;
+    IF cardinality(actions) > 0 THEN
+        EXECUTE format('ALTER TABLE %s %s', table_name, array_to_string(actions, ', '));
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION influx.add_measurement_columns(regclass, text[], text[], text[]) IS
+'Adds columns for new tags (text) and fields (typed) of a measurement table; replaceable';
+
+-- The insert path, synchronously, in the caller's transaction and with the caller's
+-- privileges (so it is open to PUBLIC).  NULL arguments mean the influx.* settings.
+CREATE FUNCTION influx.insert(
+    lines text,
+    "precision" text DEFAULT NULL,
+    schema_name name DEFAULT NULL,
+    create_tables boolean DEFAULT NULL,
+    add_columns boolean DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_influx_insert'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION influx.insert(text, text, name, boolean, boolean) IS
+'Inserts line protocol into the measurement tables like the insertion workers do; returns rows inserted (problems are WARNINGs)';

@@ -1,11 +1,794 @@
-/* insert.cpp — placeholder, replaced by the insert path. */
+/*
+ * insert.cpp — the insert path: chunks of lines in, committed rows out (see insert.hpp).
+ *
+ * Vocabulary (see also batch.hpp and table_writer.hpp):
+ *   flush     inserting the whole pending batch, group by group, in one transaction.
+ *   attempt   one try at a flush.  The first attempt writes every group with no
+ *             subtransaction at all (the fast, common case).  If anything raises an ERROR,
+ *             the attempt is rolled back and a second, *isolated* attempt writes each
+ *             group in its own subtransaction; a failing group is split — at the failing
+ *             row when it is known, else in halves — down to single rows, so good rows land
+ *             and each bad row is counted with its reason.
+ *   resolve   finding a group's table: the name map, the creation hook for an unknown
+ *             measurement, the column hook for new tags and fields, lock, privileges.
+ *
+ * The same code serves the insertion workers (InsertInit/InsertAddChunk/InsertFlush, each
+ * flush its own transaction) and influx.insert() (one synchronous call inside the
+ * caller's transaction, where the first attempt is itself a subtransaction).
+ *
+ * Error handling is C-style: PG_TRY/PG_CATCH, CopyErrorData + FlushErrorState, and no
+ * C++ object with a destructor alive across a call that can raise an ERROR.
+ */
+#include <cstring>
+
+#include "line_protocol.hpp"
+
 extern "C" {
 #include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 }
+
+#include "batch.hpp"
 #include "insert.hpp"
+#include "pg_cpp.hpp"
+#include "report.hpp"
+#include "settings.hpp"
+#include "table_cache.hpp"
+#include "table_writer.hpp"
+
 namespace influx {
-void InsertInit(ProcessSlot *) {}
-bool InsertAddChunk(const char *, size_t) { return false; }
-size_t InsertPendingRows(void) { return 0; }
-void InsertFlush(void) {}
+
+namespace {
+
+/* What a flush needs to know besides the batch: from the settings, or influx.insert(). */
+struct FlushOptions {
+    const char *schema;
+    bool create_tables;
+    bool add_columns;
+    bool worker; /* report activity, own transactions */
+};
+
+bool initialized = false;
+ProcessSlot *my_slot = nullptr;
+LineParser *parser = nullptr;
+Batch batch;
+MemoryContext work_cxt = nullptr;    /* per flush: lookups, error data */
+MemoryContext attempt_cxt = nullptr; /* per write attempt: executor state */
+bool sql_call_active = false;
+int applied_synchronous_commit = -1;
+
+/* Where the current write got to; volatile because it is read after a longjmp. */
+volatile WriteProgress progress;
+
+/* Once per process: contexts, the parser, the table cache and its callbacks. */
+void EnsureInitialized(void)
+{
+    if (initialized)
+        return;
+    BatchInit(&batch, TopMemoryContext);
+    work_cxt = AllocSetContextCreate(TopMemoryContext, "influx flush", ALLOCSET_DEFAULT_SIZES);
+    attempt_cxt = AllocSetContextCreate(work_cxt, "influx write", ALLOCSET_DEFAULT_SIZES);
+    TableCacheInit();
+
+    CppError err;
+    try {
+        parser = new LineParser();
+    } catch (...) {
+        CaptureCppException(&err);
+    }
+    if (err.raised)
+        RaiseCppError(&err);
+    initialized = true;
 }
+
+/* Current time as Unix nanoseconds, for lines without a timestamp. */
+int64 NowNs(void)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    return (now + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) * 1000;
+}
+
+/* A short, printable excerpt of a line for messages (at most 60 bytes). */
+void Excerpt(std::string_view line, bool ascii_only, char *buf, size_t size)
+{
+    size_t n = Min(line.size(), static_cast<size_t>(60));
+    while (n > 0 && n < line.size() && (static_cast<unsigned char>(line[n]) & 0xC0) == 0x80)
+        n--;
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 4 < size; i++) {
+        unsigned char c = static_cast<unsigned char>(line[i]);
+        buf[o++] = c < 0x20 || c == 0x7F || (ascii_only && c >= 0x80) ? '?' : static_cast<char>(c);
+    }
+    if (n < line.size() && o + 4 < size) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+}
+
+/*
+ * Parses one line into the batch.  Rejected lines are counted and reported; points whose
+ * measurement cannot name a table (longer than 63 bytes, NUL byte) are rejected here
+ * rather than truncated into some other table's name.
+ */
+void ParseOne(std::string_view line, int64 now_ns)
+{
+    Point point;
+    ParseStatus status = parser->ParseLine(line, &point);
+    if (status == ParseStatus::Skip)
+        return;
+    Note(kLinesReceived);
+    if (status == ParseStatus::Invalid) {
+        const ParseError &e = parser->error();
+        char excerpt[80];
+        Excerpt(line, e.cls == ErrorClass::Encoding, excerpt, sizeof(excerpt));
+        Problem(e.cls == ErrorClass::TooLong ? kLinesRejectedTooLong : kLinesRejectedSyntax, 1,
+                "line rejected: %s: \"%s\"", e.message, excerpt);
+        return;
+    }
+
+    char name[NAMEDATALEN];
+    size_t len = UnescapedSize(point.measurement);
+    if (len >= NAMEDATALEN || memchr(point.measurement.data, '\0', point.measurement.size)) {
+        char excerpt[80];
+        Excerpt(line, false, excerpt, sizeof(excerpt));
+        Problem(kRowsRejectedTable, 1,
+                len >= NAMEDATALEN
+                    ? "row rejected: measurement name longer than 63 bytes: \"%s\""
+                    : "row rejected: measurement name contains a NUL byte: \"%s\"",
+                excerpt);
+        return;
+    }
+    len = Unescape(point.measurement, name);
+    name[len] = '\0';
+    BatchAddRow(&batch, name, len, point, point.has_time ? point.time_ns : now_ns, line.data(),
+                line.size());
+}
+
+/* Copies a chunk into the batch and parses its lines. */
+void ParseChunk(const char *data, size_t size, Precision precision)
+{
+    ParserOptions options;
+    options.precision = precision;
+    options.max_line_length = static_cast<size_t>(influx_max_line_length);
+    parser->set_options(options);
+
+    char *copy = BatchCopyBytes(&batch, data, size);
+    int64 now_ns = NowNs();
+    ForEachLine(copy, size, [now_ns](std::string_view line) { ParseOne(line, now_ns); });
+}
+
+/* Rows of [lo, hi) not yet rejected. */
+int64 PendingRows(BatchGroup *g, int lo, int hi)
+{
+    int64 n = 0;
+    for (int i = lo; i < hi; i++)
+        n += g->rows[i].rejected ? 0 : 1;
+    return n;
+}
+
+/* Rejects every remaining row of [lo, hi) for one reason (counted once per row). */
+void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *reason)
+{
+    int64 n = PendingRows(g, lo, hi);
+    if (n == 0)
+        return;
+    for (int i = lo; i < hi; i++)
+        g->rows[i].rejected = true;
+    Problem(counter, n, "%lld row%s for \"%s\" rejected: %s", static_cast<long long>(n),
+            n == 1 ? "" : "s", g->measurement, reason);
+}
+
+/* Keys of a group as text[] arrays for the hooks: tags, fields and field types. */
+struct KeySets {
+    ArrayBuildState *tags;
+    ArrayBuildState *fields;
+    ArrayBuildState *types;
+    int count;
+};
+
+/*
+ * Collects the distinct tag and field keys of rows [lo, hi) that have no column in
+ * `info` (every key when info is NULL).  A key that is both a tag and a field becomes a
+ * field (the field's value wins, see docs/mapping.md).  Keys longer than 63 bytes cannot
+ * be columns and are left out.
+ */
+void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *keys)
+{
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.keysize = NAMEDATALEN;
+    ctl.entrysize = NAMEDATALEN + sizeof(int);
+    ctl.hcxt = CurrentMemoryContext;
+    HTAB *seen = hash_create("influx keys", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+    memset(keys, 0, sizeof(*keys));
+
+    /* Fields first, so that a key used as both is typed by its field. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = lo; i < hi; i++) {
+            BatchRow *row = &g->rows[i];
+            if (row->rejected)
+                continue;
+            uint32 n = pass == 0 ? row->nfields : row->ntags;
+            for (uint32 k = 0; k < n; k++) {
+                const Text &key = pass == 0 ? row->fields[k].key : row->tags[k].key;
+                char name[NAMEDATALEN];
+                if (UnescapedSize(key) >= NAMEDATALEN || memchr(key.data, '\0', key.size))
+                    continue;
+                size_t len = Unescape(key, name);
+                name[len] = '\0';
+                if (strcmp(name, "_time") == 0)
+                    continue;
+                if (info != nullptr && TableInfoFindColumn(info, name, len) >= 0)
+                    continue;
+                bool found;
+                hash_search(seen, name, HASH_ENTER, &found);
+                if (found)
+                    continue;
+                Datum d = CStringGetTextDatum(name);
+                if (pass == 0) {
+                    keys->fields = accumArrayResult(keys->fields, d, false, TEXTOID,
+                                                    CurrentMemoryContext);
+                    Datum t = CStringGetTextDatum(FieldTypeName(row->fields[k].type));
+                    keys->types =
+                        accumArrayResult(keys->types, t, false, TEXTOID, CurrentMemoryContext);
+                } else {
+                    keys->tags =
+                        accumArrayResult(keys->tags, d, false, TEXTOID, CurrentMemoryContext);
+                }
+                keys->count++;
+            }
+        }
+    }
+}
+
+/* A text[] Datum of collected keys ('{}' when there were none). */
+Datum KeyArray(ArrayBuildState *state)
+{
+    if (state == nullptr)
+        return PointerGetDatum(construct_empty_array(TEXTOID));
+    return makeArrayResult(state, CurrentMemoryContext);
+}
+
+/*
+ * Calls influx.create_measurement_table(schema, measurement, tags, fields, types) through
+ * SPI with parameters (no SQL text is built from incoming data) and returns the table it
+ * reports.  Errors propagate: the caller's isolation turns them into rejected rows.
+ */
+Oid CreateTable(const char *schema, BatchGroup *g, int lo, int hi)
+{
+    KeySets keys;
+    CollectKeys(g, lo, hi, nullptr, &keys);
+    Oid argtypes[5] = {NAMEOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+    Datum args[5] = {
+        DirectFunctionCall1(namein, CStringGetDatum(schema)),
+        CStringGetTextDatum(g->measurement),
+        KeyArray(keys.tags),
+        KeyArray(keys.fields),
+        KeyArray(keys.types),
+    };
+    SPI_connect();
+    int rc = SPI_execute_with_args("SELECT influx.create_measurement_table($1, $2, $3, $4, $5)",
+                                   5, argtypes, args, nullptr, false, 1);
+    Oid relid = InvalidOid;
+    if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+        bool isnull;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+        if (!isnull)
+            relid = DatumGetObjectId(d);
+    }
+    SPI_finish();
+    CommandCounterIncrement();
+    return relid;
+}
+
+/*
+ * influx.add_columns: calls influx.add_measurement_columns(table, tags, fields, types) for
+ * the keys of [lo, hi) that have no column yet, in a subtransaction of its own — if it
+ * fails (e.g. the role does not own the table), the rows are still inserted without the
+ * new columns.  Returns true if columns may have been added.
+ */
+bool AddColumns(Relation rel, const TableInfo *info, BatchGroup *g, int lo, int hi)
+{
+    KeySets keys;
+    CollectKeys(g, lo, hi, info, &keys);
+    if (keys.count == 0)
+        return false;
+
+    MemoryContext oldcxt = CurrentMemoryContext;
+    ResourceOwner oldowner = CurrentResourceOwner;
+    volatile bool ok = true;
+    Oid argtypes[4] = {REGCLASSOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+    Datum args[4] = {ObjectIdGetDatum(RelationGetRelid(rel)), KeyArray(keys.tags),
+                     KeyArray(keys.fields), KeyArray(keys.types)};
+
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(oldcxt);
+    PG_TRY();
+    {
+        SPI_connect();
+        SPI_execute_with_args("SELECT influx.add_measurement_columns($1, $2, $3, $4)", 4,
+                              argtypes, args, nullptr, false, 1);
+        SPI_finish();
+        ReleaseCurrentSubTransaction();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(oldcxt);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+        Problem(kErrors, 0, "could not add columns to \"%s\": %s", g->measurement,
+                edata->message);
+        FreeErrorData(edata);
+        ok = false;
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(oldcxt);
+    CurrentResourceOwner = oldowner;
+    if (ok)
+        CommandCounterIncrement();
+    return ok;
+}
+
+/*
+ * Finds (or creates) and opens the group's table with RowExclusiveLock.  Locking processes
+ * pending invalidations, so afterwards the name map is asked again: if the name now leads
+ * elsewhere (renamed, dropped and re-created), start over.  NULL when the rows were
+ * rejected (counted).
+ */
+Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, int hi)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        Oid relid = TableCacheLookup(nspid, g->measurement);
+        bool created = false;
+        if (!OidIsValid(relid)) {
+            if (!opts->create_tables) {
+                char reason[NAMEDATALEN * 2 + 64];
+                pg_snprintf(reason, sizeof(reason),
+                            "no table \"%s.%s\" and influx.create_tables is off", opts->schema,
+                            g->measurement);
+                RejectRange(g, lo, hi, kRowsRejectedTable, reason);
+                return nullptr;
+            }
+            relid = CreateTable(opts->schema, g, lo, hi);
+            if (!OidIsValid(relid)) {
+                RejectRange(g, lo, hi, kRowsRejectedTable,
+                            "influx.create_measurement_table() returned NULL");
+                return nullptr;
+            }
+            created = true;
+        }
+
+        char relkind = get_rel_relkind(relid);
+        if (relkind == '\0')
+            continue; /* dropped since the lookup */
+        if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE &&
+            relkind != RELKIND_FOREIGN_TABLE) {
+            RejectRange(g, lo, hi, kRowsRejectedTable,
+                        "not a table (only tables, partitioned and foreign tables receive rows)");
+            return nullptr;
+        }
+        Relation rel = try_table_open(relid, RowExclusiveLock);
+        if (rel == nullptr)
+            continue;
+        if (created || TableCacheLookup(nspid, g->measurement) == relid)
+            return rel;
+        table_close(rel, RowExclusiveLock);
+    }
+    RejectRange(g, lo, hi, kRowsRejectedTable, "the table kept changing while being opened");
+    return nullptr;
+}
+
+/*
+ * Resolves the group's table and writes rows [lo, hi) into it.  Raises an ERROR for
+ * anything the table refuses; `progress` tells where.  Returns rows written.
+ */
+int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
+{
+    progress.stage = WriteStage::Resolve;
+    progress.row = -1;
+    progress.column = nullptr;
+    if (PendingRows(g, lo, hi) == 0)
+        return 0;
+
+    Oid nspid = TableCacheSchemaOid(opts->schema);
+    if (!OidIsValid(nspid)) {
+        char reason[NAMEDATALEN + 32];
+        pg_snprintf(reason, sizeof(reason), "schema \"%s\" does not exist", opts->schema);
+        RejectRange(g, lo, hi, kRowsRejectedTable, reason);
+        return 0;
+    }
+    Relation rel = OpenTable(opts, nspid, g, lo, hi);
+    if (rel == nullptr)
+        return 0;
+
+    /* Nothing bypasses what the role could do with INSERT. */
+    Oid relid = RelationGetRelid(rel);
+    const char *refusal = nullptr;
+    if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+        refusal = "permission denied: INSERT privilege on the table is required";
+    else if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+        refusal = "row-level security is enabled for the table and the role; pg_influx does "
+                  "not insert through policies";
+    TableInfo *info = refusal == nullptr ? TableCacheGet(rel) : nullptr;
+    if (info != nullptr && info->time_unsupported)
+        refusal = "column \"_time\" must be timestamptz, timestamp or bigint";
+    if (refusal != nullptr) {
+        table_close(rel, RowExclusiveLock);
+        RejectRange(g, lo, hi, kRowsRejectedTable, refusal);
+        return 0;
+    }
+    if (opts->add_columns && AddColumns(rel, info, g, lo, hi))
+        info = TableCacheGet(rel);
+
+    if (opts->worker) {
+        char activity[NAMEDATALEN * 2 + 64];
+        pg_snprintf(activity, sizeof(activity), "inserting %lld rows into %s.%s",
+                    static_cast<long long>(PendingRows(g, lo, hi)), opts->schema,
+                    RelationGetRelationName(rel));
+        pgstat_report_activity(STATE_RUNNING, activity);
+        SetSlotActivity(my_slot, activity);
+    }
+
+    /* Each group is a statement: it sees what the previous ones wrote. */
+    CommandCounterIncrement();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    int64 n = WriteRows(rel, info, g, lo, hi, &progress);
+    PopActiveSnapshot();
+    table_close(rel, NoLock);
+    return n;
+}
+
+/* Runs InsertGroup in a subtransaction; on failure, *message and *sqlstate say why. */
+bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int hi, int64 *n,
+                          char *message, size_t message_size, int *sqlstate)
+{
+    MemoryContext oldcxt = CurrentMemoryContext;
+    ResourceOwner oldowner = CurrentResourceOwner;
+    volatile bool ok = true;
+
+    MemoryContextReset(attempt_cxt);
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(attempt_cxt);
+    PG_TRY();
+    {
+        *n = InsertGroup(opts, g, lo, hi);
+        ReleaseCurrentSubTransaction();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(work_cxt);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+        strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
+        *sqlstate = edata->sqlerrcode;
+        FreeErrorData(edata);
+        ok = false;
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(oldcxt);
+    CurrentResourceOwner = oldowner;
+    MemoryContextReset(attempt_cxt);
+
+    /* A cancelled influx.insert() stops; a worker treats a cancel like any failure. */
+    if (!ok && !opts->worker && *sqlstate == ERRCODE_QUERY_CANCELED)
+        ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("%s", message)));
+    return ok;
+}
+
+/*
+ * Writes rows [lo, hi) of a group in subtransactions, narrowing down failures: at the
+ * failing row when the error says which one it was, else by halves, down to single rows.
+ */
+int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
+{
+    check_stack_depth();
+    int64 total = 0;
+    while (lo < hi && PendingRows(g, lo, hi) > 0) {
+        char message[INFLUX_ERROR_TEXT];
+        int sqlstate = 0;
+        int64 n = 0;
+        if (InsertGroupInSubxact(opts, g, lo, hi, &n, message, sizeof(message), &sqlstate)) {
+            total += n;
+            break;
+        }
+        WriteStage stage = progress.stage;
+        int row = progress.row;
+        bool in_value = progress.column != nullptr;
+
+        if (stage == WriteStage::Resolve || stage == WriteStage::Setup) {
+            RejectRange(g, lo, hi, kRowsRejectedTable, message);
+            break;
+        }
+        if (stage == WriteStage::Rows && row >= lo && row < hi) {
+            g->rows[row].rejected = true;
+            Problem(in_value ? kRowsRejectedValue : kRowsRejectedInsert, 1,
+                    "row rejected: table \"%s\"%s%s%s: %s", g->measurement,
+                    in_value ? ", column \"" : "", in_value ? progress.column : "",
+                    in_value ? "\"" : "", message);
+            if (row > lo)
+                total += InsertGroupIsolated(opts, g, lo, row);
+            lo = row + 1;
+            continue;
+        }
+        if (hi - lo == 1) {
+            g->rows[lo].rejected = true;
+            Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": %s", g->measurement,
+                    message);
+            break;
+        }
+        int mid = lo + (hi - lo) / 2;
+        total += InsertGroupIsolated(opts, g, lo, mid);
+        total += InsertGroupIsolated(opts, g, mid, hi);
+        break;
+    }
+    return total;
+}
+
+/* One pass over all groups: plain (errors propagate) or isolated. */
+int64 InsertAll(const FlushOptions *opts, bool isolate)
+{
+    int64 total = 0;
+    for (int i = 0; i < batch.ngroups; i++) {
+        BatchGroup *g = batch.groups[i];
+        if (isolate) {
+            total += InsertGroupIsolated(opts, g, 0, g->nrows);
+        } else {
+            MemoryContextReset(attempt_cxt);
+            MemoryContext old = MemoryContextSwitchTo(attempt_cxt);
+            total += InsertGroup(opts, g, 0, g->nrows);
+            MemoryContextSwitchTo(old);
+        }
+    }
+    return total;
+}
+
+int64 AllPendingRows(void)
+{
+    int64 n = 0;
+    for (int i = 0; i < batch.ngroups; i++)
+        n += PendingRows(batch.groups[i], 0, batch.groups[i]->nrows);
+    return n;
+}
+
+/* Deferred constraints would fire at commit, out of reach of the isolation: not here. */
+void SetConstraintsImmediate(void)
+{
+    ConstraintsSetStmt *stmt = makeNode(ConstraintsSetStmt);
+    stmt->constraints = NIL;
+    stmt->deferred = false;
+    AfterTriggerSetState(stmt);
+}
+
+/*
+ * A worker's flush attempt as one transaction of its own.  Returns false (rolled back) if
+ * anything raised an ERROR, including the commit.
+ */
+bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted)
+{
+    MemoryContext oldcxt = CurrentMemoryContext;
+    volatile bool ok = true;
+    PG_TRY();
+    {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        if (isolate)
+            SetConstraintsImmediate();
+        MemoryContextSwitchTo(work_cxt);
+        *inserted = InsertAll(opts, isolate);
+        MemoryContextSwitchTo(oldcxt);
+        CommitTransactionCommand();
+    }
+    PG_CATCH();
+    {
+        HOLD_INTERRUPTS();
+        MemoryContextSwitchTo(work_cxt);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        AbortOutOfAnyTransaction();
+        if (isolate)
+            Problem(kRowsRejectedInsert, AllPendingRows(), "batch of %lld rows lost: %s",
+                    static_cast<long long>(AllPendingRows()), edata->message);
+        else
+            elog(DEBUG1, "pg_influx: batch failed, retrying table by table: %s", edata->message);
+        FreeErrorData(edata);
+        RESUME_INTERRUPTS();
+        ok = false;
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(oldcxt);
+    return ok;
+}
+
+/* Sets synchronous_commit for the worker's transactions when influx.synchronous_commit changed. */
+void ApplySynchronousCommit(void)
+{
+    if (applied_synchronous_commit == influx_synchronous_commit)
+        return;
+    const char *value = "on";
+    switch (influx_synchronous_commit) {
+        case SYNCHRONOUS_COMMIT_OFF:
+            value = "off";
+            break;
+        case SYNCHRONOUS_COMMIT_LOCAL_FLUSH:
+            value = "local";
+            break;
+        case SYNCHRONOUS_COMMIT_REMOTE_WRITE:
+            value = "remote_write";
+            break;
+        case SYNCHRONOUS_COMMIT_REMOTE_APPLY:
+            value = "remote_apply";
+            break;
+        default:
+            break;
+    }
+    /* Session level, outside any transaction: it stays until changed (through the assign
+     * hook, so SyncRepWaitMode follows). */
+    SetConfigOption("synchronous_commit", value, PGC_USERSET, PGC_S_SESSION);
+    applied_synchronous_commit = influx_synchronous_commit;
+}
+
+/* After a flush (or an influx.insert() call): free the batch and per-flush memory. */
+void EndBatch(void)
+{
+    BatchReset(&batch);
+    MemoryContextReset(work_cxt);
+    TableCacheEndOfBatch();
+}
+
+} // namespace
+
+void InsertInit(ProcessSlot *slot)
+{
+    my_slot = slot;
+    EnsureInitialized();
+    ReportToSlot(slot);
+}
+
+bool InsertAddChunk(const char *data, size_t size)
+{
+    ParseChunk(data, size, static_cast<Precision>(influx_precision));
+    return batch.nrows >= static_cast<size_t>(influx_batch_size);
+}
+
+size_t InsertPendingRows(void)
+{
+    return initialized ? batch.nrows : 0;
+}
+
+void InsertFlush(void)
+{
+    if (batch.nrows == 0) {
+        EndBatch();
+        return;
+    }
+    FlushOptions opts = {influx_schema, influx_create_tables, influx_add_columns, true};
+    ApplySynchronousCommit();
+
+    int64 inserted = 0;
+    bool ok = FlushTransaction(&opts, false, &inserted);
+    if (!ok)
+        ok = FlushTransaction(&opts, true, &inserted);
+    if (ok) {
+        Note(kRowsInserted, inserted);
+        Note(kBatches);
+    }
+    EndBatch();
+    pgstat_report_stat(false);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+    SetSlotActivity(my_slot, "idle");
+}
+
+/*
+ * influx.insert(lines, precision, schema_name, create_tables, add_columns): the insert path,
+ * synchronously, in the caller's transaction and with the caller's privileges.  Problems
+ * are raised as WARNINGs; returns the number of rows inserted.
+ */
+static Datum insert(FunctionCallInfo fcinfo)
+{
+    if (PG_ARGISNULL(0))
+        PG_RETURN_NULL();
+    if (sql_call_active)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("influx.insert() cannot be called while it is running")));
+
+    Precision precision = static_cast<Precision>(influx_precision);
+    if (!PG_ARGISNULL(1)) {
+        char *p = text_to_cstring(PG_GETARG_TEXT_PP(1));
+        if (!ParsePrecision(p, &precision))
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("invalid precision \"%s\"", p),
+                            errhint("Use ns, us, ms or s.")));
+    }
+    FlushOptions opts = {influx_schema, influx_create_tables, influx_add_columns, false};
+    if (!PG_ARGISNULL(2))
+        opts.schema = pstrdup(NameStr(*PG_GETARG_NAME(2)));
+    if (!PG_ARGISNULL(3))
+        opts.create_tables = PG_GETARG_BOOL(3);
+    if (!PG_ARGISNULL(4))
+        opts.add_columns = PG_GETARG_BOOL(4);
+    text *lines = PG_GETARG_TEXT_PP(0);
+
+    EnsureInitialized();
+    sql_call_active = true;
+    ReportToSqlCall();
+    volatile int64 inserted = 0;
+    MemoryContext oldcxt = CurrentMemoryContext;
+    PG_TRY();
+    {
+        BatchReset(&batch);
+        ParseChunk(VARDATA_ANY(lines), VARSIZE_ANY_EXHDR(lines), precision);
+
+        /* First attempt: everything in one subtransaction; on failure, isolate. */
+        volatile int64 n = 0;
+        char message[INFLUX_ERROR_TEXT];
+        int sqlstate = 0;
+        ResourceOwner oldowner = CurrentResourceOwner;
+        volatile bool ok = true;
+        BeginInternalSubTransaction(nullptr);
+        MemoryContextSwitchTo(work_cxt);
+        PG_TRY();
+        {
+            n = InsertAll(&opts, false);
+            ReleaseCurrentSubTransaction();
+        }
+        PG_CATCH();
+        {
+            MemoryContextSwitchTo(work_cxt);
+            ErrorData *edata = CopyErrorData();
+            FlushErrorState();
+            RollbackAndReleaseCurrentSubTransaction();
+            strlcpy(message, edata->message ? edata->message : "", sizeof(message));
+            sqlstate = edata->sqlerrcode;
+            FreeErrorData(edata);
+            ok = false;
+        }
+        PG_END_TRY();
+        MemoryContextSwitchTo(work_cxt);
+        CurrentResourceOwner = oldowner;
+        if (!ok && sqlstate == ERRCODE_QUERY_CANCELED)
+            ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("%s", message)));
+        if (!ok)
+            n = InsertAll(&opts, true);
+        inserted = n;
+        Note(kRowsInserted, inserted);
+    }
+    PG_FINALLY();
+    {
+        MemoryContextSwitchTo(oldcxt);
+        EndBatch();
+        sql_call_active = false;
+        ReportToSlot(my_slot);
+    }
+    PG_END_TRY();
+    PG_RETURN_INT64(inserted);
+}
+
+} // namespace influx
+
+using influx::insert;
+INFLUX_SQL_FUNCTION(insert)

@@ -1,3 +1,953 @@
-/* line_protocol.cpp — placeholder, replaced by the parser. */
+/*
+ * line_protocol.cpp — the InfluxDB line protocol parser (pure C++, see line_protocol.hpp).
+ *
+ * Vocabulary: a *line* is what LineScanner cut out of a buffer; a *point* is what a valid
+ * line describes; the *series key* is the measurement plus the tag set (the text before the
+ * first unescaped space); the *field block* is the text between the series key and the
+ * timestamp.
+ *
+ * Compatibility is the point of this file.  Users move from InfluxDB 1.x, and a line that
+ * InfluxDB accepts must be accepted here with the same values, and a line it rejects must
+ * be rejected.  InfluxDB's parser (models/points.go) does not follow one grammar: it checks
+ * a line with one set of scanning rules (scanKey, scanFields, scanTime) and later reads the
+ * values back with a second, slightly different set (walkFields and the field iterator).
+ * The two only disagree on strange input (a backslash before '=' in a field key, text after
+ * the closing quote of a string), but there they decide what InfluxDB stores.  So the
+ * parser below runs the same two passes, written from a reading of that behaviour:
+ *
+ *   1. the syntax pass over the whole line: measurement, tags, field block (numbers and
+ *      booleans are converted here, as InfluxDB range-checks them here), timestamp;
+ *   2. the field pass over the field block only, which cuts it into key=value pairs the way
+ *      InfluxDB's field iterator does and takes the values (reusing the numbers converted in
+ *      pass 1 when the spans agree, which is always, except on the strange input above).
+ *
+ * Deliberate differences (docs/line-protocol.md): a trailing '\r' is dropped (CRLF input),
+ * NUL bytes and invalid UTF-8 reject the line, unsigned integers are always enabled, NaN and
+ * infinities are never accepted, and a line whose fields all have empty keys is rejected.
+ *
+ * Nothing here allocates once the parser's vectors have grown to the longest line seen.
+ */
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include <fast_float/fast_float.h>
+
 #include "line_protocol.hpp"
 #include "cpp_only.hpp"
+
+namespace influx {
+
+namespace {
+
+/* InfluxDB's limit on measurement + tags (and on that + 4 + a field key). */
+constexpr size_t kMaxKeyLength = 65535;
+/* InfluxDB keeps the two lowest and the highest int64 nanosecond values for itself. */
+constexpr int64_t kMinNanoTime = std::numeric_limits<int64_t>::min() + 2;
+constexpr int64_t kMaxNanoTime = std::numeric_limits<int64_t>::max() - 1;
+/* Up to this many tags or fields, duplicates are found by comparing every pair. */
+constexpr size_t kLinearDedupLimit = 16;
+
+inline bool IsDigitOrDot(char c) noexcept { return (c >= '0' && c <= '9') || c == '.'; }
+
+/* Space, tab and NUL: what InfluxDB skips before the series key, fields and timestamp. */
+inline size_t SkipWhitespace(const char *b, size_t n, size_t i) noexcept
+{
+    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\0'))
+        ++i;
+    return i;
+}
+
+inline bool IsEscapable(TextKind kind, char c) noexcept
+{
+    switch (kind) {
+    case TextKind::Measurement:
+        return c == ',' || c == ' ';
+    case TextKind::FieldKey:
+        return c == ',' || c == ' ' || c == '=' || c == '"';
+    case TextKind::Key:
+        return c == ',' || c == ' ' || c == '=';
+    case TextKind::StringValue:
+        return c == '"' || c == '\\';
+    }
+    return false;
+}
+
+/* Walks the unescaped bytes of a Text one at a time (for comparing and hashing keys). */
+struct UnescapeCursor {
+    const char *p;
+    const char *end;
+    TextKind kind;
+
+    explicit UnescapeCursor(const Text &t) noexcept : p(t.data), end(t.data + t.size), kind(t.kind) {}
+
+    bool Next(char *c) noexcept
+    {
+        if (p >= end)
+            return false;
+        if (*p == '\\' && p + 1 < end && IsEscapable(kind, p[1])) {
+            *c = p[1];
+            p += 2;
+        } else {
+            *c = *p++;
+        }
+        return true;
+    }
+};
+
+constexpr uint64_t kFnvOffset = 14695981039346656037ULL;
+constexpr uint64_t kFnvPrime = 1099511628211ULL;
+
+uint64_t HashRaw(const Text &t) noexcept
+{
+    uint64_t h = kFnvOffset;
+    for (uint32_t i = 0; i < t.size; ++i)
+        h = (h ^ static_cast<unsigned char>(t.data[i])) * kFnvPrime;
+    return h;
+}
+
+uint64_t HashUnescaped(const Text &t) noexcept
+{
+    if (!t.escaped)
+        return HashRaw(t);
+    uint64_t h = kFnvOffset;
+    UnescapeCursor cur(t);
+    char c;
+    while (cur.Next(&c))
+        h = (h ^ static_cast<unsigned char>(c)) * kFnvPrime;
+    return h;
+}
+
+bool EqualRaw(const Text &a, const Text &b) noexcept
+{
+    return a.size == b.size && std::memcmp(a.data, b.data, a.size) == 0;
+}
+
+bool EqualUnescaped(const Text &a, const Text &b) noexcept
+{
+    if (!a.escaped && !b.escaped)
+        return EqualRaw(a, b);
+    UnescapeCursor ca(a), cb(b);
+    char x, y;
+    for (;;) {
+        bool more_a = ca.Next(&x), more_b = cb.Next(&y);
+        if (more_a != more_b)
+            return false;
+        if (!more_a)
+            return true;
+        if (x != y)
+            return false;
+    }
+}
+
+size_t TableSize(size_t n)
+{
+    size_t cap = 32;
+    while (cap < 2 * n)
+        cap <<= 1;
+    return cap;
+}
+
+/*
+ * Index of the first tag whose key (compared byte for byte as written, like InfluxDB) was
+ * already used by an earlier tag, or npos.
+ */
+size_t FindDuplicateTag(const std::vector<Tag> &tags, std::vector<uint32_t> &slots)
+{
+    const size_t n = tags.size();
+    if (n < 2)
+        return std::string_view::npos;
+    if (n <= kLinearDedupLimit) {
+        for (size_t i = 1; i < n; ++i)
+            for (size_t j = 0; j < i; ++j)
+                if (EqualRaw(tags[i].key, tags[j].key))
+                    return i;
+        return std::string_view::npos;
+    }
+    const size_t cap = TableSize(n), mask = cap - 1;
+    slots.assign(cap, 0);
+    for (size_t i = 0; i < n; ++i) {
+        size_t h = HashRaw(tags[i].key) & mask;
+        while (slots[h] != 0) {
+            if (EqualRaw(tags[slots[h] - 1].key, tags[i].key))
+                return i;
+            h = (h + 1) & mask;
+        }
+        slots[h] = static_cast<uint32_t>(i + 1);
+    }
+    return std::string_view::npos;
+}
+
+/*
+ * Removes fields whose (unescaped) key repeats an earlier one; the last value wins and takes
+ * the place of the first occurrence.  InfluxDB builds a map from the fields, with the same
+ * outcome.
+ */
+void DedupeFields(std::vector<Field> &fields, std::vector<uint32_t> &slots)
+{
+    const size_t n = fields.size();
+    if (n < 2)
+        return;
+    size_t kept = 0;
+    if (n <= kLinearDedupLimit) {
+        for (size_t i = 0; i < n; ++i) {
+            size_t j = 0;
+            while (j < kept && !EqualUnescaped(fields[j].key, fields[i].key))
+                ++j;
+            if (j < kept)
+                fields[j] = fields[i];
+            else
+                fields[kept++] = fields[i];
+        }
+    } else {
+        const size_t cap = TableSize(n), mask = cap - 1;
+        slots.assign(cap, 0);
+        for (size_t i = 0; i < n; ++i) {
+            size_t h = HashUnescaped(fields[i].key) & mask;
+            bool found = false;
+            while (slots[h] != 0) {
+                if (EqualUnescaped(fields[slots[h] - 1].key, fields[i].key)) {
+                    fields[slots[h] - 1] = fields[i];
+                    found = true;
+                    break;
+                }
+                h = (h + 1) & mask;
+            }
+            if (!found) {
+                slots[h] = static_cast<uint32_t>(kept + 1);
+                fields[kept++] = fields[i];
+            }
+        }
+    }
+    fields.resize(kept);
+}
+
+/*
+ * Offset of the first NUL byte or invalid UTF-8 sequence (overlong forms, surrogates and
+ * code points above U+10FFFF are invalid, as in PostgreSQL), or npos.  Checks eight bytes
+ * at a time while they are plain non-NUL ASCII.
+ */
+size_t FindBadByte(const char *data, size_t n, bool *is_nul) noexcept
+{
+    const auto *p = reinterpret_cast<const unsigned char *>(data);
+    size_t i = 0;
+    while (i < n) {
+        while (i + 8 <= n) {
+            uint64_t w;
+            std::memcpy(&w, p + i, 8);
+            const uint64_t high = w & 0x8080808080808080ULL;
+            const uint64_t zero = (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+            if (high | zero)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
+        const unsigned char c = p[i];
+        if (c == 0) {
+            *is_nul = true;
+            return i;
+        }
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        size_t len;
+        unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            *is_nul = false;
+            return i;
+        }
+        if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) {
+            *is_nul = false;
+            return i;
+        }
+        for (size_t k = 2; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) {
+                *is_nul = false;
+                return i;
+            }
+        }
+        i += len;
+    }
+    return std::string_view::npos;
+}
+
+bool ParseInt64(const char *p, const char *e, int64_t *v) noexcept
+{
+    auto r = std::from_chars(p, e, *v);
+    return r.ec == std::errc() && r.ptr == e;
+}
+
+bool ParseUint64(const char *p, const char *e, uint64_t *v) noexcept
+{
+    auto r = std::from_chars(p, e, *v);
+    return r.ec == std::errc() && r.ptr == e;
+}
+
+/* Decimal floats only; NaN and infinities are refused (InfluxDB refuses them too). */
+bool ParseDouble(const char *p, const char *e, double *v) noexcept
+{
+    auto r = fast_float::from_chars(p, e, *v);
+    return r.ec == std::errc() && r.ptr == e && std::isfinite(*v);
+}
+
+/* The 10 spellings InfluxDB accepts. */
+bool ParseBool(const char *p, size_t len, bool *v) noexcept
+{
+    std::string_view s(p, len);
+    if (s == "t" || s == "T" || s == "true" || s == "True" || s == "TRUE") {
+        *v = true;
+        return true;
+    }
+    if (s == "f" || s == "F" || s == "false" || s == "False" || s == "FALSE") {
+        *v = false;
+        return true;
+    }
+    return false;
+}
+
+/* Scales a timestamp to nanoseconds; false when it leaves InfluxDB's time range. */
+bool ScaleTime(int64_t ts, Precision precision, int64_t *out) noexcept
+{
+    int64_t mult = 1;
+    switch (precision) {
+    case Precision::Nanoseconds:
+        mult = 1;
+        break;
+    case Precision::Microseconds:
+        mult = 1000;
+        break;
+    case Precision::Milliseconds:
+        mult = 1000 * 1000;
+        break;
+    case Precision::Seconds:
+        mult = 1000 * 1000 * 1000;
+        break;
+    }
+    int64_t t;
+    if (__builtin_mul_overflow(ts, mult, &t))
+        return false;
+    if (t < kMinNanoTime || t > kMaxNanoTime)
+        return false;
+    *out = t;
+    return true;
+}
+
+/* The state of one ParseLine call. */
+struct Scan {
+    const char *b; /* the line, after leading whitespace */
+    size_t n;
+    size_t base; /* offset of b in the line given to ParseLine, for columns */
+    ParseError *err;
+    std::vector<Tag> *tags;
+    std::vector<Field> *fields;
+    std::vector<Field> *values;
+    std::vector<uint32_t> *slots;
+};
+
+bool FailF(Scan &s, ErrorClass cls, size_t pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+bool FailF(Scan &s, ErrorClass cls, size_t pos, const char *fmt, ...)
+{
+    s.err->cls = cls;
+    s.err->column = static_cast<uint32_t>(s.base + pos + 1);
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(s.err->message, sizeof(s.err->message), fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* "<what> at column N" */
+bool Fail(Scan &s, ErrorClass cls, size_t pos, const char *what)
+{
+    return FailF(s, cls, pos, "%s at column %zu", what, s.base + pos + 1);
+}
+
+/*
+ * A numeric field value starting at b[start] (a digit, '.', '-', 'N' or 'n'), following
+ * InfluxDB's scanNumber: which characters may appear where, the 'i' and 'u' suffixes, and
+ * the range checks.  On success *end is the ',' or ' ' (or n) after the value, and the
+ * converted value is remembered in s.values.
+ */
+bool ScanNumber(Scan &s, size_t start, size_t *end)
+{
+    const char *b = s.b;
+    const size_t n = s.n;
+    size_t i = start;
+    bool is_int = false, is_unsigned = false, decimal = false, scientific = false;
+
+    if (i < n && b[i] == '-') {
+        ++i;
+        if (i == n)
+            return Fail(s, ErrorClass::Syntax, i, "invalid number");
+    }
+    for (; i < n; ++i) {
+        const char c = b[i];
+        if (c == ',' || c == ' ')
+            break;
+        if ((c == 'i' || c == 'u') && i > start && !(is_int || is_unsigned)) {
+            (c == 'i' ? is_int : is_unsigned) = true;
+            continue;
+        }
+        if (c == '.') {
+            if (decimal)
+                return Fail(s, ErrorClass::Syntax, i, "invalid number");
+            decimal = true;
+        }
+        if (i > start && (c == 'e' || c == 'E')) {
+            scientific = true;
+            continue;
+        }
+        if ((c == '+' || c == '-') && (b[i - 1] == 'e' || b[i - 1] == 'E'))
+            continue;
+        if (!IsDigitOrDot(c))
+            return Fail(s, ErrorClass::Syntax, i, "invalid number");
+    }
+    if ((is_int || is_unsigned) && (decimal || scientific))
+        return Fail(s, ErrorClass::Syntax, start, "invalid number");
+
+    size_t digits = i - start;
+    digits -= is_int ? 1 : 0;
+    digits -= decimal ? 1 : 0;
+    digits -= b[start] == '-' ? 1 : 0;
+    if (digits == 0)
+        return Fail(s, ErrorClass::Syntax, start, "invalid number");
+
+    Field v;
+    v.str = Text{b + start, static_cast<uint32_t>(i - start), false, TextKind::StringValue};
+    if (is_int) {
+        if (b[i - 1] != 'i')
+            return Fail(s, ErrorClass::Syntax, start, "invalid number");
+        v.type = FieldType::Integer;
+        if (!ParseInt64(b + start, b + i - 1, &v.value.i))
+            return Fail(s, ErrorClass::Range, start, "integer value out of range");
+    } else if (is_unsigned) {
+        if (b[i - 1] != 'u')
+            return Fail(s, ErrorClass::Syntax, start, "invalid number");
+        if (b[start] == '-')
+            return Fail(s, ErrorClass::Range, start, "unsigned value cannot be negative");
+        v.type = FieldType::Unsigned;
+        if (!ParseUint64(b + start, b + i - 1, &v.value.u))
+            return Fail(s, ErrorClass::Range, start, "unsigned value out of range");
+    } else {
+        v.type = FieldType::Float;
+        auto r = fast_float::from_chars(b + start, b + i, v.value.f);
+        if (r.ec != std::errc() || r.ptr != b + i)
+            return Fail(s, ErrorClass::Syntax, start, "invalid float");
+        if (!std::isfinite(v.value.f))
+            return Fail(s, ErrorClass::Range, start, "float value out of range");
+    }
+    s.values->push_back(v);
+    *end = i;
+    return true;
+}
+
+/* A boolean field value starting at b[start], following InfluxDB's scanBoolean. */
+bool ScanBoolean(Scan &s, size_t start, size_t *end)
+{
+    const char *b = s.b;
+    size_t i = start + 1;
+    while (i < s.n && b[i] != ',' && b[i] != ' ')
+        ++i;
+    Field v;
+    v.type = FieldType::Boolean;
+    if (!ParseBool(b + start, i - start, &v.value.b))
+        return Fail(s, ErrorClass::Syntax, start, "invalid boolean");
+    v.str = Text{b + start, static_cast<uint32_t>(i - start), false, TextKind::StringValue};
+    s.values->push_back(v);
+    *end = i;
+    return true;
+}
+
+/*
+ * Pass 1 over the field block starting at `start` (InfluxDB's scanFields): balanced quotes,
+ * every '=' with a key before and a value after, numbers and booleans well formed, as many
+ * '=' as commas + 1.  *end is the unquoted space (or n) that ends the block.
+ */
+bool ScanFields(Scan &s, size_t start, size_t *end)
+{
+    const char *b = s.b;
+    const size_t n = s.n;
+    size_t i = start, quote_at = 0, field_start = start;
+    bool quoted = false;
+    size_t equals = 0, commas = 0;
+
+    while (i < n) {
+        const char c = b[i];
+        if (c == '\\' && i + 1 < n) {
+            i += 2;
+            continue;
+        }
+        if (c == '"' && equals > commas) {
+            quoted = !quoted;
+            quote_at = i;
+            ++i;
+            continue;
+        }
+        if (c == '=' && !quoted) {
+            ++equals;
+            /* "m =1" and "a=1,=2" lack a key; "a\ =1" and "a\,=1" do not */
+            if ((b[i - 1] == ' ' || b[i - 1] == ',') && b[i - 2] != '\\')
+                return Fail(s, ErrorClass::Syntax, i, "missing field key");
+            if (i + 1 >= n || b[i + 1] == ',' || b[i + 1] == ' ')
+                return Fail(s, ErrorClass::Syntax, i + 1, "missing field value");
+            const char v = b[i + 1];
+            if (IsDigitOrDot(v) || v == '-' || v == 'N' || v == 'n') {
+                if (!ScanNumber(s, i + 1, &i))
+                    return false;
+                continue;
+            }
+            if (v != '"') {
+                if (!ScanBoolean(s, i + 1, &i))
+                    return false;
+                continue;
+            }
+        }
+        if (c == ',' && !quoted) {
+            ++commas;
+            field_start = i + 1;
+        }
+        if (c == ' ' && !quoted)
+            break;
+        ++i;
+    }
+    if (quoted)
+        return Fail(s, ErrorClass::Syntax, quote_at, "unbalanced quotes");
+    if (equals == 0 || commas != equals - 1)
+        return Fail(s, ErrorClass::Syntax, field_start, "invalid field format");
+    *end = i;
+    return true;
+}
+
+/*
+ * Pass 2 over the field block b[fs..fe) (InfluxDB's walkFields and field iterator): a key
+ * runs to the first '=' not preceded by a backslash, a value to the first ',' outside
+ * double quotes (where only \" and \\ are escapes).  The value's first and last characters
+ * give its type.  Fields with an empty key or value are dropped, as InfluxDB drops them.
+ */
+bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
+{
+    const char *f = s.b + fs;
+    const size_t len = fe - fs;
+    const std::vector<Field> &values = *s.values;
+    size_t cursor = 0; /* next candidate in values (ordered by position) */
+    size_t pos = 0;
+
+    while (pos < len) {
+        size_t k = pos;
+        bool key_bs = false;
+        while (k < len && !(f[k] == '=' && (k == 0 || f[k - 1] != '\\'))) {
+            key_bs |= f[k] == '\\';
+            ++k;
+        }
+        if (k + 2 > len)
+            return Fail(s, ErrorClass::Syntax, fs + k, "missing field value");
+        if (series_key_len + 4 + (k - pos) > kMaxKeyLength)
+            return FailF(s, ErrorClass::Range, fs + pos, "series key too long (%zu bytes, limit %zu)",
+                         series_key_len + 4 + (k - pos), kMaxKeyLength);
+
+        const size_t v = k + 1;
+        size_t j = v;
+        bool quoted = false, value_bs = false;
+        while (j < len) {
+            const char c = f[j];
+            if (c == '\\') {
+                value_bs = true;
+                if (j + 1 < len && (f[j + 1] == '"' || f[j + 1] == '\\')) {
+                    j += 2;
+                    continue;
+                }
+            } else if (c == '"') {
+                quoted = !quoted;
+            } else if (c == ',' && !quoted) {
+                break;
+            }
+            ++j;
+        }
+        const size_t next = j + 1;
+        if (k == pos || j == v) { /* empty key or empty value: InfluxDB skips the field */
+            pos = next;
+            continue;
+        }
+
+        Field field;
+        field.key = Text{f + pos, static_cast<uint32_t>(k - pos), key_bs, TextKind::FieldKey};
+        const char first = f[v], last = f[j - 1];
+        if (first == '"') {
+            if (j - v < 2)
+                return Fail(s, ErrorClass::Syntax, fs + v, "unbalanced quotes");
+            field.type = FieldType::String;
+            field.str = Text{f + v + 1, static_cast<uint32_t>(j - v - 2), false, TextKind::StringValue};
+            field.str.escaped = value_bs && std::memchr(field.str.data, '\\', field.str.size) != nullptr;
+        } else {
+            const bool numeric = first != '\0' && std::strchr("0123456789-.nNiIu", first) != nullptr;
+            FieldType type = !numeric ? FieldType::Boolean
+                             : last == 'i' ? FieldType::Integer
+                             : last == 'u' ? FieldType::Unsigned
+                                           : FieldType::Float;
+            const char *vp = f + v;
+            while (cursor < values.size() && values[cursor].str.data < vp)
+                ++cursor;
+            if (cursor < values.size() && values[cursor].str.data == vp &&
+                values[cursor].str.size == j - v && values[cursor].type == type) {
+                field.type = type;
+                field.value = values[cursor].value;
+            } else {
+                /* The two passes cut this value differently: convert it as pass 2 sees it. */
+                bool ok = false;
+                field.type = type;
+                switch (type) {
+                case FieldType::Integer:
+                    ok = ParseInt64(vp, f + j - 1, &field.value.i);
+                    break;
+                case FieldType::Unsigned:
+                    ok = ParseUint64(vp, f + j - 1, &field.value.u);
+                    break;
+                case FieldType::Float:
+                    ok = ParseDouble(vp, f + j, &field.value.f);
+                    break;
+                default:
+                    ok = ParseBool(vp, j - v, &field.value.b);
+                    break;
+                }
+                if (!ok)
+                    return Fail(s, ErrorClass::Syntax, fs + v, "invalid field value");
+            }
+        }
+        s.fields->push_back(field);
+        pos = next;
+    }
+    if (s.fields->empty())
+        return Fail(s, ErrorClass::Syntax, fs, "missing fields");
+    DedupeFields(*s.fields, *s.slots);
+    return true;
+}
+
+/* measurement[,tag=value...] field=value[,field=value...] [timestamp] */
+bool ParsePoint(Scan &s, Precision precision, Point *out)
+{
+    const char *b = s.b;
+    const size_t n = s.n;
+
+    /* measurement: a backslash escapes whatever follows it */
+    if (n == 0 || b[0] == ',')
+        return Fail(s, ErrorClass::Syntax, 0, "missing measurement");
+    size_t i = 0;
+    bool bs = false, has_tags = false;
+    for (;;) {
+        ++i;
+        if (i >= n)
+            return Fail(s, ErrorClass::Syntax, i, "missing fields");
+        if (b[i - 1] == '\\') {
+            bs = true;
+            continue;
+        }
+        if (b[i] == ',') {
+            has_tags = true;
+            break;
+        }
+        if (b[i] == ' ')
+            break;
+    }
+    out->measurement = Text{b, static_cast<uint32_t>(i), bs, TextKind::Measurement};
+
+    /* tags: key=value pairs, neither empty, no unescaped '=' in a value after its first byte */
+    while (has_tags) {
+        ++i;
+        const size_t ks = i;
+        if (i >= n || b[i] == ' ' || b[i] == ',' || b[i] == '=')
+            return Fail(s, ErrorClass::Syntax, i, "missing tag key");
+        bool key_bs = false;
+        for (;;) {
+            key_bs |= b[i] == '\\';
+            ++i;
+            if (i >= n || ((b[i] == ' ' || b[i] == ',') && b[i - 1] != '\\'))
+                return Fail(s, ErrorClass::Syntax, i, "missing tag value");
+            if (b[i] == '=' && b[i - 1] != '\\')
+                break;
+        }
+        const size_t ke = i++;
+        const size_t vs = i;
+        if (i >= n || b[i] == ',' || b[i] == ' ')
+            return Fail(s, ErrorClass::Syntax, i, "missing tag value");
+        bool value_bs = false;
+        for (;;) {
+            value_bs |= b[i] == '\\';
+            ++i;
+            if (i >= n)
+                return Fail(s, ErrorClass::Syntax, i, "missing fields");
+            if (b[i - 1] == '\\')
+                continue;
+            if (b[i] == '=')
+                return Fail(s, ErrorClass::Syntax, i, "invalid tag format");
+            if (b[i] == ',')
+                break;
+            if (b[i] == ' ') {
+                has_tags = false;
+                break;
+            }
+        }
+        s.tags->push_back(Tag{Text{b + ks, static_cast<uint32_t>(ke - ks), key_bs, TextKind::Key},
+                              Text{b + vs, static_cast<uint32_t>(i - vs), value_bs, TextKind::Key}});
+    }
+    const size_t key_len = i;
+    size_t dup = FindDuplicateTag(*s.tags, *s.slots);
+    if (dup != std::string_view::npos)
+        return Fail(s, ErrorClass::Syntax, static_cast<size_t>((*s.tags)[dup].key.data - b), "duplicate tags");
+    if (key_len > kMaxKeyLength)
+        return FailF(s, ErrorClass::Range, 0, "series key too long (%zu bytes, limit %zu)", key_len, kMaxKeyLength);
+
+    /* fields */
+    const size_t fs = SkipWhitespace(b, n, i);
+    if (fs >= n)
+        return Fail(s, ErrorClass::Syntax, fs, "missing fields");
+    size_t fe = fs;
+    if (!ScanFields(s, fs, &fe))
+        return false;
+    if (!WalkFields(s, fs, fe, key_len))
+        return false;
+
+    /* timestamp: optional integer, then nothing but spaces */
+    const size_t ts = SkipWhitespace(b, n, fe);
+    i = ts;
+    while (i < n && b[i] != '\n' && b[i] != ' ') {
+        if (!(i == ts && b[i] == '-') && (b[i] < '0' || b[i] > '9'))
+            return Fail(s, ErrorClass::Syntax, i, "bad timestamp");
+        ++i;
+    }
+    out->has_time = i > ts;
+    out->time_ns = 0;
+    if (out->has_time) {
+        int64_t t;
+        auto r = std::from_chars(b + ts, b + i, t);
+        if (r.ec == std::errc::invalid_argument || r.ptr != b + i)
+            return Fail(s, ErrorClass::Syntax, ts, "bad timestamp");
+        if (r.ec != std::errc() || !ScaleTime(t, precision, &out->time_ns))
+            return Fail(s, ErrorClass::Range, ts, "timestamp out of range");
+        for (; i < n; ++i)
+            if (b[i] != ' ')
+                return Fail(s, ErrorClass::Syntax, i, "unexpected text after timestamp");
+    }
+
+    out->tags = s.tags->data();
+    out->ntags = static_cast<uint32_t>(s.tags->size());
+    out->fields = s.fields->data();
+    out->nfields = static_cast<uint32_t>(s.fields->size());
+    return true;
+}
+
+} // namespace
+
+bool ParsePrecision(std::string_view text, Precision *out) noexcept
+{
+    if (text == "ns" || text == "n")
+        *out = Precision::Nanoseconds;
+    else if (text == "us" || text == "u")
+        *out = Precision::Microseconds;
+    else if (text == "ms")
+        *out = Precision::Milliseconds;
+    else if (text == "s")
+        *out = Precision::Seconds;
+    else
+        return false;
+    return true;
+}
+
+const char *PrecisionName(Precision p) noexcept
+{
+    switch (p) {
+    case Precision::Nanoseconds:
+        return "ns";
+    case Precision::Microseconds:
+        return "us";
+    case Precision::Milliseconds:
+        return "ms";
+    case Precision::Seconds:
+        return "s";
+    }
+    return "ns";
+}
+
+const char *FieldTypeName(FieldType t) noexcept
+{
+    switch (t) {
+    case FieldType::Float:
+        return "float";
+    case FieldType::Integer:
+        return "integer";
+    case FieldType::Unsigned:
+        return "unsigned";
+    case FieldType::Boolean:
+        return "boolean";
+    case FieldType::String:
+        return "string";
+    }
+    return "float";
+}
+
+size_t UnescapedSize(const Text &t) noexcept
+{
+    if (!t.escaped)
+        return t.size;
+    size_t n = 0;
+    for (uint32_t i = 0; i < t.size; ++n)
+        i += (t.data[i] == '\\' && i + 1 < t.size && IsEscapable(t.kind, t.data[i + 1])) ? 2 : 1;
+    return n;
+}
+
+size_t Unescape(const Text &t, char *out) noexcept
+{
+    if (!t.escaped) {
+        if (t.size)
+            std::memcpy(out, t.data, t.size);
+        return t.size;
+    }
+    UnescapeCursor cur(t);
+    size_t n = 0;
+    char c;
+    while (cur.Next(&c))
+        out[n++] = c;
+    return n;
+}
+
+std::string UnescapeToString(const Text &t)
+{
+    std::string s(UnescapedSize(t), '\0');
+    s.resize(Unescape(t, s.data()));
+    return s;
+}
+
+ParseStatus LineParser::ParseLine(std::string_view line, Point *out) noexcept
+{
+    error_.cls = ErrorClass::None;
+    error_.column = 0;
+    error_.message[0] = '\0';
+    *out = Point{};
+    tags_.clear();
+    fields_.clear();
+    values_.clear();
+
+    const char *data = line.data();
+    size_t size = line.size();
+    if (size > options_.max_line_length) {
+        error_.cls = ErrorClass::TooLong;
+        error_.column = static_cast<uint32_t>(std::min<size_t>(options_.max_line_length + 1, UINT32_MAX));
+        std::snprintf(error_.message, sizeof(error_.message), "line too long (%zu bytes, limit %zu)", size,
+                      options_.max_line_length);
+        return ParseStatus::Invalid;
+    }
+    /* A '\n' only ends up here escaped at the very end of a buffer; InfluxDB drops it too. */
+    if (size > 0 && data[size - 1] == '\n')
+        --size;
+    if (size > 0 && data[size - 1] == '\r')
+        --size;
+
+    size_t start = 0;
+    while (start < size && (data[start] == ' ' || data[start] == '\t'))
+        ++start;
+    if (start == size || data[start] == '#')
+        return ParseStatus::Skip;
+
+    Scan s{data + start, size - start, start, &error_, &tags_, &fields_, &values_, &slots_};
+    bool is_nul = false;
+    size_t bad = FindBadByte(s.b, s.n, &is_nul);
+    if (bad != std::string_view::npos) {
+        Fail(s, ErrorClass::Encoding, bad, is_nul ? "NUL byte" : "invalid UTF-8");
+        return ParseStatus::Invalid;
+    }
+
+    bool ok;
+    try {
+        ok = ParsePoint(s, options_.precision, out);
+    } catch (const std::bad_alloc &) {
+        ok = Fail(s, ErrorClass::TooLong, 0, "out of memory");
+    }
+    if (!ok) {
+        *out = Point{};
+        return ParseStatus::Invalid;
+    }
+    return ParseStatus::Ok;
+}
+
+/*
+ * InfluxDB's scanLine as a state machine that can stop anywhere: a backslash hides the next
+ * byte; after the first space (the end of the series key, or leading whitespace) '=' and ','
+ * outside quotes are counted, and a '"' opens or closes a string when there are more '='
+ * than ',' (i.e. in a field value); a '\n' outside a string ends the line.
+ */
+size_t LineScanner::FindLineEnd(const char *data, size_t size) noexcept
+{
+    size_t i = 0;
+    if (escape_ && size > 0) {
+        escape_ = false;
+        i = 1;
+    }
+    for (; i < size; ++i) {
+        switch (data[i]) {
+        case '\\':
+            if (i + 1 < size) {
+                ++i;
+            } else {
+                escape_ = true;
+            }
+            break;
+        case ' ':
+            in_fields_ = true;
+            break;
+        case '=':
+            if (in_fields_ && !quoted_)
+                ++equals_;
+            break;
+        case ',':
+            if (in_fields_ && !quoted_)
+                ++commas_;
+            break;
+        case '"':
+            if (in_fields_ && equals_ > commas_)
+                quoted_ = !quoted_;
+            break;
+        case '\n':
+            if (!quoted_) {
+                Reset();
+                return i + 1;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    return npos;
+}
+
+void LineScanner::Reset() noexcept
+{
+    in_fields_ = false;
+    quoted_ = false;
+    escape_ = false;
+    equals_ = 0;
+    commas_ = 0;
+}
+
+} // namespace influx

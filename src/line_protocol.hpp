@@ -41,11 +41,13 @@ enum class FieldType : uint8_t { Float, Integer, Unsigned, Boolean, String };
 const char *FieldTypeName(FieldType t) noexcept;
 
 /*
- * Which escape rules apply to a slice.  Measurement: "\," and "\ ".  Tag keys, tag values
- * and field keys: "\,", "\=", "\ ".  String field values: "\"" and "\\".
- * A backslash before any other character stays literal.
+ * Which escape rules apply to a slice (those of InfluxDB 1.x, see docs/line-protocol.md).
+ * Measurement: "\," and "\ ".  Tag keys and tag values (Key): "\,", "\=", "\ ".  Field keys:
+ * "\,", "\=", "\ " and also "\"" (InfluxDB 1.x's field iterator unescapes it).  String field
+ * values: "\"" and "\\".  A backslash before any other character stays literal, and outside
+ * string values a backslash never escapes another backslash: the tag value "a\\,b" is "a\,b".
  */
-enum class TextKind : uint8_t { Measurement, Key, StringValue };
+enum class TextKind : uint8_t { Measurement, Key, StringValue, FieldKey };
 
 /* A slice of the input.  `escaped` is true when it contains at least one backslash. */
 struct Text {
@@ -132,6 +134,10 @@ private:
     ParseError error_;
     std::vector<Tag> tags_;
     std::vector<Field> fields_;
+    /* Scratch space reused between lines: numbers and booleans checked by the syntax pass
+     * (str holds their span), and the open-addressing table for duplicate keys. */
+    std::vector<Field> values_;
+    std::vector<uint32_t> slots_;
 };
 
 /*

@@ -39,8 +39,12 @@ extern "C" {
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_authid.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
+#include "utils/snapmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -52,7 +56,6 @@ extern "C" {
 #include "storage/shm_mq.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 }
 
@@ -680,21 +683,49 @@ bool CheckTargets(void)
     char problem[256] = "";
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
-    if (!OidIsValid(get_database_oid(influx_database, true))) {
+    (void) GetTransactionSnapshot();
+
+    /*
+     * Plain heap scans, as the autovacuum launcher does: without a database the relcache
+     * cannot build the catalog index descriptors a syscache lookup would need.
+     */
+    bool db_found = false;
+    Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+    TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+    HeapTuple tup;
+    while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
+        auto *db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tup));
+        if (strcmp(NameStr(db->datname), influx_database) == 0) {
+            db_found = true;
+            break;
+        }
+    }
+    table_endscan(scan);
+    table_close(rel, AccessShareLock);
+
+    if (!db_found) {
         snprintf(problem, sizeof(problem), "database \"%s\" (influx.database) does not exist",
                  influx_database);
     } else if (influx_role != nullptr && influx_role[0] != '\0') {
-        HeapTuple tup = SearchSysCache1(AUTHNAME, CStringGetDatum(influx_role));
-        if (!HeapTupleIsValid(tup)) {
+        bool role_found = false, can_login = false;
+        rel = table_open(AuthIdRelationId, AccessShareLock);
+        scan = table_beginscan_catalog(rel, 0, nullptr);
+        while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
+            auto *role = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
+            if (strcmp(NameStr(role->rolname), influx_role) == 0) {
+                role_found = true;
+                can_login = role->rolcanlogin;
+                break;
+            }
+        }
+        table_endscan(scan);
+        table_close(rel, AccessShareLock);
+        if (!role_found)
             snprintf(problem, sizeof(problem), "role \"%s\" (influx.role) does not exist",
                      influx_role);
-        } else {
-            auto *form = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
-            if (!form->rolcanlogin)
-                snprintf(problem, sizeof(problem),
-                         "role \"%s\" (influx.role) is not permitted to log in", influx_role);
-            ReleaseSysCache(tup);
-        }
+        else if (!can_login)
+            snprintf(problem, sizeof(problem),
+                     "role \"%s\" (influx.role) is not permitted to log in", influx_role);
     }
     CommitTransactionCommand();
 

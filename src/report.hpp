@@ -1,0 +1,32 @@
+/*
+ * report.hpp — counting and reporting what happened to lines and rows on the insert path.
+ *
+ * Vocabulary: a *problem* is a rejected line or row (or a failed batch) that is counted in
+ * the process's ProcessSlot and reported with its reason.  In an insertion worker,
+ * reasons go to influx.stats().last_error and to the server log, rate-limited
+ * (ReportProblem).  In a synchronous influx.insert() call there is no slot: each reason is
+ * raised as a WARNING to the caller (up to a limit per call), and the counts are kept
+ * locally so the function can return them.
+ *
+ * Include after postgres.h.
+ */
+#pragma once
+
+#include "shared_state.hpp"
+
+namespace influx {
+
+/* Where counts go from now on: a worker's slot (may be NULL), or a SQL call (slot NULL). */
+void ReportToSlot(ProcessSlot *slot);
+void ReportToSqlCall(void);
+
+/* Adds n to a counter (the slot's, and the local tally). */
+void Note(Counter counter, uint64 n = 1);
+
+/* Adds n to a counter and reports the reason. */
+void Problem(Counter counter, uint64 n, const char *fmt, ...) pg_attribute_printf(3, 4);
+
+/* The local tally since the last ReportToSlot()/ReportToSqlCall(). */
+uint64 LocalCount(Counter counter);
+
+} // namespace influx

@@ -1,0 +1,332 @@
+/*
+ * table_cache.cpp — cached table infos and the measurement name map (see table_cache.hpp).
+ *
+ * Why flags and lazy rebuilds: invalidation callbacks run inside
+ * AcceptInvalidationMessages(), which PostgreSQL calls at transaction start, whenever a
+ * lock is first acquired, and during catalog cache misses — that is, possibly in the
+ * middle of our own lookups.  A callback therefore never frees or looks anything up; it
+ * only marks state stale, and the next user rebuilds it.
+ */
+#include <cstring>
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+}
+
+#include "table_cache.hpp"
+
+namespace influx {
+
+namespace {
+
+struct InfoEntry {
+    Oid relid; /* hash key */
+    bool valid;
+    TableInfo *info;
+};
+
+struct NameKey {
+    Oid nspid;
+    char name[NAMEDATALEN];
+};
+
+struct NameEntry {
+    NameKey key;
+    Oid relid; /* InvalidOid: no such relation (negative entry) */
+};
+
+MemoryContext cache_cxt = nullptr;
+HTAB *infos = nullptr;
+HTAB *names = nullptr;
+bool names_stale = false;
+List *retired = NIL; /* contexts of replaced infos, freed by TableCacheEndOfBatch */
+
+/* Schema OID cache: the name it was looked up for, and whether a schema change hit it. */
+char schema_name[NAMEDATALEN];
+Oid schema_oid = InvalidOid;
+bool schema_valid = false;
+
+/* Relcache callback: mark one table info (or all, on a cache reset) stale. */
+void InvalidateRelation(Datum, Oid relid)
+{
+    if (infos == nullptr)
+        return;
+    if (relid == InvalidOid) {
+        HASH_SEQ_STATUS seq;
+        hash_seq_init(&seq, infos);
+        for (auto e = static_cast<InfoEntry *>(hash_seq_search(&seq)); e;
+             e = static_cast<InfoEntry *>(hash_seq_search(&seq)))
+            e->valid = false;
+        return;
+    }
+    auto e = static_cast<InfoEntry *>(hash_search(infos, &relid, HASH_FIND, nullptr));
+    if (e != nullptr)
+        e->valid = false;
+}
+
+/* Syscache callback (pg_class names, schemas): the name map and schema OID are stale. */
+void InvalidateNames(Datum, int, uint32)
+{
+    names_stale = true;
+    schema_valid = false;
+}
+
+/* Creates (or re-creates, dropping all entries) the name map. */
+void CreateNameMap(void)
+{
+    if (names != nullptr)
+        hash_destroy(names);
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.keysize = sizeof(NameKey);
+    ctl.entrysize = sizeof(NameEntry);
+    ctl.hcxt = cache_cxt;
+    names = hash_create("influx measurement names", 256, &ctl,
+                        HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    names_stale = false;
+}
+
+/* Sorts a column type into the conversions convert.cpp implements natively. */
+ColumnKind Classify(Oid typid, int32 typmod)
+{
+    switch (typid) {
+        case FLOAT8OID:
+            return ColumnKind::Float8;
+        case FLOAT4OID:
+            return ColumnKind::Float4;
+        case INT8OID:
+            return ColumnKind::Int8;
+        case INT4OID:
+            return ColumnKind::Int4;
+        case INT2OID:
+            return ColumnKind::Int2;
+        case NUMERICOID:
+            /* numeric(p,s) needs the typmod applied: the input function does it. */
+            return typmod < 0 ? ColumnKind::Numeric : ColumnKind::Other;
+        case BOOLOID:
+            return ColumnKind::Bool;
+        case TEXTOID:
+            return ColumnKind::Text;
+        case VARCHAROID:
+            return typmod < 0 ? ColumnKind::Text : ColumnKind::Other;
+        case JSONBOID:
+            return ColumnKind::Jsonb;
+        case TIMESTAMPTZOID:
+            return ColumnKind::TimestampTz;
+        case TIMESTAMPOID:
+            return ColumnKind::Timestamp;
+        default:
+            return ColumnKind::Other;
+    }
+}
+
+uint32 HashName(const char *name, size_t len)
+{
+    return hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(len));
+}
+
+/*
+ * Builds the table info of a locked relation from its tuple descriptor.  Catalog access
+ * here (type input functions) may process invalidations; the caller marks the entry valid
+ * before calling, so one that arrives meanwhile leaves it stale rather than being lost.
+ */
+TableInfo *BuildInfo(Relation rel)
+{
+    MemoryContext cxt = AllocSetContextCreate(cache_cxt, "influx table info", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+
+    TupleDesc desc = RelationGetDescr(rel);
+    auto info = static_cast<TableInfo *>(palloc0(sizeof(TableInfo)));
+    info->relid = RelationGetRelid(rel);
+    info->cxt = cxt;
+    info->natts = desc->natts;
+    info->columns = static_cast<ColumnInfo *>(palloc0(sizeof(ColumnInfo) * Max(desc->natts, 1)));
+    info->time_column = info->tags_column = info->fields_column = -1;
+
+    int slots = 8;
+    while (slots < desc->natts * 2)
+        slots <<= 1;
+    info->name_mask = slots - 1;
+    info->name_slots = static_cast<int16 *>(palloc(sizeof(int16) * slots));
+    for (int i = 0; i < slots; i++)
+        info->name_slots[i] = -1;
+
+    for (int i = 0; i < desc->natts; i++) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        ColumnInfo *col = &info->columns[i];
+        col->attnum = att->attnum;
+        if (att->attisdropped)
+            continue;
+        const char *name = NameStr(att->attname);
+        col->name_len = static_cast<uint8>(strlen(name));
+        memcpy(col->name, name, col->name_len + 1);
+        col->typid = att->atttypid;
+        col->typmod = att->atttypmod;
+        col->kind = Classify(att->atttypid, att->atttypmod);
+        col->role = ColumnRole::Value;
+        col->assignable =
+            att->attgenerated == '\0' && att->attidentity != ATTRIBUTE_IDENTITY_ALWAYS;
+        if (!col->assignable)
+            continue;
+
+        Oid input_fn;
+        getTypeInputInfo(att->atttypid, &input_fn, &col->typioparam);
+        fmgr_info_cxt(input_fn, &col->input, cxt);
+
+        if (strcmp(name, "_time") == 0) {
+            col->role = ColumnRole::Time;
+            info->time_column = i;
+            info->time_unsupported = col->kind != ColumnKind::TimestampTz &&
+                                     col->kind != ColumnKind::Timestamp &&
+                                     col->kind != ColumnKind::Int8;
+        } else if (strcmp(name, "_tags") == 0 && col->kind == ColumnKind::Jsonb) {
+            col->role = ColumnRole::Tags;
+            info->tags_column = i;
+        } else if (strcmp(name, "_fields") == 0 && col->kind == ColumnKind::Jsonb) {
+            col->role = ColumnRole::Fields;
+            info->fields_column = i;
+        }
+
+        /* Every assignable column is findable by name; the caller checks the role. */
+        int slot = HashName(col->name, col->name_len) & info->name_mask;
+        while (info->name_slots[slot] >= 0)
+            slot = (slot + 1) & info->name_mask;
+        info->name_slots[slot] = static_cast<int16>(i);
+    }
+
+    MemoryContextSwitchTo(old);
+    return info;
+}
+
+} // namespace
+
+void TableCacheInit(void)
+{
+    if (cache_cxt != nullptr)
+        return;
+    cache_cxt = AllocSetContextCreate(TopMemoryContext, "influx table cache",
+                                      ALLOCSET_DEFAULT_SIZES);
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.keysize = sizeof(Oid);
+    ctl.entrysize = sizeof(InfoEntry);
+    ctl.hcxt = cache_cxt;
+    infos = hash_create("influx table infos", 128, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    CreateNameMap();
+
+    /* Callback slots are few and cannot be released: once per process. */
+    CacheRegisterRelcacheCallback(InvalidateRelation, (Datum) 0);
+    CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateNames, (Datum) 0);
+    CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateNames, (Datum) 0);
+}
+
+Oid TableCacheSchemaOid(const char *schema)
+{
+    if (!schema_valid || strncmp(schema, schema_name, NAMEDATALEN) != 0) {
+        /* Mark valid first: an invalidation during the lookup must win. */
+        schema_valid = true;
+        strlcpy(schema_name, schema, NAMEDATALEN);
+        schema_oid = get_namespace_oid(schema, true);
+    }
+    return schema_oid;
+}
+
+Oid TableCacheLookup(Oid nspid, const char *name)
+{
+    if (names_stale)
+        CreateNameMap();
+
+    NameKey key;
+    memset(&key, 0, sizeof(key));
+    key.nspid = nspid;
+    strlcpy(key.name, name, NAMEDATALEN);
+
+    auto e = static_cast<NameEntry *>(hash_search(names, &key, HASH_FIND, nullptr));
+    if (e != nullptr)
+        return e->relid;
+
+    /*
+     * The lookup may process invalidations (and mark the map stale); the answer is still
+     * the current one, and a stale map is dropped on the next call.
+     */
+    Oid relid = get_relname_relid(name, nspid);
+    if (names_stale)
+        return relid;
+    e = static_cast<NameEntry *>(hash_search(names, &key, HASH_ENTER, nullptr));
+    e->relid = relid;
+    return relid;
+}
+
+TableInfo *TableCacheGet(Relation rel)
+{
+    Oid relid = RelationGetRelid(rel);
+    bool found;
+    auto e = static_cast<InfoEntry *>(hash_search(infos, &relid, HASH_ENTER, &found));
+    if (found && e->valid)
+        return e->info;
+    if (found && e->info != nullptr) {
+        /* Still possibly referenced by this batch: free it after the batch. */
+        MemoryContext old = MemoryContextSwitchTo(cache_cxt);
+        retired = lappend(retired, e->info->cxt);
+        MemoryContextSwitchTo(old);
+    }
+    e->info = nullptr;
+    e->valid = true;
+    TableInfo *info = BuildInfo(rel);
+    /* BuildInfo may have processed invalidations that added entries: look up again. */
+    e = static_cast<InfoEntry *>(hash_search(infos, &relid, HASH_FIND, nullptr));
+    e->info = info;
+    return info;
+}
+
+int TableInfoFindColumn(const TableInfo *info, const char *name, size_t len)
+{
+    if (len >= NAMEDATALEN)
+        return -1;
+    int slot = HashName(name, len) & info->name_mask;
+    for (;;) {
+        int idx = info->name_slots[slot];
+        if (idx < 0)
+            return -1;
+        const ColumnInfo *col = &info->columns[idx];
+        if (col->name_len == len && memcmp(col->name, name, len) == 0)
+            return idx;
+        slot = (slot + 1) & info->name_mask;
+    }
+}
+
+void TableCacheEndOfBatch(void)
+{
+    if (cache_cxt == nullptr)
+        return;
+    ListCell *lc;
+    foreach (lc, retired)
+        MemoryContextDelete(static_cast<MemoryContext>(lfirst(lc)));
+    list_free(retired);
+    retired = NIL;
+
+    /* Stale entries of tables not used since (e.g. dropped ones) go now. */
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, infos);
+    for (auto e = static_cast<InfoEntry *>(hash_seq_search(&seq)); e;
+         e = static_cast<InfoEntry *>(hash_seq_search(&seq))) {
+        if (e->valid)
+            continue;
+        if (e->info != nullptr)
+            MemoryContextDelete(e->info->cxt);
+        hash_search(infos, &e->relid, HASH_REMOVE, nullptr);
+    }
+}
+
+} // namespace influx

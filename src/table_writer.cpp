@@ -1,0 +1,575 @@
+/*
+ * table_writer.cpp — the executor part of the insert path (see table_writer.hpp).
+ *
+ * The steps and their order follow COPY FROM (commands/copyfrom.c) and INSERT
+ * (nodeModifyTable.c): a one-entry range table and a ResultRelInfo for the table, indexes
+ * opened, AfterTriggerBeginQuery, BEFORE STATEMENT triggers, then per row: fill the slot
+ * (values, jsonb leftovers, defaults), route to a partition, BEFORE ROW triggers (slow
+ * path), generated columns, constraints, partition constraint, then either buffer the row
+ * (bulk path) or insert it at once; after the last row, flush the buffers, AFTER
+ * STATEMENT triggers, AfterTriggerEndQuery (AFTER ROW and RI triggers fire here).
+ *
+ * C-style code: no object with a destructor is alive across the PostgreSQL calls here,
+ * which may raise an ERROR at any point.
+ */
+#include <cstring>
+
+#include "line_protocol.hpp"
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/tupconvert.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "commands/trigger.h"
+#include "executor/execPartition.h"
+#include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
+#include "foreign/fdwapi.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
+}
+
+#include "compat.hpp"
+#include "convert.hpp"
+#include "report.hpp"
+#include "table_writer.hpp"
+
+namespace influx {
+
+namespace {
+
+/* Rows buffered per target before table_multi_insert, as COPY does. */
+constexpr int kMaxBuffered = 1000;
+
+struct Target {
+    ResultRelInfo *rri;
+    bool multi;           /* bulk path */
+    bool before_row;      /* has BEFORE ROW (or INSTEAD OF ROW) insert triggers */
+    bool has_generated;   /* stored generated columns */
+    bool partition_check; /* a partition written directly: check its constraint */
+    BulkInsertState bistate;
+    TupleTableSlot **slots; /* bulk path: buffered rows */
+    int *rows;              /* group row index of each buffered slot */
+    int nused;
+    TupleTableSlot *single_slot; /* slow path */
+};
+
+struct Writer {
+    Relation rel;
+    TableInfo *info;
+    BatchGroup *group;
+    volatile WriteProgress *progress;
+    EState *estate;
+    ModifyTableState *mtstate;
+    ResultRelInfo *root;
+    PartitionTupleRouting *proute;
+    TransitionCaptureState *tcs;
+    TupleTableSlot *root_slot; /* partitioned tables: rows are built here, then routed */
+    CommandId cid;
+    bool single_only; /* slow path for every target */
+
+    Target **targets; /* [0] is the table itself; leaf partitions follow */
+    int ntargets;
+    int targets_capacity;
+
+    /* Column defaults: constant ones are evaluated once, others per row. */
+    int ndefaults;
+    int *default_index; /* column index (attnum - 1) */
+    ExprState **default_state;
+    Datum *default_value;
+    bool *default_null;
+
+    bool *is_set; /* per row: columns that got a value from the line */
+    int64 inserted;
+};
+
+/* Sets up a target: decides bulk or slow path as COPY does (copyfrom.c CIM_*). */
+Target *AddTarget(Writer *w, ResultRelInfo *rri)
+{
+    auto t = static_cast<Target *>(palloc0(sizeof(Target)));
+    Relation r = rri->ri_RelationDesc;
+    TriggerDesc *td = rri->ri_TrigDesc;
+    t->rri = rri;
+    t->before_row = td != nullptr && (td->trig_insert_before_row || td->trig_insert_instead_row);
+    t->multi = !w->single_only && !t->before_row && r->rd_rel->relkind == RELKIND_RELATION;
+    t->has_generated = r->rd_att->constr != nullptr && r->rd_att->constr->has_generated_stored;
+    t->partition_check = r->rd_rel->relispartition && (w->proute == nullptr || t->before_row);
+    if (r->rd_rel->relkind == RELKIND_RELATION)
+        t->bistate = GetBulkInsertState();
+    if (t->multi) {
+        t->slots = static_cast<TupleTableSlot **>(palloc0(sizeof(TupleTableSlot *) * kMaxBuffered));
+        t->rows = static_cast<int *>(palloc(sizeof(int) * kMaxBuffered));
+    }
+    if (w->ntargets == w->targets_capacity) {
+        w->targets_capacity *= 2;
+        w->targets = static_cast<Target **>(repalloc(w->targets, sizeof(Target *) * w->targets_capacity));
+    }
+    w->targets[w->ntargets++] = t;
+    return t;
+}
+
+/* The target of a routed leaf partition (few per batch: a linear search is fine). */
+Target *TargetFor(Writer *w, ResultRelInfo *rri)
+{
+    for (int i = w->ntargets - 1; i >= 0; i--)
+        if (w->targets[i]->rri == rri)
+            return w->targets[i];
+    MemoryContext old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+    Target *t = AddTarget(w, rri);
+    MemoryContextSwitchTo(old);
+    return t;
+}
+
+/* A slot for a target's rows, living as long as the executor state. */
+TupleTableSlot *CreateSlot(Writer *w, Target *t)
+{
+    MemoryContext old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+    TupleTableSlot *slot = table_slot_create(t->rri->ri_RelationDesc, &w->estate->es_tupleTable);
+    MemoryContextSwitchTo(old);
+    return slot;
+}
+
+/* The slot the next row of a target is built or copied into. */
+TupleTableSlot *NextSlot(Writer *w, Target *t)
+{
+    if (!t->multi) {
+        if (t->single_slot == nullptr)
+            t->single_slot = CreateSlot(w, t);
+        return t->single_slot;
+    }
+    if (t->slots[t->nused] == nullptr)
+        t->slots[t->nused] = CreateSlot(w, t);
+    return t->slots[t->nused];
+}
+
+/* Writes a target's buffered rows, then their index entries and AFTER ROW triggers. */
+void FlushTarget(Writer *w, Target *t)
+{
+    if (t->nused == 0)
+        return;
+    EState *estate = w->estate;
+    ResultRelInfo *rri = t->rri;
+    TriggerDesc *td = rri->ri_TrigDesc;
+    bool after_row = (td != nullptr && td->trig_insert_after_row) ||
+                     (w->tcs != nullptr && w->tcs->tcs_insert_new_table);
+
+    /* heap_multi_insert leaks into the current context: use the per-tuple one. */
+    MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+    w->progress->row = -1;
+    table_multi_insert(rri->ri_RelationDesc, t->slots, t->nused, w->cid, 0, t->bistate);
+    MemoryContextSwitchTo(old);
+
+    for (int k = 0; k < t->nused; k++) {
+        TupleTableSlot *slot = t->slots[k];
+        w->progress->row = t->rows[k];
+        if (rri->ri_NumIndices > 0) {
+            List *recheck = InfluxExecInsertIndexTuples(rri, slot, estate);
+            if (after_row || recheck != NIL)
+                ExecARInsertTriggers(estate, rri, slot, recheck, w->tcs);
+            list_free(recheck);
+        } else if (after_row) {
+            ExecARInsertTriggers(estate, rri, slot, NIL, w->tcs);
+        }
+        ExecClearTuple(slot);
+    }
+    w->inserted += t->nused;
+    t->nused = 0;
+    ResetPerTupleExprContext(estate);
+}
+
+void FlushAll(Writer *w)
+{
+    for (int i = 0; i < w->ntargets; i++)
+        FlushTarget(w, w->targets[i]);
+}
+
+/* The slow path for one row: INSERT's steps (ExecInsert) in INSERT's order. */
+void InsertOne(Writer *w, Target *t, TupleTableSlot *slot)
+{
+    EState *estate = w->estate;
+    ResultRelInfo *rri = t->rri;
+    Relation r = rri->ri_RelationDesc;
+
+    /* Triggers and RI checks of this row must see the rows before it. */
+    FlushAll(w);
+
+    if (t->before_row && rri->ri_TrigDesc->trig_insert_before_row) {
+        if (!ExecBRInsertTriggers(estate, rri, slot))
+            return; /* the trigger skipped the row */
+    }
+    if (t->has_generated)
+        ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
+
+    if (rri->ri_FdwRoutine != nullptr) {
+        slot = rri->ri_FdwRoutine->ExecForeignInsert(estate, rri, slot, nullptr);
+        if (slot == nullptr)
+            return;
+        ExecARInsertTriggers(estate, rri, slot, NIL, w->tcs);
+    } else {
+        if (r->rd_att->constr != nullptr)
+            ExecConstraints(rri, slot, estate);
+        if (t->partition_check)
+            ExecPartitionCheck(rri, slot, estate, true);
+        if (t->bistate == nullptr)
+            t->bistate = GetBulkInsertState();
+        table_tuple_insert(r, slot, w->cid, 0, t->bistate);
+        List *recheck = rri->ri_NumIndices > 0 ? InfluxExecInsertIndexTuples(rri, slot, estate) : NIL;
+        ExecARInsertTriggers(estate, rri, slot, recheck, w->tcs);
+        list_free(recheck);
+    }
+    w->inserted++;
+}
+
+/* Counts and reports a value that does not convert; the row is marked and skipped. */
+void RejectValue(Writer *w, BatchRow *row, const ColumnInfo *col, ValueRef value,
+                 const char *reason)
+{
+    char desc[96];
+    DescribeValue(value, desc, sizeof(desc));
+    row->rejected = true;
+    Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"%s\", %s: %s",
+            get_rel_name(w->info->relid), col->name, desc, reason);
+}
+
+/* Assigns one tag or field value to its column; false when the row is rejected. */
+bool SetValue(Writer *w, BatchRow *row, int idx, ValueRef value, TupleTableSlot *slot)
+{
+    const ColumnInfo *col = &w->info->columns[idx];
+    char reason[INFLUX_REASON_SIZE];
+    w->progress->column = col->name;
+    bool ok = ValueToDatum(col, value, &slot->tts_values[idx], reason);
+    w->progress->column = nullptr;
+    if (!ok) {
+        RejectValue(w, row, col, value, reason);
+        return false;
+    }
+    slot->tts_isnull[idx] = false;
+    w->is_set[idx] = true;
+    return true;
+}
+
+/* Column index of a tag or field key that names a Value column, else -1. */
+int ValueColumn(const TableInfo *info, const Text &key)
+{
+    char buf[NAMEDATALEN];
+    const char *name = key.data;
+    size_t len = key.size;
+    if (key.escaped) {
+        len = UnescapedSize(key);
+        if (len >= NAMEDATALEN)
+            return -1;
+        len = Unescape(key, buf);
+        name = buf;
+    }
+    int idx = TableInfoFindColumn(info, name, len);
+    return idx >= 0 && info->columns[idx].role == ColumnRole::Value ? idx : -1;
+}
+
+/*
+ * Fills a slot with one row in the table's (root's) column order: time, tags, fields
+ * (a field overrides a tag of the same name), leftovers as jsonb, then defaults for every
+ * column the line did not give a value.  False when the row was rejected.
+ */
+bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
+{
+    const TableInfo *info = w->info;
+    int natts = info->natts;
+    ExecClearTuple(slot);
+    for (int i = 0; i < natts; i++)
+        slot->tts_isnull[i] = true;
+    memset(w->is_set, 0, natts);
+
+    char reason[INFLUX_REASON_SIZE];
+    if (info->time_column >= 0) {
+        int tc = info->time_column;
+        if (!TimeToDatum(&info->columns[tc], row->time_ns, &slot->tts_values[tc], reason)) {
+            row->rejected = true;
+            Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_time\": %s",
+                    get_rel_name(info->relid), reason);
+            return false;
+        }
+        slot->tts_isnull[tc] = false;
+        w->is_set[tc] = true;
+    }
+
+    const Tag **left_tags = nullptr;
+    const Field **left_fields = nullptr;
+    int nleft_tags = 0, nleft_fields = 0;
+    if (info->tags_column >= 0 && row->ntags > 0)
+        left_tags = static_cast<const Tag **>(palloc(sizeof(Tag *) * row->ntags));
+    if (info->fields_column >= 0 && row->nfields > 0)
+        left_fields = static_cast<const Field **>(palloc(sizeof(Field *) * row->nfields));
+
+    for (uint32 i = 0; i < row->ntags; i++) {
+        const Tag *tag = &row->tags[i];
+        int idx = ValueColumn(info, tag->key);
+        if (idx >= 0) {
+            if (!SetValue(w, row, idx, ValueRef{&tag->value, nullptr}, slot))
+                return false;
+        } else if (left_tags != nullptr) {
+            left_tags[nleft_tags++] = tag;
+        }
+    }
+    for (uint32 i = 0; i < row->nfields; i++) {
+        const Field *field = &row->fields[i];
+        int idx = ValueColumn(info, field->key);
+        if (idx >= 0) {
+            if (!SetValue(w, row, idx, ValueRef{nullptr, field}, slot))
+                return false;
+        } else if (left_fields != nullptr) {
+            left_fields[nleft_fields++] = field;
+        }
+    }
+
+    /* Leftovers: only when there are some; otherwise the column gets its default. */
+    if (nleft_tags > 0) {
+        int c = info->tags_column;
+        if (!TagsToJsonb(left_tags, nleft_tags, &slot->tts_values[c], reason)) {
+            row->rejected = true;
+            Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_tags\": %s",
+                    get_rel_name(info->relid), reason);
+            return false;
+        }
+        slot->tts_isnull[c] = false;
+        w->is_set[c] = true;
+    }
+    if (nleft_fields > 0) {
+        int c = info->fields_column;
+        if (!FieldsToJsonb(left_fields, nleft_fields, &slot->tts_values[c], reason)) {
+            row->rejected = true;
+            Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_fields\": %s",
+                    get_rel_name(info->relid), reason);
+            return false;
+        }
+        slot->tts_isnull[c] = false;
+        w->is_set[c] = true;
+    }
+
+    ExprContext *econtext = GetPerTupleExprContext(w->estate);
+    for (int d = 0; d < w->ndefaults; d++) {
+        int c = w->default_index[d];
+        if (w->is_set[c])
+            continue;
+        if (w->default_state[d] == nullptr) {
+            slot->tts_values[c] = w->default_value[d];
+            slot->tts_isnull[c] = w->default_null[d];
+        } else {
+            slot->tts_values[c] =
+                ExecEvalExpr(w->default_state[d], econtext, &slot->tts_isnull[c]);
+        }
+    }
+    ExecStoreVirtualTuple(slot);
+    return true;
+}
+
+/*
+ * Prepares the defaults of every column that may be left out: planned once per write,
+ * constants evaluated once.  Returns true if one of them is volatile (nextval() excepted,
+ * as in COPY), which sends every row down the slow path.
+ */
+bool PrepareDefaults(Writer *w)
+{
+    TupleDesc desc = RelationGetDescr(w->rel);
+    int n = desc->natts;
+    w->default_index = static_cast<int *>(palloc(sizeof(int) * Max(n, 1)));
+    w->default_state = static_cast<ExprState **>(palloc(sizeof(ExprState *) * Max(n, 1)));
+    w->default_value = static_cast<Datum *>(palloc(sizeof(Datum) * Max(n, 1)));
+    w->default_null = static_cast<bool *>(palloc(sizeof(bool) * Max(n, 1)));
+    bool is_volatile = false;
+    for (int i = 0; i < n; i++) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        if (att->attisdropped || att->attgenerated != '\0')
+            continue;
+        Node *def = build_column_default(w->rel, att->attnum);
+        if (def == nullptr)
+            continue;
+        Expr *expr = expression_planner(reinterpret_cast<Expr *>(def));
+        int d = w->ndefaults++;
+        w->default_index[d] = i;
+        w->default_state[d] = nullptr;
+        if (IsA(expr, Const)) {
+            Const *c = reinterpret_cast<Const *>(expr);
+            w->default_value[d] = c->constvalue;
+            w->default_null[d] = c->constisnull;
+        } else {
+            w->default_state[d] = ExecInitExpr(expr, nullptr);
+            if (contain_volatile_functions_not_nextval(reinterpret_cast<Node *>(expr)))
+                is_volatile = true;
+        }
+    }
+    return is_volatile;
+}
+
+/* Executor state for the table: range table, result relation, indexes, triggers. */
+void SetUp(Writer *w)
+{
+    Relation rel = w->rel;
+    EState *estate = CreateExecutorState();
+    w->estate = estate;
+    MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+
+    RangeTblEntry *rte = makeNode(RangeTblEntry);
+    rte->rtekind = RTE_RELATION;
+    rte->relid = RelationGetRelid(rel);
+    rte->relkind = rel->rd_rel->relkind;
+    rte->rellockmode = RowExclusiveLock;
+#ifdef INFLUX_HAS_RTEPERMINFO
+    List *perminfos = NIL;
+    addRTEPermissionInfo(&perminfos, rte);
+    ExecInitRangeTable(estate, list_make1(rte), perminfos);
+#else
+    ExecInitRangeTable(estate, list_make1(rte));
+#endif
+
+    ResultRelInfo *rri = makeNode(ResultRelInfo);
+    InitResultRelInfo(rri, rel, 1, nullptr, 0);
+    estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
+    estate->es_output_cid = w->cid = GetCurrentCommandId(true);
+    w->root = rri;
+    InfluxCheckValidResultRel(rri);
+    ExecOpenIndices(rri, false);
+
+    /* A dummy ModifyTableState: FDWs and partition routing want one. */
+    ModifyTableState *mtstate = makeNode(ModifyTableState);
+    mtstate->ps.plan = nullptr;
+    mtstate->ps.state = estate;
+    mtstate->operation = CMD_INSERT;
+    mtstate->mt_nrels = 1;
+    mtstate->resultRelInfo = rri;
+    mtstate->rootResultRelInfo = rri;
+    w->mtstate = mtstate;
+
+    if (rri->ri_FdwRoutine != nullptr && rri->ri_FdwRoutine->BeginForeignInsert != nullptr)
+        rri->ri_FdwRoutine->BeginForeignInsert(mtstate, rri);
+
+    w->tcs = mtstate->mt_transition_capture =
+        MakeTransitionCaptureState(rel->trigdesc, RelationGetRelid(rel), CMD_INSERT);
+
+    bool partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
+    if (partitioned)
+        w->proute = ExecSetupPartitionTupleRouting(estate, rel);
+
+    bool volatile_defaults = PrepareDefaults(w);
+    w->single_only = volatile_defaults || (partitioned && w->tcs != nullptr);
+
+    w->targets_capacity = 4;
+    w->targets = static_cast<Target **>(palloc(sizeof(Target *) * w->targets_capacity));
+    AddTarget(w, rri);
+    if (partitioned)
+        w->root_slot = table_slot_create(rel, &estate->es_tupleTable);
+    w->is_set = static_cast<bool *>(palloc(Max(w->info->natts, 1)));
+
+    MemoryContextSwitchTo(old);
+
+    AfterTriggerBeginQuery();
+    ExecBSInsertTriggers(estate, rri);
+}
+
+/* Flushes, fires statement-level and queued AFTER triggers, releases everything. */
+void Finish(Writer *w)
+{
+    EState *estate = w->estate;
+    FlushAll(w);
+    w->progress->stage = WriteStage::Finish;
+    w->progress->row = -1;
+
+    ExecASInsertTriggers(estate, w->root, w->tcs);
+    AfterTriggerEndQuery(estate);
+
+    for (int i = 0; i < w->ntargets; i++) {
+        Target *t = w->targets[i];
+        if (t->bistate != nullptr) {
+            FreeBulkInsertState(t->bistate);
+            table_finish_bulk_insert(t->rri->ri_RelationDesc, 0);
+        }
+    }
+    if (w->proute != nullptr)
+        ExecCleanupTupleRouting(w->mtstate, w->proute);
+    if (w->root->ri_FdwRoutine != nullptr && w->root->ri_FdwRoutine->EndForeignInsert != nullptr)
+        w->root->ri_FdwRoutine->EndForeignInsert(estate, w->root);
+    ExecCloseIndices(w->root);
+    ExecResetTupleTable(estate->es_tupleTable, false);
+    FreeExecutorState(estate);
+}
+
+} // namespace
+
+int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi,
+                volatile WriteProgress *progress)
+{
+    Writer *w = static_cast<Writer *>(palloc0(sizeof(Writer)));
+    w->rel = rel;
+    w->info = info;
+    w->group = group;
+    w->progress = progress;
+    progress->stage = WriteStage::Setup;
+    progress->row = -1;
+    progress->column = nullptr;
+
+    SetUp(w);
+    EState *estate = w->estate;
+    progress->stage = WriteStage::Rows;
+
+    for (int i = lo; i < hi; i++) {
+        BatchRow *row = &group->rows[i];
+        if (row->rejected)
+            continue;
+        progress->row = i;
+        ResetPerTupleExprContext(estate);
+        MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+
+        Target *t = w->targets[0];
+        TupleTableSlot *slot = w->proute != nullptr ? w->root_slot : NextSlot(w, t);
+        if (!FillSlot(w, row, slot)) {
+            MemoryContextSwitchTo(old);
+            continue;
+        }
+
+        if (w->proute != nullptr) {
+            ResultRelInfo *leaf = ExecFindPartition(w->mtstate, w->root, w->proute, slot, estate);
+            t = TargetFor(w, leaf);
+            if (w->tcs != nullptr)
+                w->tcs->tcs_original_insert_tuple = t->before_row ? nullptr : slot;
+            TupleTableSlot *dst = NextSlot(w, t);
+            TupleConversionMap *map = InfluxRootToChildMap(leaf, estate);
+            if (map != nullptr)
+                slot = execute_attr_map_slot(map->attrMap, slot, dst);
+            else
+                slot = ExecCopySlot(dst, slot);
+        }
+        slot->tts_tableOid = RelationGetRelid(t->rri->ri_RelationDesc);
+
+        if (!t->multi) {
+            InsertOne(w, t, slot);
+        } else {
+            if (t->has_generated)
+                ExecComputeStoredGenerated(t->rri, estate, slot, CMD_INSERT);
+            if (t->rri->ri_RelationDesc->rd_att->constr != nullptr)
+                ExecConstraints(t->rri, slot, estate);
+            if (t->partition_check)
+                ExecPartitionCheck(t->rri, slot, estate, true);
+            ExecMaterializeSlot(slot);
+            t->rows[t->nused++] = i;
+            if (t->nused == kMaxBuffered)
+                FlushTarget(w, t);
+        }
+        MemoryContextSwitchTo(old);
+    }
+
+    Finish(w);
+    return w->inserted;
+}
+
+} // namespace influx

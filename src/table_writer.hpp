@@ -1,0 +1,54 @@
+/*
+ * table_writer.hpp — inserting the rows of one group into one table, with the executor
+ * machinery an INSERT would use.
+ *
+ * Vocabulary:
+ *   target     a relation rows are physically written to: the table itself, or a leaf
+ *              partition reached by tuple routing; each has its own ResultRelInfo, index
+ *              set, bulk-insert state and buffer of slots.
+ *   bulk path  rows are buffered per target and written with table_multi_insert (as COPY
+ *              does), then indexes and AFTER ROW triggers are handled row by row.
+ *   slow path  one row at a time (BEFORE ROW triggers, foreign tables, volatile column
+ *              defaults, partitioned tables with transition tables): the same steps as
+ *              INSERT, in the same order.
+ *
+ * Everything an INSERT does happens here too: column defaults for columns the line does
+ * not mention, stored generated columns, NOT NULL and CHECK constraints, unique and
+ * exclusion checks, partition routing and partition constraints, statement and row
+ * triggers, foreign keys (RI triggers fire at the end of the "statement").
+ *
+ * Include after postgres.h.
+ */
+#pragma once
+
+#include "batch.hpp"
+#include "table_cache.hpp"
+
+namespace influx {
+
+/* How far a write got; read by the caller after catching an ERROR. */
+enum class WriteStage : int {
+    Resolve, /* finding, creating, opening or checking the table */
+    Setup,   /* executor setup, BEFORE STATEMENT triggers */
+    Rows,    /* per-row work; `row` says which row when known */
+    Finish,  /* AFTER triggers, constraint rechecks: the row is not known */
+};
+
+struct WriteProgress {
+    WriteStage stage;
+    int row;            /* index in the group, -1 when unknown */
+    const char *column; /* set while a value is being converted, else NULL */
+};
+
+/*
+ * Inserts the rows [lo, hi) of a group that are not marked rejected into `rel` (opened and
+ * locked with RowExclusiveLock by the caller, privileges checked).  Values that do not
+ * convert reject their row (counted, marked).  Returns the number of rows written.  Raises
+ * an ERROR for anything the table refuses (constraints, triggers, …); the caller isolates
+ * it with a subtransaction.  Must run inside a transaction with an active snapshot; uses
+ * and leaves garbage in CurrentMemoryContext.
+ */
+int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi,
+                volatile WriteProgress *progress);
+
+} // namespace influx

@@ -1,0 +1,51 @@
+"""
+test_limits.py — limits against broken clients: an over-long line is rejected and counted
+in influx.stats(), and the next line on the same connection still lands.
+"""
+
+from conftest import send_tcp, send_udp, wait_for
+
+CLUSTER_CONF = {"influx.max_line_length": "1kB"}
+
+
+def test_max_line_length_from_module_conf(cluster):
+    assert cluster.scalar("SHOW influx.max_line_length") == "1kB"
+
+
+def test_overlong_tcp_line_is_rejected_and_counted(listener, db):
+    with db.cursor() as cur:
+        cur.execute("CREATE TABLE long_ok (_time timestamptz, host text, v float8)")
+        cur.execute("CREATE TABLE long_bad (_time timestamptz, host text, s text)")
+    before = listener.stat_total("lines_rejected_too_long")
+    too_long = 'long_bad,host=a s="' + "x" * 5000 + '"\n'
+    send_tcp(listener.tcp_port, too_long + "long_ok,host=a v=1\n")
+    wait_for(lambda: listener.row_count("long_ok") == 1, timeout=5, what="the line after the long one")
+    wait_for(
+        lambda: listener.stat_total("lines_rejected_too_long") >= before + 1,
+        timeout=5,
+        what="lines_rejected_too_long to count the line",
+    )
+    assert listener.row_count("long_bad") == 0
+    assert listener.query("SELECT host, v FROM long_ok") == [("a", 1.0)]
+
+
+def test_overlong_udp_line_is_rejected_but_the_datagram_is_not(listener, db):
+    with db.cursor() as cur:
+        cur.execute("CREATE TABLE udp_long_ok (_time timestamptz, host text, v float8)")
+    before = listener.stat_total("lines_rejected_too_long")
+    send_udp(listener.udp_port, 'udp_long_bad,host=a s="' + "y" * 3000 + '"\nudp_long_ok,host=a v=2\n')
+    wait_for(lambda: listener.row_count("udp_long_ok") == 1, timeout=5, what="the good line")
+    wait_for(
+        lambda: listener.stat_total("lines_rejected_too_long") >= before + 1,
+        timeout=5,
+        what="lines_rejected_too_long to count the line",
+    )
+    assert listener.row_count("udp_long_bad") == 0
+
+
+def test_overlong_line_reason_is_visible(listener):
+    wait_for(
+        lambda: any(r["last_error"] for r in listener.stats()),
+        timeout=5,
+        what="a last_error in influx.stats()",
+    )

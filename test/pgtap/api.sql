@@ -1,0 +1,111 @@
+-- api.sql — pgTAP contract of pg_influx's SQL objects: the extension, schema influx, the
+-- functions with their argument and result types, and the influx.stats view.
+-- Catalog checks only: behaviour is covered by pg_regress and the integration tests.
+BEGIN;
+SELECT plan(42);
+
+-- The OUT columns of a function as "name type, ..." (NULL if the function is missing).
+CREATE FUNCTION pg_temp.out_columns(fn regprocedure) RETURNS text LANGUAGE sql AS $$
+    SELECT string_agg(a.name || ' ' || format_type(a.type, NULL), ', ' ORDER BY a.i)
+    FROM pg_proc p,
+         unnest(p.proallargtypes, p.proargmodes, p.proargnames) WITH ORDINALITY AS a(type, mode, name, i)
+    WHERE p.oid = fn AND a.mode IN ('o', 'b', 't')
+$$;
+
+-- Extension and schema
+SELECT has_extension('influx', 'pg_influx', 'extension pg_influx is installed in schema influx');
+SELECT has_schema('influx');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.0',
+          'pg_influx version is 1.0');
+SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'pg_influx'), false,
+          'pg_influx is not relocatable (its objects live in schema influx)');
+
+-- influx.parse(lines text, precision text DEFAULT 'ns')
+SELECT has_function('influx', 'parse', ARRAY['text', 'text']);
+SELECT function_returns('influx', 'parse', ARRAY['text', 'text'], 'setof record');
+SELECT function_lang_is('influx', 'parse', ARRAY['text', 'text'], 'c');
+SELECT volatility_is('influx', 'parse', ARRAY['text', 'text'], 'immutable');
+SELECT is_strict('influx', 'parse', ARRAY['text', 'text']);
+SELECT is((SELECT pronargdefaults FROM pg_proc WHERE oid = to_regprocedure('influx.parse(text,text)')),
+          1::int2, 'the precision argument of influx.parse() has a default');
+SELECT is(pg_temp.out_columns(to_regprocedure('influx.parse(text,text)')),
+          'line integer, measurement text, tags jsonb, fields jsonb, field_types jsonb, time_ns bigint, error text',
+          'influx.parse() columns');
+
+-- influx.stats() and the influx.stats view
+SELECT has_function('influx', 'stats', ARRAY[]::name[]);
+SELECT function_returns('influx', 'stats', ARRAY[]::name[], 'setof record');
+SELECT volatility_is('influx', 'stats', ARRAY[]::name[], 'volatile');
+SELECT is(pg_temp.out_columns(to_regprocedure('influx.stats()')),
+          'pid integer, kind text, worker integer, started_at timestamp with time zone, '
+          'activity text, bytes_received bigint, lines_received bigint, '
+          'lines_rejected_syntax bigint, lines_rejected_too_long bigint, '
+          'rows_rejected_value bigint, rows_rejected_insert bigint, rows_rejected_table bigint, '
+          'rows_inserted bigint, batches bigint, errors bigint, queue_full bigint, '
+          'datagrams_dropped bigint, connections_accepted bigint, connections_refused bigint, '
+          'last_error text, last_error_at timestamp with time zone',
+          'influx.stats() columns');
+SELECT has_view('influx', 'stats', 'view influx.stats exists');
+SELECT columns_are('influx', 'stats', ARRAY[
+    'pid', 'kind', 'worker', 'started_at', 'activity', 'bytes_received', 'lines_received',
+    'lines_rejected_syntax', 'lines_rejected_too_long', 'rows_rejected_value',
+    'rows_rejected_insert', 'rows_rejected_table', 'rows_inserted', 'batches', 'errors',
+    'queue_full', 'datagrams_dropped', 'connections_accepted', 'connections_refused',
+    'last_error', 'last_error_at']);
+SELECT col_type_is('influx', 'stats', 'rows_inserted', 'bigint', 'influx.stats.rows_inserted is bigint');
+SELECT col_type_is('influx', 'stats', 'kind', 'text', 'influx.stats.kind is text');
+
+-- influx.listener_status()
+SELECT has_function('influx', 'listener_status', ARRAY[]::name[]);
+SELECT function_returns('influx', 'listener_status', ARRAY[]::name[], 'record');
+SELECT volatility_is('influx', 'listener_status', ARRAY[]::name[], 'volatile');
+SELECT is(pg_temp.out_columns(to_regprocedure('influx.listener_status()')),
+          'pid integer, status text, generation integer, started_at timestamp with time zone, '
+          'udp_port integer, tcp_port integer, workers_wanted integer, workers_running integer',
+          'influx.listener_status() columns');
+
+-- influx.restart_workers()
+SELECT has_function('influx', 'restart_workers', ARRAY[]::name[]);
+SELECT function_returns('influx', 'restart_workers', ARRAY[]::name[], 'boolean');
+SELECT volatility_is('influx', 'restart_workers', ARRAY[]::name[], 'volatile');
+
+-- influx.send_udp(lines text, port int DEFAULT NULL, host text DEFAULT 'localhost')
+SELECT has_function('influx', 'send_udp', ARRAY['text', 'integer', 'text']);
+SELECT function_returns('influx', 'send_udp', ARRAY['text', 'integer', 'text'], 'bigint');
+SELECT volatility_is('influx', 'send_udp', ARRAY['text', 'integer', 'text'], 'volatile');
+SELECT isnt_strict('influx', 'send_udp', ARRAY['text', 'integer', 'text']);
+SELECT is(pg_get_function_arguments(to_regprocedure('influx.send_udp(text,integer,text)')),
+          'lines text, port integer DEFAULT NULL::integer, host text DEFAULT ''localhost''::text',
+          'influx.send_udp() arguments and defaults');
+
+-- influx.send_tcp(lines text, port int DEFAULT NULL, host text DEFAULT 'localhost')
+SELECT has_function('influx', 'send_tcp', ARRAY['text', 'integer', 'text']);
+SELECT function_returns('influx', 'send_tcp', ARRAY['text', 'integer', 'text'], 'bigint');
+SELECT volatility_is('influx', 'send_tcp', ARRAY['text', 'integer', 'text'], 'volatile');
+SELECT isnt_strict('influx', 'send_tcp', ARRAY['text', 'integer', 'text']);
+SELECT is(pg_get_function_arguments(to_regprocedure('influx.send_tcp(text,integer,text)')),
+          'lines text, port integer DEFAULT NULL::integer, host text DEFAULT ''localhost''::text',
+          'influx.send_tcp() arguments and defaults');
+
+-- Every C function is bound to a pg_influx_<name> symbol of the module.
+SELECT is((SELECT count(*) FROM pg_proc
+           WHERE pronamespace = 'influx'::regnamespace AND prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
+             AND (probin <> '$libdir/pg_influx' OR prosrc NOT LIKE 'pg\_influx\_%')),
+          0::bigint, 'every C function is pg_influx_<name> in $libdir/pg_influx');
+
+-- Every function of the extension is in schema influx and belongs to the extension.
+SELECT is((SELECT count(*) FROM pg_proc p
+           WHERE pronamespace = 'influx'::regnamespace
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                             WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                               AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e')),
+          0::bigint, 'every function in schema influx is a member of the extension');
+
+-- The comments users see in \df+ are there.
+SELECT isnt(obj_description(to_regprocedure('influx.parse(text,text)'), 'pg_proc'), NULL, 'influx.parse() has a comment');
+SELECT isnt(obj_description(to_regprocedure('influx.stats()'), 'pg_proc'), NULL, 'influx.stats() has a comment');
+SELECT isnt(obj_description(to_regprocedure('influx.listener_status()'), 'pg_proc'), NULL, 'influx.listener_status() has a comment');
+SELECT isnt(obj_description(to_regprocedure('influx.restart_workers()'), 'pg_proc'), NULL, 'influx.restart_workers() has a comment');
+
+SELECT * FROM finish();
+ROLLBACK;

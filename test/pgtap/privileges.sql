@@ -1,0 +1,87 @@
+-- privileges.sql — pgTAP contract of who may call what.  influx.parse() is for everyone;
+-- the monitoring functions are for pg_monitor; sending test traffic and restarting
+-- workers are for superusers (and whoever they grant them to).
+BEGIN;
+SELECT plan(27);
+
+CREATE ROLE influx_tap_nobody NOLOGIN;
+CREATE ROLE influx_tap_monitor NOLOGIN IN ROLE pg_monitor;
+
+-- Runs a statement as another role; returns NULL on success, else the SQLSTATE.
+CREATE FUNCTION pg_temp.sqlstate_as(who name, statement text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('SET LOCAL ROLE %I', who);
+    EXECUTE statement;
+    RESET ROLE;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;  -- the rollback of the block also undoes SET ROLE
+END
+$$;
+
+-- PUBLIC (a fresh role with no grants)
+SELECT ok(has_schema_privilege('influx_tap_nobody', to_regnamespace('influx'), 'USAGE'),
+          'PUBLIC has USAGE on schema influx');
+SELECT ok(has_function_privilege('influx_tap_nobody', to_regprocedure('influx.parse(text,text)'), 'EXECUTE'),
+          'PUBLIC can execute influx.parse()');
+SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.stats()'), 'EXECUTE'),
+          'PUBLIC cannot execute influx.stats()');
+SELECT ok(NOT has_table_privilege('influx_tap_nobody', to_regclass('influx.stats'), 'SELECT'),
+          'PUBLIC cannot read the influx.stats view');
+SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.listener_status()'), 'EXECUTE'),
+          'PUBLIC cannot execute influx.listener_status()');
+SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.restart_workers()'), 'EXECUTE'),
+          'PUBLIC cannot execute influx.restart_workers()');
+SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.send_udp(text,integer,text)'), 'EXECUTE'),
+          'PUBLIC cannot execute influx.send_udp()');
+SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.send_tcp(text,integer,text)'), 'EXECUTE'),
+          'PUBLIC cannot execute influx.send_tcp()');
+
+-- pg_monitor
+SELECT ok(has_function_privilege('pg_monitor', to_regprocedure('influx.stats()'), 'EXECUTE'),
+          'pg_monitor can execute influx.stats()');
+SELECT ok(has_table_privilege('pg_monitor', to_regclass('influx.stats'), 'SELECT'),
+          'pg_monitor can read the influx.stats view');
+SELECT ok(has_function_privilege('pg_monitor', to_regprocedure('influx.listener_status()'), 'EXECUTE'),
+          'pg_monitor can execute influx.listener_status()');
+SELECT ok(NOT has_function_privilege('pg_monitor', to_regprocedure('influx.restart_workers()'), 'EXECUTE'),
+          'pg_monitor cannot execute influx.restart_workers()');
+SELECT ok(NOT has_function_privilege('pg_monitor', to_regprocedure('influx.send_udp(text,integer,text)'), 'EXECUTE'),
+          'pg_monitor cannot execute influx.send_udp()');
+SELECT ok(NOT has_function_privilege('pg_monitor', to_regprocedure('influx.send_tcp(text,integer,text)'), 'EXECUTE'),
+          'pg_monitor cannot execute influx.send_tcp()');
+SELECT ok(has_function_privilege('influx_tap_monitor', to_regprocedure('influx.stats()'), 'EXECUTE'),
+          'a member of pg_monitor can execute influx.stats()');
+
+-- What actually happens when those roles call the functions
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', $$SELECT count(*) FROM influx.parse('cpu value=1')$$),
+          NULL, 'PUBLIC calls influx.parse()');
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT count(*) FROM influx.stats()'),
+          '42501', 'PUBLIC gets permission denied from influx.stats()');
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT count(*) FROM influx.stats'),
+          '42501', 'PUBLIC gets permission denied from the influx.stats view');
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT influx.restart_workers()'),
+          '42501', 'PUBLIC gets permission denied from influx.restart_workers()');
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', $$SELECT influx.send_udp('cpu value=1')$$),
+          '42501', 'PUBLIC gets permission denied from influx.send_udp()');
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', $$SELECT influx.send_tcp('cpu value=1')$$),
+          '42501', 'PUBLIC gets permission denied from influx.send_tcp()');
+SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT count(*) FROM influx.stats'),
+          NULL, 'a pg_monitor member reads influx.stats');
+SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT count(*) FROM influx.stats()'),
+          NULL, 'a pg_monitor member calls influx.stats()');
+SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT * FROM influx.listener_status()'),
+          NULL, 'a pg_monitor member calls influx.listener_status()');
+SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT influx.restart_workers()'),
+          '42501', 'a pg_monitor member gets permission denied from influx.restart_workers()');
+
+-- A superuser can grant the management functions on.
+GRANT EXECUTE ON FUNCTION influx.send_udp(text, integer, text) TO influx_tap_nobody;
+SELECT ok(has_function_privilege('influx_tap_nobody', to_regprocedure('influx.send_udp(text,integer,text)'), 'EXECUTE'),
+          'EXECUTE on influx.send_udp() can be granted');
+SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.send_tcp(text,integer,text)'), 'EXECUTE'),
+          'granting send_udp does not grant send_tcp');
+
+SELECT * FROM finish();
+ROLLBACK;

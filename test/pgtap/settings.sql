@@ -1,0 +1,99 @@
+-- settings.sql — pgTAP contract of the influx.* settings: each one exists with its
+-- documented type, default (boot value), unit, range and context (docs/settings.md), no
+-- undocumented setting exists, and the influx. prefix is reserved.
+BEGIN;
+SELECT plan(25);
+
+-- Every influx.* setting, and nothing else.
+SELECT set_eq(
+    $$SELECT name FROM pg_settings WHERE name LIKE 'influx.%'$$,
+    ARRAY['influx.add_columns', 'influx.batch_size', 'influx.create_tables', 'influx.database',
+          'influx.flush_interval', 'influx.listen_addresses', 'influx.max_connections',
+          'influx.max_line_length', 'influx.precision', 'influx.queue_size', 'influx.restart_delay',
+          'influx.role', 'influx.schema', 'influx.synchronous_commit', 'influx.tcp_port',
+          'influx.udp_port', 'influx.udp_receive_buffer', 'influx.workers'],
+    'the influx.* settings are exactly the documented ones');
+
+-- One row per setting: type, default, unit, context, range, allowed values.
+CREATE FUNCTION pg_temp.setting(text) RETURNS TABLE(
+    vartype text, boot_val text, unit text, context text, min_val text, max_val text, enumvals text[])
+LANGUAGE sql AS $$
+    SELECT vartype, boot_val, unit, context, min_val, max_val, enumvals
+    FROM pg_settings WHERE name = $1
+$$;
+
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.database')$$,
+    $$VALUES ('string', 'postgres', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.database: string, default postgres, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.role')$$,
+    $$VALUES ('string', '', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.role: string, default empty (bootstrap superuser), sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.schema')$$,
+    $$VALUES ('string', 'public', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.schema: string, default public, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.workers')$$,
+    $$VALUES ('integer', '2', NULL, 'sighup', '0', '64', NULL::text[])$$,
+    'influx.workers: integer 0..64, default 2, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.listen_addresses')$$,
+    $$VALUES ('string', 'localhost', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.listen_addresses: string, default localhost, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.udp_port')$$,
+    $$VALUES ('integer', '8089', NULL, 'sighup', '0', '65535', NULL::text[])$$,
+    'influx.udp_port: integer 0..65535, default 8089, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.tcp_port')$$,
+    $$VALUES ('integer', '8094', NULL, 'sighup', '0', '65535', NULL::text[])$$,
+    'influx.tcp_port: integer 0..65535, default 8094, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.batch_size')$$,
+    $$VALUES ('integer', '10000', NULL, 'sighup', '1', '1000000', NULL::text[])$$,
+    'influx.batch_size: integer 1..1000000, default 10000, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.flush_interval')$$,
+    $$VALUES ('integer', '200', 'ms', 'sighup', '1', '60000', NULL::text[])$$,
+    'influx.flush_interval: 1..60000 ms, default 200ms, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.queue_size')$$,
+    $$VALUES ('integer', '8388608', 'B', 'sighup', '65536', '1073741824', NULL::text[])$$,
+    'influx.queue_size: 64kB..1GB, default 8MB, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.precision')$$,
+    $$VALUES ('enum', 'ns', NULL, 'sighup', NULL, NULL, ARRAY['ns', 'us', 'ms', 's'])$$,
+    'influx.precision: ns|us|ms|s, default ns, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.create_tables')$$,
+    $$VALUES ('bool', 'on', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.create_tables: bool, default on, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.add_columns')$$,
+    $$VALUES ('bool', 'off', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.add_columns: bool, default off, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.max_line_length')$$,
+    $$VALUES ('integer', '1048576', 'B', 'sighup', '1024', '67108864', NULL::text[])$$,
+    'influx.max_line_length: 1kB..64MB, default 1MB, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.max_connections')$$,
+    $$VALUES ('integer', '100', NULL, 'sighup', '1', '10000', NULL::text[])$$,
+    'influx.max_connections: integer 1..10000, default 100, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.udp_receive_buffer')$$,
+    $$VALUES ('integer', '8388608', 'B', 'sighup', '65536', '1073741824', NULL::text[])$$,
+    'influx.udp_receive_buffer: 64kB..1GB, default 8MB, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.synchronous_commit')$$,
+    $$VALUES ('enum', 'on', NULL, 'sighup', NULL, NULL,
+              ARRAY['local', 'remote_write', 'remote_apply', 'on', 'off'])$$,
+    'influx.synchronous_commit: local|remote_write|remote_apply|on|off, default on, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.restart_delay')$$,
+    $$VALUES ('integer', '5', 's', 'postmaster', '1', '3600', NULL::text[])$$,
+    'influx.restart_delay: 1..3600 s, default 5s, postmaster');
+
+-- Settings the test cluster does not override read back as their defaults.
+SELECT is(current_setting('influx.batch_size'), '10000', 'current_setting(influx.batch_size) is 10000');
+SELECT is(current_setting('influx.max_line_length'), '1MB', 'current_setting(influx.max_line_length) is 1MB');
+
+-- The influx. prefix is reserved: an unknown influx.* name is an error, not a placeholder.
+SELECT throws_ok('SET influx.nosuch = 1', '42602',
+    'invalid configuration parameter name "influx.nosuch"',
+    'SET of an unknown influx.* setting fails (prefix reserved)');
+SELECT throws_ok($$SELECT set_config('influx.nosuch', '1', true)$$, '42602', NULL,
+    'set_config() of an unknown influx.* setting fails');
+
+-- Server-wide settings cannot be changed by SET.
+SELECT throws_ok('SET influx.workers = 3', '55P02', NULL,
+    'influx.workers cannot be changed with SET (sighup)');
+SELECT throws_ok('SET influx.restart_delay = 10', '55P02', NULL,
+    'influx.restart_delay cannot be changed with SET (postmaster)');
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,686 @@
+/*
+ * line_protocol_test.cpp — unit tests of the line-protocol parser (src/line_protocol.cpp).
+ *
+ * Each test states one rule of InfluxDB 1.x line protocol as pg_influx implements it
+ * (docs/line-protocol.md), including the deliberate differences.
+ */
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "line_protocol.hpp"
+
+using namespace influx;
+
+namespace {
+
+/* A parsed line as plain strings and values, easy to compare. */
+struct Parsed {
+    ParseStatus status = ParseStatus::Invalid;
+    std::string error;
+    ErrorClass cls = ErrorClass::None;
+    uint32_t column = 0;
+    std::string measurement;
+    std::map<std::string, std::string> tags;
+    std::vector<std::string> tag_order;
+    std::map<std::string, Field> fields;
+    std::map<std::string, std::string> strings;
+    uint32_t nfields = 0;
+    bool has_time = false;
+    int64_t time_ns = 0;
+
+    bool ok() const { return status == ParseStatus::Ok; }
+    const Field &field(const std::string &key) const { return fields.at(key); }
+};
+
+Parsed Parse(std::string_view line, Precision precision = Precision::Nanoseconds, size_t max_len = 64 * 1024 * 1024)
+{
+    ParserOptions options;
+    options.precision = precision;
+    options.max_line_length = max_len;
+    LineParser parser(options);
+    Point pt;
+    Parsed r;
+    r.status = parser.ParseLine(line, &pt);
+    r.error = parser.error().message;
+    r.cls = parser.error().cls;
+    r.column = parser.error().column;
+    if (r.status != ParseStatus::Ok)
+        return r;
+    r.measurement = UnescapeToString(pt.measurement);
+    for (uint32_t i = 0; i < pt.ntags; ++i) {
+        r.tags[UnescapeToString(pt.tags[i].key)] = UnescapeToString(pt.tags[i].value);
+        r.tag_order.push_back(UnescapeToString(pt.tags[i].key));
+    }
+    for (uint32_t i = 0; i < pt.nfields; ++i) {
+        std::string key = UnescapeToString(pt.fields[i].key);
+        r.fields[key] = pt.fields[i];
+        if (pt.fields[i].type == FieldType::String)
+            r.strings[key] = UnescapeToString(pt.fields[i].str);
+    }
+    r.nfields = pt.nfields;
+    r.has_time = pt.has_time;
+    r.time_ns = pt.time_ns;
+    return r;
+}
+
+bool Valid(std::string_view line) { return Parse(line).ok(); }
+
+double F(const Parsed &p, const char *key) { return p.field(key).value.f; }
+
+} // namespace
+
+/* ---- structure ---- */
+
+TEST(LineProtocol, FullLine)
+{
+    Parsed p = Parse("cpu,host=a,region=eu usage=1.5,idle=2i,up=t,name=\"x y\" 1700000000000000000");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.measurement, "cpu");
+    EXPECT_EQ(p.tags.size(), 2u);
+    EXPECT_EQ(p.tags["host"], "a");
+    EXPECT_EQ(p.tags["region"], "eu");
+    EXPECT_EQ((std::vector<std::string>{"host", "region"}), p.tag_order);
+    EXPECT_EQ(p.nfields, 4u);
+    EXPECT_EQ(p.field("usage").type, FieldType::Float);
+    EXPECT_EQ(F(p, "usage"), 1.5);
+    EXPECT_EQ(p.field("idle").type, FieldType::Integer);
+    EXPECT_EQ(p.field("idle").value.i, 2);
+    EXPECT_EQ(p.field("up").type, FieldType::Boolean);
+    EXPECT_TRUE(p.field("up").value.b);
+    EXPECT_EQ(p.strings["name"], "x y");
+    EXPECT_TRUE(p.has_time);
+    EXPECT_EQ(p.time_ns, 1700000000000000000);
+}
+
+TEST(LineProtocol, TagsAreOptionalFieldsAreNot)
+{
+    EXPECT_TRUE(Valid("cpu value=1"));
+    EXPECT_FALSE(Valid("cpu"));
+    EXPECT_FALSE(Valid("cpu "));
+    EXPECT_FALSE(Valid("cpu,host=a"));
+    EXPECT_FALSE(Valid("cpu,host=a "));
+    EXPECT_NE(Parse("cpu").error.find("missing fields"), std::string::npos);
+}
+
+TEST(LineProtocol, MissingMeasurement)
+{
+    EXPECT_FALSE(Valid(",host=a value=1"));
+    EXPECT_NE(Parse(",host=a value=1").error.find("missing measurement"), std::string::npos);
+}
+
+TEST(LineProtocol, TrailingCommas)
+{
+    EXPECT_FALSE(Valid("cpu, value=1"));      /* comma after measurement needs a tag */
+    EXPECT_FALSE(Valid("cpu,host=a, value=1")); /* trailing comma in the tag set */
+    EXPECT_FALSE(Valid("cpu value=1,"));      /* trailing comma in the field set */
+    EXPECT_FALSE(Valid("cpu value=1, 123"));
+    EXPECT_FALSE(Valid("cpu ,value=1"));
+    EXPECT_FALSE(Valid("cpu,,host=a value=1"));
+}
+
+TEST(LineProtocol, TagErrors)
+{
+    EXPECT_NE(Parse("cpu,=a value=1").error.find("missing tag key"), std::string::npos);
+    EXPECT_NE(Parse("cpu,host value=1").error.find("missing tag value"), std::string::npos);
+    EXPECT_NE(Parse("cpu,host= value=1").error.find("missing tag value"), std::string::npos);
+    EXPECT_NE(Parse("cpu,host=,zone=a value=1").error.find("missing tag value"), std::string::npos);
+    EXPECT_NE(Parse("cpu,host=f=o value=1").error.find("invalid tag format"), std::string::npos);
+    /* InfluxDB only looks for '=' after the first byte of a tag value */
+    Parsed p = Parse("cpu,t==x value=1");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.tags["t"], "=x");
+}
+
+TEST(LineProtocol, EmptyTagValueRejected)
+{
+    Parsed p = Parse("cpu,host= value=1");
+    EXPECT_FALSE(p.ok());
+    EXPECT_EQ(p.cls, ErrorClass::Syntax);
+}
+
+TEST(LineProtocol, DuplicateTagsRejected)
+{
+    Parsed p = Parse("cpu,host=a,host=b value=1");
+    EXPECT_FALSE(p.ok());
+    EXPECT_EQ(p.error, "duplicate tags at column 12");
+    EXPECT_FALSE(Valid("cpu,b=1,a=2,b=3 value=1")); /* not adjacent, not sorted */
+    EXPECT_TRUE(Valid("cpu,host=a,Host=b value=1")); /* keys are case sensitive */
+    /* many tags take the hashed path */
+    std::string line = "cpu";
+    for (int i = 0; i < 40; ++i)
+        line += ",k" + std::to_string(i) + "=v";
+    EXPECT_TRUE(Valid(line + " value=1"));
+    EXPECT_FALSE(Valid(line + ",k17=w value=1"));
+}
+
+TEST(LineProtocol, DuplicateFieldsLastWins)
+{
+    Parsed p = Parse("cpu a=1,b=2,a=3i");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.nfields, 2u);
+    EXPECT_EQ(p.field("a").type, FieldType::Integer);
+    EXPECT_EQ(p.field("a").value.i, 3);
+    EXPECT_EQ(F(p, "b"), 2.0);
+
+    /* keys are compared unescaped: a\"b and a"b are the same field key */
+    p = Parse("cpu a\\\"b=1,a\"b=2");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.nfields, 1u);
+    EXPECT_EQ(F(p, "a\"b"), 2.0);
+
+    std::string line = "cpu ";
+    for (int i = 0; i < 50; ++i)
+        line += "f" + std::to_string(i) + "=" + std::to_string(i) + ",";
+    line += "f7=\"last\",f7=99i";
+    p = Parse(line);
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.nfields, 50u);
+    EXPECT_EQ(p.field("f7").type, FieldType::Integer);
+    EXPECT_EQ(p.field("f7").value.i, 99);
+}
+
+TEST(LineProtocol, FieldErrors)
+{
+    EXPECT_NE(Parse("cpu =1").error.find("missing field key"), std::string::npos);
+    EXPECT_NE(Parse("cpu a=1,=2").error.find("missing field key"), std::string::npos);
+    EXPECT_NE(Parse("cpu a=").error.find("missing field value"), std::string::npos);
+    EXPECT_NE(Parse("cpu a=,b=1").error.find("missing field value"), std::string::npos);
+    EXPECT_NE(Parse("cpu a= 1").error.find("missing field value"), std::string::npos);
+    EXPECT_EQ(Parse("cpu a=1,b").error, "invalid field format at column 9");
+    EXPECT_NE(Parse("cpu 123").error.find("invalid field format"), std::string::npos);
+}
+
+/* ---- escaping ---- */
+
+TEST(LineProtocol, MeasurementEscapes)
+{
+    EXPECT_EQ(Parse("foo\\,bar value=1").measurement, "foo,bar");
+    EXPECT_EQ(Parse("cpu\\ load,region=east value=1").measurement, "cpu load");
+    /* only comma and space are escapes in a measurement */
+    EXPECT_EQ(Parse("cpu\\=load value=1").measurement, "cpu\\=load");
+    EXPECT_EQ(Parse("cpu\\\"load value=1").measurement, "cpu\\\"load");
+    EXPECT_EQ(Parse("cpu=load value=1").measurement, "cpu=load");
+    EXPECT_EQ(Parse("\"cpu\" value=1").measurement, "\"cpu\"");
+    EXPECT_EQ(Parse("c\\pu value=1").measurement, "c\\pu");
+}
+
+TEST(LineProtocol, KeyEscapes)
+{
+    Parsed p = Parse("cpu,region\\,zone=a\\,b,x\\ y=c\\ d,e\\=q=f\\=g k\\,1=1,k\\ 2=2,k\\=3=3,k\\\"4=4,k\\a=5");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.tags["region,zone"], "a,b");
+    EXPECT_EQ(p.tags["x y"], "c d");
+    EXPECT_EQ(p.tags["e=q"], "f=g");
+    EXPECT_EQ(F(p, "k,1"), 1);
+    EXPECT_EQ(F(p, "k 2"), 2);
+    EXPECT_EQ(F(p, "k=3"), 3);
+    EXPECT_EQ(F(p, "k\"4"), 4);  /* InfluxDB's field iterator unescapes \" in keys */
+    EXPECT_EQ(F(p, "k\\a"), 5); /* unknown escape: backslash stays */
+
+    /* \" is not an escape in tags */
+    p = Parse("cpu,t\\\"=v\\\" value=1");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.tags["t\\\""], "v\\\"");
+}
+
+TEST(LineProtocol, BackslashRuns)
+{
+    /* Outside strings a backslash is never escaped by another: "\\," is '\' + ',' */
+    Parsed p = Parse("cpu,regions=\\\\,\\,\\=east value=1.0");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.tags["regions"], "\\,,=east");
+    p = Parse("cpu,regions=eas\\\\ t value=1.0");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.tags["regions"], "eas\\ t");
+    p = Parse("cpu,regions=east\\\\  value=1.0");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.tags["regions"], "east\\ ");
+    EXPECT_EQ(Parse("a\\\\\\\\b value=1").measurement, "a\\\\\\\\b");
+    /* in a string value, "\\" is one backslash, and "\\\"" a backslash and a quote */
+    EXPECT_EQ(Parse("cpu v=\"test\\\\\"").strings["v"], "test\\");
+    EXPECT_EQ(Parse("cpu v=\"test\\\\\\\"\"").strings["v"], "test\\\"");
+    EXPECT_EQ(Parse("cpu v=\"a\\\\\\\\b\"").strings["v"], "a\\\\b");
+}
+
+TEST(LineProtocol, UnescapeApi)
+{
+    Text t{"a\\,b\\=c\\ d\\\"e\\x", 15, true, TextKind::Key};
+    EXPECT_EQ(UnescapeToString(t), "a,b=c d\\\"e\\x");
+    EXPECT_EQ(UnescapedSize(t), UnescapeToString(t).size());
+    t.kind = TextKind::Measurement;
+    EXPECT_EQ(UnescapeToString(t), "a,b\\=c d\\\"e\\x");
+    t.kind = TextKind::FieldKey;
+    EXPECT_EQ(UnescapeToString(t), "a,b=c d\"e\\x");
+    Text s{"q\\\"x\\\\y\\n\\", 10, true, TextKind::StringValue};
+    EXPECT_EQ(UnescapeToString(s), "q\"x\\y\\n\\");
+    Text plain{"abc", 3, false, TextKind::Key};
+    char buf[4];
+    EXPECT_EQ(Unescape(plain, buf), 3u);
+    EXPECT_EQ(std::string(buf, 3), "abc");
+}
+
+/* ---- strings ---- */
+
+TEST(LineProtocol, Strings)
+{
+    Parsed p = Parse("cpu a=\"hello, world = x\",b=\"\",c=\"say \\\"hi\\\"\",d=\"c:\\\\dir\",e=\"\\n\"");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.strings["a"], "hello, world = x");
+    EXPECT_EQ(p.strings["b"], "");
+    EXPECT_EQ(p.strings["c"], "say \"hi\"");
+    EXPECT_EQ(p.strings["d"], "c:\\dir");
+    EXPECT_EQ(p.strings["e"], "\\n"); /* backslash before other characters stays */
+    EXPECT_EQ(p.field("b").type, FieldType::String);
+}
+
+TEST(LineProtocol, StringWithNewline)
+{
+    Parsed p = Parse("cpu msg=\"line one\nline two\" 5");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.strings["msg"], "line one\nline two");
+    EXPECT_EQ(p.time_ns, 5);
+}
+
+TEST(LineProtocol, UnbalancedQuotes)
+{
+    Parsed p = Parse("cpu,host=a value=\"test");
+    EXPECT_FALSE(p.ok());
+    EXPECT_EQ(p.error, "unbalanced quotes at column 18");
+    EXPECT_FALSE(Valid("cpu value=\"test\"\""));
+}
+
+TEST(LineProtocol, QuotedBooleanIsString)
+{
+    Parsed p = Parse("cpu v=\"true\"");
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p.field("v").type, FieldType::String);
+    EXPECT_EQ(p.strings["v"], "true");
+}
+
+TEST(LineProtocol, TextAfterClosingQuoteFollowsInfluxDB)
+{
+    /* InfluxDB 1.x accepts this and keeps everything between the first and last byte */
+    Parsed p = Parse("cpu a=\"x\"def,b=1");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.strings["a"], "x\"de");
+}
+
+/* ---- numbers ---- */
+
+TEST(LineProtocol, FloatForms)
+{
+    struct {
+        const char *text;
+        double value;
+    } cases[] = {
+        {"1", 1.0},        {"1.0", 1.0},     {"-1.5", -1.5},        {"1e+78", 1e78},   {"1.E+78", 1e78},
+        {".5", 0.5},       {"5.", 5.0},      {"1e5", 1e5},          {"1E5", 1e5},      {"-1.5e-3", -1.5e-3},
+        {"0", 0.0},        {"-0.0", -0.0},   {"1.7976931348623157e308", 1.7976931348623157e308},
+        {"1e-400", 0.0},   {"007", 7.0},     {"0.1", 0.1},
+    };
+    for (const auto &c : cases) {
+        Parsed p = Parse(std::string("m v=") + c.text);
+        ASSERT_TRUE(p.ok()) << c.text << ": " << p.error;
+        EXPECT_EQ(p.field("v").type, FieldType::Float) << c.text;
+        EXPECT_EQ(F(p, "v"), c.value) << c.text;
+    }
+    std::string long_zeros = "1" + std::string(30, '0');
+    EXPECT_EQ(F(Parse("m v=" + long_zeros), "v"), 1e30);
+}
+
+TEST(LineProtocol, BadFloats)
+{
+    for (const char *bad : {"NaN", "nan", "-NaN", "Inf", "-Inf", "+Inf", "inf", "1e400", "-1e400", "1.1.1", ".", "-.",
+                            "-", "1e", "1e+", "e5", "1ee5", "42+3", "1a", "+1", "0x10", "1_000", "1.5e5.5",
+                            "1ii", "-e-e-e"}) {
+        Parsed p = Parse(std::string("m v=") + bad);
+        EXPECT_FALSE(p.ok()) << bad;
+    }
+    EXPECT_EQ(Parse("m v=1e400").cls, ErrorClass::Range);
+    std::string huge = "1" + std::string(400, '0');
+    EXPECT_FALSE(Valid("m v=" + huge));
+}
+
+TEST(LineProtocol, Integers)
+{
+    Parsed p = Parse("m a=9223372036854775807i,b=-9223372036854775808i,c=0i,d=-0i,e=007i");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.field("a").value.i, std::numeric_limits<int64_t>::max());
+    EXPECT_EQ(p.field("b").value.i, std::numeric_limits<int64_t>::min());
+    EXPECT_EQ(p.field("c").value.i, 0);
+    EXPECT_EQ(p.field("e").value.i, 7);
+    EXPECT_EQ(p.field("a").type, FieldType::Integer);
+
+    Parsed over = Parse("cpu,host=a value=9223372036854775808i");
+    EXPECT_FALSE(over.ok());
+    EXPECT_EQ(over.error, "integer value out of range at column 18");
+    EXPECT_EQ(over.cls, ErrorClass::Range);
+    EXPECT_FALSE(Valid("m a=-9223372036854775809i"));
+    EXPECT_FALSE(Valid("m a=99999999999999999999999i"));
+    for (const char *bad : {"1.0i", "1e5i", "-i", "i", "1i5", "1iu", ".i"})
+        EXPECT_FALSE(Valid(std::string("m a=") + bad)) << bad;
+}
+
+TEST(LineProtocol, Unsigned)
+{
+    Parsed p = Parse("m a=0u,b=18446744073709551615u,c=42u");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.field("a").type, FieldType::Unsigned);
+    EXPECT_EQ(p.field("a").value.u, 0u);
+    EXPECT_EQ(p.field("b").value.u, std::numeric_limits<uint64_t>::max());
+    EXPECT_EQ(p.field("c").value.u, 42u);
+    EXPECT_EQ(Parse("m a=18446744073709551616u").cls, ErrorClass::Range);
+    EXPECT_FALSE(Valid("m a=-1u"));
+    EXPECT_FALSE(Valid("m a=-0u"));
+    EXPECT_FALSE(Valid("m a=1.5u"));
+    EXPECT_FALSE(Valid("m a=1ui"));
+}
+
+/* ---- booleans ---- */
+
+TEST(LineProtocol, Booleans)
+{
+    for (const char *t : {"t", "T", "true", "True", "TRUE"}) {
+        Parsed p = Parse(std::string("m v=") + t);
+        ASSERT_TRUE(p.ok()) << t;
+        EXPECT_EQ(p.field("v").type, FieldType::Boolean);
+        EXPECT_TRUE(p.field("v").value.b) << t;
+    }
+    for (const char *f : {"f", "F", "false", "False", "FALSE"}) {
+        Parsed p = Parse(std::string("m v=") + f);
+        ASSERT_TRUE(p.ok()) << f;
+        EXPECT_EQ(p.field("v").type, FieldType::Boolean);
+        EXPECT_FALSE(p.field("v").value.b) << f;
+    }
+    for (const char *bad : {"tRUE", "tru", "truee", "fALSE", "FaLsE", "yes", "on", "x", "t1", "TRue"})
+        EXPECT_FALSE(Valid(std::string("m v=") + bad)) << bad;
+    EXPECT_NE(Parse("m v=tRUE").error.find("invalid boolean"), std::string::npos);
+}
+
+/* ---- timestamps and precision ---- */
+
+TEST(LineProtocol, Timestamps)
+{
+    Parsed p = Parse("m v=1");
+    ASSERT_TRUE(p.ok());
+    EXPECT_FALSE(p.has_time);
+    p = Parse("m v=1 -5");
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p.time_ns, -5);
+    EXPECT_TRUE(Valid("m v=1 9223372036854775806"));
+    EXPECT_TRUE(Valid("m v=1 -9223372036854775806"));
+    EXPECT_FALSE(Valid("m v=1 9223372036854775807"));  /* InfluxDB reserves the extremes */
+    EXPECT_FALSE(Valid("m v=1 -9223372036854775807"));
+    EXPECT_FALSE(Valid("m v=1 99999999999999999999"));
+    EXPECT_EQ(Parse("m v=1 99999999999999999999").error, "timestamp out of range at column 7");
+    EXPECT_EQ(Parse("m v=1 1.5").error, "bad timestamp at column 8");
+    EXPECT_FALSE(Valid("m v=1 -"));
+    EXPECT_FALSE(Valid("m v=1 12a"));
+    EXPECT_FALSE(Valid("m v=1 \"123\""));
+    EXPECT_FALSE(Valid("m v=1 123 456"));
+    EXPECT_TRUE(Valid("m v=1 123   "));
+    EXPECT_TRUE(Valid("m v=1   123"));
+    EXPECT_EQ(Parse("m v=1 0").time_ns, 0);
+    EXPECT_TRUE(Parse("m v=1 0").has_time);
+}
+
+TEST(LineProtocol, PrecisionScaling)
+{
+    EXPECT_EQ(Parse("m v=1 5", Precision::Microseconds).time_ns, 5000);
+    EXPECT_EQ(Parse("m v=1 5", Precision::Milliseconds).time_ns, 5000000);
+    EXPECT_EQ(Parse("m v=1 1700000000", Precision::Seconds).time_ns, 1700000000000000000);
+    EXPECT_EQ(Parse("m v=1 -2", Precision::Seconds).time_ns, -2000000000);
+    /* range checks after scaling */
+    EXPECT_TRUE(Parse("m v=1 9223372036", Precision::Seconds).ok());
+    Parsed over = Parse("m v=1 9223372037", Precision::Seconds);
+    EXPECT_FALSE(over.ok());
+    EXPECT_EQ(over.cls, ErrorClass::Range);
+    EXPECT_FALSE(Parse("m v=1 9223372036854775", Precision::Milliseconds).ok());
+    EXPECT_TRUE(Parse("m v=1 9223372036854", Precision::Milliseconds).ok());
+    EXPECT_TRUE(Parse("m v=1 -9223372036854775", Precision::Microseconds).ok());
+    EXPECT_FALSE(Parse("m v=1 -9223372036854776", Precision::Microseconds).ok());
+    EXPECT_TRUE(Parse("m v=1 9223372036854775", Precision::Microseconds).ok());
+    EXPECT_FALSE(Parse("m v=1 9223372036854776", Precision::Microseconds).ok());
+}
+
+TEST(LineProtocol, PrecisionNames)
+{
+    Precision p;
+    EXPECT_TRUE(ParsePrecision("ns", &p));
+    EXPECT_EQ(p, Precision::Nanoseconds);
+    EXPECT_TRUE(ParsePrecision("n", &p));
+    EXPECT_EQ(p, Precision::Nanoseconds);
+    EXPECT_TRUE(ParsePrecision("us", &p));
+    EXPECT_EQ(p, Precision::Microseconds);
+    EXPECT_TRUE(ParsePrecision("u", &p));
+    EXPECT_TRUE(ParsePrecision("ms", &p));
+    EXPECT_EQ(p, Precision::Milliseconds);
+    EXPECT_TRUE(ParsePrecision("s", &p));
+    EXPECT_EQ(p, Precision::Seconds);
+    EXPECT_FALSE(ParsePrecision("h", &p));
+    EXPECT_FALSE(ParsePrecision("", &p));
+    EXPECT_FALSE(ParsePrecision("NS", &p));
+    EXPECT_STREQ(PrecisionName(Precision::Microseconds), "us");
+    EXPECT_STREQ(FieldTypeName(FieldType::Unsigned), "unsigned");
+}
+
+/* ---- whitespace, comments, line ends ---- */
+
+TEST(LineProtocol, CommentsAndBlankLines)
+{
+    EXPECT_EQ(Parse("# comment").status, ParseStatus::Skip);
+    EXPECT_EQ(Parse("   # indented comment").status, ParseStatus::Skip);
+    EXPECT_EQ(Parse("\t#tab").status, ParseStatus::Skip);
+    EXPECT_EQ(Parse("").status, ParseStatus::Skip);
+    EXPECT_EQ(Parse("   ").status, ParseStatus::Skip);
+    EXPECT_EQ(Parse(" \t ").status, ParseStatus::Skip);
+    EXPECT_EQ(Parse("\r").status, ParseStatus::Skip);
+    EXPECT_EQ(Parse("# comment\r").status, ParseStatus::Skip);
+    /* '#' elsewhere is an ordinary byte */
+    Parsed p = Parse("m#1,t=#x f#=1");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.measurement, "m#1");
+}
+
+TEST(LineProtocol, Whitespace)
+{
+    Parsed p = Parse("   cpu value=1 5");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.measurement, "cpu");
+    EXPECT_TRUE(Valid("cpu    value=1.0 1257894000000000000"));
+    EXPECT_TRUE(Valid("cpu value=1.0     1257894000000000000"));
+    EXPECT_TRUE(Valid("cpu value=1.0 1257894000000000000   "));
+    EXPECT_TRUE(Valid("cpu value=1 "));
+    EXPECT_FALSE(Valid("cpu value=1 1\t"));
+}
+
+TEST(LineProtocol, CrLf)
+{
+    Parsed p = Parse("cpu value=1 5\r");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.time_ns, 5);
+    p = Parse("cpu s=\"x\"\r");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.strings["s"], "x");
+    EXPECT_TRUE(Valid("cpu value=1\r"));
+    EXPECT_FALSE(Valid("cpu value=1\r\r"));
+    EXPECT_FALSE(Valid("cpu value=1 5\r 6"));
+}
+
+TEST(LineProtocol, MaxLineLength)
+{
+    std::string line = "cpu value=\"" + std::string(100, 'x') + "\"";
+    EXPECT_TRUE(Parse(line, Precision::Nanoseconds, line.size()).ok());
+    Parsed p = Parse(line, Precision::Nanoseconds, 64);
+    EXPECT_FALSE(p.ok());
+    EXPECT_EQ(p.cls, ErrorClass::TooLong);
+    EXPECT_EQ(p.error, "line too long (112 bytes, limit 64)");
+}
+
+TEST(LineProtocol, SeriesKeyLimit)
+{
+    std::string tag(65530, 'x');
+    EXPECT_TRUE(Valid("m,t=" + std::string(65530 - 10, 'x') + " v=1"));
+    Parsed p = Parse("m,t=" + tag + "xxxxxxx v=1");
+    EXPECT_FALSE(p.ok());
+    EXPECT_EQ(p.cls, ErrorClass::Range);
+}
+
+TEST(LineProtocol, EncodingRejected)
+{
+    Parsed p = Parse(std::string("cpu v=\"a\0b\"", 11));
+    EXPECT_FALSE(p.ok());
+    EXPECT_EQ(p.cls, ErrorClass::Encoding);
+    EXPECT_EQ(p.error, "NUL byte at column 9");
+    EXPECT_FALSE(Valid(std::string("\0cpu v=1", 8)));
+
+    p = Parse("cpu,host=\xff v=1");
+    EXPECT_FALSE(p.ok());
+    EXPECT_EQ(p.cls, ErrorClass::Encoding);
+    EXPECT_EQ(p.error, "invalid UTF-8 at column 10");
+    EXPECT_FALSE(Valid("cpu v=\"\xc3\""));          /* truncated */
+    EXPECT_FALSE(Valid("cpu v=\"\xc0\xaf\""));      /* overlong */
+    EXPECT_FALSE(Valid("cpu v=\"\xed\xa0\x80\""));  /* surrogate */
+    EXPECT_FALSE(Valid("cpu v=\"\xf4\x90\x80\x80\"")); /* above U+10FFFF */
+    p = Parse("c\xc3\xa9u,h\xc3\xb4te=\xe2\x82\xac v=\"\xf0\x9f\x98\x80\"");
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.measurement, "c\xc3\xa9u");
+    EXPECT_EQ(p.strings["v"], "\xf0\x9f\x98\x80");
+}
+
+TEST(LineProtocol, ErrorColumnsCountLeadingWhitespace)
+{
+    EXPECT_EQ(Parse("  cpu v=1.1.1").error, "invalid number at column 12");
+    EXPECT_EQ(Parse("  cpu v=1.1.1").column, 12u);
+}
+
+TEST(LineProtocol, NamesAreNotReserved)
+{
+    /* InfluxDB 1.x's parser accepts these; only its storage layer drops "time" */
+    EXPECT_TRUE(Valid("m,time=1 v=1"));
+    EXPECT_TRUE(Valid("m time=1"));
+    EXPECT_TRUE(Valid("m,_field=a,_measurement=b _value=1"));
+}
+
+TEST(LineProtocol, ParserReuse)
+{
+    LineParser parser;
+    Point pt;
+    ASSERT_EQ(parser.ParseLine("a,x=1 v=1,w=2 7", &pt), ParseStatus::Ok);
+    EXPECT_EQ(pt.ntags, 1u);
+    EXPECT_EQ(pt.nfields, 2u);
+    ASSERT_EQ(parser.ParseLine("bad", &pt), ParseStatus::Invalid);
+    EXPECT_STRNE(parser.error().message, "");
+    ASSERT_EQ(parser.ParseLine("b v=\"s\"", &pt), ParseStatus::Ok);
+    EXPECT_EQ(pt.ntags, 0u);
+    EXPECT_EQ(pt.nfields, 1u);
+    EXPECT_FALSE(pt.has_time);
+    EXPECT_EQ(parser.error().cls, ErrorClass::None);
+}
+
+/* ---- line scanning ---- */
+
+namespace {
+
+std::vector<std::string> LinesAtOnce(const std::string &buf)
+{
+    std::vector<std::string> out;
+    ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { out.emplace_back(l); });
+    return out;
+}
+
+std::vector<std::string> LinesInPieces(const std::string &buf, size_t piece)
+{
+    std::vector<std::string> out;
+    LineScanner scanner;
+    std::string pending;
+    size_t pos = 0;
+    while (pos < buf.size()) {
+        size_t n = std::min(piece, buf.size() - pos);
+        size_t off = 0;
+        while (off < n) {
+            size_t end = scanner.FindLineEnd(buf.data() + pos + off, n - off);
+            if (end == LineScanner::npos) {
+                pending.append(buf, pos + off, n - off);
+                break;
+            }
+            pending.append(buf, pos + off, end - 1);
+            out.push_back(pending);
+            pending.clear();
+            off += end;
+        }
+        pos += n;
+    }
+    if (!pending.empty())
+        out.push_back(pending);
+    return out;
+}
+
+} // namespace
+
+TEST(LineScanner, SplitsAtNewlinesOutsideStrings)
+{
+    std::string buf = "a v=1\nb s=\"x\ny\" 5\n# c\n\nc,t=\"q v=1\r\nd v=\"a\\\"\nb\"\ne\\\nf v=1";
+    std::vector<std::string> expect = {"a v=1",  "b s=\"x\ny\" 5", "# c",
+                                       "",       "c,t=\"q v=1\r",  "d v=\"a\\\"\nb\"",
+                                       "e\\\nf v=1"};
+    EXPECT_EQ(LinesAtOnce(buf), expect);
+    for (size_t piece : {1, 2, 3, 5, 7, 64})
+        EXPECT_EQ(LinesInPieces(buf, piece), expect) << "piece " << piece;
+}
+
+TEST(LineScanner, ByteByByteEqualsWhole)
+{
+    std::string buf;
+    for (int i = 0; i < 50; ++i)
+        buf += "m,t=v" + std::to_string(i) + " a=1,s=\"x,y=z\n\\\"q\\\\\",b=t " + std::to_string(i) + "\n";
+    buf += "tail s=\"unterminated\nstill";
+    auto whole = LinesAtOnce(buf);
+    EXPECT_EQ(whole.size(), 51u);
+    EXPECT_EQ(LinesInPieces(buf, 1), whole);
+    EXPECT_EQ(LinesInPieces(buf, 13), whole);
+}
+
+TEST(LineScanner, ResetForgetsState)
+{
+    LineScanner s;
+    const char *open = "m s=\"abc";
+    EXPECT_EQ(s.FindLineEnd(open, std::strlen(open)), LineScanner::npos);
+    EXPECT_EQ(s.FindLineEnd("\n", 1), LineScanner::npos); /* inside the string */
+    s.Reset();
+    EXPECT_EQ(s.FindLineEnd("x\n", 2), 2u);
+}
+
+TEST(ForEachLine, CountsAndLastLineWithoutNewline)
+{
+    std::string buf = "a v=1\nb v=2";
+    std::vector<std::string> lines;
+    size_t n = ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { lines.emplace_back(l); });
+    EXPECT_EQ(n, 2u);
+    EXPECT_EQ(lines, (std::vector<std::string>{"a v=1", "b v=2"}));
+    buf = "a v=1\n";
+    lines.clear();
+    EXPECT_EQ(ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { lines.emplace_back(l); }), 1u);
+    EXPECT_EQ(ForEachLine("", 0, [&](std::string_view) {}), 0u);
+}
+
+TEST(ForEachLine, BadLineDoesNotAffectOthers)
+{
+    std::string buf = "good v=1\nbad v=\nworse\ngood2 v=2i\n";
+    LineParser parser;
+    int ok = 0, bad = 0;
+    ForEachLine(buf.data(), buf.size(), [&](std::string_view l) {
+        Point pt;
+        auto st = parser.ParseLine(l, &pt);
+        ok += st == ParseStatus::Ok;
+        bad += st == ParseStatus::Invalid;
+    });
+    EXPECT_EQ(ok, 2);
+    EXPECT_EQ(bad, 2);
+}
