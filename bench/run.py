@@ -102,7 +102,10 @@ class Psql:
     def query(self, sql, timeout=600):
         self.n += 1
         marker = f"__pg_influx_bench_{self.n}__"
-        self.p.stdin.write(sql.rstrip().rstrip(";") + ";\n\\echo " + marker + "\n")
+        sql = sql.rstrip()
+        if not sql.startswith("\\"):  # meta-commands (\copy) take the whole line as is
+            sql = sql.rstrip(";") + ";"
+        self.p.stdin.write(sql + "\n\\echo " + marker + "\n")
         self.p.stdin.flush()
         rows, errors = [], []
         deadline = time.monotonic() + timeout
@@ -328,6 +331,7 @@ class Bench:
         self.notes = []
         self.files = {}
         self.influx_ok = None   # None: not tried, False: failed (skip further influx runs)
+        self.load_before = os.getloadavg()[0]
 
     # ----- setup -----
 
@@ -379,15 +383,20 @@ class Bench:
     def copy_csv(self, c, db, v):
         self.truncate(db, v.copy_schema, v.tables)
         db.query("CHECKPOINT")
-        cmds = []
-        for t in v.tables:
-            cmds += ["-c", f"\\copy {v.copy_schema}.{t} FROM '{self.table_file(v, 'csv', t)}' (FORMAT csv)"]
+        # psql's \copy in the benchmark's own psql session: psql reads the file and streams it
+        # (COPY FROM STDIN), so the server backend's CPU time is known.
+        cpu0 = proc_cpu(db.backend_pid)
         t0 = time.monotonic()
-        run(c.psql_cmd() + cmds, cwd="/", timeout=self.args.timeout)
+        db.query("BEGIN")
+        for t in v.tables:
+            db.query(f"\\copy {v.copy_schema}.{t} FROM '{self.table_file(v, 'csv', t)}' (FORMAT csv)",
+                     timeout=self.args.timeout)
+        db.query("COMMIT")
         secs = time.monotonic() - t0
+        cpu = proc_cpu(db.backend_pid) - cpu0
         rows = self.count(db, v.copy_schema, v.tables)
         self.results.append(dict(variant=v, method="CSV `\\copy` (psql)", rows=rows, secs=secs,
-                                 cpu=None))
+                                 cpu=cpu))
         log(f"{v.name}: CSV \\copy {rows} rows in {secs:.2f}s = {rows / secs:,.0f} rows/s")
 
     def copy_binary(self, db, v):
@@ -421,7 +430,8 @@ class Bench:
             r = db.query("SELECT coalesce(sum(rows_inserted),0), "
                          "coalesce(sum(lines_rejected_syntax + lines_rejected_too_long + rows_rejected_value "
                          "+ rows_rejected_insert + rows_rejected_table),0), "
-                         "coalesce(sum(datagrams_dropped),0), coalesce(sum(lines_received),0), "
+                         "coalesce(sum(datagrams_dropped),0), "
+                         "coalesce(sum(lines_received) FILTER (WHERE kind = 'listener'),0), "
                          "coalesce(sum(errors),0), coalesce(sum(queue_full),0) FROM influx.stats()")[0]
             return dict(inserted=int(r[0]), rejected=int(r[1]), dropped=int(r[2]),
                         received=int(r[3]), errors=int(r[4]), queue_full=int(r[5]))
@@ -706,6 +716,9 @@ class Bench:
                     break
         L.append(f"- machine: {os.cpu_count()} CPUs ({cpu_model}), {memtotal:.0f} GiB RAM, "
                  f"kernel {os.uname().release}")
+        L.append(f"- load average (1 min) before / after the run: {self.load_before:.2f} / "
+                 f"{os.getloadavg()[0]:.2f} (anything well above the benchmark's own processes "
+                 f"means other work shared the CPUs)")
         L.append(f"- PostgreSQL {getattr(self, 'pg_version', '?')}, pg_influx {rev}")
         L.append(f"- command: `{' '.join(sys.argv)}`")
         L.append(f"- dataset: {a.lines:,} lines per variant, seed {a.seed}; pg_influx over "
@@ -799,6 +812,9 @@ class Bench:
             return None
         copy_rate = next((r["rows"] / r["secs"] for r in self.results
                           if r.get("is_copy_binary") and r["variant"].name == "typed"), None)
+        csv_rate = next((r["rows"] / r["secs"] for r in self.results
+                         if r["method"].startswith("CSV") and r["variant"].name == "typed"), None)
+        from matplotlib.ticker import MaxNLocator
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
         for ax, kind, key, xlabel in ((ax1, "workers", "workers", "influx.workers"),
                                       (ax2, "batch", "batch", "influx.batch_size")):
@@ -807,8 +823,12 @@ class Bench:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="pg_influx TCP")
             if copy_rate:
                 ax.axhline(copy_rate, color="gray", ls="--", label="COPY binary")
+            if csv_rate:
+                ax.axhline(csv_rate, color="gray", ls=":", label="CSV \\copy")
             if kind == "batch":
                 ax.set_xscale("log")
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(xlabel)
             ax.set_ylabel("rows/s")
             ax.set_ylim(bottom=0)

@@ -3,6 +3,9 @@
 
 \echo Use "CREATE EXTENSION pg_influx" to load this file. \quit
 
+-- Everyone may use the schema; what each function allows is granted per function below.
+GRANT USAGE ON SCHEMA influx TO PUBLIC;
+
 -- ---------------------------------------------------------------------------------------
 -- Parsing
 -- ---------------------------------------------------------------------------------------

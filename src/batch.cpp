@@ -15,9 +15,11 @@ extern "C" {
 
 #include "batch.hpp"
 
-namespace influx {
+namespace influx
+{
 
-namespace {
+namespace
+{
 
 constexpr int kInitialBuckets = 64;
 
@@ -60,7 +62,8 @@ BatchGroup *FindGroup(Batch *batch, const char *name, size_t len)
         last->measurement[len] == '\0')
         return last;
 
-    uint32_t hash = hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(len));
+    uint32_t hash =
+        hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(len));
     for (BatchGroup *g = batch->buckets[hash & (batch->nbuckets - 1)]; g; g = g->next_in_bucket) {
         if (g->hash == hash && strncmp(g->measurement, name, len) == 0 &&
             g->measurement[len] == '\0')
@@ -72,7 +75,8 @@ BatchGroup *FindGroup(Batch *batch, const char *name, size_t len)
     g->measurement[len] = '\0';
     g->hash = hash;
     g->capacity = 64;
-    g->rows = static_cast<BatchRow *>(MemoryContextAlloc(batch->cxt, sizeof(BatchRow) * g->capacity));
+    g->rows =
+        static_cast<BatchRow *>(MemoryContextAlloc(batch->cxt, sizeof(BatchRow) * g->capacity));
     if (batch->ngroups == batch->groups_capacity) {
         batch->groups_capacity *= 2;
         batch->groups = static_cast<BatchGroup **>(
@@ -110,8 +114,8 @@ char *BatchCopyBytes(Batch *batch, const char *data, size_t size)
     return copy;
 }
 
-void BatchAddRow(Batch *batch, const char *measurement, size_t measurement_len,
-                 const Point &point, int64_t time_ns, const char *line, size_t line_len)
+void BatchAddRow(Batch *batch, const char *measurement, size_t measurement_len, const Point &point,
+                 int64_t time_ns, const char *line, size_t line_len)
 {
     BatchGroup *g = FindGroup(batch, measurement, measurement_len);
     if (g->nrows == g->capacity) {

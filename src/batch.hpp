@@ -19,17 +19,18 @@
 
 #include "line_protocol.hpp"
 
-namespace influx {
+namespace influx
+{
 
 struct BatchRow {
     const Tag *tags;
     const Field *fields;
     uint32_t ntags;
     uint32_t nfields;
-    int64_t time_ns;   /* Unix time in nanoseconds (server time when the line had none) */
-    const char *line;  /* the line, for error messages */
+    int64_t time_ns;  /* Unix time in nanoseconds (server time when the line had none) */
+    const char *line; /* the line, for error messages */
     uint32_t line_len;
-    bool rejected;     /* a value did not convert; never retried, counted once */
+    bool rejected; /* a value did not convert; never retried, counted once */
 };
 
 struct BatchGroup {
@@ -66,7 +67,7 @@ char *BatchCopyBytes(Batch *batch, const char *data, size_t size);
  * bytes).  The point's tag and field arrays are copied; their slices must already point
  * into memory owned by the batch.
  */
-void BatchAddRow(Batch *batch, const char *measurement, size_t measurement_len,
-                 const Point &point, int64_t time_ns, const char *line, size_t line_len);
+void BatchAddRow(Batch *batch, const char *measurement, size_t measurement_len, const Point &point,
+                 int64_t time_ns, const char *line, size_t line_len);
 
 } // namespace influx

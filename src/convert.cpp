@@ -27,9 +27,11 @@ extern "C" {
 
 #include "convert.hpp"
 
-namespace influx {
+namespace influx
+{
 
-namespace {
+namespace
+{
 
 /* Text form of a field value into buf (room for 64 bytes); returns its length. */
 int NumberText(const Field &f, char *buf)
@@ -335,8 +337,7 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
     int len;
     if (!ValueText(v, &s, &len, reason))
         return false;
-    *out = InputFunctionCall(const_cast<FmgrInfo *>(&col->input), s, col->typioparam,
-                             col->typmod);
+    *out = InputFunctionCall(const_cast<FmgrInfo *>(&col->input), s, col->typioparam, col->typmod);
     return true;
 }
 

@@ -20,7 +20,8 @@
 
 #include "table_cache.hpp"
 
-namespace influx {
+namespace influx
+{
 
 /* Longest reason text a conversion writes. */
 #define INFLUX_REASON_SIZE 128

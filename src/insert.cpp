@@ -58,9 +58,11 @@ extern "C" {
 #include "table_cache.hpp"
 #include "table_writer.hpp"
 
-namespace influx {
+namespace influx
+{
 
-namespace {
+namespace
+{
 
 /* What a flush needs to know besides the batch: from the settings, or influx.insert(). */
 struct FlushOptions {
@@ -89,7 +91,8 @@ void EnsureInitialized(void)
         return;
     BatchInit(&batch, TopMemoryContext);
     work_cxt = AllocSetContextCreate(TopMemoryContext, "influx flush", ALLOCSET_DEFAULT_SIZES);
-    attempt_cxt = AllocSetContextCreate(work_cxt, "influx write", ALLOCSET_DEFAULT_SIZES);
+    /* Not a child of work_cxt: resetting that one would delete it. */
+    attempt_cxt = AllocSetContextCreate(TopMemoryContext, "influx write", ALLOCSET_DEFAULT_SIZES);
     TableCacheInit();
 
     CppError err;
@@ -155,9 +158,8 @@ void ParseOne(std::string_view line, int64 now_ns)
         char excerpt[80];
         Excerpt(line, false, excerpt, sizeof(excerpt));
         Problem(kRowsRejectedTable, 1,
-                len >= NAMEDATALEN
-                    ? "row rejected: measurement name longer than 63 bytes: \"%s\""
-                    : "row rejected: measurement name contains a NUL byte: \"%s\"",
+                len >= NAMEDATALEN ? "row rejected: measurement name longer than 63 bytes: \"%s\""
+                                   : "row rejected: measurement name contains a NUL byte: \"%s\"",
                 excerpt);
         return;
     }
@@ -249,8 +251,8 @@ void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *
                     continue;
                 Datum d = CStringGetTextDatum(name);
                 if (pass == 0) {
-                    keys->fields = accumArrayResult(keys->fields, d, false, TEXTOID,
-                                                    CurrentMemoryContext);
+                    keys->fields =
+                        accumArrayResult(keys->fields, d, false, TEXTOID, CurrentMemoryContext);
                     Datum t = CStringGetTextDatum(FieldTypeName(row->fields[k].type));
                     keys->types =
                         accumArrayResult(keys->types, t, false, TEXTOID, CurrentMemoryContext);
@@ -290,8 +292,8 @@ Oid CreateTable(const char *schema, BatchGroup *g, int lo, int hi)
         KeyArray(keys.types),
     };
     SPI_connect();
-    int rc = SPI_execute_with_args("SELECT influx.create_measurement_table($1, $2, $3, $4, $5)",
-                                   5, argtypes, args, nullptr, false, 1);
+    int rc = SPI_execute_with_args("SELECT influx.create_measurement_table($1, $2, $3, $4, $5)", 5,
+                                   argtypes, args, nullptr, false, 1);
     Oid relid = InvalidOid;
     if (rc == SPI_OK_SELECT && SPI_processed == 1) {
         bool isnull;
@@ -310,7 +312,7 @@ Oid CreateTable(const char *schema, BatchGroup *g, int lo, int hi)
  * fails (e.g. the role does not own the table), the rows are still inserted without the
  * new columns.  Returns true if columns may have been added.
  */
-bool AddColumns(Relation rel, const TableInfo *info, BatchGroup *g, int lo, int hi)
+bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
 {
     KeySets keys;
     CollectKeys(g, lo, hi, info, &keys);
@@ -321,16 +323,16 @@ bool AddColumns(Relation rel, const TableInfo *info, BatchGroup *g, int lo, int 
     ResourceOwner oldowner = CurrentResourceOwner;
     volatile bool ok = true;
     Oid argtypes[4] = {REGCLASSOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-    Datum args[4] = {ObjectIdGetDatum(RelationGetRelid(rel)), KeyArray(keys.tags),
-                     KeyArray(keys.fields), KeyArray(keys.types)};
+    Datum args[4] = {ObjectIdGetDatum(relid), KeyArray(keys.tags), KeyArray(keys.fields),
+                     KeyArray(keys.types)};
 
     BeginInternalSubTransaction(nullptr);
     MemoryContextSwitchTo(oldcxt);
     PG_TRY();
     {
         SPI_connect();
-        SPI_execute_with_args("SELECT influx.add_measurement_columns($1, $2, $3, $4)", 4,
-                              argtypes, args, nullptr, false, 1);
+        SPI_execute_with_args("SELECT influx.add_measurement_columns($1, $2, $3, $4)", 4, argtypes,
+                              args, nullptr, false, 1);
         SPI_finish();
         ReleaseCurrentSubTransaction();
     }
@@ -340,8 +342,7 @@ bool AddColumns(Relation rel, const TableInfo *info, BatchGroup *g, int lo, int 
         ErrorData *edata = CopyErrorData();
         FlushErrorState();
         RollbackAndReleaseCurrentSubTransaction();
-        Problem(kErrors, 0, "could not add columns to \"%s\": %s", g->measurement,
-                edata->message);
+        Problem(kErrors, 0, "could not add columns to \"%s\": %s", g->measurement, edata->message);
         FreeErrorData(edata);
         ok = false;
     }
@@ -441,8 +442,14 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
         RejectRange(g, lo, hi, kRowsRejectedTable, refusal);
         return 0;
     }
-    if (opts->add_columns && AddColumns(rel, info, g, lo, hi))
-        info = TableCacheGet(rel);
+    if (opts->add_columns) {
+        /* ALTER TABLE refuses a table this backend has open: close it, keep the lock. */
+        table_close(rel, NoLock);
+        bool added = AddColumns(relid, info, g, lo, hi);
+        rel = table_open(relid, RowExclusiveLock);
+        if (added)
+            info = TableCacheGet(rel);
+    }
 
     if (opts->worker) {
         char activity[NAMEDATALEN * 2 + 64];
@@ -596,11 +603,14 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted)
     {
         SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
+        /* Table lookup and the creation hook (SPI) need a snapshot, as a statement would. */
+        PushActiveSnapshot(GetTransactionSnapshot());
         if (isolate)
             SetConstraintsImmediate();
         MemoryContextSwitchTo(work_cxt);
         *inserted = InsertAll(opts, isolate);
         MemoryContextSwitchTo(oldcxt);
+        PopActiveSnapshot();
         CommitTransactionCommand();
     }
     PG_CATCH();
@@ -656,6 +666,7 @@ void ApplySynchronousCommit(void)
 void EndBatch(void)
 {
     BatchReset(&batch);
+    MemoryContextReset(attempt_cxt);
     MemoryContextReset(work_cxt);
     TableCacheEndOfBatch();
 }
@@ -720,9 +731,9 @@ static Datum insert(FunctionCallInfo fcinfo)
     if (!PG_ARGISNULL(1)) {
         char *p = text_to_cstring(PG_GETARG_TEXT_PP(1));
         if (!ParsePrecision(p, &precision))
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("invalid precision \"%s\"", p),
-                            errhint("Use ns, us, ms or s.")));
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("invalid precision \"%s\"", p), errhint("Use ns, us, ms or s.")));
     }
     FlushOptions opts = {influx_schema, influx_create_tables, influx_add_columns, false};
     if (!PG_ARGISNULL(2))

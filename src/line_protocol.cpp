@@ -129,10 +129,17 @@ bool EqualRaw(const Text &a, const Text &b) noexcept
     return a.size == b.size && std::memcmp(a.data, b.data, a.size) == 0;
 }
 
-bool EqualUnescaped(const Text &a, const Text &b) noexcept
+bool EqualUnescapedSlow(const Text &a, const Text &b) noexcept;
+
+inline bool EqualUnescaped(const Text &a, const Text &b) noexcept
 {
     if (!a.escaped && !b.escaped)
-        return EqualRaw(a, b);
+        return a.size == b.size && a.data[0] == b.data[0] && std::memcmp(a.data, b.data, a.size) == 0;
+    return EqualUnescapedSlow(a, b);
+}
+
+bool EqualUnescapedSlow(const Text &a, const Text &b) noexcept
+{
     UnescapeCursor ca(a), cb(b);
     char x, y;
     for (;;) {
@@ -158,9 +165,8 @@ size_t TableSize(size_t n)
  * Index of the first tag whose key (compared byte for byte as written, like InfluxDB) was
  * already used by an earlier tag, or npos.
  */
-size_t FindDuplicateTag(const std::vector<Tag> &tags, std::vector<uint32_t> &slots)
+size_t FindDuplicateTag(const std::vector<Tag> &tags, size_t n, std::vector<uint32_t> &slots)
 {
-    const size_t n = tags.size();
     if (n < 2)
         return std::string_view::npos;
     if (n <= kLinearDedupLimit) {
@@ -189,11 +195,10 @@ size_t FindDuplicateTag(const std::vector<Tag> &tags, std::vector<uint32_t> &slo
  * the place of the first occurrence.  InfluxDB builds a map from the fields, with the same
  * outcome.
  */
-void DedupeFields(std::vector<Field> &fields, std::vector<uint32_t> &slots)
+size_t DedupeFields(std::vector<Field> &fields, size_t n, std::vector<uint32_t> &slots)
 {
-    const size_t n = fields.size();
     if (n < 2)
-        return;
+        return n;
     size_t kept = 0;
     if (n <= kLinearDedupLimit) {
         for (size_t i = 0; i < n; ++i) {
@@ -202,8 +207,8 @@ void DedupeFields(std::vector<Field> &fields, std::vector<uint32_t> &slots)
                 ++j;
             if (j < kept)
                 fields[j] = fields[i];
-            else
-                fields[kept++] = fields[i];
+            else if (kept++ != i)
+                fields[kept - 1] = fields[i];
         }
     } else {
         const size_t cap = TableSize(n), mask = cap - 1;
@@ -221,11 +226,12 @@ void DedupeFields(std::vector<Field> &fields, std::vector<uint32_t> &slots)
             }
             if (!found) {
                 slots[h] = static_cast<uint32_t>(kept + 1);
-                fields[kept++] = fields[i];
+                if (kept++ != i)
+                    fields[kept - 1] = fields[i];
             }
         }
     }
-    fields.resize(kept);
+    return kept;
 }
 
 /*
@@ -364,7 +370,18 @@ struct Scan {
     std::vector<Field> *fields;
     std::vector<Field> *values;
     std::vector<uint32_t> *slots;
+    size_t ntags = 0; /* entries in use; the vectors only grow, so no entry is ever re-zeroed */
+    size_t nfields = 0;
+    size_t nvalues = 0;
 };
+
+/* The next entry of a scratch vector, grown only while the parser warms up. */
+template <typename T> T &NextSlot(std::vector<T> &v, size_t *count)
+{
+    if (*count == v.size())
+        v.emplace_back();
+    return v[(*count)++];
+}
 
 bool FailF(Scan &s, ErrorClass cls, size_t pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -435,7 +452,7 @@ bool ScanNumber(Scan &s, size_t start, size_t *end)
     if (digits == 0)
         return Fail(s, ErrorClass::Syntax, start, "invalid number");
 
-    Field v;
+    Field &v = NextSlot(*s.values, &s.nvalues);
     v.str = Text{b + start, static_cast<uint32_t>(i - start), false, TextKind::StringValue};
     if (is_int) {
         if (b[i - 1] != 'i')
@@ -459,7 +476,6 @@ bool ScanNumber(Scan &s, size_t start, size_t *end)
         if (!std::isfinite(v.value.f))
             return Fail(s, ErrorClass::Range, start, "float value out of range");
     }
-    s.values->push_back(v);
     *end = i;
     return true;
 }
@@ -471,12 +487,13 @@ bool ScanBoolean(Scan &s, size_t start, size_t *end)
     size_t i = start + 1;
     while (i < s.n && b[i] != ',' && b[i] != ' ')
         ++i;
-    Field v;
-    v.type = FieldType::Boolean;
-    if (!ParseBool(b + start, i - start, &v.value.b))
+    bool value;
+    if (!ParseBool(b + start, i - start, &value))
         return Fail(s, ErrorClass::Syntax, start, "invalid boolean");
+    Field &v = NextSlot(*s.values, &s.nvalues);
+    v.type = FieldType::Boolean;
+    v.value.b = value;
     v.str = Text{b + start, static_cast<uint32_t>(i - start), false, TextKind::StringValue};
-    s.values->push_back(v);
     *end = i;
     return true;
 }
@@ -557,9 +574,15 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
 
     while (pos < len) {
         size_t k = pos;
-        bool key_bs = false;
-        while (k < len && !(f[k] == '=' && (k == 0 || f[k - 1] != '\\'))) {
-            key_bs |= f[k] == '\\';
+        for (;;) {
+            const void *eq = std::memchr(f + k, '=', len - k);
+            if (eq == nullptr) {
+                k = len;
+                break;
+            }
+            k = static_cast<size_t>(static_cast<const char *>(eq) - f);
+            if (k == 0 || f[k - 1] != '\\')
+                break;
             ++k;
         }
         if (k + 2 > len)
@@ -567,24 +590,36 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
         if (series_key_len + 4 + (k - pos) > kMaxKeyLength)
             return FailF(s, ErrorClass::Range, fs + pos, "series key too long (%zu bytes, limit %zu)",
                          series_key_len + 4 + (k - pos), kMaxKeyLength);
+        const bool key_bs = std::memchr(f + pos, '\\', k - pos) != nullptr;
 
+        /* A number or boolean of pass 1 starting here has no quote, backslash or comma: the
+         * value ends where pass 1 ended it. */
         const size_t v = k + 1;
+        const char *vp = f + v;
+        while (cursor < s.nvalues && values[cursor].str.data < vp)
+            ++cursor;
         size_t j = v;
-        bool quoted = false, value_bs = false;
-        while (j < len) {
-            const char c = f[j];
-            if (c == '\\') {
-                value_bs = true;
-                if (j + 1 < len && (f[j + 1] == '"' || f[j + 1] == '\\')) {
-                    j += 2;
-                    continue;
+        bool value_bs = false;
+        if (cursor < s.nvalues && values[cursor].str.data == vp &&
+            (v + values[cursor].str.size == len || f[v + values[cursor].str.size] == ',')) {
+            j = v + values[cursor].str.size;
+        } else {
+            bool quoted = false;
+            while (j < len) {
+                const char c = f[j];
+                if (c == '\\') {
+                    value_bs = true;
+                    if (j + 1 < len && (f[j + 1] == '"' || f[j + 1] == '\\')) {
+                        j += 2;
+                        continue;
+                    }
+                } else if (c == '"') {
+                    quoted = !quoted;
+                } else if (c == ',' && !quoted) {
+                    break;
                 }
-            } else if (c == '"') {
-                quoted = !quoted;
-            } else if (c == ',' && !quoted) {
-                break;
+                ++j;
             }
-            ++j;
         }
         const size_t next = j + 1;
         if (k == pos || j == v) { /* empty key or empty value: InfluxDB skips the field */
@@ -592,7 +627,7 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
             continue;
         }
 
-        Field field;
+        Field &field = NextSlot(*s.fields, &s.nfields);
         field.key = Text{f + pos, static_cast<uint32_t>(k - pos), key_bs, TextKind::FieldKey};
         const char first = f[v], last = f[j - 1];
         if (first == '"') {
@@ -602,15 +637,13 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
             field.str = Text{f + v + 1, static_cast<uint32_t>(j - v - 2), false, TextKind::StringValue};
             field.str.escaped = value_bs && std::memchr(field.str.data, '\\', field.str.size) != nullptr;
         } else {
-            const bool numeric = first != '\0' && std::strchr("0123456789-.nNiIu", first) != nullptr;
+            const bool numeric = (first >= '0' && first <= '9') || first == '-' || first == '.' || first == 'n' ||
+                                 first == 'N' || first == 'i' || first == 'I' || first == 'u';
             FieldType type = !numeric ? FieldType::Boolean
                              : last == 'i' ? FieldType::Integer
                              : last == 'u' ? FieldType::Unsigned
                                            : FieldType::Float;
-            const char *vp = f + v;
-            while (cursor < values.size() && values[cursor].str.data < vp)
-                ++cursor;
-            if (cursor < values.size() && values[cursor].str.data == vp &&
+            if (cursor < s.nvalues && values[cursor].str.data == vp &&
                 values[cursor].str.size == j - v && values[cursor].type == type) {
                 field.type = type;
                 field.value = values[cursor].value;
@@ -636,12 +669,11 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
                     return Fail(s, ErrorClass::Syntax, fs + v, "invalid field value");
             }
         }
-        s.fields->push_back(field);
         pos = next;
     }
-    if (s.fields->empty())
+    if (s.nfields == 0)
         return Fail(s, ErrorClass::Syntax, fs, "missing fields");
-    DedupeFields(*s.fields, *s.slots);
+    s.nfields = DedupeFields(*s.fields, s.nfields, *s.slots);
     return true;
 }
 
@@ -709,11 +741,12 @@ bool ParsePoint(Scan &s, Precision precision, Point *out)
                 break;
             }
         }
-        s.tags->push_back(Tag{Text{b + ks, static_cast<uint32_t>(ke - ks), key_bs, TextKind::Key},
-                              Text{b + vs, static_cast<uint32_t>(i - vs), value_bs, TextKind::Key}});
+        Tag &tag = NextSlot(*s.tags, &s.ntags);
+        tag.key = Text{b + ks, static_cast<uint32_t>(ke - ks), key_bs, TextKind::Key};
+        tag.value = Text{b + vs, static_cast<uint32_t>(i - vs), value_bs, TextKind::Key};
     }
     const size_t key_len = i;
-    size_t dup = FindDuplicateTag(*s.tags, *s.slots);
+    size_t dup = FindDuplicateTag(*s.tags, s.ntags, *s.slots);
     if (dup != std::string_view::npos)
         return Fail(s, ErrorClass::Syntax, static_cast<size_t>((*s.tags)[dup].key.data - b), "duplicate tags");
     if (key_len > kMaxKeyLength)
@@ -752,9 +785,9 @@ bool ParsePoint(Scan &s, Precision precision, Point *out)
     }
 
     out->tags = s.tags->data();
-    out->ntags = static_cast<uint32_t>(s.tags->size());
+    out->ntags = static_cast<uint32_t>(s.ntags);
     out->fields = s.fields->data();
-    out->nfields = static_cast<uint32_t>(s.fields->size());
+    out->nfields = static_cast<uint32_t>(s.nfields);
     return true;
 }
 
@@ -845,9 +878,6 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out) noexcept
     error_.column = 0;
     error_.message[0] = '\0';
     *out = Point{};
-    tags_.clear();
-    fields_.clear();
-    values_.clear();
 
     const char *data = line.data();
     size_t size = line.size();

@@ -9,9 +9,11 @@ extern "C" {
 
 #include "report.hpp"
 
-namespace influx {
+namespace influx
+{
 
-namespace {
+namespace
+{
 
 /* A SQL call shows this many problems as WARNINGs, then one note that more were hidden. */
 constexpr int kMaxWarningsPerCall = 20;

@@ -14,7 +14,8 @@
 
 #include "shared_state.hpp"
 
-namespace influx {
+namespace influx
+{
 
 /* Where counts go from now on: a worker's slot (may be NULL), or a SQL call (slot NULL). */
 void ReportToSlot(ProcessSlot *slot);

@@ -163,8 +163,10 @@ void InitSettings(void)
                              nullptr);
 
     DefineCustomIntVariable("influx.restart_delay",
-                            "Seconds before a failed listener is started again.", nullptr,
-                            &influx_restart_delay, 5, 1, 3600, PGC_POSTMASTER, GUC_UNIT_S,
+                            "Seconds before a failed listener, worker or socket bind is retried.",
+                            "The postmaster's restart delay of the listener itself is the "
+                            "value at server start.",
+                            &influx_restart_delay, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S,
                             nullptr, nullptr, nullptr);
 
     MarkGUCPrefixReserved("influx");

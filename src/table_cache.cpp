@@ -26,9 +26,11 @@ extern "C" {
 
 #include "table_cache.hpp"
 
-namespace influx {
+namespace influx
+{
 
-namespace {
+namespace
+{
 
 struct InfoEntry {
     Oid relid; /* hash key */
@@ -92,8 +94,8 @@ void CreateNameMap(void)
     ctl.keysize = sizeof(NameKey);
     ctl.entrysize = sizeof(NameEntry);
     ctl.hcxt = cache_cxt;
-    names = hash_create("influx measurement names", 256, &ctl,
-                        HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    names =
+        hash_create("influx measurement names", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
     names_stale = false;
 }
 
@@ -215,8 +217,8 @@ void TableCacheInit(void)
 {
     if (cache_cxt != nullptr)
         return;
-    cache_cxt = AllocSetContextCreate(TopMemoryContext, "influx table cache",
-                                      ALLOCSET_DEFAULT_SIZES);
+    cache_cxt =
+        AllocSetContextCreate(TopMemoryContext, "influx table cache", ALLOCSET_DEFAULT_SIZES);
     HASHCTL ctl;
     memset(&ctl, 0, sizeof(ctl));
     ctl.keysize = sizeof(Oid);
@@ -226,9 +228,9 @@ void TableCacheInit(void)
     CreateNameMap();
 
     /* Callback slots are few and cannot be released: once per process. */
-    CacheRegisterRelcacheCallback(InvalidateRelation, (Datum) 0);
-    CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateNames, (Datum) 0);
-    CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateNames, (Datum) 0);
+    CacheRegisterRelcacheCallback(InvalidateRelation, (Datum)0);
+    CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateNames, (Datum)0);
+    CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateNames, (Datum)0);
 }
 
 Oid TableCacheSchemaOid(const char *schema)

@@ -30,7 +30,8 @@ extern "C" {
 #include "utils/relcache.h"
 }
 
-namespace influx {
+namespace influx
+{
 
 /* How values are turned into Datums for a column (see convert.hpp). */
 enum class ColumnKind : uint8 {
@@ -71,14 +72,14 @@ struct ColumnInfo {
 
 struct TableInfo {
     Oid relid;
-    MemoryContext cxt; /* holds this info and nothing else */
-    int natts;         /* attributes in the tuple descriptor, dropped ones included */
+    MemoryContext cxt;   /* holds this info and nothing else */
+    int natts;           /* attributes in the tuple descriptor, dropped ones included */
     ColumnInfo *columns; /* one per attribute: columns[attnum - 1]; dropped ones unused */
     int16 *name_slots;   /* open-addressing hash of assignable columns by name: index or -1 */
     int name_mask;
-    int time_column;   /* index of "_time", or -1 */
-    int tags_column;   /* index of "_tags" (jsonb), or -1 */
-    int fields_column; /* index of "_fields" (jsonb), or -1 */
+    int time_column;       /* index of "_time", or -1 */
+    int tags_column;       /* index of "_tags" (jsonb), or -1 */
+    int fields_column;     /* index of "_fields" (jsonb), or -1 */
     bool time_unsupported; /* "_time" exists but is not timestamptz, timestamp or bigint */
 };
 

@@ -46,9 +46,11 @@ extern "C" {
 #include "report.hpp"
 #include "table_writer.hpp"
 
-namespace influx {
+namespace influx
+{
 
-namespace {
+namespace
+{
 
 /* Rows buffered per target before table_multi_insert, as COPY does. */
 constexpr int kMaxBuffered = 1000;
@@ -114,7 +116,8 @@ Target *AddTarget(Writer *w, ResultRelInfo *rri)
     }
     if (w->ntargets == w->targets_capacity) {
         w->targets_capacity *= 2;
-        w->targets = static_cast<Target **>(repalloc(w->targets, sizeof(Target *) * w->targets_capacity));
+        w->targets =
+            static_cast<Target **>(repalloc(w->targets, sizeof(Target *) * w->targets_capacity));
     }
     w->targets[w->ntargets++] = t;
     return t;
@@ -225,7 +228,8 @@ void InsertOne(Writer *w, Target *t, TupleTableSlot *slot)
         if (t->bistate == nullptr)
             t->bistate = GetBulkInsertState();
         table_tuple_insert(r, slot, w->cid, 0, t->bistate);
-        List *recheck = rri->ri_NumIndices > 0 ? InfluxExecInsertIndexTuples(rri, slot, estate) : NIL;
+        List *recheck =
+            rri->ri_NumIndices > 0 ? InfluxExecInsertIndexTuples(rri, slot, estate) : NIL;
         ExecARInsertTriggers(estate, rri, slot, recheck, w->tcs);
         list_free(recheck);
     }
@@ -278,8 +282,8 @@ int ValueColumn(const TableInfo *info, const Text &key)
 }
 
 /*
- * Fills a slot with one row in the table's (root's) column order: time, tags, fields
- * (a field overrides a tag of the same name), leftovers as jsonb, then defaults for every
+ * Fills a slot with one row in the table's (root's) column order: time, fields, tags
+ * (a field wins over a tag of the same name), leftovers as jsonb, then defaults for every
  * column the line did not give a value.  False when the row was rejected.
  */
 bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
@@ -312,16 +316,7 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
     if (info->fields_column >= 0 && row->nfields > 0)
         left_fields = static_cast<const Field **>(palloc(sizeof(Field *) * row->nfields));
 
-    for (uint32 i = 0; i < row->ntags; i++) {
-        const Tag *tag = &row->tags[i];
-        int idx = ValueColumn(info, tag->key);
-        if (idx >= 0) {
-            if (!SetValue(w, row, idx, ValueRef{&tag->value, nullptr}, slot))
-                return false;
-        } else if (left_tags != nullptr) {
-            left_tags[nleft_tags++] = tag;
-        }
-    }
+    /* Fields first: a field wins over a tag of the same name, which is then a leftover. */
     for (uint32 i = 0; i < row->nfields; i++) {
         const Field *field = &row->fields[i];
         int idx = ValueColumn(info, field->key);
@@ -330,6 +325,16 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
                 return false;
         } else if (left_fields != nullptr) {
             left_fields[nleft_fields++] = field;
+        }
+    }
+    for (uint32 i = 0; i < row->ntags; i++) {
+        const Tag *tag = &row->tags[i];
+        int idx = ValueColumn(info, tag->key);
+        if (idx >= 0 && !w->is_set[idx]) {
+            if (!SetValue(w, row, idx, ValueRef{&tag->value, nullptr}, slot))
+                return false;
+        } else if (left_tags != nullptr) {
+            left_tags[nleft_tags++] = tag;
         }
     }
 
@@ -366,8 +371,7 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
             slot->tts_values[c] = w->default_value[d];
             slot->tts_isnull[c] = w->default_null[d];
         } else {
-            slot->tts_values[c] =
-                ExecEvalExpr(w->default_state[d], econtext, &slot->tts_isnull[c]);
+            slot->tts_values[c] = ExecEvalExpr(w->default_state[d], econtext, &slot->tts_isnull[c]);
         }
     }
     ExecStoreVirtualTuple(slot);

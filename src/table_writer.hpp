@@ -24,7 +24,8 @@
 #include "batch.hpp"
 #include "table_cache.hpp"
 
-namespace influx {
+namespace influx
+{
 
 /* How far a write got; read by the caller after catching an ERROR. */
 enum class WriteStage : int {

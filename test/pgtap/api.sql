@@ -2,7 +2,7 @@
 -- functions with their argument and result types, and the influx.stats view.
 -- Catalog checks only: behaviour is covered by pg_regress and the integration tests.
 BEGIN;
-SELECT plan(42);
+SELECT plan(52);
 
 -- The OUT columns of a function as "name type, ..." (NULL if the function is missing).
 CREATE FUNCTION pg_temp.out_columns(fn regprocedure) RETURNS text LANGUAGE sql AS $$
@@ -86,6 +86,26 @@ SELECT isnt_strict('influx', 'send_tcp', ARRAY['text', 'integer', 'text']);
 SELECT is(pg_get_function_arguments(to_regprocedure('influx.send_tcp(text,integer,text)')),
           'lines text, port integer DEFAULT NULL::integer, host text DEFAULT ''localhost''::text',
           'influx.send_tcp() arguments and defaults');
+
+-- influx.insert(lines, precision, schema_name, create_tables, add_columns)
+SELECT has_function('influx', 'insert', ARRAY['text', 'text', 'name', 'boolean', 'boolean']);
+SELECT function_returns('influx', 'insert', ARRAY['text', 'text', 'name', 'boolean', 'boolean'], 'bigint');
+SELECT volatility_is('influx', 'insert', ARRAY['text', 'text', 'name', 'boolean', 'boolean'], 'volatile');
+SELECT is((SELECT pronargdefaults FROM pg_proc
+           WHERE oid = to_regprocedure('influx.insert(text,text,name,boolean,boolean)')),
+          4::int2, 'only the lines argument of influx.insert() is required');
+
+-- The table hooks users may replace
+SELECT has_function('influx', 'create_measurement_table', ARRAY['name', 'text', 'text[]', 'text[]', 'text[]']);
+SELECT function_returns('influx', 'create_measurement_table', ARRAY['name', 'text', 'text[]', 'text[]', 'text[]'], 'regclass');
+SELECT has_function('influx', 'add_measurement_columns', ARRAY['regclass', 'text[]', 'text[]', 'text[]']);
+SELECT function_returns('influx', 'add_measurement_columns', ARRAY['regclass', 'text[]', 'text[]', 'text[]'], 'void');
+SELECT has_function('influx', 'field_column_type', ARRAY['text']);
+SELECT results_eq(
+    $$SELECT t, influx.field_column_type(t) FROM unnest(ARRAY['float', 'integer', 'unsigned', 'boolean', 'string']) AS t$$,
+    $$VALUES ('float', 'double precision'), ('integer', 'bigint'), ('unsigned', 'numeric'),
+             ('boolean', 'boolean'), ('string', 'text')$$,
+    'field types map to double precision, bigint, numeric, boolean, text');
 
 -- Every C function is bound to a pg_influx_<name> symbol of the module.
 SELECT is((SELECT count(*) FROM pg_proc

@@ -2,7 +2,7 @@
 -- the monitoring functions are for pg_monitor; sending test traffic and restarting
 -- workers are for superusers (and whoever they grant them to).
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 CREATE ROLE influx_tap_nobody NOLOGIN;
 CREATE ROLE influx_tap_monitor NOLOGIN IN ROLE pg_monitor;
@@ -25,6 +25,8 @@ SELECT ok(has_schema_privilege('influx_tap_nobody', to_regnamespace('influx'), '
           'PUBLIC has USAGE on schema influx');
 SELECT ok(has_function_privilege('influx_tap_nobody', to_regprocedure('influx.parse(text,text)'), 'EXECUTE'),
           'PUBLIC can execute influx.parse()');
+SELECT ok(has_function_privilege('influx_tap_nobody', to_regprocedure('influx.insert(text,text,name,boolean,boolean)'), 'EXECUTE'),
+          'PUBLIC can execute influx.insert() (it inserts with the caller''s privileges)');
 SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.stats()'), 'EXECUTE'),
           'PUBLIC cannot execute influx.stats()');
 SELECT ok(NOT has_table_privilege('influx_tap_nobody', to_regclass('influx.stats'), 'SELECT'),

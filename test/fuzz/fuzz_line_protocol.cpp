@@ -1,0 +1,197 @@
+/*
+ * fuzz_line_protocol.cpp — libFuzzer target for the line-protocol parser.
+ *
+ * Feeds arbitrary bytes through LineScanner (whole and in pieces cut where the input says),
+ * ForEachLine, LineParser::ParseLine and Unescape, and checks what must always hold:
+ *   - the scanner finds the same line boundaries whatever the piece sizes;
+ *   - every slice of a parsed point lies inside its line, and unescaping never grows it;
+ *   - a parse is deterministic and does not depend on the parser's previous line;
+ *   - errors carry a message and a column within the line (+1);
+ *   - field keys are unique after duplicate removal.
+ * ASan and UBSan (see `make fuzz`) catch the rest.
+ */
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "line_protocol.hpp"
+
+using namespace influx;
+
+namespace {
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            std::fprintf(stderr, "check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);         \
+            std::abort();                                                                          \
+        }                                                                                          \
+    } while (0)
+
+/* Line boundaries as offsets, scanning the whole buffer at once. */
+std::vector<size_t> EndsWhole(const uint8_t *data, size_t size)
+{
+    std::vector<size_t> ends;
+    ForEachLine(reinterpret_cast<const char *>(data), size, [&](std::string_view line) {
+        ends.push_back(static_cast<size_t>(line.data() - reinterpret_cast<const char *>(data)) + line.size());
+    });
+    return ends;
+}
+
+/* The same, feeding the scanner pieces whose sizes come from `seed`. */
+std::vector<size_t> EndsInPieces(const uint8_t *data, size_t size, uint32_t seed)
+{
+    std::vector<size_t> ends;
+    LineScanner scanner;
+    size_t pos = 0;
+    size_t line_start = 0;
+    while (pos < size) {
+        seed = seed * 1103515245u + 12345u;
+        size_t piece = 1 + (seed >> 16) % 17;
+        if (piece > size - pos)
+            piece = size - pos;
+        size_t off = 0;
+        while (off < piece) {
+            size_t end = scanner.FindLineEnd(reinterpret_cast<const char *>(data) + pos + off, piece - off);
+            if (end == LineScanner::npos)
+                break;
+            CHECK(end >= 1 && end <= piece - off);
+            CHECK(data[pos + off + end - 1] == '\n');
+            ends.push_back(pos + off + end - 1);
+            off += end;
+            line_start = pos + off;
+        }
+        pos += piece;
+    }
+    if (line_start < size)
+        ends.push_back(size);
+    return ends;
+}
+
+void CheckText(const Text &t, std::string_view line)
+{
+    CHECK(t.data >= line.data() && t.data + t.size <= line.data() + line.size());
+    size_t n = UnescapedSize(t);
+    CHECK(n <= t.size);
+    if (!t.escaped)
+        CHECK(n == t.size && std::memchr(t.data, '\\', t.size) == nullptr);
+    std::string out(n + 1, '\x7f');
+    CHECK(Unescape(t, out.data()) == n);
+    CHECK(out[n] == '\x7f');
+    CHECK(UnescapeToString(t).size() == n);
+}
+
+/* A copy of what a point says, to compare two parses. */
+std::string Describe(const Point &pt)
+{
+    std::string d = UnescapeToString(pt.measurement);
+    for (uint32_t i = 0; i < pt.ntags; ++i)
+        d += "|" + UnescapeToString(pt.tags[i].key) + "=" + UnescapeToString(pt.tags[i].value);
+    for (uint32_t i = 0; i < pt.nfields; ++i) {
+        const Field &f = pt.fields[i];
+        d += "|" + UnescapeToString(f.key) + ":" + FieldTypeName(f.type) + "=";
+        char buf[64];
+        switch (f.type) {
+        case FieldType::Float:
+            std::snprintf(buf, sizeof(buf), "%a", f.value.f);
+            d += buf;
+            break;
+        case FieldType::Integer:
+            d += std::to_string(f.value.i);
+            break;
+        case FieldType::Unsigned:
+            d += std::to_string(f.value.u);
+            break;
+        case FieldType::Boolean:
+            d += f.value.b ? "t" : "f";
+            break;
+        case FieldType::String:
+            d += UnescapeToString(f.str);
+            break;
+        }
+    }
+    if (pt.has_time)
+        d += "@" + std::to_string(pt.time_ns);
+    return d;
+}
+
+void CheckLine(LineParser &parser, LineParser &fresh, std::string_view line)
+{
+    Point pt;
+    ParseStatus st = parser.ParseLine(line, &pt);
+    const ParseError &err = parser.error();
+    if (st == ParseStatus::Invalid) {
+        CHECK(err.cls != ErrorClass::None);
+        CHECK(err.message[0] != '\0');
+        CHECK(std::memchr(err.message, '\0', sizeof(err.message)) != nullptr);
+        CHECK(err.column >= 1 && err.column <= line.size() + 1);
+    } else {
+        CHECK(err.cls == ErrorClass::None);
+    }
+    std::string first;
+    if (st == ParseStatus::Ok) {
+        CHECK(pt.nfields >= 1);
+        CHECK(pt.measurement.size >= 1);
+        CheckText(pt.measurement, line);
+        for (uint32_t i = 0; i < pt.ntags; ++i) {
+            CheckText(pt.tags[i].key, line);
+            CheckText(pt.tags[i].value, line);
+            CHECK(pt.tags[i].key.size > 0 && pt.tags[i].value.size > 0);
+        }
+        for (uint32_t i = 0; i < pt.nfields; ++i) {
+            const Field &f = pt.fields[i];
+            CheckText(f.key, line);
+            CHECK(f.key.size > 0);
+            if (f.type == FieldType::String)
+                CheckText(f.str, line);
+            if (f.type == FieldType::Float)
+                CHECK(f.value.f == f.value.f && f.value.f - f.value.f == 0); /* finite */
+            for (uint32_t j = 0; j < i; ++j)
+                CHECK(UnescapeToString(pt.fields[j].key) != UnescapeToString(f.key));
+        }
+        if (pt.has_time)
+            CHECK(pt.time_ns >= INT64_MIN + 2 && pt.time_ns <= INT64_MAX - 1);
+        first = Describe(pt);
+    }
+    /* same answer from a parser that has not seen the previous lines */
+    Point again;
+    ParseStatus st2 = fresh.ParseLine(line, &again);
+    CHECK(st2 == st);
+    if (st == ParseStatus::Ok)
+        CHECK(Describe(again) == first);
+    else if (st == ParseStatus::Invalid)
+        CHECK(std::strcmp(fresh.error().message, err.message) == 0);
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    /* first byte picks the precision and the piece sizes; the rest is the stream */
+    const uint8_t control = data[0];
+    ++data;
+    --size;
+
+    std::vector<size_t> whole = EndsWhole(data, size);
+    CHECK(EndsInPieces(data, size, control) == whole);
+    CHECK(EndsInPieces(data, size, control * 7919u + 1) == whole);
+
+    ParserOptions options;
+    options.precision = static_cast<Precision>(control % 4);
+    options.max_line_length = (control & 0x80) ? 64 : 64 * 1024;
+    LineParser parser(options);
+    LineParser fresh(options);
+    size_t count = ForEachLine(reinterpret_cast<const char *>(data), size, [&](std::string_view line) {
+        CheckLine(parser, fresh, line);
+        fresh = LineParser(options);
+    });
+    CHECK(count == whole.size());
+    return 0;
+}
