@@ -28,6 +28,7 @@ required); matplotlib (python3-matplotlib) only for --sweep.
 
 import argparse
 import datetime
+from statistics import median
 import os
 import pwd
 import queue
@@ -614,17 +615,22 @@ class Bench:
             if cnt == 0 and sent > 0:
                 break  # nothing arrives: no point in trying faster
 
+    def repeat_tcp(self, db, v):
+        rates = [self.influx_tcp(db, v, record=False) for _ in range(self.args.repeat)]
+        rates = [r for r in rates if r]
+        return median(rates) if rates else None
+
     def sweep(self, db):
         a = self.args
         v = VARIANTS["typed"]
         for w in a.sweep_workers:
             self.set_influx(db, workers=w, batch_size=a.batch_size)
-            r = self.influx_tcp(db, v, record=False)
+            r = self.repeat_tcp(db, v)
             self.sweep_rows.append(dict(kind="workers", workers=w, batch=a.batch_size, rate=r))
             log(f"sweep workers={w} batch={a.batch_size}: {fmt_rate(r)} rows/s")
         for b in a.sweep_batch:
             self.set_influx(db, workers=a.workers, batch_size=b)
-            r = self.influx_tcp(db, v, record=False)
+            r = self.repeat_tcp(db, v)
             self.sweep_rows.append(dict(kind="batch", workers=a.workers, batch=b, rate=r))
             log(f"sweep workers={a.workers} batch={b}: {fmt_rate(r)} rows/s")
         self.set_influx(db, workers=a.workers, batch_size=a.batch_size)
@@ -651,21 +657,27 @@ class Bench:
                 self.notes.append(f"listener not ready at start: {st}")
             for v in variants:
                 log(f"=== variant {v.name}: {v.title}")
-                self.copy_csv(c, db, v)
-                self.copy_binary(db, v)
-                if a.no_influx:
-                    continue
-                if self.influx_ok is False:
-                    self.results.append(dict(variant=v, method="pg_influx TCP", rows=0, secs=None,
-                                             cpu=None, note="skipped: an earlier pg_influx run failed",
-                                             ok=False))
-                    continue
-                self.set_influx(db, schema=v.influx_schema)
-                rate = self.influx_tcp(db, v)
-                self.influx_ok = rate is not None
-                if rate is not None and not a.no_verify:
+                if not a.no_influx and self.influx_ok is not False:
+                    self.set_influx(db, schema=v.influx_schema)
+                for trial in range(a.repeat):
+                    self.copy_csv(c, db, v)
+                    self.copy_binary(db, v)
+                    if a.no_influx:
+                        continue
+                    if self.influx_ok is False:
+                        self.results.append(dict(variant=v, method="pg_influx TCP", rows=0, secs=None,
+                                                 cpu=None, note="skipped: an earlier pg_influx run failed",
+                                                 ok=False))
+                        break
+                    rate = self.influx_tcp(db, v)
+                    self.influx_ok = rate is not None
+                    if rate is None:
+                        break
+                if self.influx_ok and not a.no_influx and not a.no_verify:
+                    # the tables hold the last trial's rows of both loaders
                     diff = self.verify(db, v)
-                    self.results[-1]["verify"] = diff
+                    last = [r for r in self.results if r["variant"] is v and r["method"].startswith("pg_influx")]
+                    last[-1]["verify"] = diff
                     log(f"{v.name}: rows differing between pg_influx and COPY: {diff}")
             if not a.no_influx and self.influx_ok and a.udp_rates:
                 v = VARIANTS["typed"] if "typed" in a.variants else variants[0]
@@ -721,6 +733,9 @@ class Bench:
                  f"means other work shared the CPUs)")
         L.append(f"- PostgreSQL {getattr(self, 'pg_version', '?')}, pg_influx {rev}")
         L.append(f"- command: `{' '.join(sys.argv)}`")
+        if a.repeat > 1:
+            L.append(f"- every load repeated {a.repeat} times: rows/s is the median (min-max in brackets), "
+                     f"CPU the median")
         L.append(f"- dataset: {a.lines:,} lines per variant, seed {a.seed}; pg_influx over "
                  f"{a.connections} TCP connection(s) from bench/loadgen (pre-generated file)")
         fs = getattr(self, "final_settings", [])
@@ -731,37 +746,55 @@ class Bench:
         L.append("## Throughput (same rows, same cluster, same run)\n")
         L.append("| variant | method | rows | seconds | rows/s | vs COPY binary | server CPU s / M rows | check |")
         L.append("|---|---|--:|--:|--:|--:|--:|---|")
+        groups = {}
+        for r in self.results:
+            groups.setdefault((r["variant"].name, r["method"]), []).append(r)
+        def rate_of(r):
+            return r["rows"] / r["secs"] if r.get("secs") and r.get("ok", True) else None
         copy_rate = {}
-        for r in self.results:
-            if r.get("is_copy_binary") and r["secs"]:
-                copy_rate[r["variant"].name] = r["rows"] / r["secs"]
-        for r in self.results:
-            v = r["variant"]
-            rate = r["rows"] / r["secs"] if r["secs"] else None
-            ratio = (rate / copy_rate[v.name]) if rate and v.name in copy_rate else None
-            cpu = (r["cpu"] / r["rows"] * 1e6) if r.get("cpu") is not None and r["rows"] else None
-            check = ""
-            if "verify" in r:
-                check = "same rows as COPY" if r["verify"] == 0 else f"{r['verify']} rows differ from COPY"
-            if r.get("note"):
-                check = (check + "; " if check else "") + r["note"]
-            L.append(f"| {v.title} | {r['method']} | {r['rows']:,} | {fmt_num(r['secs'])} | {fmt_rate(rate)} "
-                     f"| {fmt_num(ratio)} | {fmt_num(cpu)} | {check} |")
+        for (vname, method), rs in groups.items():
+            rates = [x for x in map(rate_of, rs) if x]
+            if rs[0].get("is_copy_binary") and rates:
+                copy_rate[vname] = median(rates)
+        for (vname, method), rs in groups.items():
+            v = rs[0]["variant"]
+            rates = [x for x in map(rate_of, rs) if x]
+            rate = median(rates) if rates else None
+            secs = median([r["secs"] for r in rs if rate_of(r)]) if rates else None
+            ratio = (rate / copy_rate[vname]) if rate and vname in copy_rate else None
+            cpus = [r["cpu"] / r["rows"] * 1e6 for r in rs if r.get("cpu") is not None and r["rows"]]
+            cpu = median(cpus) if cpus else None
+            rows = rs[-1]["rows"]
+            checks = []
+            for r in rs:
+                if "verify" in r:
+                    checks.append("same rows as COPY" if r["verify"] == 0
+                                  else f"{r['verify']} rows differ from COPY")
+                if r.get("note"):
+                    checks.append(r["note"])
+            spread = (f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(rates) > 1 else "")
+            L.append(f"| {v.title} | {method} | {rows:,} | {fmt_num(secs)} | {fmt_rate(rate)}{spread} "
+                     f"| {fmt_num(ratio)} | {fmt_num(cpu)} | {'; '.join(dict.fromkeys(checks))} |")
         if self.proc_rows:
             L.append("\n## pg_influx processes (TCP runs)\n")
             L.append("| variant | listener CPU s / M rows | workers CPU s / M rows (all workers) | "
                      "listener VmHWM | worker VmHWM (max) | worker RssAnon (max) | loadgen send s | counters |")
             L.append("|---|--:|--:|--:|--:|--:|--:|---|")
+            pgroups = {}
             for p in self.proc_rows:
-                n = p["rows"] or 0
-                per = lambda x: fmt_num(x / n * 1e6) if x is not None and n else "n/a"
-                lmem = p["mem"].get("influx listener", [(None, None)])
-                wmem = p["mem"].get("influx worker", [])
-                whwm = max((m[0] for m in wmem if m[0] is not None), default=None)
-                wanon = max((m[1] for m in wmem if m[1] is not None), default=None)
-                L.append(f"| {p['variant'].title} | {per(p['cpu_listener'])} | {per(p['cpu_workers'])} "
-                         f"({p['nworkers']}) | {fmt_kib(lmem[0][0])} | {fmt_kib(whwm)} | {fmt_kib(wanon)} "
-                         f"| {fmt_num(p['send_secs'])} | {p['extra']} |")
+                pgroups.setdefault(p["variant"].name, []).append(p)
+            for vname, ps in pgroups.items():
+                def per(key):
+                    xs = [p[key] / p["rows"] * 1e6 for p in ps if p[key] is not None and p["rows"] and p["ok"]]
+                    return fmt_num(median(xs)) if xs else "n/a"
+                lh = [m[0] for p in ps for m in p["mem"].get("influx listener", []) if m[0] is not None]
+                wh = [m[0] for p in ps for m in p["mem"].get("influx worker", []) if m[0] is not None]
+                wa = [m[1] for p in ps for m in p["mem"].get("influx worker", []) if m[1] is not None]
+                sends = [p["send_secs"] for p in ps if p["send_secs"] is not None]
+                L.append(f"| {ps[0]['variant'].title} | {per('cpu_listener')} | {per('cpu_workers')} "
+                         f"({ps[-1]['nworkers']}) | {fmt_kib(max(lh, default=None))} | {fmt_kib(max(wh, default=None))} "
+                         f"| {fmt_kib(max(wa, default=None))} | {fmt_num(median(sends) if sends else None)} "
+                         f"| {summarize_extra([p['extra'] for p in ps])} |")
         if self.udp_rows:
             L.append(f"\n## UDP loss (typed table, datagrams up to {a.datagram_size} bytes)\n")
             L.append("| paced rate (lines/s) | lines sent | datagrams sent | send s | lines received "
@@ -842,6 +875,13 @@ class Bench:
         return path
 
 
+def summarize_extra(extras):
+    """['queue_full=3', 'queue_full=5'] -> 'queue_full=3/5'"""
+    if all(e.startswith("queue_full=") for e in extras):
+        return "queue_full=" + "/".join(e.split("=", 1)[1] for e in extras)
+    return "; ".join(dict.fromkeys(extras))
+
+
 def int_list(s):
     return [int(float(x)) for x in s.split(",") if x.strip()]
 
@@ -864,6 +904,8 @@ def main():
     p.add_argument("--udp-lines", type=int, default=200_000, help="most lines per UDP rate")
     p.add_argument("--udp-seconds", type=float, default=8, help="longest paced send per rate")
     p.add_argument("--datagram-size", type=int, default=1400, help="largest datagram (1400 or 8192)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="repeat every load N times and report the median (and min-max)")
     p.add_argument("--sweep", action="store_true", help="rows/s vs workers and batch size + PNG")
     p.add_argument("--sweep-workers", default="1,2,3,4")
     p.add_argument("--sweep-batch", default="1000,5000,10000,50000")

@@ -639,6 +639,7 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
         } else {
             const bool numeric = (first >= '0' && first <= '9') || first == '-' || first == '.' || first == 'n' ||
                                  first == 'N' || first == 'i' || first == 'I' || first == 'u';
+            field.str = Text{vp, static_cast<uint32_t>(j - v), false, TextKind::StringValue};
             FieldType type = !numeric ? FieldType::Boolean
                              : last == 'i' ? FieldType::Integer
                              : last == 'u' ? FieldType::Unsigned

@@ -80,7 +80,8 @@ struct Field {
         uint64_t u;
         bool b;
     } value{};
-    Text str; /* the string value, for FieldType::String */
+    Text str; /* the string value, for FieldType::String; for the other types the value as
+               * written, suffix included ("1.5", "42i", "true"), never escaped */
 };
 
 struct Point {

@@ -136,6 +136,11 @@ struct ListenerState {
     int bound_udp_rcvbuf;
     char *connected_database;
     char *connected_role;
+
+    /* What influx.listener_status() shows, most important first; "" when fine. */
+    char target_problem[INFLUX_ERROR_TEXT];
+    char bind_problem[INFLUX_ERROR_TEXT];
+    char worker_problem[INFLUX_ERROR_TEXT];
 };
 
 ListenerState *L = nullptr;
@@ -147,6 +152,19 @@ void ListenerSigterm(SIGNAL_ARGS)
     shutdown_requested = true;
     SetLatch(MyLatch);
     errno = save_errno;
+}
+
+/* Publishes the most important problem, or "running". */
+void RefreshStatus(void)
+{
+    if (L->target_problem[0] != '\0')
+        SetListenerStatus("error: %s", L->target_problem);
+    else if (L->bind_problem[0] != '\0')
+        SetListenerStatus("error: %s", L->bind_problem);
+    else if (L->worker_problem[0] != '\0')
+        SetListenerStatus("degraded: %s", L->worker_problem);
+    else
+        SetListenerStatus("running");
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -343,9 +361,10 @@ void StartWorker(int index)
                       "could not start influx worker %d: no free background worker slot "
                       "(raise max_worker_processes)",
                       index);
-        SetListenerStatus("degraded: could not start influx worker %d: no free background "
-                          "worker slot (raise max_worker_processes)",
-                          index);
+        snprintf(L->worker_problem, sizeof(L->worker_problem),
+                 "could not start influx worker %d: no free background worker slot (raise "
+                 "max_worker_processes)",
+                 index);
         L->next_start[index] = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
         return;
     }
@@ -428,6 +447,14 @@ void SuperviseWorkers(bool restart_all)
 
     /* Retired rings with nothing pending are detached here, and chunks re-offered. */
     RetryPending();
+
+    int started = 0;
+    for (int i = 0; i < kMaxRings; i++)
+        if (L->rings[i].in_use && !L->rings[i].retiring)
+            started++;
+    if (started >= wanted)
+        L->worker_problem[0] = '\0';
+    RefreshStatus();
 
     SpinLockAcquire(&shared_state->mutex);
     shared_state->workers_wanted = wanted;
@@ -662,15 +689,16 @@ void BindSockets(void)
 
     if (!L->endpoints_ok) {
         ReportProblem(L->slot, "%s; retrying in %d s", error, influx_restart_delay);
-        SetListenerStatus("error: %s", error);
+        strlcpy(L->bind_problem, error, sizeof(L->bind_problem));
         L->next_bind_attempt =
             TimestampTzPlusMilliseconds(GetCurrentTimestamp(), influx_restart_delay * 1000);
-        return;
+    } else {
+        L->bind_problem[0] = '\0';
+        ereport(LOG, (errmsg("influx listener receiving line protocol on %s (UDP port %d, TCP "
+                             "port %d)",
+                             influx_listen_addresses, influx_udp_port, influx_tcp_port)));
     }
-    ereport(LOG, (errmsg("influx listener receiving line protocol on %s (UDP port %d, TCP port "
-                         "%d)",
-                         influx_listen_addresses, influx_udp_port, influx_tcp_port)));
-    SetListenerStatus("running");
+    RefreshStatus();
 }
 
 /*
@@ -729,10 +757,13 @@ bool CheckTargets(void)
     }
     CommitTransactionCommand();
 
+    bool was_reported = strcmp(L->target_problem, problem) == 0;
+    strlcpy(L->target_problem, problem, sizeof(L->target_problem));
+    RefreshStatus();
     if (problem[0] != '\0') {
-        ereport(WARNING, (errmsg("influx listener: %s; no workers are started", problem),
-                          errhint("Fix the setting and reload the configuration.")));
-        SetListenerStatus("error: %s", problem);
+        if (!was_reported)
+            ereport(WARNING, (errmsg("influx listener: %s; no workers are started", problem),
+                              errhint("Fix the setting and reload the configuration.")));
         return false;
     }
     return true;
@@ -760,10 +791,7 @@ void ApplyReload(void)
                              "influx.role")));
         Shutdown();
     }
-    bool was_ok = L->targets_ok;
     L->targets_ok = CheckTargets();
-    if (L->targets_ok && !was_ok)
-        SetListenerStatus("running");
 
     if (StringsDiffer(L->bound_addresses, influx_listen_addresses) ||
         L->bound_udp_port != influx_udp_port || L->bound_tcp_port != influx_tcp_port ||
@@ -816,11 +844,25 @@ void Shutdown(void)
     for (;;) {
         RetryPending();
         (void) TryPlaceChunk();
-        bool busy = L->chunk.len > 0;
-        for (int i = 0; i < kMaxRings && !busy; i++)
-            busy = L->rings[i].in_use && L->rings[i].pending.len > 0 && !L->rings[i].detached;
+        bool receivers = false, busy = false;
+        for (int i = 0; i < kMaxRings; i++) {
+            Ring *r = &L->rings[i];
+            if (!r->in_use || r->detached)
+                continue;
+            receivers |= !r->retiring;
+            busy |= r->pending.len > 0;
+        }
+        busy |= L->chunk.len > 0;
         if (!busy)
             break;
+        if (!receivers && L->chunk.len > 0) {
+            /* No worker runs (none could be started): nobody can take these lines. */
+            ReportProblem(L->slot, "no influx worker is running; %zu bytes of received lines "
+                                   "are lost at shutdown",
+                          L->chunk.len);
+            L->chunk.len = 0;
+            continue;
+        }
         if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
                                        kShutdownDrainSeconds * 1000)) {
             ereport(WARNING, (errmsg("influx listener: workers did not take the last received "
@@ -898,8 +940,6 @@ void ListenerMain(void)
 
     L->targets_ok = CheckTargets();
     BindSockets();
-    if (L->targets_ok && L->endpoints_ok)
-        SetListenerStatus("running");
     SuperviseWorkers(false);
     pgstat_report_activity(STATE_IDLE, nullptr);
 

@@ -24,6 +24,13 @@ shmem_request_hook_type prev_shmem_request_hook = nullptr;
 shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
 
 ProcessSlot *my_slot = nullptr;
+
+/*
+ * Shared memory initialisations seen by this postmaster (a crash restart re-creates shared
+ * memory).  It seeds the listener generation so that the generation keeps growing across
+ * crash restarts instead of starting over.
+ */
+uint32 shmem_initializations = 0;
 TimestampTz last_logged_at = 0;
 uint64 suppressed_since_log = 0;
 
@@ -55,6 +62,7 @@ void StartupSharedState(void)
         memset(shared_state, 0, sizeof(SharedState));
         SpinLockInit(&shared_state->mutex);
         strlcpy(shared_state->listener_status, "not started", INFLUX_ERROR_TEXT);
+        shared_state->generation = shmem_initializations++ << 16;
         pg_atomic_init_u32(&shared_state->restart_workers_requested, 0);
         for (int k = 0; k < 3; k++)
             for (int c = 0; c < kCounterCount; c++)

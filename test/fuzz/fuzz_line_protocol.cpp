@@ -147,8 +147,9 @@ void CheckLine(LineParser &parser, LineParser &fresh, std::string_view line)
             const Field &f = pt.fields[i];
             CheckText(f.key, line);
             CHECK(f.key.size > 0);
-            if (f.type == FieldType::String)
-                CheckText(f.str, line);
+            CheckText(f.str, line);
+            if (f.type != FieldType::String)
+                CHECK(!f.str.escaped && f.str.size > 0);
             if (f.type == FieldType::Float)
                 CHECK(f.value.f == f.value.f && f.value.f - f.value.f == 0); /* finite */
             for (uint32_t j = 0; j < i; ++j)

@@ -183,7 +183,8 @@ def test_missing_database_and_role_without_login_are_reported():
 
 
 def test_too_few_worker_slots_is_reported():
-    c = new_cluster("fewslots", {"max_worker_processes": "2", "influx.workers": "4"})
+    # Slots: the logical replication launcher, the listener, and room for one worker.
+    c = new_cluster("fewslots", {"max_worker_processes": "3", "influx.workers": "4"})
     try:
         c.execute("CREATE EXTENSION pg_influx")
         wait_for(lambda: "max_worker_processes" in (c.listener_status()["status"] or ""), 15)
@@ -215,14 +216,25 @@ def test_connections_over_the_limit_are_refused_and_counted():
 
 def test_hostile_bytes_do_not_hurt_and_good_lines_land(listener):
     garbage = bytes(range(256)) * 64 + b"\x00\x00\xff\xfe\n" + b"\n".join(
-        [b"m\xff\xfe,t=1 f=1", b"m,t=\x00 f=2", b"=,= ==", b'q f="unterminated']
+        [b"m\xff\xfe,t=1 f=1", b"m,t=\x00 f=2", b"=,= ==", b"m f=1 notatime", b"m,t f=1"]
     )
+    before = listener.stat_total("lines_rejected_syntax")
     send_tcp(listener.tcp_port, garbage + b"\n" + lines("survivor", 0, 100).encode())
     send_udp(listener.udp_port, garbage[:8000])
     send_udp(listener.udp_port, lines("survivor", 100, 100))
     wait_for(lambda: exact_rows(listener, "survivor", 200), 15)
-    assert listener.stat_total("lines_rejected_syntax") > 0
+    assert listener.stat_total("lines_rejected_syntax") > before
     assert listener.listener_status()["status"].startswith("running")
+
+
+def test_unterminated_quote_stays_within_its_connection_or_datagram(listener):
+    """A '\n' inside an open quote belongs to the string (as in InfluxDB), but the open
+    quote of one sender never swallows another sender's lines."""
+    send_tcp(listener.tcp_port, b'q f="unterminated\n')
+    send_udp(listener.udp_port, b'q f="unterminated\n')
+    send_tcp(listener.tcp_port, lines("afterquote", 0, 50))
+    send_udp(listener.udp_port, lines("afterquote", 50, 50))
+    wait_for(lambda: exact_rows(listener, "afterquote", 100), 15)
 
 
 def test_huge_line_without_newline_is_bounded(listener):

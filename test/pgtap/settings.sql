@@ -75,8 +75,8 @@ SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.synchronous_commit')$$
               ARRAY['local', 'remote_write', 'remote_apply', 'on', 'off'])$$,
     'influx.synchronous_commit: local|remote_write|remote_apply|on|off, default on, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.restart_delay')$$,
-    $$VALUES ('integer', '5', 's', 'postmaster', '1', '3600', NULL::text[])$$,
-    'influx.restart_delay: 1..3600 s, default 5s, postmaster');
+    $$VALUES ('integer', '5', 's', 'sighup', '1', '3600', NULL::text[])$$,
+    'influx.restart_delay: 1..3600 s, default 5s, sighup');
 
 -- Settings the test cluster does not override read back as their defaults.
 SELECT is(current_setting('influx.batch_size'), '10000', 'current_setting(influx.batch_size) is 10000');
@@ -93,7 +93,7 @@ SELECT throws_ok($$SELECT set_config('influx.nosuch', '1', true)$$, '42602', NUL
 SELECT throws_ok('SET influx.workers = 3', '55P02', NULL,
     'influx.workers cannot be changed with SET (sighup)');
 SELECT throws_ok('SET influx.restart_delay = 10', '55P02', NULL,
-    'influx.restart_delay cannot be changed with SET (postmaster)');
+    'influx.restart_delay cannot be changed with SET (sighup)');
 
 SELECT * FROM finish();
 ROLLBACK;

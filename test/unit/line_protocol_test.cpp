@@ -568,6 +568,19 @@ TEST(LineProtocol, NamesAreNotReserved)
     EXPECT_TRUE(Valid("m,_field=a,_measurement=b _value=1"));
 }
 
+TEST(LineProtocol, RawTextOfNonStringValues)
+{
+    LineParser parser;
+    Point pt;
+    ASSERT_EQ(parser.ParseLine("m a=0.10,b=42i,c=7u,d=True,e=\"s\"", &pt), ParseStatus::Ok);
+    ASSERT_EQ(pt.nfields, 5u);
+    EXPECT_EQ(pt.fields[0].str.raw(), "0.10");
+    EXPECT_EQ(pt.fields[1].str.raw(), "42i");
+    EXPECT_EQ(pt.fields[2].str.raw(), "7u");
+    EXPECT_EQ(pt.fields[3].str.raw(), "True");
+    EXPECT_EQ(pt.fields[4].str.raw(), "s");
+}
+
 TEST(LineProtocol, ParserReuse)
 {
     LineParser parser;
