@@ -1,6 +1,9 @@
 -- Unknown measurements: influx.create_measurement_table() creates typed tables (it can be
 -- replaced), influx.create_tables off rejects the rows, influx.add_columns adds columns.
 \set VERBOSITY terse
+-- pg_regress runs clients with PGTZ=PST8PDT and PGDATESTYLE=Postgres; pin both.
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
 CREATE SCHEMA autocreate;
 
 SELECT influx.insert(E'weather,city=Paris,station=a temp=21.5,hum=40i,ok=true,big=1u,note="x" 1700000000000000000\n'

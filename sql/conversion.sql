@@ -1,6 +1,9 @@
 -- Value conversion: field types into column types, as INSERT's assignment casts would do;
 -- a value that does not fit rejects its row (counted), never the batch.
 \set VERBOSITY terse
+-- pg_regress runs clients with PGTZ=PST8PDT and PGDATESTYLE=Postgres; pin both.
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
 CREATE SCHEMA conversion;
 CREATE TABLE conversion.v (
     _time timestamptz,

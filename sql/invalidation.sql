@@ -1,6 +1,9 @@
 -- Cached table descriptors follow DDL: after ALTER, DROP, RENAME or a new table with the
 -- same name, the next row goes where the catalog says (same session, cache kept).
 \set VERBOSITY terse
+-- pg_regress runs clients with PGTZ=PST8PDT and PGDATESTYLE=Postgres; pin both.
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
 CREATE SCHEMA inval;
 CREATE TABLE inval.m (_time timestamptz, a float8);
 SELECT influx.insert('m a=1,b=2 1', schema_name => 'inval', create_tables => false);

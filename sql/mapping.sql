@@ -1,6 +1,9 @@
 -- Table mapping: _time, tags and fields by column name, _tags/_fields leftovers,
 -- defaults for what a line does not mention, name matching rules.
 \set VERBOSITY terse
+-- pg_regress runs clients with PGTZ=PST8PDT and PGDATESTYLE=Postgres; pin both.
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
 CREATE SCHEMA mapping;
 
 CREATE TABLE mapping.cpu (

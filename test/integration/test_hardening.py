@@ -1,0 +1,301 @@
+"""
+test_hardening.py — the guarantees of docs/reliability.md and docs/security.md under
+load and abuse: DDL during a stream, bad rows mixed into good ones, backpressure while a
+table is locked, errors during a flush, privileges of influx.role, the default bind, hostile
+names and connection patterns.  Every test drives a real preloaded cluster over real sockets.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import TcpStream, send_tcp, send_udp, wait_for
+
+CLUSTER_CONF = {"influx.workers": "2", "influx.max_connections": "50"}
+
+
+def lines(measurement, start, count, extra=""):
+    return "".join(
+        f"{measurement},host=h{i % 10} v={i}i{extra} {1_600_000_000_000_000_000 + i * 1000}\n"
+        for i in range(start, start + count)
+    )
+
+
+def worker_pids(c):
+    return c.backend_pids("influx worker")
+
+
+def test_ddl_during_a_tcp_stream(listener):
+    """ALTER/RENAME/TRUNCATE/DROP/re-create while lines stream in: no worker dies, and
+    rows after each change follow the catalog."""
+    c = listener
+    c.execute("CREATE TABLE ddl (_time timestamptz, host text, v bigint)")
+    pids = worker_pids(c)
+    stop = threading.Event()
+    sent = [0]
+
+    def stream():
+        with TcpStream(c.tcp_port) as s:
+            i = 0
+            while not stop.is_set() and i < 400_000:
+                s.send(lines("ddl", i, 500))
+                i += 500
+                sent[0] = i
+
+    t = threading.Thread(target=stream)
+    t.start()
+    try:
+        wait_for(lambda: c.row_count("ddl") > 0, 15)
+        c.execute("ALTER TABLE ddl ADD COLUMN note text DEFAULT 'added'")
+        c.execute("ALTER TABLE ddl RENAME COLUMN host TO hostname")
+        c.execute("ALTER TABLE ddl ALTER COLUMN v TYPE numeric")
+        c.execute("TRUNCATE ddl")
+        c.execute("ALTER TABLE ddl DROP COLUMN note")
+        # One transaction: otherwise a worker may auto-create "ddl" in between.
+        c.execute("BEGIN; DROP TABLE ddl; CREATE TABLE ddl (_time timestamptz, host text, "
+                  "v int8, extra text DEFAULT 'new shape'); COMMIT")
+        mark = c.scalar("SELECT count(*) FROM ddl")
+        wait_for(lambda: c.scalar("SELECT count(*) FROM ddl") > mark + 100, 20,
+                 what="rows in the re-created table")
+    finally:
+        stop.set()
+        t.join()
+    assert c.scalar("SELECT count(*) FROM ddl WHERE extra IS DISTINCT FROM 'new shape'") == 0
+    assert worker_pids(c) == pids, "a worker was restarted"
+    # The stream's tail lands completely in the new table.
+    send_tcp(c.tcp_port, lines("ddl", 10_000_000, 1000))
+    wait_for(lambda: c.scalar("SELECT count(*) FROM ddl WHERE v >= 10000000") == 1000, 15)
+
+
+def test_bad_rows_mixed_into_a_stream(listener):
+    c = listener
+    c.execute(
+        """
+        CREATE TABLE mixed (_time timestamptz, host text NOT NULL, v bigint CHECK (v <> 7),
+                            w int2, UNIQUE (v));
+        CREATE FUNCTION mixed_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.v = 13 THEN RAISE EXCEPTION 'thirteen is unlucky'; END IF; RETURN NULL; END $$;
+        CREATE TRIGGER mixed_guard AFTER INSERT ON mixed FOR EACH ROW EXECUTE FUNCTION mixed_guard();
+        """
+    )
+    pids = worker_pids(c)
+    before = {k: c.stat_total(k) for k in ("rows_rejected_insert", "rows_rejected_value",
+                                            "lines_rejected_syntax")}
+    good = lines("mixed", 100, 2000)
+    bad = (
+        "mixed,host=a v=7i 1\n"            # CHECK
+        "mixed v=8i 2\n"                   # NOT NULL host
+        "mixed,host=a v=13i 3\n"           # trigger raises
+        "mixed,host=a v=100i 4\n"          # duplicate of a good row's v (unique)
+        "mixed,host=a v=9i,w=70000i 5\n"   # does not fit int2
+        "mixed,host=a v=10i,w=\"x\" 6\n"   # string into int2
+        "mixed,host=a v= 7\n"              # syntax
+    )
+    half = good.index("\n", len(good) // 2) + 1
+    payload = good[:half] + bad + good[half:]
+    send_tcp(c.tcp_port, payload)
+    wait_for(lambda: c.row_count("mixed") == 2000, 20, what="all 2000 good rows")
+
+    def counted():
+        return (
+            c.stat_total("rows_rejected_insert") - before["rows_rejected_insert"] == 4
+            and c.stat_total("rows_rejected_value") - before["rows_rejected_value"] == 2
+            and c.stat_total("lines_rejected_syntax") - before["lines_rejected_syntax"] == 1
+        )
+
+    wait_for(counted, 10, what="every bad row counted with its class")
+    assert c.scalar("SELECT count(DISTINCT v) FROM mixed") == 2000
+    assert worker_pids(c) == pids, "a worker was restarted"
+
+
+def test_backpressure_while_the_table_is_locked(listener):
+    """The target table is locked while lines stream: nothing is lost, the sender is held
+    back, and the listener's memory stays bounded."""
+    c = listener
+    c.execute("CREATE TABLE locked (_time timestamptz, host text, v bigint)")
+    n = 1_000_000
+    payload = lines("locked", 0, n).encode()
+    lock_conn = c.connect()
+    lock_conn.autocommit = False
+    cur = lock_conn.cursor()
+    cur.execute("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+    done = threading.Event()
+    elapsed = [None]
+
+    def sender():
+        t0 = time.monotonic()
+        send_tcp(c.tcp_port, payload)
+        elapsed[0] = time.monotonic() - t0
+        done.set()
+
+    t = threading.Thread(target=sender)
+    t.start()
+    wait_for(lambda: c.stat_total("queue_full") > 0, 30, what="the rings to fill up")
+    assert not done.is_set(), "the sender was not held back while the table was locked"
+    lpid = c.backend_pids("influx listener")[0]
+    lock_conn.rollback()
+    lock_conn.close()
+    t.join(120)
+    wait_for(lambda: c.row_count("locked") == n, 120, what="all rows after the lock")
+    assert c.scalar("SELECT count(DISTINCT v) FROM locked") == n
+    with open(f"/proc/{lpid}/status") as f:
+        hwm_kb = next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+    assert hwm_kb < 64 * 1024, f"listener peak memory {hwm_kb} kB"
+
+
+def test_flush_errors_are_counted_not_a_crash_loop(listener):
+    """Errors during a flush (here lock_timeout while the table is locked) reject those
+    rows with a count; the workers stay up and the next rows land."""
+    c = listener
+    c.execute("CREATE TABLE slowlock (_time timestamptz, host text, v bigint)")
+    c.execute("ALTER DATABASE postgres SET lock_timeout = '200ms'")
+    c.execute("SELECT influx.restart_workers()")
+    try:
+        old = set(worker_pids(c))
+        wait_for(lambda: len(worker_pids(c)) == 2 and not set(worker_pids(c)) & old, 20)
+        pids = worker_pids(c)
+        before = c.stat_total("rows_rejected_insert") + c.stat_total("rows_rejected_table")
+        lock_conn = c.connect()
+        lock_conn.autocommit = False
+        lock_conn.cursor().execute("LOCK TABLE slowlock IN ACCESS EXCLUSIVE MODE")
+        send_tcp(c.tcp_port, lines("slowlock", 0, 100))
+        wait_for(
+            lambda: c.stat_total("rows_rejected_insert") + c.stat_total("rows_rejected_table")
+            >= before + 100, 20, what="rows rejected by lock_timeout to be counted")
+        lock_conn.rollback()
+        lock_conn.close()
+        send_tcp(c.tcp_port, lines("slowlock", 100, 100))
+        wait_for(lambda: c.row_count("slowlock") == 100, 20)
+        assert worker_pids(c) == pids
+        assert "lock" in " ".join(r["last_error"] or "" for r in c.stats())
+    finally:
+        c.execute("ALTER DATABASE postgres RESET lock_timeout")
+        c.execute("SELECT influx.restart_workers()")
+
+
+def test_role_privileges_are_honoured(listener):
+    c = listener
+    c.execute(
+        """
+        CREATE ROLE ingest LOGIN;
+        CREATE TABLE allowed (_time timestamptz, host text, v bigint);
+        CREATE TABLE denied (_time timestamptz, host text, v bigint);
+        CREATE TABLE rls (_time timestamptz, host text, v bigint);
+        GRANT INSERT ON allowed, rls TO ingest;
+        ALTER TABLE rls ENABLE ROW LEVEL SECURITY;
+        """
+    )
+    c.execute("ALTER SYSTEM SET influx.role = 'ingest'")
+    c.execute("ALTER SYSTEM SET influx.create_tables = off")
+    c.execute("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: c.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+            "AND usename = 'ingest'") == 2, 30, what="workers connected as ingest")
+        before = c.stat_total("rows_rejected_table")
+        send_tcp(c.tcp_port, lines("allowed", 0, 50) + lines("denied", 0, 50)
+                 + lines("rls", 0, 50) + lines("nosuchtable", 0, 50))
+        wait_for(lambda: c.row_count("allowed") == 50, 15)
+        wait_for(lambda: c.stat_total("rows_rejected_table") >= before + 150, 15)
+        assert c.row_count("denied") == 0
+        assert c.row_count("rls") == 0
+        assert c.scalar("SELECT to_regclass('nosuchtable')") is None
+    finally:
+        c.execute("ALTER SYSTEM RESET influx.role")
+        c.execute("ALTER SYSTEM RESET influx.create_tables")
+        c.execute("SELECT pg_reload_conf()")
+        wait_for(lambda: c.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+            "AND usename = 'postgres'") == 2, 30)
+
+
+def _listening_addresses(port):
+    found = []
+    for path, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True),
+                     ("/proc/net/udp", False), ("/proc/net/udp6", True)):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    addr, p = parts[1].split(":")
+                    if int(p, 16) == port:
+                        found.append(addr)
+        except OSError:
+            pass
+    return found
+
+
+def test_default_bind_is_loopback_only(listener):
+    for port in (listener.tcp_port, listener.udp_port):
+        addrs = _listening_addresses(port)
+        assert addrs, f"nothing bound on {port}"
+        loopback = {"0100007F", "00000000000000000000000001000000"}
+        assert set(addrs) <= loopback, f"port {port} bound on {addrs}"
+
+
+def test_hostile_names_are_plain_identifiers(listener):
+    c = listener
+    c.execute("CREATE TABLE victim (x int)")
+    names = [
+        'semi\\;colon"DROP\\ TABLE\\ victim;--',
+        "dotted.name",
+        "pg_class",
+        "x" * 63,
+    ]
+    payload = "".join(f"{n},tag\\ key=1 f=1 1\n" for n in names)
+    payload += "y" * 64 + " f=1 1\n"  # longer than a PostgreSQL name: rejected, not truncated
+    send_tcp(c.tcp_port, payload)
+    wait_for(lambda: c.scalar(
+        "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+        "AND relname IN ('semi;colon\"DROP TABLE victim;--', 'dotted.name', 'pg_class', %s)",
+        ("x" * 63,)) == 4, 15, what="four safely named tables")
+    assert c.scalar("SELECT to_regclass('victim')") is not None
+    assert c.scalar("SELECT count(*) FROM public.pg_class") == 1
+    assert c.scalar("SELECT count(*) FROM pg_class WHERE relname LIKE 'yyyy%'") == 0
+
+
+def test_conflicting_types_and_bad_timestamps(listener):
+    c = listener
+    before_value = c.stat_total("rows_rejected_value")
+    before_syntax = c.stat_total("lines_rejected_syntax")
+    send_tcp(c.tcp_port,
+             "conflict f=1.5 1\n"               # creates f double precision
+             "conflict f=2i 2\n"                # integer into float: fine
+             "conflict f=\"text\" 3\n"          # string into float: row rejected
+             "conflict f=true 4\n"              # boolean into float: row rejected
+             "conflict f=1 99999999999999999999\n")  # timestamp out of range: line rejected
+    wait_for(lambda: c.row_count("conflict") == 2, 15)
+    wait_for(lambda: c.stat_total("rows_rejected_value") == before_value + 2, 10)
+    assert c.stat_total("lines_rejected_syntax") == before_syntax + 1
+    assert sorted(r[0] for r in c.query("SELECT f FROM conflict")) == [1.5, 2.0]
+
+
+def test_many_slow_and_half_open_connections(listener):
+    c = listener
+    before_refused = c.stat_total("connections_refused")
+    idle = []
+    for _ in range(45):  # half-open: connected, never sending
+        idle.append(socket.create_connection(("127.0.0.1", c.tcp_port)))
+    extra = [socket.create_connection(("127.0.0.1", c.tcp_port)) for _ in range(20)]
+    wait_for(lambda: c.stat_total("connections_refused") >= before_refused + 15, 15,
+             what="connections over influx.max_connections refused")
+    for s in extra:
+        s.close()
+    # A slow sender trickles one line byte by byte while a fast one delivers.
+    slow = socket.create_connection(("127.0.0.1", c.tcp_port))
+    slow.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    line = b"trickle,host=slow v=1i 1\n"
+    for b in line[:-5]:
+        slow.send(bytes([b]))
+    send_tcp(c.tcp_port, lines("fastlane", 0, 500))
+    wait_for(lambda: c.row_count("fastlane") == 500, 15)
+    for b in line[-5:]:
+        slow.send(bytes([b]))
+    slow.close()
+    wait_for(lambda: c.row_count("trickle") == 1, 15)
+    for s in idle:
+        s.close()
+    assert c.listener_status()["status"].startswith("running")
