@@ -174,6 +174,21 @@ def proc_mem(pid):
     return out.get("VmHWM"), out.get("RssAnon")
 
 
+def kernel_udp_drops():
+    """(UDP RcvbufErrors, softnet backlog drops) of the whole host: drops pg_influx cannot see
+    before a datagram reaches its socket are visible here."""
+    rcvbuf = softnet = 0
+    try:
+        with open("/proc/net/snmp") as f:
+            udp = [line.split() for line in f if line.startswith("Udp:")]
+        rcvbuf = int(udp[1][udp[0].index("RcvbufErrors")])
+        with open("/proc/net/softnet_stat") as f:
+            softnet = sum(int(line.split()[1], 16) for line in f)
+    except (OSError, ValueError, IndexError):
+        pass
+    return rcvbuf, softnet
+
+
 def fmt_kib(k):
     if k is None:
         return "n/a"
@@ -583,6 +598,7 @@ class Bench:
         for rate in a.udp_rates:
             self.truncate(db, v.influx_schema, v.tables)
             base = self.influx_counters(db)
+            k0 = kernel_udp_drops()
             n = a.udp_lines if rate == 0 else min(a.udp_lines, int(rate * a.udp_seconds))
             t0 = time.monotonic()
             res = loadgen(["--mode", "udp", "--in", self.files[(v.name, "lp")], "--lines", n,
@@ -604,8 +620,9 @@ class Bench:
                 time.sleep(0.5)
             cnt = self.count(db, v.influx_schema, v.tables)
             after = self.influx_counters(db)
+            k1 = kernel_udp_drops()
             d = {k: after[k] - base[k] for k in after} if base and after else {}
-            row = dict(rate=rate, sent=sent, datagrams=int(res["datagrams"]),
+            row = dict(k_rcvbuf=k1[0] - k0[0], k_softnet=k1[1] - k0[1], rate=rate, sent=sent, datagrams=int(res["datagrams"]),
                        send_secs=float(res["seconds"]), received=d.get("received"), inserted=cnt,
                        dropped=d.get("dropped"), queue_full=d.get("queue_full"),
                        send_errors=int(res["errors"]))
@@ -798,8 +815,8 @@ class Bench:
         if self.udp_rows:
             L.append(f"\n## UDP loss (typed table, datagrams up to {a.datagram_size} bytes)\n")
             L.append("| paced rate (lines/s) | lines sent | datagrams sent | send s | lines received "
-                     "| rows inserted | datagrams_dropped | queue_full | loss |")
-            L.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+                     "| rows inserted | datagrams_dropped | queue_full | kernel RcvbufErrors | kernel softnet drops | loss |")
+            L.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
             for u in self.udp_rows:
                 loss = 1 - u["inserted"] / u["sent"] if u["sent"] else None
                 rate = "unpaced" if u["rate"] == 0 else f"{u['rate']:,}"
@@ -808,6 +825,7 @@ class Bench:
                          f"{'n/a' if u['received'] is None else format(u['received'], ',')} | {u['inserted']:,} | "
                          f"{'n/a' if u['dropped'] is None else format(u['dropped'], ',')} | "
                          f"{'n/a' if u['queue_full'] is None else u['queue_full']} | "
+                         f"{u['k_rcvbuf']:,} | {u['k_softnet']:,} | "
                          f"{'n/a' if loss is None else f'{loss * 100:.2f} %'} |")
         if self.sweep_rows:
             L.append("\n## Sweep (typed table, TCP)\n")
