@@ -930,6 +930,23 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out) noexcept
  */
 size_t LineScanner::FindLineEnd(const char *data, size_t size) noexcept
 {
+    /*
+     * Fast path for the common line: outside a string and an escape, only '"' and '\\'
+     * can keep a '\n' from ending the line.  If the bytes before the next '\n' contain
+     * neither, that '\n' is the end, whatever the counters say — found with memchr instead
+     * of the state machine below.
+     */
+    if (!quoted_ && !escape_) {
+        const void *nl = std::memchr(data, '\n', size);
+        if (nl != nullptr) {
+            size_t len = static_cast<const char *>(nl) - data;
+            if (std::memchr(data, '"', len) == nullptr && std::memchr(data, '\\', len) == nullptr) {
+                Reset();
+                return len + 1;
+            }
+        }
+    }
+
     size_t i = 0;
     if (escape_ && size > 0) {
         escape_ = false;
