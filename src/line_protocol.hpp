@@ -112,6 +112,8 @@ struct ParseError {
 struct ParserOptions {
     Precision precision = Precision::Nanoseconds;
     size_t max_line_length = 64 * 1024 * 1024; /* bytes, excluding the '\n' */
+    /* Single-pass parse of common lines; off only to test it against the full parser. */
+    bool fast_path = true;
 };
 
 class LineParser {
