@@ -68,6 +68,21 @@ struct Target {
     TupleTableSlot *single_slot; /* slow path */
 };
 
+/*
+ * The columns of the previous row's keys, by position.  Telegraf and client libraries send
+ * a measurement's tags and fields in the same order on every line, so comparing a key with
+ * the one at the same position of the previous row almost always answers the column
+ * lookup without hashing the name.  Keys point into batch memory, valid for the flush.
+ */
+constexpr int kMemoKeys = 64;
+
+struct ColumnMemo {
+    const char *key[kMemoKeys];
+    uint32 len[kMemoKeys];
+    bool escaped[kMemoKeys];
+    int column[kMemoKeys];
+};
+
 struct Writer {
     Relation rel;
     TableInfo *info;
@@ -95,6 +110,9 @@ struct Writer {
 
     bool *is_set; /* per row: columns that got a value from the line */
     int64 inserted;
+
+    ColumnMemo field_memo; /* zeroed by palloc0: no key remembered yet */
+    ColumnMemo tag_memo;
 };
 
 /* Sets up a target: decides bulk or slow path as COPY does (copyfrom.c CIM_*). */
@@ -281,6 +299,22 @@ int ValueColumn(const TableInfo *info, const Text &key)
     return idx >= 0 && info->columns[idx].role == ColumnRole::Value ? idx : -1;
 }
 
+/* ValueColumn, answered from the memo when the key at this position is the one seen last. */
+int MemoValueColumn(ColumnMemo *memo, const TableInfo *info, uint32 pos, const Text &key)
+{
+    if (pos >= (uint32) kMemoKeys)
+        return ValueColumn(info, key);
+    if (memo->key[pos] != nullptr && memo->len[pos] == key.size &&
+        memo->escaped[pos] == key.escaped && memcmp(memo->key[pos], key.data, key.size) == 0)
+        return memo->column[pos];
+    int idx = ValueColumn(info, key);
+    memo->key[pos] = key.data;
+    memo->len[pos] = key.size;
+    memo->escaped[pos] = key.escaped;
+    memo->column[pos] = idx;
+    return idx;
+}
+
 /*
  * Fills a slot with one row in the table's (root's) column order: time, fields, tags
  * (a field wins over a tag of the same name), leftovers as jsonb, then defaults for every
@@ -319,7 +353,7 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
     /* Fields first: a field wins over a tag of the same name, which is then a leftover. */
     for (uint32 i = 0; i < row->nfields; i++) {
         const Field *field = &row->fields[i];
-        int idx = ValueColumn(info, field->key);
+        int idx = MemoValueColumn(&w->field_memo, info, i, field->key);
         if (idx >= 0) {
             if (!SetValue(w, row, idx, ValueRef{nullptr, field}, slot))
                 return false;
@@ -329,7 +363,7 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
     }
     for (uint32 i = 0; i < row->ntags; i++) {
         const Tag *tag = &row->tags[i];
-        int idx = ValueColumn(info, tag->key);
+        int idx = MemoValueColumn(&w->tag_memo, info, i, tag->key);
         if (idx >= 0 && !w->is_set[idx]) {
             if (!SetValue(w, row, idx, ValueRef{&tag->value, nullptr}, slot))
                 return false;
