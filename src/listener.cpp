@@ -34,6 +34,7 @@
 extern "C" {
 #include "postgres.h"
 
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -600,6 +601,34 @@ bool ReadConnection(int i, int max_reads)
     return true;
 }
 
+/*
+ * Adds what the kernel dropped on UDP endpoint e since last seen.  `drops` is the socket's
+ * cumulative drop counter, reported with each datagram (SO_RXQ_OVFL) and polled once a
+ * second (PollUdpDrops), since a burst's last drops are otherwise reported only when the
+ * next datagram arrives.
+ */
+void AccountUdpDrops(int e, uint32 drops)
+{
+    if (drops == L->udp_drops_seen[e])
+        return;
+    uint32 delta = drops - L->udp_drops_seen[e];
+    L->udp_drops_seen[e] = drops;
+    Count(L->slot, kDatagramsDropped, delta);
+    ReportProblem(L->slot, "the kernel dropped %u UDP datagrams: the receive buffer was full",
+                  delta);
+}
+
+void PollUdpDrops(void)
+{
+    for (int e = 0; e < L->endpoints.nudp; e++) {
+        uint32 meminfo[SK_MEMINFO_VARS];
+        socklen_t len = sizeof(meminfo);
+        if (getsockopt(L->endpoints.udp[e], SOL_SOCKET, SO_MEMINFO, meminfo, &len) == 0 &&
+            len > SK_MEMINFO_DROPS * sizeof(uint32))
+            AccountUdpDrops(e, meminfo[SK_MEMINFO_DROPS]);
+    }
+}
+
 /* Reads datagrams; each one is a record of its own. */
 void ReadDatagrams(int e, int max_datagrams)
 {
@@ -625,13 +654,7 @@ void ReadDatagrams(int e, int max_datagrams)
             if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
                 uint32 drops;
                 memcpy(&drops, CMSG_DATA(cm), sizeof(drops));
-                if (drops != L->udp_drops_seen[e]) {
-                    Count(L->slot, kDatagramsDropped, drops - L->udp_drops_seen[e]);
-                    ReportProblem(L->slot, "the kernel dropped %u UDP datagrams: the receive "
-                                           "buffer was full",
-                                  drops - L->udp_drops_seen[e]);
-                    L->udp_drops_seen[e] = drops;
-                }
+                AccountUdpDrops(e, drops);
             }
         }
         if (n == 0)
@@ -1002,6 +1025,7 @@ void ListenerMain(void)
         TimestampTz now = GetCurrentTimestamp();
         if (latch || restart || TimestampDifferenceExceeds(last_supervision, now, 1000)) {
             SuperviseWorkers(restart);
+            PollUdpDrops();
             last_supervision = now;
         }
     }
