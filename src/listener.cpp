@@ -168,6 +168,24 @@ void RefreshStatus(void)
         SetListenerStatus("running");
 }
 
+/*
+ * Fills a background worker registration common to the listener and the workers: both
+ * use shared memory and a database connection and start once recovery has finished.
+ * `type` is what pg_stat_activity.backend_type shows; the name defaults to it.
+ */
+void DescribeProcess(BackgroundWorker *worker, const char *function, const char *type,
+                     int restart_time)
+{
+    memset(worker, 0, sizeof(*worker));
+    worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+    worker->bgw_restart_time = restart_time;
+    strlcpy(worker->bgw_library_name, "pg_influx", sizeof(worker->bgw_library_name));
+    strlcpy(worker->bgw_function_name, function, sizeof(worker->bgw_function_name));
+    strlcpy(worker->bgw_type, type, sizeof(worker->bgw_type));
+    strlcpy(worker->bgw_name, type, sizeof(worker->bgw_name));
+}
+
 /* ---------------------------------------------------------------------------------------
  * Buffers and chunks
  * --------------------------------------------------------------------------------------- */
@@ -339,14 +357,8 @@ void StartWorker(int index)
     shm_mq_set_sender(mq, MyProc);
 
     BackgroundWorker worker;
-    memset(&worker, 0, sizeof(worker));
-    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    worker.bgw_restart_time = BGW_NEVER_RESTART;
-    strlcpy(worker.bgw_library_name, "pg_influx", sizeof(worker.bgw_library_name));
-    strlcpy(worker.bgw_function_name, "pg_influx_worker_main", sizeof(worker.bgw_function_name));
+    DescribeProcess(&worker, "pg_influx_worker_main", "influx worker", BGW_NEVER_RESTART);
     snprintf(worker.bgw_name, BGW_MAXLEN, "influx worker %d", index);
-    strlcpy(worker.bgw_type, "influx worker", BGW_MAXLEN);
     worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
     WorkerArgs args = {index, shared_state->generation};
     StaticAssertStmt(sizeof(WorkerArgs) <= BGW_EXTRALEN, "worker arguments do not fit");
@@ -1039,15 +1051,7 @@ namespace influx {
 void RegisterListener(void)
 {
     BackgroundWorker worker;
-    memset(&worker, 0, sizeof(worker));
-    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    worker.bgw_restart_time = influx_restart_delay;
-    strlcpy(worker.bgw_library_name, "pg_influx", sizeof(worker.bgw_library_name));
-    strlcpy(worker.bgw_function_name, "pg_influx_listener_main",
-            sizeof(worker.bgw_function_name));
-    strlcpy(worker.bgw_name, "influx listener", BGW_MAXLEN);
-    strlcpy(worker.bgw_type, "influx listener", BGW_MAXLEN);
+    DescribeProcess(&worker, "pg_influx_listener_main", "influx listener", influx_restart_delay);
     RegisterBackgroundWorker(&worker);
 }
 
