@@ -212,7 +212,8 @@ def report(a, samples, final, sent, send_secs, count, errors, pg_version, load_b
     L.append("|--:|--:|--:|--:|" + "--:|" * len(pids))
     prev = None
     for s in samples:
-        rate = (s["rows"] - prev["rows"]) / (s["t"] - prev["t"]) if prev and s["t"] > prev["t"] else None
+        rate = (s["rows"] - prev["rows"]) / (s["t"] - prev["t"]) \
+            if prev and s["t"] > prev["t"] and s is not final else None
         cells = []
         for p in pids:
             v = s["procs"].get(p)
@@ -225,7 +226,7 @@ def report(a, samples, final, sent, send_secs, count, errors, pg_version, load_b
     first = [s for s in load if s["t"] <= 60.5]
     last = [s for s in load if s["t"] >= duration - 60 - 0.5]
     L.append(f"RssAnon, first minute of load (t ≤ 60 s, {len(first)} samples) vs last minute "
-             f"(t ≥ {duration - 60:.0f} s, {len(last)} samples), mean of the samples:\n")
+             f"(t ≥ {max(0, duration - 60):.0f} s, {len(last)} samples), mean of the samples:\n")
     L.append("| process | first minute MiB | last minute MiB | growth | max RssAnon MiB | max VmRSS MiB | result |")
     L.append("|---|--:|--:|--:|--:|--:|---|")
     ok = final["errors"] == 0 and not errors

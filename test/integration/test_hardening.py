@@ -298,3 +298,60 @@ def test_many_slow_and_half_open_connections(listener):
     for s in extra + idle + [slow]:
         s.close()
     assert c.listener_status()["status"].startswith("running")
+
+
+def test_listener_survives_a_fuzzed_tcp_stream(listener):
+    """Seeded random mutations of valid lines and raw random bytes, cut into random segment
+    sizes over several connections, while a clean connection sends good lines: the good
+    lines all land, no process restarts, and the rejected lines are counted."""
+    import random
+
+    c = listener
+    rng = random.Random(20261121)
+    pids = (c.backend_pids("influx listener"), worker_pids(c))
+    before = c.stat_total("lines_rejected_syntax") + c.stat_total("lines_rejected_too_long")
+    specials = [b"\\", b'"', b",", b"=", b" ", b"\n", b"\r", b"\x00", b"\xff", b"#", b"i", b"u"]
+
+    def mutated(i):
+        line = bytearray(f"fz,host=h{i % 7},t=x f={i}.5,g={i}i,s=\"v{i}\",b=t {i}\n".encode())
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(len(line))
+            op = rng.random()
+            if op < 0.4:
+                line[pos:pos] = rng.choice(specials)
+            elif op < 0.7:
+                line[pos] = rng.randrange(256)
+            else:
+                del line[pos]
+        return bytes(line)
+
+    streams = []
+    for k in range(4):
+        parts = [mutated(i) if rng.random() < 0.9 else bytes(rng.randrange(256) for _ in range(rng.randint(1, 300)))
+                 for i in range(k * 2000, (k + 1) * 2000)]
+        streams.append(b"".join(parts) + b"\n")
+
+    def send_in_random_segments(data, seed):
+        cut = random.Random(seed)  # one generator per thread: reproducible segmentation
+        with TcpStream(c.tcp_port) as s:
+            pos = 0
+            while pos < len(data):
+                n = cut.randint(1, 4096)
+                s.send(data[pos:pos + n])
+                pos += n
+
+    threads = [threading.Thread(target=send_in_random_segments, args=(d, k))
+               for k, d in enumerate(streams)]
+    for t in threads:
+        t.start()
+    send_tcp(c.tcp_port, lines("fzgood", 0, 3000))
+    for t in threads:
+        t.join(60)
+    wait_for(lambda: exact_count(c, "fzgood", 3000), 30, what="all good lines")
+    assert c.stat_total("lines_rejected_syntax") + c.stat_total("lines_rejected_too_long") > before
+    assert (c.backend_pids("influx listener"), worker_pids(c)) == pids, "a process restarted"
+    assert c.listener_status()["status"].startswith("running")
+
+
+def exact_count(c, table, n):
+    return c.row_count(table) == n and c.scalar(f"SELECT count(DISTINCT v) FROM {table}") == n
