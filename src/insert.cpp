@@ -79,6 +79,7 @@ Batch batch;
 MemoryContext work_cxt = nullptr;    /* per flush: lookups, error data */
 MemoryContext attempt_cxt = nullptr; /* per write attempt: executor state */
 bool sql_call_active = false;
+bool flush_active = false; /* a worker's InsertFlush is running */
 int applied_synchronous_commit = -1;
 
 /* Where the current write got to; volatile because it is read after a longjmp. */
@@ -683,6 +684,13 @@ void InsertInit(ProcessSlot *slot)
 bool InsertAddChunk(const char *data, size_t size)
 {
     ParseChunk(data, size, static_cast<Precision>(influx_precision));
+    /*
+     * A chunk that gave no row (only rejected lines or comments) leaves nothing to flush,
+     * so nothing would ever free its copy: free it now, or such input grows the batch
+     * memory without bound.
+     */
+    if (batch.nrows == 0)
+        BatchReset(&batch);
     return batch.nrows >= static_cast<size_t>(influx_batch_size);
 }
 
@@ -691,7 +699,18 @@ size_t InsertPendingRows(void)
     return initialized ? batch.nrows : 0;
 }
 
+void InsertFlushBatch(void);
+
 void InsertFlush(void)
+{
+    /* influx.insert() called by a trigger during this flush must not touch its batch. */
+    flush_active = true;
+    InsertFlushBatch();
+    flush_active = false;
+}
+
+/* InsertFlush proper; flush_active is set around it. */
+void InsertFlushBatch(void)
 {
     if (batch.nrows == 0) {
         EndBatch();
@@ -723,9 +742,10 @@ static Datum insert(FunctionCallInfo fcinfo)
 {
     if (PG_ARGISNULL(0))
         PG_RETURN_NULL();
-    if (sql_call_active)
+    if (sql_call_active || flush_active)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("influx.insert() cannot be called while it is running")));
+                        errmsg("influx.insert() cannot be called while %s is running",
+                               flush_active ? "an influx worker's flush" : "it")));
 
     Precision precision = static_cast<Precision>(influx_precision);
     if (!PG_ARGISNULL(1)) {

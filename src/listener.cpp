@@ -77,7 +77,7 @@ constexpr size_t kReadSize = 64 * 1024;
 constexpr int kReadsPerWakeup = 4;       /* per connection, for fairness */
 constexpr int kDatagramsPerWakeup = 256; /* per UDP socket */
 constexpr int kMaxRings = 2 * INFLUX_MAX_WORKERS;
-constexpr int kShutdownDrainSeconds = 30;
+constexpr int kShutdownDrainSeconds = 20; /* workers wait longer: worker.cpp */
 
 /* A growable byte buffer in TopMemoryContext. */
 struct Buffer {
@@ -98,6 +98,7 @@ struct Ring {
     bool in_use;
     int index;
     bool retiring; /* gets no new chunks */
+    bool failed;   /* the worker went away without being asked to (send saw it detached) */
     bool detached; /* listener side detached: the worker drains and exits */
     dsm_segment *seg;
     RingHeader *header;
@@ -268,7 +269,7 @@ bool TryPlaceChunk(void)
         shm_mq_result res = shm_mq_send(r->mqh, L->chunk.len, L->chunk.data, true, true);
         if (res == SHM_MQ_DETACHED) {
             /* The worker is gone; supervision will notice and replace it. */
-            r->retiring = true;
+            r->retiring = r->failed = true;
             continue;
         }
         L->next_ring = (i + 1) % kMaxRings;
@@ -309,7 +310,8 @@ void RetryPending(void)
                 r->pending.len = 0;
                 BufferShrink(&r->pending);
             } else {
-                r->retiring = true; /* detached: supervision re-routes the pending chunk */
+                /* detached: supervision re-routes the pending chunk */
+                r->retiring = r->failed = true;
                 continue;
             }
         }
@@ -388,6 +390,7 @@ void StartWorker(int index)
     r->in_use = true;
     r->index = index;
     r->retiring = false;
+    r->failed = false;
     r->detached = false;
     r->seg = seg;
     r->header = header;
@@ -431,7 +434,7 @@ void SuperviseWorkers(bool restart_all)
         pid_t pid;
         BgwHandleStatus st = GetBackgroundWorkerPid(r->handle, &pid);
         if (st == BGWH_STOPPED || st == BGWH_POSTMASTER_DIED) {
-            if (!r->retiring && !r->detached) {
+            if ((!r->retiring && !r->detached) || r->failed) {
                 ReportProblem(L->slot, "influx worker %d exited unexpectedly; starting a "
                                        "replacement",
                               r->index);
@@ -587,8 +590,15 @@ void FinishConnection(Connection *c)
     c->buf.len = 0;
 }
 
-/* Reads from connection i; returns false if it was closed (and removed). */
-bool ReadConnection(int i, int max_reads)
+/* What ReadConnection saw last. */
+enum class ReadResult { Closed, Drained, More };
+
+/*
+ * Reads from connection i at most max_reads times.  Closed: the connection is gone (and
+ * removed); Drained: the kernel has nothing more for now; More: stopped early (budget spent
+ * or the listener is blocked).
+ */
+ReadResult ReadConnection(int i, int max_reads)
 {
     Connection *c = L->conns[i];
     for (int reads = 0; reads < max_reads && !L->blocked; reads++) {
@@ -603,14 +613,14 @@ bool ReadConnection(int i, int max_reads)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return true;
+            return ReadResult::Drained;
         if (n < 0 && errno != ECONNRESET)
             ReportProblem(L->slot, "could not read from a TCP connection: %m");
         FinishConnection(c);
         CloseConnection(i);
-        return false;
+        return ReadResult::Closed;
     }
-    return true;
+    return ReadResult::More;
 }
 
 /*
@@ -641,8 +651,8 @@ void PollUdpDrops(void)
     }
 }
 
-/* Reads datagrams; each one is a record of its own. */
-void ReadDatagrams(int e, int max_datagrams)
+/* Reads datagrams, each one a record of its own; true when the socket has no more now. */
+bool ReadDatagrams(int e, int max_datagrams)
 {
     int fd = L->endpoints.udp[e];
     for (int k = 0; k < max_datagrams && !L->blocked; k++) {
@@ -660,7 +670,7 @@ void ReadDatagrams(int e, int max_datagrams)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 ReportProblem(L->slot, "could not receive a UDP datagram: %m");
-            return;
+            return true;
         }
         for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
             if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
@@ -675,6 +685,7 @@ void ReadDatagrams(int e, int max_datagrams)
         Count(L->slot, kLinesReceived, CountLines(L->udp_buf, n));
         EmitRecord(L->udp_buf, n, L->udp_buf[n - 1] != '\n');
     }
+    return false;
 }
 
 void RebuildWaitEventSet(void)
@@ -834,33 +845,74 @@ void ApplyReload(void)
         BindSockets();
 }
 
-/* Reads whatever the kernel already holds for our sockets (used at shutdown). */
-void DrainSockets(void)
+/*
+ * Waits until the chunk being filled has a ring (used at shutdown).  Rings whose worker
+ * has exited are released so that their pending chunk goes elsewhere; with no worker left
+ * the lines cannot be delivered and are dropped with a report.  False once the deadline
+ * has passed.
+ */
+bool MakeRoom(TimestampTz deadline)
 {
-    /* Connections still waiting in the accept queue may carry data too. */
-    for (int i = 0; i < L->endpoints.ntcp; i++)
+    while (L->blocked) {
+        RetryPending();
+        if (!L->blocked)
+            break;
+        bool receivers = false;
+        for (int i = 0; i < kMaxRings; i++) {
+            Ring *r = &L->rings[i];
+            pid_t pid;
+            if (r->in_use && GetBackgroundWorkerPid(r->handle, &pid) == BGWH_STOPPED)
+                ReleaseRing(r);
+            else if (r->in_use && !r->detached)
+                receivers = true;
+        }
+        if (!receivers) {
+            ReportProblem(L->slot, "no influx worker is running; %zu bytes of received lines "
+                                   "are lost at shutdown",
+                          L->chunk.len);
+            L->chunk.len = 0;
+            L->blocked = false;
+            break;
+        }
+        if (GetCurrentTimestamp() >= deadline)
+            return false;
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+                         PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+    return true;
+}
+
+/*
+ * Reads whatever the kernel already holds for our sockets (used at shutdown): the accept
+ * queue, every connection until the kernel has nothing more for it, every UDP socket until
+ * it is empty.  Bounded by the deadline.
+ */
+void DrainSockets(TimestampTz deadline)
+{
+    /* Connections still waiting in the accept queue may carry data too; then no more. */
+    for (int i = 0; i < L->endpoints.ntcp; i++) {
         AcceptConnections(L->endpoints.tcp[i]);
+        close(L->endpoints.tcp[i]);
+    }
+    L->endpoints.ntcp = 0;
 
     for (int i = L->nconns - 1; i >= 0; i--) {
         for (;;) {
-            while (L->blocked) {
-                RetryPending();
-                if (L->blocked)
-                    (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
-                                     PG_WAIT_EXTENSION);
-                ResetLatch(MyLatch);
-            }
-            Connection *c = L->conns[i];
-            size_t before = c->buf.len;
-            if (!ReadConnection(i, 1))
-                break; /* closed by the sender: its last line was completed */
-            if (L->conns[i]->buf.len == before && !L->blocked)
-                break; /* nothing more to read now */
+            if (!MakeRoom(deadline))
+                return;
+            if (ReadConnection(i, 1) != ReadResult::More)
+                break; /* closed by the sender (last line completed), or nothing more now */
         }
     }
-    for (int e = 0; e < L->endpoints.nudp; e++)
-        for (int k = 0; k < 1000 && !L->blocked; k++)
-            ReadDatagrams(e, kDatagramsPerWakeup);
+    for (int e = 0; e < L->endpoints.nudp; e++) {
+        for (;;) {
+            if (!MakeRoom(deadline))
+                return;
+            if (ReadDatagrams(e, kDatagramsPerWakeup))
+                break;
+        }
+    }
 }
 
 /*
@@ -871,51 +923,46 @@ void Shutdown(void)
 {
     SetListenerStatus("stopping");
     pgstat_report_activity(STATE_RUNNING, "stopping: handing received lines to workers");
-    CloseEndpoints(&L->endpoints); /* no new connections or datagrams from now on... */
-    /* ...but what was already accepted into connections is read to the end. */
-    DrainSockets();
+    TimestampTz deadline =
+        TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kShutdownDrainSeconds * 1000);
 
-    TimestampTz start = GetCurrentTimestamp();
+    DrainSockets(deadline);
+    CloseEndpoints(&L->endpoints);
+
+    bool delivered = true;
     for (;;) {
+        if (!MakeRoom(deadline)) {
+            delivered = false;
+            break;
+        }
+        if (L->chunk.len > 0 && !TryPlaceChunk())
+            continue; /* blocked: MakeRoom waits for a ring */
         RetryPending();
-        (void) TryPlaceChunk();
-        bool receivers = false, busy = false;
-        for (int i = 0; i < kMaxRings; i++) {
-            Ring *r = &L->rings[i];
-            if (!r->in_use || r->detached)
-                continue;
-            receivers |= !r->retiring;
-            busy |= r->pending.len > 0;
-        }
-        busy |= L->chunk.len > 0;
-        if (!busy)
-            break;
-        if (!receivers && L->chunk.len > 0) {
-            /* No worker runs (none could be started): nobody can take these lines. */
-            ReportProblem(L->slot, "no influx worker is running; %zu bytes of received lines "
-                                   "are lost at shutdown",
-                          L->chunk.len);
-            L->chunk.len = 0;
-            continue;
-        }
-        if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-                                       kShutdownDrainSeconds * 1000)) {
-            ereport(WARNING, (errmsg("influx listener: workers did not take the last received "
-                                     "lines within %d s; exiting without them",
-                                     kShutdownDrainSeconds)));
-            break;
-        }
-        /* A worker that died meanwhile is released so its chunk can go elsewhere. */
+        bool busy = L->chunk.len > 0;
         for (int i = 0; i < kMaxRings; i++) {
             Ring *r = &L->rings[i];
             pid_t pid;
-            if (r->in_use && GetBackgroundWorkerPid(r->handle, &pid) == BGWH_STOPPED)
+            if (!r->in_use || r->detached || r->pending.len == 0)
+                continue;
+            /* A worker that died meanwhile: its chunk goes to another ring. */
+            if (GetBackgroundWorkerPid(r->handle, &pid) == BGWH_STOPPED)
                 ReleaseRing(r);
+            busy = true;
+        }
+        if (!busy)
+            break;
+        if (GetCurrentTimestamp() >= deadline) {
+            delivered = false;
+            break;
         }
         (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
                          PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
     }
+    if (!delivered)
+        ereport(WARNING, (errmsg("influx listener: workers did not take the last received "
+                                 "lines within %d s; exiting without them",
+                                 kShutdownDrainSeconds)));
 
     for (int i = 0; i < kMaxRings; i++) {
         Ring *r = &L->rings[i];
@@ -948,6 +995,8 @@ void ListenerMain(void)
 {
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, ListenerSigterm);
+    /* pg_cancel_backend() has nothing to cancel here; it must not end the listener. */
+    pqsignal(SIGINT, SIG_IGN);
     BackgroundWorkerUnblockSignals();
 
     /*
@@ -1011,7 +1060,7 @@ void ListenerMain(void)
                 continue; /* the set changed under this event; wait again */
             intptr_t tag = reinterpret_cast<intptr_t>(ev->user_data);
             if (tag > 0 && tag <= kMaxEndpoints) {
-                ReadDatagrams(tag - 1, kDatagramsPerWakeup);
+                (void) ReadDatagrams(tag - 1, kDatagramsPerWakeup);
             } else if (tag < 0 && tag >= -kMaxEndpoints) {
                 AcceptConnections(L->endpoints.tcp[-tag - 1]);
             } else {

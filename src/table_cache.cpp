@@ -275,7 +275,8 @@ TableInfo *TableCacheGet(Relation rel)
     Oid relid = RelationGetRelid(rel);
     bool found;
     auto e = static_cast<InfoEntry *>(hash_search(infos, &relid, HASH_ENTER, &found));
-    if (found && e->valid)
+    /* No info on a valid entry: its last build raised an ERROR; build it again. */
+    if (found && e->valid && e->info != nullptr)
         return e->info;
     if (found && e->info != nullptr) {
         /* Still possibly referenced by this batch: free it after the batch. */

@@ -223,7 +223,12 @@ void InsertOne(Writer *w, Target *t, TupleTableSlot *slot)
     ResultRelInfo *rri = t->rri;
     Relation r = rri->ri_RelationDesc;
 
-    /* Triggers and RI checks of this row must see the rows before it. */
+    /*
+     * Triggers and RI checks of this row must see the rows before it.  Flushing resets the
+     * per-tuple memory this row's values may live in (a converted partition row, say), so
+     * the slot gets its own copy first.
+     */
+    ExecMaterializeSlot(slot);
     FlushAll(w);
 
     if (t->before_row && rri->ri_TrigDesc->trig_insert_before_row) {

@@ -11,7 +11,8 @@
  *            once: it marks its ring "stopping" and wakes the listener, which sends what it
  *            still holds for this ring and detaches.  The worker reads the ring to its end
  *            (SHM_MQ_DETACHED), commits, and exits 0.  Nothing the listener handed over is
- *            lost on a clean stop.  If the listener is gone, the ring is already detached.
+ *            lost on a clean stop.  If the listener is gone, the ring is already detached;
+ *            if it does not detach within 30 s, the worker exits anyway.
  *
  * A worker never dies because of data: the insert path counts and logs bad rows.  It does
  * exit on errors that are not about data (e.g. its role cannot log in); the listener then
@@ -130,6 +131,12 @@ void WorkerMain(Datum main_arg)
     bool announced_stop = false;
 
     for (;;) {
+        /*
+         * pg_cancel_backend() cancels a flush in progress (its rows are counted as
+         * rejected); between flushes there is nothing to cancel, and an ERROR here would end
+         * the worker and lose what its ring holds.
+         */
+        QueryCancelPending = false;
         CHECK_FOR_INTERRUPTS();
         if (ConfigReloadPending) {
             ConfigReloadPending = false;
@@ -189,7 +196,8 @@ void WorkerMain(Datum main_arg)
              * not (it is stuck or gone without detaching), do not hold up a shutdown.
              */
             Flush(&pending_since);
-            if (TimestampDifferenceExceeds(stop_since, GetCurrentTimestamp(), 10000)) {
+            /* Longer than the listener's own shutdown deadline (20 s, listener.cpp). */
+            if (TimestampDifferenceExceeds(stop_since, GetCurrentTimestamp(), 30000)) {
                 ereport(LOG, (errmsg("influx worker %d: listener did not release its ring, "
                                      "exiting",
                                      args.worker_index)));

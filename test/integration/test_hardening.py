@@ -355,3 +355,33 @@ def test_listener_survives_a_fuzzed_tcp_stream(listener):
 
 def exact_count(c, table, n):
     return c.row_count(table) == n and c.scalar(f"SELECT count(DISTINCT v) FROM {table}") == n
+
+
+def test_cancel_does_not_end_the_listener_or_workers(listener):
+    c = listener
+    pids = (c.backend_pids("influx listener"), worker_pids(c))
+    c.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+              "WHERE backend_type IN ('influx listener', 'influx worker')")
+    send_tcp(c.tcp_port, lines("aftercancel", 0, 100))
+    wait_for(lambda: exact_count(c, "aftercancel", 100), 15)
+    assert (c.backend_pids("influx listener"), worker_pids(c)) == pids
+
+
+def _rss_anon_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("RssAnon"))
+
+
+def test_only_invalid_lines_do_not_grow_worker_memory(listener):
+    """Lines that give no row leave nothing to flush; their copies must still be freed."""
+    c = listener
+    send_tcp(c.tcp_port, lines("warmup", 0, 1000))
+    wait_for(lambda: c.row_count("warmup") == 1000, 15)
+    before = {p: _rss_anon_kb(p) for p in worker_pids(c)}
+    rejected = c.stat_total("lines_rejected_syntax")
+    bad = b"bad f= 1\n" * 4_000_000  # 36 MB of lines that never become rows
+    send_tcp(c.tcp_port, bad)
+    wait_for(lambda: c.stat_total("lines_rejected_syntax") >= rejected + 4_000_000, 60,
+             what="every bad line counted")
+    growth = {p: _rss_anon_kb(p) - kb for p, kb in before.items()}
+    assert max(growth.values()) < 12 * 1024, f"worker memory grew by {growth} kB"
