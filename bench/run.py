@@ -160,18 +160,23 @@ def proc_cpu(pid):
         return None
 
 
-def proc_mem(pid):
-    """(VmHWM, RssAnon) in KiB."""
+def proc_status_kib(pid, *keys):
+    """The given /proc/<pid>/status fields in KiB, in order (None for missing ones)."""
     out = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 k, _, v = line.partition(":")
-                if k in ("VmHWM", "RssAnon"):
+                if k in keys:
                     out[k] = int(v.split()[0])
     except OSError:
         pass
-    return out.get("VmHWM"), out.get("RssAnon")
+    return tuple(out.get(k) for k in keys)
+
+
+def proc_mem(pid):
+    """(VmHWM, RssAnon) in KiB."""
+    return proc_status_kib(pid, "VmHWM", "RssAnon")
 
 
 def kernel_udp_drops():
@@ -396,40 +401,34 @@ class Bench:
 
     # ----- COPY -----
 
-    def copy_csv(self, c, db, v):
+    def copy_load(self, db, v, statement, method, **extra):
+        """One COPY load of every table of variant v, timed, with the backend's CPU time."""
         self.truncate(db, v.copy_schema, v.tables)
         db.query("CHECKPOINT")
-        # psql's \copy in the benchmark's own psql session: psql reads the file and streams it
-        # (COPY FROM STDIN), so the server backend's CPU time is known.
         cpu0 = proc_cpu(db.backend_pid)
         t0 = time.monotonic()
         db.query("BEGIN")
         for t in v.tables:
-            db.query(f"\\copy {v.copy_schema}.{t} FROM '{self.table_file(v, 'csv', t)}' (FORMAT csv)",
-                     timeout=self.args.timeout)
+            db.query(statement(t), timeout=self.args.timeout)
         db.query("COMMIT")
         secs = time.monotonic() - t0
         cpu = proc_cpu(db.backend_pid) - cpu0
         rows = self.count(db, v.copy_schema, v.tables)
-        self.results.append(dict(variant=v, method="CSV `\\copy` (psql)", rows=rows, secs=secs,
-                                 cpu=cpu))
+        self.results.append(dict(variant=v, method=method, rows=rows, secs=secs, cpu=cpu, **extra))
+        return rows, secs
+
+    def copy_csv(self, c, db, v):
+        # psql's \copy in the benchmark's own psql session: psql reads the file and streams it
+        # (COPY FROM STDIN), so the server backend's CPU time is known.
+        rows, secs = self.copy_load(
+            db, v, lambda t: f"\\copy {v.copy_schema}.{t} FROM '{self.table_file(v, 'csv', t)}' (FORMAT csv)",
+            "CSV `\\copy` (psql)")
         log(f"{v.name}: CSV \\copy {rows} rows in {secs:.2f}s = {rows / secs:,.0f} rows/s")
 
     def copy_binary(self, db, v):
-        self.truncate(db, v.copy_schema, v.tables)
-        db.query("CHECKPOINT")
-        cpu0 = proc_cpu(db.backend_pid)
-        t0 = time.monotonic()
-        db.query("BEGIN")
-        for t in v.tables:
-            db.query(f"COPY {v.copy_schema}.{t} FROM '{self.table_file(v, 'binary', t)}' (FORMAT binary)",
-                     timeout=self.args.timeout)
-        db.query("COMMIT")
-        secs = time.monotonic() - t0
-        cpu = proc_cpu(db.backend_pid) - cpu0
-        rows = self.count(db, v.copy_schema, v.tables)
-        self.results.append(dict(variant=v, method="`COPY FROM file (FORMAT binary)`", rows=rows,
-                                 secs=secs, cpu=cpu, is_copy_binary=True))
+        rows, secs = self.copy_load(
+            db, v, lambda t: f"COPY {v.copy_schema}.{t} FROM '{self.table_file(v, 'binary', t)}' (FORMAT binary)",
+            "`COPY FROM file (FORMAT binary)`", is_copy_binary=True)
         log(f"{v.name}: COPY binary {rows} rows in {secs:.2f}s = {rows / secs:,.0f} rows/s")
         return rows
 

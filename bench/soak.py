@@ -41,17 +41,8 @@ log = benchrun.log
 
 
 def proc_status(pid):
-    """VmRSS and RssAnon in KiB (None if the process is gone)."""
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                if k in ("VmRSS", "RssAnon"):
-                    out[k] = int(v.split()[0])
-    except OSError:
-        return None, None
-    return out.get("VmRSS"), out.get("RssAnon")
+    """(VmRSS, RssAnon) in KiB (None if the process is gone)."""
+    return benchrun.proc_status_kib(pid, "VmRSS", "RssAnon")
 
 
 def mib(k):
