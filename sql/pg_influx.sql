@@ -70,13 +70,14 @@ CREATE FUNCTION influx.listener_status(
     OUT udp_port int,
     OUT tcp_port int,
     OUT workers_wanted int,
-    OUT workers_running int)
+    OUT workers_running int,
+    OUT tcp_connections int)
 RETURNS record
 AS 'MODULE_PATHNAME', 'pg_influx_listener_status'
 LANGUAGE C VOLATILE STRICT;
 
 COMMENT ON FUNCTION influx.listener_status() IS
-'State of the influx listener: pid, status text (including why it cannot run), bound ports, workers';
+'State of the influx listener: pid, status text (including why it cannot run), bound ports, workers, open TCP connections';
 
 -- ---------------------------------------------------------------------------------------
 -- Management (not executable by PUBLIC)

@@ -40,6 +40,7 @@ struct BatchGroup {
     int nrows;
     int capacity;
     BatchGroup *next_in_bucket;
+    bool schema_ready; /* a worker's schema pass made its table and columns (insert.cpp) */
 };
 
 struct Batch {

@@ -11,6 +11,9 @@
  *             and each bad row is counted with its reason.
  *   resolve   finding a group's table: the name map, the creation hook for an unknown
  *             measurement, the column hook for new tags and fields, lock, privileges.
+ *   schema pass  (workers only) before a flush, new tables and columns are made in short
+ *             transactions of their own, one table each, so that the flush itself takes
+ *             only RowExclusiveLock; see PrepareSchema.
  *
  * The same code serves the insertion workers (InsertInit/InsertAddChunk/InsertFlush, each
  * flush its own transaction) and influx.insert() (one synchronous call inside the
@@ -31,17 +34,20 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/trigger.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "pgstat.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -81,6 +87,12 @@ MemoryContext attempt_cxt = nullptr; /* per write attempt: executor state */
 bool sql_call_active = false;
 bool flush_active = false; /* a worker's InsertFlush is running */
 int applied_synchronous_commit = -1;
+
+/* Times a group is tried again after a deadlock or serialization failure. */
+constexpr int kTransientRetries = 3;
+
+/* objsubid of the measurement-name locks in pg_locks (LockMeasurementName). */
+constexpr uint16 kMeasurementLockKind = 0x4848;
 
 /* Where the current write got to; volatile because it is read after a longjmp. */
 volatile WriteProgress progress;
@@ -267,6 +279,21 @@ void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *
     }
 }
 
+/*
+ * Takes a transaction-level lock on a measurement name in a schema, for creating its
+ * table.  It shows in pg_locks as an advisory lock on (schema oid, name hash) with
+ * objsubid 18504 ('HH' in hex, apart from pg_advisory_lock's 1 and 2).  Processes
+ * invalidations once it is granted, so that a table the previous holder made is seen.
+ */
+void LockMeasurementName(Oid nspid, const char *name)
+{
+    LOCKTAG tag;
+    uint32 hash = hash_bytes(reinterpret_cast<const unsigned char *>(name), strlen(name));
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, nspid, hash, kMeasurementLockKind);
+    (void) LockAcquire(&tag, ExclusiveLock, false, false);
+    AcceptInvalidationMessages();
+}
+
 /* A text[] Datum of collected keys ('{}' when there were none). */
 Datum KeyArray(ArrayBuildState *state)
 {
@@ -280,8 +307,18 @@ Datum KeyArray(ArrayBuildState *state)
  * SPI with parameters (no SQL text is built from incoming data) and returns the table it
  * reports.  Errors propagate: the caller's isolation turns them into rejected rows.
  */
-Oid CreateTable(const char *schema, BatchGroup *g, int lo, int hi)
+Oid CreateTable(const char *schema, Oid nspid, BatchGroup *g, int lo, int hi)
 {
+    /*
+     * Two processes creating the same table would both pass IF NOT EXISTS and one would
+     * fail on the catalog's unique index.  Creators of one name take turns instead; the
+     * one that waited finds the table made by the other.
+     */
+    LockMeasurementName(nspid, g->measurement);
+    Oid existing = TableCacheLookup(nspid, g->measurement);
+    if (OidIsValid(existing))
+        return existing;
+
     KeySets keys;
     CollectKeys(g, lo, hi, nullptr, &keys);
     Oid argtypes[5] = {NAMEOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
@@ -375,7 +412,7 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
                 RejectRange(g, lo, hi, kRowsRejectedTable, reason);
                 return nullptr;
             }
-            relid = CreateTable(opts->schema, g, lo, hi);
+            relid = CreateTable(opts->schema, nspid, g, lo, hi);
             if (!OidIsValid(relid)) {
                 RejectRange(g, lo, hi, kRowsRejectedTable,
                             "influx.create_measurement_table() returned NULL");
@@ -405,6 +442,25 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
 }
 
 /*
+ * Why rows cannot go into an open table, or NULL (then *info is its descriptor).
+ * Nothing bypasses what the role could do with INSERT.
+ */
+const char *Refusal(Relation rel, TableInfo **info)
+{
+    Oid relid = RelationGetRelid(rel);
+    *info = nullptr;
+    if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+        return "permission denied: INSERT privilege on the table is required";
+    if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+        return "row-level security is enabled for the table and the role; pg_influx does "
+               "not insert through policies";
+    *info = TableCacheGet(rel);
+    if ((*info)->time_unsupported)
+        return "column \"_time\" must be timestamptz, timestamp or bigint";
+    return nullptr;
+}
+
+/*
  * Resolves the group's table and writes rows [lo, hi) into it.  Raises an ERROR for
  * anything the table refuses; `progress` tells where.  Returns rows written.
  */
@@ -427,23 +483,15 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     if (rel == nullptr)
         return 0;
 
-    /* Nothing bypasses what the role could do with INSERT. */
     Oid relid = RelationGetRelid(rel);
-    const char *refusal = nullptr;
-    if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-        refusal = "permission denied: INSERT privilege on the table is required";
-    else if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
-        refusal = "row-level security is enabled for the table and the role; pg_influx does "
-                  "not insert through policies";
-    TableInfo *info = refusal == nullptr ? TableCacheGet(rel) : nullptr;
-    if (info != nullptr && info->time_unsupported)
-        refusal = "column \"_time\" must be timestamptz, timestamp or bigint";
+    TableInfo *info = nullptr;
+    const char *refusal = Refusal(rel, &info);
     if (refusal != nullptr) {
         table_close(rel, RowExclusiveLock);
         RejectRange(g, lo, hi, kRowsRejectedTable, refusal);
         return 0;
     }
-    if (opts->add_columns) {
+    if (opts->add_columns && !g->schema_ready) {
         /* ALTER TABLE refuses a table this backend has open: close it, keep the lock. */
         table_close(rel, NoLock);
         bool added = AddColumns(relid, info, g, lo, hi);
@@ -516,6 +564,7 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
 {
     check_stack_depth();
     int64 total = 0;
+    int transient_retries = 0;
     while (lo < hi && PendingRows(g, lo, hi) > 0) {
         char message[INFLUX_ERROR_TEXT];
         int sqlstate = 0;
@@ -523,6 +572,18 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
         if (InsertGroupInSubxact(opts, g, lo, hi, &n, message, sizeof(message), &sqlstate)) {
             total += n;
             break;
+        }
+        /*
+         * A deadlock or serialization failure says nothing about the rows: the
+         * subtransaction let go of its locks, so the same rows are tried again.
+         */
+        if ((sqlstate == ERRCODE_T_R_DEADLOCK_DETECTED ||
+             sqlstate == ERRCODE_T_R_SERIALIZATION_FAILURE) &&
+            transient_retries < kTransientRetries) {
+            transient_retries++;
+            elog(DEBUG1, "pg_influx: retrying %d rows for \"%s\": %s", hi - lo, g->measurement,
+                 message);
+            continue;
         }
         WriteStage stage = progress.stage;
         int row = progress.row;
@@ -635,6 +696,150 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted)
     return ok;
 }
 
+/*
+ * Runs fn() in a transaction of its own (with a snapshot, in work_cxt).  Returns false,
+ * rolled back, if anything raised an ERROR; the error is logged at DEBUG1 only, as the
+ * caller leaves the reporting to the flush that follows.
+ */
+template <typename Fn>
+bool InOwnTransaction(const char *what, const Fn &fn)
+{
+    MemoryContext oldcxt = CurrentMemoryContext;
+    volatile bool ok = true;
+    PG_TRY();
+    {
+        SetCurrentStatementStartTimestamp();
+        StartTransactionCommand();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        MemoryContextSwitchTo(work_cxt);
+        fn();
+        MemoryContextSwitchTo(oldcxt);
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    }
+    PG_CATCH();
+    {
+        HOLD_INTERRUPTS();
+        MemoryContextSwitchTo(work_cxt);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        AbortOutOfAnyTransaction();
+        elog(DEBUG1, "pg_influx: %s failed: %s", what, edata->message);
+        FreeErrorData(edata);
+        RESUME_INTERRUPTS();
+        ok = false;
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(oldcxt);
+    return ok;
+}
+
+/* What the schema pass must do for a group. */
+enum class SchemaNeed : uint8 { Nothing, Create, Columns };
+
+/*
+ * The schema pass: what a group's table lacks.  Marks the groups that lack nothing (with
+ * influx.add_columns on, the flush then skips its own column check).
+ */
+SchemaNeed CheckGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
+{
+    Oid relid = TableCacheLookup(nspid, g->measurement);
+    if (!OidIsValid(relid))
+        return opts->create_tables ? SchemaNeed::Create : SchemaNeed::Nothing;
+    if (!opts->add_columns)
+        return SchemaNeed::Nothing;
+    /* Anything odd (dropped, not a table, refused) is the flush's to report. */
+    char relkind = get_rel_relkind(relid);
+    if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE &&
+        relkind != RELKIND_FOREIGN_TABLE)
+        return SchemaNeed::Nothing;
+    Relation rel = try_table_open(relid, AccessShareLock);
+    if (rel == nullptr)
+        return SchemaNeed::Nothing;
+    TableInfo *info = nullptr;
+    bool refused = Refusal(rel, &info) != nullptr;
+    table_close(rel, AccessShareLock);
+    if (refused)
+        return SchemaNeed::Nothing;
+    KeySets keys;
+    CollectKeys(g, 0, g->nrows, info, &keys);
+    if (keys.count > 0)
+        return SchemaNeed::Columns;
+    g->schema_ready = true;
+    return SchemaNeed::Nothing;
+}
+
+/* The schema pass for one group, inside its own transaction. */
+void MakeGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
+{
+    Oid relid = TableCacheLookup(nspid, g->measurement);
+    if (!OidIsValid(relid)) {
+        relid = CreateTable(opts->schema, nspid, g, 0, g->nrows);
+        if (!OidIsValid(relid))
+            return; /* the flush calls the hook again and rejects the rows */
+    }
+    if (opts->add_columns) {
+        Relation rel = try_table_open(relid, RowExclusiveLock);
+        if (rel == nullptr)
+            return;
+        TableInfo *info = nullptr;
+        bool refused = Refusal(rel, &info) != nullptr;
+        /* ALTER TABLE refuses a table this backend has open: close it, keep the lock. */
+        table_close(rel, NoLock);
+        if (refused)
+            return;
+        (void) AddColumns(relid, info, g, 0, g->nrows);
+    }
+    g->schema_ready = true;
+}
+
+/*
+ * A worker's schema pass, before the flush: the tables of new measurements and (with
+ * influx.add_columns) the columns of new keys are made in short transactions, one table
+ * each, committed before the rows' transaction starts.  The flush then takes only
+ * RowExclusiveLock, which does not conflict with other workers' flushes, so:
+ *   - workers whose batches name the same new tables in different orders do not
+ *     deadlock (each would otherwise hold one new table and wait for the other's);
+ *   - queries on a new or altered table do not wait for a whole batch to commit;
+ *   - two workers creating one table take turns instead of failing on the catalog's
+ *     unique index (LockMeasurementName).
+ * Whatever fails here is tried again by the flush, which counts what it must reject.
+ */
+void PrepareSchema(const FlushOptions *opts)
+{
+    if (!opts->create_tables && !opts->add_columns)
+        return;
+    SchemaNeed *needs = static_cast<SchemaNeed *>(
+        MemoryContextAllocZero(work_cxt, sizeof(SchemaNeed) * batch.ngroups));
+    bool any = false;
+    (void) InOwnTransaction("schema check", [&]() {
+        Oid nspid = TableCacheSchemaOid(opts->schema);
+        if (!OidIsValid(nspid))
+            return;
+        for (int i = 0; i < batch.ngroups; i++) {
+            needs[i] = CheckGroupSchema(opts, nspid, batch.groups[i]);
+            any |= needs[i] != SchemaNeed::Nothing;
+        }
+    });
+    if (!any)
+        return;
+    for (int i = 0; i < batch.ngroups; i++) {
+        if (needs[i] == SchemaNeed::Nothing)
+            continue;
+        BatchGroup *g = batch.groups[i];
+        char activity[NAMEDATALEN * 2 + 64];
+        pg_snprintf(activity, sizeof(activity), "%s %s.%s",
+                    needs[i] == SchemaNeed::Create ? "creating table" : "adding columns to",
+                    opts->schema, g->measurement);
+        pgstat_report_activity(STATE_RUNNING, activity);
+        SetSlotActivity(my_slot, activity);
+        if (!InOwnTransaction(activity, [&]() {
+                MakeGroupSchema(opts, TableCacheSchemaOid(opts->schema), g);
+            }))
+            g->schema_ready = false;
+    }
+}
+
 /* Sets synchronous_commit for the worker's transactions when influx.synchronous_commit changed. */
 void ApplySynchronousCommit(void)
 {
@@ -718,6 +923,7 @@ void InsertFlushBatch(void)
     }
     FlushOptions opts = {influx_schema, influx_create_tables, influx_add_columns, true};
     ApplySynchronousCommit();
+    PrepareSchema(&opts);
 
     int64 inserted = 0;
     bool ok = FlushTransaction(&opts, false, &inserted);

@@ -482,6 +482,14 @@ void SuperviseWorkers(bool restart_all)
  * Sockets
  * --------------------------------------------------------------------------------------- */
 
+/* influx.listener_status().tcp_connections */
+void PublishConnectionCount(void)
+{
+    SpinLockAcquire(&shared_state->mutex);
+    shared_state->tcp_connections = L->nconns;
+    SpinLockRelease(&shared_state->mutex);
+}
+
 void CloseConnection(int i)
 {
     Connection *c = L->conns[i];
@@ -491,6 +499,7 @@ void CloseConnection(int i)
     pfree(c);
     L->conns[i] = L->conns[--L->nconns];
     L->wes_dirty = true;
+    PublishConnectionCount();
 }
 
 void AcceptConnections(int listen_fd)
@@ -519,6 +528,7 @@ void AcceptConnections(int listen_fd)
         L->conns[L->nconns++] = c;
         Count(L->slot, kConnectionsAccepted);
         L->wes_dirty = true;
+        PublishConnectionCount();
     }
 }
 
@@ -979,6 +989,7 @@ void Shutdown(void)
     shared_state->listener_pid = 0;
     shared_state->udp_port_bound = 0;
     shared_state->tcp_port_bound = 0;
+    shared_state->tcp_connections = 0;
     shared_state->workers_running = 0;
     strlcpy(shared_state->listener_status, "stopped", INFLUX_ERROR_TEXT);
     SpinLockRelease(&shared_state->mutex);
@@ -1049,27 +1060,37 @@ void ListenerMain(void)
                 timeout = 10;
         int n = WaitEventSetWait(L->wes, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 
+        /*
+         * Every event of the batch is handled, even after one of them changed the set (the
+         * set is rebuilt before the next wait): a connection closed here is simply not
+         * found any more, and a reused pointer at worst reads a socket with nothing to read.
+         * New connections come last, after the closes seen in the same batch, so that a
+         * client that just closed does not count against influx.max_connections.
+         */
         bool latch = false;
-        for (int k = 0; k < n; k++) {
-            WaitEvent *ev = &events[k];
-            if (ev->events & WL_LATCH_SET) {
-                latch = true;
-                continue;
-            }
-            if (L->wes_dirty)
-                continue; /* the set changed under this event; wait again */
-            intptr_t tag = reinterpret_cast<intptr_t>(ev->user_data);
-            if (tag > 0 && tag <= kMaxEndpoints) {
-                (void) ReadDatagrams(tag - 1, kDatagramsPerWakeup);
-            } else if (tag < 0 && tag >= -kMaxEndpoints) {
-                AcceptConnections(L->endpoints.tcp[-tag - 1]);
-            } else {
-                auto *c = static_cast<Connection *>(ev->user_data);
-                for (int i = 0; i < L->nconns; i++)
-                    if (L->conns[i] == c) {
-                        (void) ReadConnection(i, kReadsPerWakeup);
-                        break;
-                    }
+        for (int pass = 0; pass < 2; pass++) {
+            for (int k = 0; k < n; k++) {
+                WaitEvent *ev = &events[k];
+                if (ev->events & WL_LATCH_SET) {
+                    latch = true;
+                    continue;
+                }
+                intptr_t tag = reinterpret_cast<intptr_t>(ev->user_data);
+                bool is_listen_socket = tag < 0 && tag >= -kMaxEndpoints;
+                if (is_listen_socket != (pass == 1))
+                    continue;
+                if (is_listen_socket) {
+                    AcceptConnections(L->endpoints.tcp[-tag - 1]);
+                } else if (tag > 0 && tag <= kMaxEndpoints) {
+                    (void) ReadDatagrams(tag - 1, kDatagramsPerWakeup);
+                } else {
+                    auto *c = static_cast<Connection *>(ev->user_data);
+                    for (int i = 0; i < L->nconns; i++)
+                        if (L->conns[i] == c) {
+                            (void) ReadConnection(i, kReadsPerWakeup);
+                            break;
+                        }
+                }
             }
         }
         if (latch) {

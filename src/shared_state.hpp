@@ -75,6 +75,7 @@ struct SharedState {
     TimestampTz listener_started_at;
     int udp_port_bound; /* ports actually bound, 0 if none */
     int tcp_port_bound;
+    int tcp_connections; /* open TCP connections the listener is reading */
     int workers_wanted;
     int workers_running;
     pg_atomic_uint32 restart_workers_requested; /* set by influx.restart_workers() */

@@ -147,7 +147,7 @@ Datum listener_status(FunctionCallInfo fcinfo)
                                "accept a record")));
     tupdesc = BlessTupleDesc(tupdesc);
 
-    int pid, udp, tcp, wanted, running;
+    int pid, udp, tcp, wanted, running, connections;
     uint32 generation;
     TimestampTz started_at;
     char status[INFLUX_ERROR_TEXT];
@@ -160,10 +160,11 @@ Datum listener_status(FunctionCallInfo fcinfo)
     tcp = shared_state->tcp_port_bound;
     wanted = shared_state->workers_wanted;
     running = shared_state->workers_running;
+    connections = shared_state->tcp_connections;
     SpinLockRelease(&shared_state->mutex);
 
-    Datum values[8];
-    bool nulls[8] = {false};
+    Datum values[9];
+    bool nulls[9] = {false};
     if (pid != 0)
         values[0] = Int32GetDatum(pid);
     else
@@ -178,6 +179,7 @@ Datum listener_status(FunctionCallInfo fcinfo)
     values[5] = Int32GetDatum(tcp);
     values[6] = Int32GetDatum(wanted);
     values[7] = Int32GetDatum(running);
+    values[8] = Int32GetDatum(connections);
     return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 INFLUX_SQL_FUNCTION(listener_status)

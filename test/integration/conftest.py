@@ -346,6 +346,12 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+    # A failing test's report carries the end of its cluster's server log.
+    if rep.when == "call" and rep.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Cluster):
+                rep.sections.append((f"server log tail ({value.logfile})", value.log_tail(60)))
+                break
 
 
 @pytest.fixture(scope="module")

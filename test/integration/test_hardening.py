@@ -13,7 +13,9 @@ import pytest
 
 from conftest import TcpStream, send_tcp, send_udp, wait_for
 
-CLUSTER_CONF = {"influx.workers": "2", "influx.max_connections": "50"}
+# log_lock_waits: a deadlock between processes is logged ("detected deadlock"), which
+# test_opposite_orders_of_new_tables_do_not_deadlock looks for.
+CLUSTER_CONF = {"influx.workers": "2", "influx.max_connections": "50", "log_lock_waits": "on"}
 
 
 def lines(measurement, start, count, extra=""):
@@ -297,7 +299,30 @@ def test_many_slow_and_half_open_connections(listener):
              what="connections over influx.max_connections refused")
     for s in extra + idle + [slow]:
         s.close()
+    wait_for(lambda: c.listener_status()["tcp_connections"] == 0, 15,
+             what="the listener to see every connection closed")
     assert c.listener_status()["status"].startswith("running")
+
+
+def test_closed_connections_free_their_slots_at_once(listener):
+    """Clients that close just before others connect do not count against
+    influx.max_connections: closes the listener sees together with new connections are
+    handled first."""
+    c = listener
+    full = [socket.create_connection(("127.0.0.1", c.tcp_port)) for _ in range(50)]
+    wait_for(lambda: c.listener_status()["tcp_connections"] == 50, 15)
+    refused = c.stat_total("connections_refused")
+    for s in full:
+        s.close()
+    fresh = [socket.create_connection(("127.0.0.1", c.tcp_port)) for _ in range(3)]
+    for k, s in enumerate(fresh):
+        s.sendall(lines(f"afterclose{k}", 0, 200).encode())
+        s.shutdown(socket.SHUT_WR)
+    for k in range(3):
+        wait_for(lambda k=k: c.row_count(f"afterclose{k}") == 200, 15, what=f"afterclose{k}")
+    for s in fresh:
+        s.close()
+    assert c.stat_total("connections_refused") == refused
 
 
 def test_listener_survives_a_fuzzed_tcp_stream(listener):
@@ -351,6 +376,93 @@ def test_listener_survives_a_fuzzed_tcp_stream(listener):
     assert c.stat_total("lines_rejected_syntax") + c.stat_total("lines_rejected_too_long") > before
     assert (c.backend_pids("influx listener"), worker_pids(c)) == pids, "a process restarted"
     assert c.listener_status()["status"].startswith("running")
+
+
+GATE_LOCK = 77001
+
+
+@pytest.fixture
+def gate(listener):
+    """A table `gate` whose rows wait, inside the worker's flush, until the test opens the
+    gate: yields (close, open) functions; the gate starts open."""
+    c = listener
+    c.execute("CREATE TABLE IF NOT EXISTS gate (_time timestamptz, f double precision)")
+    c.execute("""
+        CREATE OR REPLACE FUNCTION gate_wait() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(%d);
+            RETURN NULL;
+        END $$""" % GATE_LOCK)
+    c.execute("CREATE OR REPLACE TRIGGER gate_wait AFTER INSERT ON gate "
+              "FOR EACH ROW EXECUTE FUNCTION gate_wait()")
+    holder = c.connect()
+
+    def close():
+        holder.cursor().execute("SELECT pg_advisory_lock(%s)", (GATE_LOCK,))
+
+    def open_():
+        holder.cursor().execute("SELECT pg_advisory_unlock_all()")
+
+    yield close, open_
+    holder.close()
+
+
+def workers_at_the_gate(c):
+    return c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
+
+
+def test_new_tables_are_committed_before_the_rows(listener, gate):
+    """A worker makes the table of a new measurement in a short transaction of its own: while
+    the batch's rows are still being written, the table already exists for everyone and
+    can be read without waiting."""
+    c = listener
+    close, open_ = gate
+    close()
+    send_tcp(c.tcp_port, "early_table f=1 1\ngate f=1 1\n")
+    wait_for(lambda: workers_at_the_gate(c) == 1, 15, what="the worker to wait at the gate")
+    try:
+        assert c.scalar("SELECT to_regclass('early_table') IS NOT NULL"), \
+            "the new table is not visible while its batch is being written"
+        assert c.scalar("SET lock_timeout = '2s'; SELECT count(*) FROM early_table") == 0
+    finally:
+        open_()
+    wait_for(lambda: c.row_count("early_table") == 1 and c.row_count("gate") >= 1, 15)
+
+
+def _log_size(c):
+    import os
+    return os.path.getsize(c.logfile)
+
+
+def _log_since(c, offset):
+    with open(c.logfile, errors="replace") as f:
+        f.seek(offset)
+        return f.read()
+
+
+def test_opposite_orders_of_new_tables_do_not_deadlock(listener, gate):
+    """Two workers whose batches name the same two new measurements in opposite orders,
+    both mid-flush at once: neither waits for the other's tables, nothing deadlocks and
+    every row lands."""
+    c = listener
+    close, open_ = gate
+    offset = _log_size(c)
+    rejected = sum(c.stat_total(k) for k in
+                   ("rows_rejected_table", "rows_rejected_value", "rows_rejected_insert"))
+    close()
+    try:
+        send_tcp(c.tcp_port, "opp_one f=1 1\ngate f=1 1\nopp_two f=1 1\n")
+        wait_for(lambda: workers_at_the_gate(c) == 1, 15, what="the first worker at the gate")
+        send_tcp(c.tcp_port, "opp_two f=2 2\ngate f=2 2\nopp_one f=2 2\n")
+        wait_for(lambda: workers_at_the_gate(c) == 2, 15, what="both workers at the gate")
+    finally:
+        open_()
+    wait_for(lambda: c.row_count("opp_one") == 2 and c.row_count("opp_two") == 2, 30,
+             what="every row of both batches")
+    assert "deadlock" not in _log_since(c, offset)
+    assert sum(c.stat_total(k) for k in
+               ("rows_rejected_table", "rows_rejected_value", "rows_rejected_insert")) == rejected
 
 
 def exact_count(c, table, n):

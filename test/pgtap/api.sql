@@ -61,7 +61,8 @@ SELECT function_returns('influx', 'listener_status', ARRAY[]::name[], 'record');
 SELECT volatility_is('influx', 'listener_status', ARRAY[]::name[], 'volatile');
 SELECT is(pg_temp.out_columns(to_regprocedure('influx.listener_status()')),
           'pid integer, status text, generation integer, started_at timestamp with time zone, '
-          'udp_port integer, tcp_port integer, workers_wanted integer, workers_running integer',
+          'udp_port integer, tcp_port integer, workers_wanted integer, workers_running integer, '
+          'tcp_connections integer',
           'influx.listener_status() columns');
 
 -- influx.restart_workers()
