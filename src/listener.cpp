@@ -541,18 +541,17 @@ void ProcessConnectionBytes(Connection *c)
 {
     for (;;) {
         if (c->discarding) {
-            char *nl = static_cast<char *>(memchr(c->buf.data, '\n', c->buf.len));
-            if (nl == nullptr) {
+            /* The scanner goes on from where the line was cut: a '\n' in quotes is no end. */
+            size_t skip = c->scanner.FindLineEnd(c->buf.data, c->buf.len);
+            if (skip == LineScanner::npos) {
                 c->buf.len = 0;
                 c->scanned = 0;
                 return;
             }
-            size_t skip = nl - c->buf.data + 1;
             memmove(c->buf.data, c->buf.data + skip, c->buf.len - skip);
             c->buf.len -= skip;
             c->scanned = 0;
             c->discarding = false;
-            c->scanner.Reset();
             continue;
         }
 
@@ -580,8 +579,13 @@ void ProcessConnectionBytes(Connection *c)
             ReportProblem(L->slot, "rejected a line longer than influx.max_line_length (%d "
                                    "bytes) on a TCP connection",
                           influx_max_line_length);
+            /*
+             * The scanner has seen the whole buffer, which is all of this line so far:
+             * drop it, and keep the scanner's state for finding where the line ends.
+             */
             c->discarding = true;
-            c->scanner.Reset();
+            c->buf.len = 0;
+            c->scanned = 0;
             continue;
         }
         if (c->buf.len == 0)
