@@ -133,8 +133,10 @@ bool EqualUnescapedSlow(const Text &a, const Text &b) noexcept;
 
 inline bool EqualUnescaped(const Text &a, const Text &b) noexcept
 {
+    /* Keys often share a prefix (usage_user, usage_system): the last byte tells more. */
     if (!a.escaped && !b.escaped)
-        return a.size == b.size && a.data[0] == b.data[0] && std::memcmp(a.data, b.data, a.size) == 0;
+        return a.size == b.size && (a.size == 0 || a.data[a.size - 1] == b.data[a.size - 1]) &&
+               std::memcmp(a.data, b.data, a.size) == 0;
     return EqualUnescapedSlow(a, b);
 }
 
@@ -316,6 +318,17 @@ bool ParseDouble(const char *p, const char *e, double *v) noexcept
 {
     auto r = fast_float::from_chars(p, e, *v);
     return r.ec == std::errc() && r.ptr == e && std::isfinite(*v);
+}
+
+/*
+ * The finite double at the start of [p, e): where it ends, or nullptr.  Out of line: the
+ * fast path's loop stays small.
+ */
+__attribute__((noinline)) const char *ParseDoublePrefix(const char *p, const char *e,
+                                                        double *v) noexcept
+{
+    auto r = fast_float::from_chars(p, e, *v);
+    return r.ec == std::errc() && std::isfinite(*v) ? r.ptr : nullptr;
 }
 
 /* The 10 spellings InfluxDB accepts. */
@@ -745,63 +758,58 @@ bool ParsePointFast(Scan &s, Precision precision, Point *out)
             return false;
         const size_t ke = i++;
         const size_t vs = i;
-        while (i < n && b[i] != ',' && b[i] != ' ')
-            ++i;
-        const size_t ve = i;
-        if (ve == vs)
+        if (vs >= n)
             return false;
 
         Field &field = NextSlot(*s.fields, &s.nfields);
         field.key = Text{b + ks, static_cast<uint32_t>(ke - ks), false, TextKind::FieldKey};
-        field.str = Text{b + vs, static_cast<uint32_t>(ve - vs), false, TextKind::StringValue};
         const char first = b[vs];
-        if (IsDigit(first) || first == '-') {
-            /* -?D+ then either [iu] or [.D+][(e|E)[+-]D+] */
+        size_t ve;
+        if (IsDigit(first) || (first == '-' && vs + 1 < n && IsDigit(b[vs + 1]))) {
+            /*
+             * -?D+ then either [iu] or [.D+][(e|E)[+-]D+].  For a float, fast_float finds
+             * where the number ends (one pass, instead of scanning for the value's end and
+             * then checking its digits); what it accepts beyond that grammar ("1.",
+             * "1.e5") is turned away below.
+             */
             size_t j = vs + (first == '-' ? 1 : 0);
-            const size_t int_start = j;
-            while (j < ve && IsDigit(b[j]))
+            while (j < n && IsDigit(b[j]))
                 ++j;
-            if (j == int_start)
-                return false;
-            if (j + 1 == ve && (b[j] == 'i' || (b[j] == 'u' && first != '-'))) {
+            if (j < n && (b[j] == 'i' || b[j] == 'u')) {
                 if (b[j] == 'i') {
                     field.type = FieldType::Integer;
                     if (!ParseInt64(b + vs, b + j, &field.value.i))
                         return false;
                 } else {
                     field.type = FieldType::Unsigned;
-                    if (!ParseUint64(b + vs, b + j, &field.value.u))
+                    if (first == '-' || !ParseUint64(b + vs, b + j, &field.value.u))
                         return false;
                 }
+                ve = j + 1;
             } else {
-                if (j < ve && b[j] == '.') {
-                    const size_t frac = ++j;
-                    while (j < ve && IsDigit(b[j]))
-                        ++j;
-                    if (j == frac)
-                        return false;
-                }
-                if (j < ve && (b[j] == 'e' || b[j] == 'E')) {
-                    ++j;
-                    if (j < ve && (b[j] == '+' || b[j] == '-'))
-                        ++j;
-                    const size_t exp = j;
-                    while (j < ve && IsDigit(b[j]))
-                        ++j;
-                    if (j == exp)
-                        return false;
-                }
-                if (j != ve)
+                double d;
+                const char *end = ParseDoublePrefix(b + vs, b + n, &d);
+                if (end == nullptr)
+                    return false;
+                ve = static_cast<size_t>(end - b);
+                /* The integer part ends at j; a '.' there needs a digit after it. */
+                if (j < ve && b[j] == '.' && (j + 1 == ve || !IsDigit(b[j + 1])))
                     return false;
                 field.type = FieldType::Float;
-                if (!ParseDouble(b + vs, b + ve, &field.value.f))
-                    return false;
+                field.value.f = d;
             }
+            if (ve < n && b[ve] != ',' && b[ve] != ' ')
+                return false;
         } else {
+            ve = vs;
+            while (ve < n && b[ve] != ',' && b[ve] != ' ')
+                ++ve;
             field.type = FieldType::Boolean;
             if (!ParseBool(b + vs, ve - vs, &field.value.b))
                 return false;
         }
+        field.str = Text{b + vs, static_cast<uint32_t>(ve - vs), false, TextKind::StringValue};
+        i = ve;
         if (i >= n || b[i] == ' ')
             break;
         ++i; /* ',' */

@@ -347,6 +347,40 @@ TEST(LineProtocol, BadFloats)
     EXPECT_FALSE(Valid("m v=" + huge));
 }
 
+/* The single-pass fast path must decide every number form exactly as the full parser does. */
+TEST(LineProtocol, FastPathAgreesWithFullParserOnNumbers)
+{
+    for (const char *v : {"1", "1.0", "-1.5", "5.", "1.E+78", ".5", "-.5", "1.e5", "1e5", "1E-5", "1e", "1e+",
+                          "-", "-1", "-1i", "1i", "-1u", "1u", "1.5i", "1e5i", "9223372036854775807i",
+                          "9223372036854775808i", "-9223372036854775808i", "18446744073709551615u",
+                          "18446744073709551616u", "1e400", "-inf", "-nan", "007", "1.5.5", "1=2", "1\t2",
+                          "0.0000001", "123456789012345678901234567890", "t", "-t", "true", "1x"}) {
+        for (const char *tail : {"", ",w=2", " 1700000000"}) {
+            std::string line = std::string("m,t=a v=") + v + tail;
+            Point full_point, fast_point;
+            ParserOptions full_options;
+            full_options.fast_path = false;
+            ParserOptions fast_options;
+            fast_options.fast_path = true;
+            LineParser full(full_options), fast(fast_options);
+            ParseStatus a = full.ParseLine(line, &full_point);
+            ParseStatus b = fast.ParseLine(line, &fast_point);
+            ASSERT_EQ(a, b) << line;
+            if (a != ParseStatus::Ok)
+                continue;
+            ASSERT_EQ(full_point.nfields, fast_point.nfields) << line;
+            EXPECT_EQ(full_point.fields[0].type, fast_point.fields[0].type) << line;
+            EXPECT_EQ(std::string_view(full_point.fields[0].str.data, full_point.fields[0].str.size),
+                      std::string_view(fast_point.fields[0].str.data, fast_point.fields[0].str.size))
+                << line;
+            if (full_point.fields[0].type == FieldType::Float)
+                EXPECT_EQ(full_point.fields[0].value.f, fast_point.fields[0].value.f) << line;
+            if (full_point.fields[0].type == FieldType::Integer)
+                EXPECT_EQ(full_point.fields[0].value.i, fast_point.fields[0].value.i) << line;
+        }
+    }
+}
+
 TEST(LineProtocol, Integers)
 {
     Parsed p = Parse("m a=9223372036854775807i,b=-9223372036854775808i,c=0i,d=-0i,e=007i");
