@@ -126,7 +126,7 @@ uint64_t HashUnescaped(const Text &t) noexcept
 
 bool EqualRaw(const Text &a, const Text &b) noexcept
 {
-    return a.size == b.size && std::memcmp(a.data, b.data, a.size) == 0;
+    return a.size == b.size && SameBytes(a.data, b.data, a.size);
 }
 
 bool EqualUnescapedSlow(const Text &a, const Text &b) noexcept;
@@ -136,7 +136,7 @@ inline bool EqualUnescaped(const Text &a, const Text &b) noexcept
     /* Keys often share a prefix (usage_user, usage_system): the last byte tells more. */
     if (!a.escaped && !b.escaped)
         return a.size == b.size && (a.size == 0 || a.data[a.size - 1] == b.data[a.size - 1]) &&
-               std::memcmp(a.data, b.data, a.size) == 0;
+               SameBytes(a.data, b.data, a.size);
     return EqualUnescapedSlow(a, b);
 }
 

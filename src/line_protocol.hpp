@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,6 +59,31 @@ struct Text {
 
     std::string_view raw() const noexcept { return {data, size}; }
 };
+
+/*
+ * a[0..n) == b[0..n).  Keys are mostly 4 to 16 bytes: two overlapping word loads compare
+ * them without a call to memcmp.
+ */
+inline bool SameBytes(const char *a, const char *b, size_t n) noexcept
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t a0, b0, a1, b1;
+        std::memcpy(&a0, a, 8);
+        std::memcpy(&b0, b, 8);
+        std::memcpy(&a1, a + n - 8, 8);
+        std::memcpy(&b1, b + n - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    if (n >= 4 && n < 8) {
+        uint32_t a0, b0, a1, b1;
+        std::memcpy(&a0, a, 4);
+        std::memcpy(&b0, b, 4);
+        std::memcpy(&a1, a + n - 4, 4);
+        std::memcpy(&b1, b + n - 4, 4);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    return std::memcmp(a, b, n) == 0;
+}
 
 /* Unescaped length of a slice (== size when !escaped). */
 size_t UnescapedSize(const Text &t) noexcept;

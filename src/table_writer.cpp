@@ -66,6 +66,7 @@ struct Target {
     int *rows;              /* group row index of each buffered slot */
     int nused;
     TupleTableSlot *single_slot; /* slow path */
+    TupleDesc slot_desc;         /* the slots' descriptor (CreateSlot) */
 };
 
 /*
@@ -153,11 +154,20 @@ Target *TargetFor(Writer *w, ResultRelInfo *rri)
     return t;
 }
 
-/* A slot for a target's rows, living as long as the executor state. */
+/*
+ * A slot for a target's rows, living as long as the executor state.  The slots share a
+ * private copy of the descriptor, which is not reference-counted: on the relcache's own
+ * descriptor, each of up to kMaxBuffered slots would be remembered by the resource owner,
+ * whose hash puts every reference to one descriptor in the same bucket (quadratic).
+ */
 TupleTableSlot *CreateSlot(Writer *w, Target *t)
 {
     MemoryContext old = MemoryContextSwitchTo(w->estate->es_query_cxt);
-    TupleTableSlot *slot = table_slot_create(t->rri->ri_RelationDesc, &w->estate->es_tupleTable);
+    Relation rel = t->rri->ri_RelationDesc;
+    if (t->slot_desc == nullptr)
+        t->slot_desc = CreateTupleDescCopy(RelationGetDescr(rel));
+    TupleTableSlot *slot =
+        ExecAllocTableSlot(&w->estate->es_tupleTable, t->slot_desc, table_slot_callbacks(rel));
     MemoryContextSwitchTo(old);
     return slot;
 }
@@ -310,7 +320,7 @@ int MemoValueColumn(ColumnMemo *memo, const TableInfo *info, uint32 pos, const T
     if (pos >= (uint32) kMemoKeys)
         return ValueColumn(info, key);
     if (memo->key[pos] != nullptr && memo->len[pos] == key.size &&
-        memo->escaped[pos] == key.escaped && memcmp(memo->key[pos], key.data, key.size) == 0)
+        memo->escaped[pos] == key.escaped && SameBytes(memo->key[pos], key.data, key.size))
         return memo->column[pos];
     int idx = ValueColumn(info, key);
     memo->key[pos] = key.data;
