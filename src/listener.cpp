@@ -641,13 +641,15 @@ ReadResult ReadConnection(int i, int max_reads)
  * Adds what the kernel dropped on UDP endpoint e since last seen.  `drops` is the socket's
  * cumulative drop counter, reported with each datagram (SO_RXQ_OVFL) and polled once a
  * second (PollUdpDrops), since a burst's last drops are otherwise reported only when the
- * next datagram arrives.
+ * next datagram arrives.  A datagram carries the counter as it was when the datagram was
+ * queued, so after a poll, datagrams queued earlier report values behind the one already
+ * seen: only a counter ahead of it (modulo 2^32) counts.
  */
 void AccountUdpDrops(int e, uint32 drops)
 {
-    if (drops == L->udp_drops_seen[e])
-        return;
     uint32 delta = drops - L->udp_drops_seen[e];
+    if (delta == 0 || delta > PG_INT32_MAX)
+        return;
     L->udp_drops_seen[e] = drops;
     Count(L->slot, kDatagramsDropped, delta);
     ReportProblem(L->slot, "the kernel dropped %u UDP datagrams: the receive buffer was full",
