@@ -373,10 +373,12 @@ TEST(LineProtocol, FastPathAgreesWithFullParserOnNumbers)
             EXPECT_EQ(std::string_view(full_point.fields[0].str.data, full_point.fields[0].str.size),
                       std::string_view(fast_point.fields[0].str.data, fast_point.fields[0].str.size))
                 << line;
-            if (full_point.fields[0].type == FieldType::Float)
+            if (full_point.fields[0].type == FieldType::Float) {
                 EXPECT_EQ(full_point.fields[0].value.f, fast_point.fields[0].value.f) << line;
-            if (full_point.fields[0].type == FieldType::Integer)
+            }
+            if (full_point.fields[0].type == FieldType::Integer) {
                 EXPECT_EQ(full_point.fields[0].value.i, fast_point.fields[0].value.i) << line;
+            }
         }
     }
 }
