@@ -40,7 +40,7 @@ struct BatchGroup {
     int nrows;
     int capacity;
     BatchGroup *next_in_bucket;
-    bool schema_ready; /* a worker's schema pass made its table and columns (insert.cpp) */
+    Oid schema_relid; /* the table a worker's schema pass gave all columns (insert.cpp) */
 };
 
 struct Batch {

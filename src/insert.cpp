@@ -88,8 +88,9 @@ bool sql_call_active = false;
 bool flush_active = false; /* a worker's InsertFlush is running */
 int applied_synchronous_commit = -1;
 
-/* Times a group is tried again after a deadlock or serialization failure. */
-constexpr int kTransientRetries = 3;
+/* Times a worker's flush starts over after a deadlock with another session. */
+constexpr int kDeadlockRestarts = 3;
+int deadlock_restarts_left = 0;
 
 /* objsubid of the measurement-name locks in pg_locks (LockMeasurementName). */
 constexpr uint16 kMeasurementLockKind = 0x4848;
@@ -491,7 +492,7 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
         RejectRange(g, lo, hi, kRowsRejectedTable, refusal);
         return 0;
     }
-    if (opts->add_columns && !g->schema_ready) {
+    if (opts->add_columns && g->schema_relid != relid) {
         /* ALTER TABLE refuses a table this backend has open: close it, keep the lock. */
         table_close(rel, NoLock);
         bool added = AddColumns(relid, info, g, lo, hi);
@@ -564,7 +565,6 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
 {
     check_stack_depth();
     int64 total = 0;
-    int transient_retries = 0;
     while (lo < hi && PendingRows(g, lo, hi) > 0) {
         char message[INFLUX_ERROR_TEXT];
         int sqlstate = 0;
@@ -574,17 +574,13 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
             break;
         }
         /*
-         * A deadlock or serialization failure says nothing about the rows: the
-         * subtransaction let go of its locks, so the same rows are tried again.
+         * A deadlock says nothing about the rows.  Retrying here would not help: the
+         * flush still holds the locks of the groups before this one, which the other
+         * session may be waiting for.  A worker gives up the whole attempt instead (all
+         * its locks go) and InsertFlushBatch runs it again.
          */
-        if ((sqlstate == ERRCODE_T_R_DEADLOCK_DETECTED ||
-             sqlstate == ERRCODE_T_R_SERIALIZATION_FAILURE) &&
-            transient_retries < kTransientRetries) {
-            transient_retries++;
-            elog(DEBUG1, "pg_influx: retrying %d rows for \"%s\": %s", hi - lo, g->measurement,
-                 message);
-            continue;
-        }
+        if (sqlstate == ERRCODE_T_R_DEADLOCK_DETECTED && opts->worker && deadlock_restarts_left > 0)
+            ereport(ERROR, (errcode(ERRCODE_T_R_DEADLOCK_DETECTED), errmsg("%s", message)));
         WriteStage stage = progress.stage;
         int row = progress.row;
         bool in_value = progress.column != nullptr;
@@ -657,7 +653,8 @@ void SetConstraintsImmediate(void)
  * A worker's flush attempt as one transaction of its own.  Returns false (rolled back) if
  * anything raised an ERROR, including the commit.
  */
-bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted)
+bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted, int *sqlstate,
+                      char *message, size_t message_size)
 {
     MemoryContext oldcxt = CurrentMemoryContext;
     volatile bool ok = true;
@@ -682,10 +679,9 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted)
         ErrorData *edata = CopyErrorData();
         FlushErrorState();
         AbortOutOfAnyTransaction();
-        if (isolate)
-            Problem(kRowsRejectedInsert, AllPendingRows(), "batch of %lld rows lost: %s",
-                    static_cast<long long>(AllPendingRows()), edata->message);
-        else
+        *sqlstate = edata->sqlerrcode;
+        strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
+        if (!isolate)
             elog(DEBUG1, "pg_influx: batch failed, retrying table by table: %s", edata->message);
         FreeErrorData(edata);
         RESUME_INTERRUPTS();
@@ -765,13 +761,19 @@ SchemaNeed CheckGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
     CollectKeys(g, 0, g->nrows, info, &keys);
     if (keys.count > 0)
         return SchemaNeed::Columns;
-    g->schema_ready = true;
+    g->schema_relid = relid;
     return SchemaNeed::Nothing;
 }
 
-/* The schema pass for one group, inside its own transaction. */
+/*
+ * The schema pass for one group, inside its own transaction.  The name lock makes workers
+ * take turns on a table: two that add the same column would otherwise each hold ROW
+ * EXCLUSIVE while waiting for the other's to upgrade to ACCESS EXCLUSIVE (a deadlock).
+ * The one that waited sees the other's columns and has nothing left to add.
+ */
 void MakeGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
 {
+    LockMeasurementName(nspid, g->measurement);
     Oid relid = TableCacheLookup(nspid, g->measurement);
     if (!OidIsValid(relid)) {
         relid = CreateTable(opts->schema, nspid, g, 0, g->nrows);
@@ -789,8 +791,8 @@ void MakeGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
         if (refused)
             return;
         (void) AddColumns(relid, info, g, 0, g->nrows);
+        g->schema_relid = relid;
     }
-    g->schema_ready = true;
 }
 
 /*
@@ -836,7 +838,7 @@ void PrepareSchema(const FlushOptions *opts)
         if (!InOwnTransaction(activity, [&]() {
                 MakeGroupSchema(opts, TableCacheSchemaOid(opts->schema), g);
             }))
-            g->schema_ready = false;
+            g->schema_relid = InvalidOid;
     }
 }
 
@@ -926,9 +928,20 @@ void InsertFlushBatch(void)
     PrepareSchema(&opts);
 
     int64 inserted = 0;
-    bool ok = FlushTransaction(&opts, false, &inserted);
+    int sqlstate = 0;
+    char message[INFLUX_ERROR_TEXT];
+    bool ok = FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
+    /* Table by table; after a deadlock (see InsertGroupIsolated), from the start again. */
+    deadlock_restarts_left = kDeadlockRestarts;
+    while (!ok) {
+        ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
+        if (ok || sqlstate != ERRCODE_T_R_DEADLOCK_DETECTED || deadlock_restarts_left-- <= 0)
+            break;
+        elog(DEBUG1, "pg_influx: batch restarted after a deadlock: %s", message);
+    }
     if (!ok)
-        ok = FlushTransaction(&opts, true, &inserted);
+        Problem(kRowsRejectedInsert, AllPendingRows(), "batch of %lld rows lost: %s",
+                static_cast<long long>(AllPendingRows()), message);
     if (ok) {
         Note(kRowsInserted, inserted);
         Note(kBatches);

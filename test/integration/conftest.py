@@ -406,3 +406,55 @@ def influx_udp_client(listener):
     client = InfluxDBClient(host="localhost", use_udp=True, udp_port=listener.udp_port)
     yield client
     client.close()
+
+
+# ---------------------------------------------------------------------------------------
+# A gate: rows of table `gate` wait inside a worker's flush until the test opens it
+# ---------------------------------------------------------------------------------------
+
+GATE_LOCK = 77001
+
+
+@pytest.fixture
+def gate(listener):
+    """A table `gate` whose rows wait, inside the worker's flush, until the test opens the
+    gate: yields (close, open) functions; the gate starts open."""
+    c = listener
+    c.execute("CREATE TABLE IF NOT EXISTS gate (_time timestamptz, f double precision)")
+    c.execute("""
+        CREATE OR REPLACE FUNCTION gate_wait() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(%d);
+            RETURN NULL;
+        END $$""" % GATE_LOCK)
+    c.execute("CREATE OR REPLACE TRIGGER gate_wait AFTER INSERT ON gate "
+              "FOR EACH ROW EXECUTE FUNCTION gate_wait()")
+    holder = c.connect()
+
+    def close():
+        holder.cursor().execute("SELECT pg_advisory_lock(%s)", (GATE_LOCK,))
+
+    def open_():
+        holder.cursor().execute("SELECT pg_advisory_unlock_all()")
+
+    yield close, open_
+    holder.close()
+
+
+def workers_at_the_gate(c):
+    """Insertion workers waiting on an advisory lock: the gate, or a table name another
+    worker is making (pg_influx's own name locks show as advisory too)."""
+    return c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
+
+
+def log_size(cluster):
+    """The server log's current size: pass it to log_since() later."""
+    return os.path.getsize(cluster.logfile)
+
+
+def log_since(cluster, offset):
+    """What the server logged after log_size() returned offset."""
+    with open(cluster.logfile, errors="replace") as f:
+        f.seek(offset)
+        return f.read()

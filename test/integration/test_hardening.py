@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import TcpStream, send_tcp, send_udp, wait_for
+from conftest import TcpStream, log_since, log_size, send_tcp, send_udp, wait_for, workers_at_the_gate
 
 # log_lock_waits: a deadlock between processes is logged ("detected deadlock"), which
 # test_opposite_orders_of_new_tables_do_not_deadlock looks for.
@@ -378,40 +378,6 @@ def test_listener_survives_a_fuzzed_tcp_stream(listener):
     assert c.listener_status()["status"].startswith("running")
 
 
-GATE_LOCK = 77001
-
-
-@pytest.fixture
-def gate(listener):
-    """A table `gate` whose rows wait, inside the worker's flush, until the test opens the
-    gate: yields (close, open) functions; the gate starts open."""
-    c = listener
-    c.execute("CREATE TABLE IF NOT EXISTS gate (_time timestamptz, f double precision)")
-    c.execute("""
-        CREATE OR REPLACE FUNCTION gate_wait() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            PERFORM pg_advisory_xact_lock_shared(%d);
-            RETURN NULL;
-        END $$""" % GATE_LOCK)
-    c.execute("CREATE OR REPLACE TRIGGER gate_wait AFTER INSERT ON gate "
-              "FOR EACH ROW EXECUTE FUNCTION gate_wait()")
-    holder = c.connect()
-
-    def close():
-        holder.cursor().execute("SELECT pg_advisory_lock(%s)", (GATE_LOCK,))
-
-    def open_():
-        holder.cursor().execute("SELECT pg_advisory_unlock_all()")
-
-    yield close, open_
-    holder.close()
-
-
-def workers_at_the_gate(c):
-    return c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
-                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
-
-
 def test_new_tables_are_committed_before_the_rows(listener, gate):
     """A worker makes the table of a new measurement in a short transaction of its own: while
     the batch's rows are still being written, the table already exists for everyone and
@@ -430,24 +396,13 @@ def test_new_tables_are_committed_before_the_rows(listener, gate):
     wait_for(lambda: c.row_count("early_table") == 1 and c.row_count("gate") >= 1, 15)
 
 
-def _log_size(c):
-    import os
-    return os.path.getsize(c.logfile)
-
-
-def _log_since(c, offset):
-    with open(c.logfile, errors="replace") as f:
-        f.seek(offset)
-        return f.read()
-
-
 def test_opposite_orders_of_new_tables_do_not_deadlock(listener, gate):
     """Two workers whose batches name the same two new measurements in opposite orders,
     both mid-flush at once: neither waits for the other's tables, nothing deadlocks and
     every row lands."""
     c = listener
     close, open_ = gate
-    offset = _log_size(c)
+    offset = log_size(c)
     rejected = sum(c.stat_total(k) for k in
                    ("rows_rejected_table", "rows_rejected_value", "rows_rejected_insert"))
     close()
@@ -460,9 +415,52 @@ def test_opposite_orders_of_new_tables_do_not_deadlock(listener, gate):
         open_()
     wait_for(lambda: c.row_count("opp_one") == 2 and c.row_count("opp_two") == 2, 30,
              what="every row of both batches")
-    assert "deadlock" not in _log_since(c, offset)
+    assert "deadlock" not in log_since(c, offset)
     assert sum(c.stat_total(k) for k in
                ("rows_rejected_table", "rows_rejected_value", "rows_rejected_insert")) == rejected
+
+
+def _waiting_on(c, pid, event):
+    return c.scalar("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)) == event
+
+
+def test_a_deadlock_with_another_session_restarts_the_batch(listener, gate):
+    """A worker that loses a deadlock against another session while its batch is being
+    retried table by table does not reject the table it was waiting for: it gives up the
+    whole attempt (so the other session gets its locks) and starts the batch again."""
+    c = listener
+    close, open_ = gate
+    c.execute("CREATE TABLE dl_bad (_time timestamptz, v float8 CHECK (v > 0))")
+    c.execute("CREATE TABLE dl_y (_time timestamptz, f float8)")
+    c.execute("CREATE TABLE dl_x (_time timestamptz, f float8)")
+    rejected_table = c.stat_total("rows_rejected_table")
+    rejected_insert = c.stat_total("rows_rejected_insert")
+    other = c.connect()
+    other.autocommit = False
+    ocur = other.cursor()
+    ocur.execute("LOCK TABLE dl_x IN SHARE MODE")
+    second_lock = threading.Thread(target=ocur.execute, args=("LOCK TABLE dl_y IN SHARE MODE",))
+    try:
+        close()
+        # dl_bad fails its CHECK: the batch is retried table by table, and waits at the gate
+        # holding dl_y.
+        send_tcp(c.tcp_port, "dl_bad v=-1 1\ndl_y f=1 1\ngate f=3 1\ndl_x f=1 1\n")
+        wait_for(lambda: workers_at_the_gate(c) == 1, 15, what="the worker at the gate")
+        open_()
+        wait_for(lambda: any(_waiting_on(c, p, "relation") for p in worker_pids(c)), 15,
+                 what="the worker waiting for dl_x")
+        second_lock.start()  # the other session now waits for dl_y: a deadlock
+        second_lock.join(30)
+        assert not second_lock.is_alive(), "the other session never got dl_y"
+    finally:
+        open_()
+        other.commit()
+        other.close()
+    wait_for(lambda: c.row_count("dl_x") == 1 and c.row_count("dl_y") == 1, 30,
+             what="the rows of dl_x and dl_y")
+    assert c.row_count("dl_bad") == 0
+    wait_for(lambda: c.stat_total("rows_rejected_insert") == rejected_insert + 1, 10)
+    assert c.stat_total("rows_rejected_table") == rejected_table
 
 
 def exact_count(c, table, n):
