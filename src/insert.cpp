@@ -650,55 +650,12 @@ void SetConstraintsImmediate(void)
 }
 
 /*
- * A worker's flush attempt as one transaction of its own.  Returns false (rolled back) if
- * anything raised an ERROR, including the commit.
- */
-bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted, int *sqlstate,
-                      char *message, size_t message_size)
-{
-    MemoryContext oldcxt = CurrentMemoryContext;
-    volatile bool ok = true;
-    PG_TRY();
-    {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        /* Table lookup and the creation hook (SPI) need a snapshot, as a statement would. */
-        PushActiveSnapshot(GetTransactionSnapshot());
-        if (isolate)
-            SetConstraintsImmediate();
-        MemoryContextSwitchTo(work_cxt);
-        *inserted = InsertAll(opts, isolate);
-        MemoryContextSwitchTo(oldcxt);
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-    }
-    PG_CATCH();
-    {
-        HOLD_INTERRUPTS();
-        MemoryContextSwitchTo(work_cxt);
-        ErrorData *edata = CopyErrorData();
-        FlushErrorState();
-        AbortOutOfAnyTransaction();
-        *sqlstate = edata->sqlerrcode;
-        strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
-        if (!isolate)
-            elog(DEBUG1, "pg_influx: batch failed, retrying table by table: %s", edata->message);
-        FreeErrorData(edata);
-        RESUME_INTERRUPTS();
-        ok = false;
-    }
-    PG_END_TRY();
-    MemoryContextSwitchTo(oldcxt);
-    return ok;
-}
-
-/*
- * Runs fn() in a transaction of its own (with a snapshot, in work_cxt).  Returns false,
- * rolled back, if anything raised an ERROR; the error is logged at DEBUG1 only, as the
- * caller leaves the reporting to the flush that follows.
+ * Runs fn() in a transaction of its own (with a snapshot, in work_cxt), as a statement
+ * would run.  Returns false, rolled back, if anything raised an ERROR, whose code and
+ * message are returned for the caller to report.
  */
 template <typename Fn>
-bool InOwnTransaction(const char *what, const Fn &fn)
+bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message_size)
 {
     MemoryContext oldcxt = CurrentMemoryContext;
     volatile bool ok = true;
@@ -720,13 +677,33 @@ bool InOwnTransaction(const char *what, const Fn &fn)
         ErrorData *edata = CopyErrorData();
         FlushErrorState();
         AbortOutOfAnyTransaction();
-        elog(DEBUG1, "pg_influx: %s failed: %s", what, edata->message);
+        *sqlstate = edata->sqlerrcode;
+        strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
         FreeErrorData(edata);
         RESUME_INTERRUPTS();
         ok = false;
     }
     PG_END_TRY();
     MemoryContextSwitchTo(oldcxt);
+    return ok;
+}
+
+/*
+ * A worker's flush attempt as one transaction of its own.  Returns false (rolled back) if
+ * anything raised an ERROR, including the commit; *sqlstate and message say what.
+ */
+bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted, int *sqlstate,
+                      char *message, size_t message_size)
+{
+    bool ok = InOwnTransaction(
+        [&]() {
+            if (isolate)
+                SetConstraintsImmediate();
+            *inserted = InsertAll(opts, isolate);
+        },
+        sqlstate, message, message_size);
+    if (!ok && !isolate)
+        elog(DEBUG1, "pg_influx: batch failed, retrying table by table: %s", message);
     return ok;
 }
 
@@ -814,15 +791,20 @@ void PrepareSchema(const FlushOptions *opts)
     SchemaNeed *needs = static_cast<SchemaNeed *>(
         MemoryContextAllocZero(work_cxt, sizeof(SchemaNeed) * batch.ngroups));
     bool any = false;
-    (void) InOwnTransaction("schema check", [&]() {
-        Oid nspid = TableCacheSchemaOid(opts->schema);
-        if (!OidIsValid(nspid))
-            return;
-        for (int i = 0; i < batch.ngroups; i++) {
-            needs[i] = CheckGroupSchema(opts, nspid, batch.groups[i]);
-            any |= needs[i] != SchemaNeed::Nothing;
-        }
-    });
+    int sqlstate;
+    char message[INFLUX_ERROR_TEXT];
+    if (!InOwnTransaction(
+            [&]() {
+                Oid nspid = TableCacheSchemaOid(opts->schema);
+                if (!OidIsValid(nspid))
+                    return;
+                for (int i = 0; i < batch.ngroups; i++) {
+                    needs[i] = CheckGroupSchema(opts, nspid, batch.groups[i]);
+                    any |= needs[i] != SchemaNeed::Nothing;
+                }
+            },
+            &sqlstate, message, sizeof(message)))
+        elog(DEBUG1, "pg_influx: schema check failed: %s", message);
     if (!any)
         return;
     for (int i = 0; i < batch.ngroups; i++) {
@@ -835,10 +817,13 @@ void PrepareSchema(const FlushOptions *opts)
                     opts->schema, g->measurement);
         pgstat_report_activity(STATE_RUNNING, activity);
         SetSlotActivity(my_slot, activity);
-        if (!InOwnTransaction(activity, [&]() {
-                MakeGroupSchema(opts, TableCacheSchemaOid(opts->schema), g);
-            }))
+        if (!InOwnTransaction(
+                [&]() { MakeGroupSchema(opts, TableCacheSchemaOid(opts->schema), g); },
+                &sqlstate, message, sizeof(message))) {
+            /* The flush tries again and reports. */
+            elog(DEBUG1, "pg_influx: %s failed: %s", activity, message);
             g->schema_relid = InvalidOid;
+        }
     }
 }
 

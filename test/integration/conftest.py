@@ -448,6 +448,21 @@ def workers_at_the_gate(c):
                     "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")
 
 
+def two_batches_through_the_gate(cluster, gate, first, second):
+    """Sends two batches over TCP while the gate is closed, each to its own worker (chunks go
+    round robin), waits until both workers are held (at the gate, or one waiting for the
+    other), then opens the gate."""
+    close, open_ = gate
+    close()
+    try:
+        send_tcp(cluster.tcp_port, first)
+        wait_for(lambda: workers_at_the_gate(cluster) == 1, 15, what="the first worker held")
+        send_tcp(cluster.tcp_port, second)
+        wait_for(lambda: workers_at_the_gate(cluster) == 2, 15, what="both workers held")
+    finally:
+        open_()
+
+
 def log_size(cluster):
     """The server log's current size: pass it to log_since() later."""
     return os.path.getsize(cluster.logfile)

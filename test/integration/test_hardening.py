@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import TcpStream, log_since, log_size, send_tcp, send_udp, wait_for, workers_at_the_gate
+from conftest import (TcpStream, log_since, log_size, send_tcp, send_udp, two_batches_through_the_gate,
+                      wait_for, workers_at_the_gate)
 
 # log_lock_waits: a deadlock between processes is logged ("detected deadlock"), which
 # test_opposite_orders_of_new_tables_do_not_deadlock looks for.
@@ -401,18 +402,11 @@ def test_opposite_orders_of_new_tables_do_not_deadlock(listener, gate):
     both mid-flush at once: neither waits for the other's tables, nothing deadlocks and
     every row lands."""
     c = listener
-    close, open_ = gate
     offset = log_size(c)
     rejected = sum(c.stat_total(k) for k in
                    ("rows_rejected_table", "rows_rejected_value", "rows_rejected_insert"))
-    close()
-    try:
-        send_tcp(c.tcp_port, "opp_one f=1 1\ngate f=1 1\nopp_two f=1 1\n")
-        wait_for(lambda: workers_at_the_gate(c) == 1, 15, what="the first worker at the gate")
-        send_tcp(c.tcp_port, "opp_two f=2 2\ngate f=2 2\nopp_one f=2 2\n")
-        wait_for(lambda: workers_at_the_gate(c) == 2, 15, what="both workers at the gate")
-    finally:
-        open_()
+    two_batches_through_the_gate(c, gate, "opp_one f=1 1\ngate f=1 1\nopp_two f=1 1\n",
+                                 "opp_two f=2 2\ngate f=2 2\nopp_one f=2 2\n")
     wait_for(lambda: c.row_count("opp_one") == 2 and c.row_count("opp_two") == 2, 30,
              what="every row of both batches")
     assert "deadlock" not in log_since(c, offset)

@@ -4,7 +4,7 @@ same moment (influx.add_columns on) take turns instead of deadlocking, and every
 and value lands.
 """
 
-from conftest import GATE_LOCK, log_since, log_size, send_tcp, wait_for, workers_at_the_gate
+from conftest import GATE_LOCK, log_since, log_size, two_batches_through_the_gate, wait_for
 
 CLUSTER_CONF = {"influx.workers": "2", "influx.add_columns": "on", "log_lock_waits": "on"}
 
@@ -14,7 +14,6 @@ def test_two_workers_adding_columns_to_one_table_take_turns(listener, gate):
     trigger waits at the gate): the second waits for the first instead of holding the
     table while it does, so nothing deadlocks."""
     c = listener
-    close, open_ = gate
     c.execute("CREATE TABLE addcol (_time timestamptz, host text)")
     c.execute("""
         CREATE OR REPLACE FUNCTION gate_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
@@ -25,14 +24,8 @@ def test_two_workers_adding_columns_to_one_table_take_turns(listener, gate):
               "EXECUTE FUNCTION gate_ddl()")
     offset = log_size(c)
     try:
-        close()
-        try:
-            send_tcp(c.tcp_port, "addcol,host=a shared=1,only_first=1 1\n")
-            wait_for(lambda: workers_at_the_gate(c) == 1, 15, what="the first worker in its ALTER")
-            send_tcp(c.tcp_port, "addcol,host=b shared=2,only_second=2 2\n")
-            wait_for(lambda: workers_at_the_gate(c) == 2, 15, what="the second worker waiting")
-        finally:
-            open_()
+        two_batches_through_the_gate(c, gate, "addcol,host=a shared=1,only_first=1 1\n",
+                                     "addcol,host=b shared=2,only_second=2 2\n")
         wait_for(lambda: c.row_count("addcol") == 2, 30, what="both rows")
     finally:
         c.execute("DROP EVENT TRIGGER gate_ddl")
