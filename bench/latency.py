@@ -292,12 +292,7 @@ def fmt(x, d=1):
 def report(a, results, pg_version, load_before):
     now = datetime.datetime.now()
     L = [f"# pg_influx latency — {now:%Y-%m-%d %H:%M:%S}\n"]
-    with open("/proc/meminfo") as f:
-        memtotal = int(f.readline().split()[1]) / 1048576
-    cpu_model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                      if ln.startswith("model name")), "")
-    L.append(f"- machine: {os.cpu_count()} CPUs ({cpu_model}), {memtotal:.0f} GiB RAM, "
-             f"kernel {os.uname().release}; PostgreSQL {pg_version}")
+    L.append(f"- machine: {benchrun.machine_line()}; PostgreSQL {pg_version}")
     L.append(f"- load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
     L.append(f"- command: `{' '.join(sys.argv)}`")
     L.append(f"- background: cpu lines (bench/loadgen, typed table) paced at {a.rate:,} lines/s over "

@@ -150,6 +150,19 @@ class Psql:
 # /proc accounting
 # ---------------------------------------------------------------------------------------------
 
+def machine_line():
+    """'N CPUs (model), M GiB RAM, kernel K' for the reports."""
+    with open("/proc/meminfo") as f:
+        memtotal = int(f.readline().split()[1]) / 1048576
+    cpu_model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} CPUs ({cpu_model}), {memtotal:.0f} GiB RAM, kernel {os.uname().release}"
+
+
 def proc_cpu(pid):
     """utime+stime of a process in seconds, None if it is gone."""
     try:
@@ -599,7 +612,6 @@ class Bench:
             base = self.influx_counters(db)
             k0 = kernel_udp_drops()
             n = a.udp_lines if rate == 0 else min(a.udp_lines, int(rate * a.udp_seconds))
-            t0 = time.monotonic()
             res = loadgen(["--mode", "udp", "--in", self.files[(v.name, "lp")], "--lines", n,
                            "--port", c.udp_port, "--rate", rate, "--datagram-size", a.datagram_size,
                            "--max-seconds", 120], timeout=180)
@@ -734,16 +746,7 @@ class Bench:
             rev = rev + (" (+ uncommitted changes)" if dirty else "")
         except Exception:
             rev = "?"
-        with open("/proc/meminfo") as f:
-            memtotal = int(f.readline().split()[1]) / 1048576
-        cpu_model = ""
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-        L.append(f"- machine: {os.cpu_count()} CPUs ({cpu_model}), {memtotal:.0f} GiB RAM, "
-                 f"kernel {os.uname().release}")
+        L.append(f"- machine: {machine_line()}")
         L.append(f"- load average (1 min) before / after the run: {self.load_before:.2f} / "
                  f"{os.getloadavg()[0]:.2f} (anything well above the benchmark's own processes "
                  f"means other work shared the CPUs)")

@@ -182,12 +182,7 @@ def report(a, samples, final, sent, send_secs, count, errors, pg_version, load_b
             label[pid] = f"worker {wn} ({pid})"
             wn += 1
     L = [f"# pg_influx soak — {now:%Y-%m-%d %H:%M:%S}\n"]
-    with open("/proc/meminfo") as f:
-        memtotal = int(f.readline().split()[1]) / 1048576
-    cpu_model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                      if ln.startswith("model name")), "")
-    L.append(f"- machine: {os.cpu_count()} CPUs ({cpu_model}), {memtotal:.0f} GiB RAM, "
-             f"kernel {os.uname().release}; PostgreSQL {pg_version}")
+    L.append(f"- machine: {benchrun.machine_line()}; PostgreSQL {pg_version}")
     L.append(f"- load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
     L.append(f"- command: `{' '.join(sys.argv)}`")
     achieved = sent / send_secs if send_secs else 0

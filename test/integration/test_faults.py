@@ -9,8 +9,6 @@ import os
 import signal
 import socket
 
-import pytest
-
 from conftest import Cluster, TcpStream, send_tcp, send_udp, wait_for
 
 CLUSTER_CONF = {"influx.workers": "2"}

@@ -9,10 +9,8 @@ import socket
 import threading
 import time
 
-import pytest
-
-from conftest import (TcpStream, log_since, log_size, send_tcp, send_udp, two_batches_through_the_gate,
-                      wait_for, workers_at_the_gate)
+from conftest import (TcpStream, log_since, log_size, send_tcp, two_batches_through_the_gate, wait_for,
+                      workers_at_the_gate)
 
 # log_lock_waits: a deadlock between processes is logged ("detected deadlock"), which
 # test_opposite_orders_of_new_tables_do_not_deadlock looks for.
