@@ -197,9 +197,45 @@ size_t FindDuplicateTag(const std::vector<Tag> &tags, size_t n, std::vector<uint
  * the place of the first occurrence.  InfluxDB builds a map from the fields, with the same
  * outcome.
  */
+/* 7 bits of a hash of a raw key: its length, first and last eight bytes. */
+inline unsigned KeyBits(const char *p, size_t n) noexcept
+{
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        std::memcpy(&a, p, 8);
+        std::memcpy(&b, p + n - 8, 8);
+    } else {
+        for (size_t i = 0; i < n; ++i)
+            a |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+    }
+    const uint64_t x = (a ^ (b * 0x9E3779B97F4A7C15ULL) ^ n) * 0xFF51AFD7ED558CCDULL;
+    return static_cast<unsigned>(x >> 57);
+}
+
+/*
+ * True when no two keys can be equal: their hashes fill distinct bits of a 128-bit set.
+ * Most lines have no duplicate field, and this proves it in one pass; a shared bit (or an
+ * escaped key, whose raw bytes are not what is compared) leaves it to the full check.
+ */
+bool KeysSurelyDistinct(const std::vector<Field> &fields, size_t n) noexcept
+{
+    uint64_t seen[2] = {0, 0};
+    for (size_t i = 0; i < n; ++i) {
+        const Text &k = fields[i].key;
+        if (k.escaped)
+            return false;
+        const unsigned h = KeyBits(k.data, k.size);
+        const uint64_t bit = 1ULL << (h & 63);
+        if (seen[h >> 6] & bit)
+            return false;
+        seen[h >> 6] |= bit;
+    }
+    return true;
+}
+
 size_t DedupeFields(std::vector<Field> &fields, size_t n, std::vector<uint32_t> &slots)
 {
-    if (n < 2)
+    if (n < 2 || KeysSurelyDistinct(fields, n))
         return n;
     size_t kept = 0;
     if (n <= kLinearDedupLimit) {
