@@ -51,26 +51,6 @@ class Cluster(benchrun.Cluster):
     PG_PORTS = range(5460, 5470)
     INFLUX_PORTS = range(39000, 40000)
 
-    def __init__(self, args, prefix):
-        import pwd
-        import tempfile
-        self.args = args
-        self.dir = tempfile.mkdtemp(prefix=prefix, dir=args.tmpdir)
-        os.chmod(self.dir, 0o755)
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        self.data = os.path.join(self.dir, "data")
-        self.logfile = os.path.join(self.dir, "server.log")
-        self.files = os.path.join(self.dir, "files")
-        os.makedirs(self.files)
-        os.chmod(self.files, 0o755)
-        self.port = benchrun.pick_port(list(self.PG_PORTS), ("tcp",))
-        cands = random.Random(os.getpid()).sample(list(self.INFLUX_PORTS), len(self.INFLUX_PORTS))
-        self.tcp_port = benchrun.pick_port(cands, ("tcp",))
-        self.udp_port = benchrun.pick_port(cands, ("udp",), exclude=(self.tcp_port,))
-        self.started = False
-
 
 def cluster_args(a):
     """The attributes run.Cluster.init() reads."""
@@ -339,13 +319,7 @@ def main():
     p.add_argument("--probe-ms", type=int, default=100, help="one probe line every N ms (default 100)")
     p.add_argument("--poll-ms", type=float, default=5, help="poll period in ms (default 5)")
     p.add_argument("--give-up", type=float, default=10, help="wait this long for the last probes (s)")
-    p.add_argument("--workers", type=int, default=2, help="influx.workers (default 2)")
-    p.add_argument("--batch-size", type=int, default=10000, help="influx.batch_size (default 10000)")
-    p.add_argument("--lines", type=int, default=500_000, help="cpu lines in the looped file")
-    p.add_argument("--shared-buffers", default="1GB")
-    p.add_argument("--keep", action="store_true", help="keep the cluster directory")
-    p.add_argument("--tmpdir", default="/tmp")
-    p.add_argument("--results-dir", default=os.path.join(BENCH_DIR, "results"))
+    benchrun.add_looped_load_options(p, lines=500_000)
     a = p.parse_args()
     intervals = [int(x) for x in a.intervals.split(",") if x.strip()]
     if os.geteuid() != 0:

@@ -150,6 +150,17 @@ class Psql:
 # /proc accounting
 # ---------------------------------------------------------------------------------------------
 
+def add_looped_load_options(p, lines):
+    """The cluster and file options of latency.py and soak.py, which loop one cpu file."""
+    p.add_argument("--workers", type=int, default=2, help="influx.workers (default 2)")
+    p.add_argument("--batch-size", type=int, default=10000, help="influx.batch_size (default 10000)")
+    p.add_argument("--lines", type=int, default=lines, help="cpu lines in the looped file")
+    p.add_argument("--shared-buffers", default="1GB")
+    p.add_argument("--keep", action="store_true", help="keep the cluster directory")
+    p.add_argument("--tmpdir", default="/tmp")
+    p.add_argument("--results-dir", default=os.path.join(BENCH_DIR, "results"))
+
+
 def machine_line():
     """'N CPUs (model), M GiB RAM, kernel K' for the reports."""
     with open("/proc/meminfo") as f:
@@ -248,9 +259,13 @@ def pick_port(candidates, kinds, exclude=()):
 
 
 class Cluster:
-    def __init__(self, args):
+    # PostgreSQL's port and the range influx's TCP and UDP ports are picked from.
+    PG_PORTS = range(5450, 5460)
+    INFLUX_PORTS = range(38000, 39000)
+
+    def __init__(self, args, prefix="pg_influx_bench."):
         self.args = args
-        self.dir = tempfile.mkdtemp(prefix="pg_influx_bench.", dir=args.tmpdir)
+        self.dir = tempfile.mkdtemp(prefix=prefix, dir=args.tmpdir)
         os.chmod(self.dir, 0o755)
         pw = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
         if pw:
@@ -260,10 +275,9 @@ class Cluster:
         self.files = os.path.join(self.dir, "files")
         os.makedirs(self.files)
         os.chmod(self.files, 0o755)
-        self.port = pick_port(list(range(5450, 5460)), ("tcp",))
+        self.port = pick_port(list(self.PG_PORTS), ("tcp",))
         import random
-        rnd = random.Random(os.getpid())
-        cands = rnd.sample(range(38000, 39000), 1000)
+        cands = random.Random(os.getpid()).sample(list(self.INFLUX_PORTS), len(self.INFLUX_PORTS))
         self.tcp_port = pick_port(cands, ("tcp",))
         self.udp_port = pick_port(cands, ("udp",), exclude=(self.tcp_port,))
         self.started = False

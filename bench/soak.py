@@ -59,13 +59,7 @@ def main():
     p.add_argument("--every", type=float, default=10, help="sample every N seconds (default 10)")
     p.add_argument("--max-growth", type=float, default=10,
                    help="pass if RssAnon grows less (%%, default 10): last minute's mean over the first minute's highest")
-    p.add_argument("--workers", type=int, default=2, help="influx.workers (default 2)")
-    p.add_argument("--batch-size", type=int, default=10000, help="influx.batch_size (default 10000)")
-    p.add_argument("--lines", type=int, default=1_000_000, help="cpu lines in the looped file")
-    p.add_argument("--shared-buffers", default="1GB")
-    p.add_argument("--keep", action="store_true", help="keep the cluster directory")
-    p.add_argument("--tmpdir", default="/tmp")
-    p.add_argument("--results-dir", default=os.path.join(BENCH_DIR, "results"))
+    benchrun.add_looped_load_options(p, lines=1_000_000)
     a = p.parse_args()
     if os.geteuid() != 0:
         p.error("run as root (the cluster runs as the postgres user)")

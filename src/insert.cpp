@@ -196,6 +196,21 @@ void ParseChunk(const char *data, size_t size, Precision precision)
     ForEachLine(copy, size, [now_ns](std::string_view line) { ParseOne(line, now_ns); });
 }
 
+/*
+ * In a PG_CATCH block: takes the current error out of the error state (the caller then
+ * rolls back), copies its message into `message` and returns its SQLSTATE.  Allocates in
+ * the current memory context, which must not be the failed (sub)transaction's.
+ */
+int TakeError(char *message, size_t message_size)
+{
+    ErrorData *edata = CopyErrorData();
+    FlushErrorState();
+    strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
+    int sqlstate = edata->sqlerrcode;
+    FreeErrorData(edata);
+    return sqlstate;
+}
+
 /* Rows of [lo, hi) not yet rejected. */
 int64 PendingRows(BatchGroup *g, int lo, int hi)
 {
@@ -378,11 +393,10 @@ bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
     PG_CATCH();
     {
         MemoryContextSwitchTo(oldcxt);
-        ErrorData *edata = CopyErrorData();
-        FlushErrorState();
+        char message[INFLUX_ERROR_TEXT];
+        (void) TakeError(message, sizeof(message));
         RollbackAndReleaseCurrentSubTransaction();
-        Problem(kErrors, 0, "could not add columns to \"%s\": %s", g->measurement, edata->message);
-        FreeErrorData(edata);
+        Problem(kErrors, 0, "could not add columns to \"%s\": %s", g->measurement, message);
         ok = false;
     }
     PG_END_TRY();
@@ -538,12 +552,8 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
     PG_CATCH();
     {
         MemoryContextSwitchTo(work_cxt);
-        ErrorData *edata = CopyErrorData();
-        FlushErrorState();
+        *sqlstate = TakeError(message, message_size);
         RollbackAndReleaseCurrentSubTransaction();
-        strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
-        *sqlstate = edata->sqlerrcode;
-        FreeErrorData(edata);
         ok = false;
     }
     PG_END_TRY();
@@ -674,12 +684,8 @@ bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message
     {
         HOLD_INTERRUPTS();
         MemoryContextSwitchTo(work_cxt);
-        ErrorData *edata = CopyErrorData();
-        FlushErrorState();
+        *sqlstate = TakeError(message, message_size);
         AbortOutOfAnyTransaction();
-        *sqlstate = edata->sqlerrcode;
-        strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
-        FreeErrorData(edata);
         RESUME_INTERRUPTS();
         ok = false;
     }
@@ -994,12 +1000,8 @@ static Datum insert(FunctionCallInfo fcinfo)
         PG_CATCH();
         {
             MemoryContextSwitchTo(work_cxt);
-            ErrorData *edata = CopyErrorData();
-            FlushErrorState();
+            sqlstate = TakeError(message, sizeof(message));
             RollbackAndReleaseCurrentSubTransaction();
-            strlcpy(message, edata->message ? edata->message : "", sizeof(message));
-            sqlstate = edata->sqlerrcode;
-            FreeErrorData(edata);
             ok = false;
         }
         PG_END_TRY();
