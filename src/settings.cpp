@@ -29,6 +29,7 @@ int influx_udp_port = 8089;
 int influx_tcp_port = 8094;
 int influx_batch_size = 10000;
 int influx_flush_interval = 200;
+int influx_flush_idle = 20;
 int influx_queue_size = 8 * 1024 * 1024;
 int influx_precision = static_cast<int>(influx::Precision::Nanoseconds);
 bool influx_create_tables = true;
@@ -111,6 +112,11 @@ void InitSettings(void)
                             "Longest time a received row waits before it is committed.",
                             nullptr, &influx_flush_interval, 200, 1, 60000, PGC_SIGHUP,
                             GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.flush_idle",
+                            "Commit pending rows once no new data has arrived for this long.",
+                            "0 waits for influx.flush_interval.", &influx_flush_idle, 20, 0,
+                            60000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.queue_size",
                             "Size of each insertion worker's shared-memory ring.",

@@ -19,6 +19,7 @@ extern int influx_udp_port;
 extern int influx_tcp_port;
 extern int influx_batch_size;
 extern int influx_flush_interval;
+extern int influx_flush_idle;
 extern int influx_queue_size;
 extern int influx_precision; /* an influx::Precision value */
 extern bool influx_create_tables;

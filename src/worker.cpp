@@ -1,12 +1,14 @@
 /*
  * worker.cpp — the insertion worker: drains one ring, hands chunks to the insert path and
- * flushes every influx.batch_size rows or influx.flush_interval milliseconds.
+ * flushes every influx.batch_size rows, influx.flush_interval milliseconds after the first
+ * pending row, or once its ring has been empty for influx.flush_idle milliseconds.
  *
  * Lifecycle (see docs/architecture.md):
  *   start    the listener creates the ring's DSM segment, then registers this worker with
  *            the segment handle in bgw_main_arg and {index, generation} in bgw_extra;
  *   run      receive chunks without blocking; wait on the latch when the ring is empty,
- *            never longer than the time left until the pending rows are due;
+ *            never longer than the time left until the pending rows are due (the oldest
+ *            has waited influx.flush_interval, or nothing new came for influx.flush_idle);
  *   stop     SIGTERM (pg_terminate_backend, server shutdown) does not stop the worker at
  *            once: it marks its ring "stopping" and wakes the listener, which sends what it
  *            still holds for this ring and detaches.  The worker reads the ring to its end
@@ -69,17 +71,30 @@ void WakeListener(void)
         SetLatch(&proc->procLatch);
 }
 
-/* Milliseconds until `since` + influx.flush_interval, never negative. */
-long MillisecondsUntilDue(TimestampTz since)
+/* Milliseconds from `now` until `since` + `ms`, never negative. */
+long MillisecondsUntil(TimestampTz now, TimestampTz since, int ms)
 {
-    TimestampTz due = TimestampTzPlusMilliseconds(since, influx_flush_interval);
+    TimestampTz due = TimestampTzPlusMilliseconds(since, ms);
     long secs;
     int usecs;
-    TimestampTz now = GetCurrentTimestamp();
     if (now >= due)
         return 0;
     TimestampDifference(now, due, &secs, &usecs);
     return secs * 1000 + (usecs + 999) / 1000;
+}
+
+/*
+ * Milliseconds until the pending rows are due: their oldest has waited
+ * influx.flush_interval, or the ring has had nothing new for influx.flush_idle (the end of
+ * a burst: waiting longer would only delay rows that are complete).
+ */
+long MillisecondsUntilDue(TimestampTz pending_since, TimestampTz last_data)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    long due = MillisecondsUntil(now, pending_since, influx_flush_interval);
+    if (influx_flush_idle > 0)
+        due = Min(due, MillisecondsUntil(now, last_data, influx_flush_idle));
+    return due;
 }
 
 void Flush(TimestampTz *pending_since)
@@ -127,6 +142,7 @@ void WorkerMain(Datum main_arg)
     InsertInit(slot);
 
     TimestampTz pending_since = 0;
+    TimestampTz last_data = 0; /* when the last chunk came, while rows are pending */
     TimestampTz stop_since = 0;
     bool announced_stop = false;
 
@@ -168,9 +184,13 @@ void WorkerMain(Datum main_arg)
             if (full) {
                 Flush(&pending_since);
             } else if (pending_since == 0 && InsertPendingRows() > 0) {
-                pending_since = GetCurrentTimestamp();
-            } else if (pending_since != 0 && MillisecondsUntilDue(pending_since) == 0) {
-                Flush(&pending_since);
+                pending_since = last_data = GetCurrentTimestamp();
+            } else if (pending_since != 0) {
+                TimestampTz now = GetCurrentTimestamp();
+                if (MillisecondsUntil(now, pending_since, influx_flush_interval) == 0)
+                    Flush(&pending_since);
+                else
+                    last_data = now;
             }
             continue;
         }
@@ -184,7 +204,7 @@ void WorkerMain(Datum main_arg)
         /* SHM_MQ_WOULD_BLOCK: the ring is empty for now. */
         long timeout = 1000;
         if (pending_since != 0) {
-            timeout = MillisecondsUntilDue(pending_since);
+            timeout = MillisecondsUntilDue(pending_since, last_data);
             if (timeout == 0) {
                 Flush(&pending_since);
                 continue;

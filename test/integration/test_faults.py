@@ -95,7 +95,8 @@ def test_terminated_worker_flushes_what_it_had(listener):
 
 def test_fast_shutdown_keeps_everything_a_closed_connection_sent():
     """pg_ctl stop -m fast right after the sender closed: every line is there after restart."""
-    c = new_cluster("fastshutdown", {"influx.flush_interval": "5000", "influx.batch_size": "1000000"})
+    c = new_cluster("fastshutdown", {"influx.flush_interval": "5000", "influx.flush_idle": "0",
+                                     "influx.batch_size": "1000000"})
     try:
         c.execute("CREATE EXTENSION pg_influx")
         c.wait_listener_running()
@@ -103,7 +104,8 @@ def test_fast_shutdown_keeps_everything_a_closed_connection_sent():
         data = lines("shut", 0, 50000).encode()
         with socket.create_connection(("127.0.0.1", c.tcp_port)) as s:
             s.sendall(data)
-        # No wait for rows: the long flush interval keeps them in the workers' batches.
+        # No wait for rows: the long flush interval (and no idle flush) keeps them in the
+        # workers' batches.
         c.stop("fast")
         c.start()
         assert exact_rows(c, "shut", 50000)

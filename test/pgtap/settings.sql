@@ -2,13 +2,13 @@
 -- documented type, default (boot value), unit, range and context (docs/settings.md), no
 -- undocumented setting exists, and the influx. prefix is reserved.
 BEGIN;
-SELECT plan(25);
+SELECT plan(26);
 
 -- Every influx.* setting, and nothing else.
 SELECT set_eq(
     $$SELECT name FROM pg_settings WHERE name LIKE 'influx.%'$$,
     ARRAY['influx.add_columns', 'influx.batch_size', 'influx.create_tables', 'influx.database',
-          'influx.flush_interval', 'influx.listen_addresses', 'influx.max_connections',
+          'influx.flush_idle', 'influx.flush_interval', 'influx.listen_addresses', 'influx.max_connections',
           'influx.max_line_length', 'influx.precision', 'influx.queue_size', 'influx.restart_delay',
           'influx.role', 'influx.schema', 'influx.synchronous_commit', 'influx.tcp_port',
           'influx.udp_port', 'influx.udp_receive_buffer', 'influx.workers'],
@@ -49,6 +49,9 @@ SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.batch_size')$$,
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.flush_interval')$$,
     $$VALUES ('integer', '200', 'ms', 'sighup', '1', '60000', NULL::text[])$$,
     'influx.flush_interval: 1..60000 ms, default 200ms, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.flush_idle')$$,
+    $$VALUES ('integer', '20', 'ms', 'sighup', '0', '60000', NULL::text[])$$,
+    'influx.flush_idle: 0..60000 ms, default 20ms, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.queue_size')$$,
     $$VALUES ('integer', '8388608', 'B', 'sighup', '65536', '1073741824', NULL::text[])$$,
     'influx.queue_size: 64kB..1GB, default 8MB, sighup');

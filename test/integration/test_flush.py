@@ -1,0 +1,39 @@
+"""
+test_flush.py — when a worker commits what it holds: after influx.flush_idle without new
+data (the end of a burst), or after influx.flush_interval when idle flushing is off; both
+follow a reload while rows are waiting.
+"""
+
+from conftest import send_tcp, wait_for
+
+# A flush interval far longer than any wait below: only the idle rule can commit in time.
+CLUSTER_CONF = {"influx.flush_interval": "60s", "influx.flush_idle": "0", "influx.workers": "1"}
+
+
+def worker_activities(c):
+    return [a for (a,) in c.query(
+        "SELECT activity FROM influx.stats() WHERE kind = 'worker' AND pid IS NOT NULL")]
+
+
+def test_flush_idle_off_waits_for_the_interval_and_a_reload_applies(listener):
+    c = listener
+    c.execute("CREATE TABLE idle_off (_time timestamptz, host text, v float8)")
+    send_tcp(c.tcp_port, "idle_off,host=a v=1 1\n")
+    wait_for(lambda: "waiting to flush" in worker_activities(c), 10,
+             what="the worker holding the row")
+    # Held, not committed: nothing but the 60 s interval would flush it.
+    assert c.row_count("idle_off") == 0
+
+    c.execute("ALTER SYSTEM SET influx.flush_idle = '50ms'")
+    c.reload()
+    try:
+        # The worker re-reads its settings while it waits: the row is overdue at once.
+        wait_for(lambda: c.row_count("idle_off") == 1, 10, what="the row after the reload")
+
+        c.execute("CREATE TABLE idle_on (_time timestamptz, host text, v float8)")
+        send_tcp(c.tcp_port, "".join(f"idle_on,host=h{i} v={i} {i}\n" for i in range(500)))
+        wait_for(lambda: c.row_count("idle_on") == 500, 10,
+                 what="a burst committed once the ring went idle")
+    finally:
+        c.execute("ALTER SYSTEM RESET influx.flush_idle")
+        c.reload()
