@@ -54,8 +54,9 @@ void GrowBuckets(Batch *batch)
     batch->nbuckets = n;
 }
 
-/* Finds or creates the group of a measurement. */
-BatchGroup *FindGroup(Batch *batch, const char *name, size_t len)
+} // namespace
+
+BatchGroup *BatchFindGroup(Batch *batch, const char *name, size_t len)
 {
     BatchGroup *last = batch->last;
     if (last != nullptr && strncmp(last->measurement, name, len) == 0 &&
@@ -91,8 +92,6 @@ BatchGroup *FindGroup(Batch *batch, const char *name, size_t len)
     return batch->last = g;
 }
 
-} // namespace
-
 void BatchInit(Batch *batch, MemoryContext parent)
 {
     memset(batch, 0, sizeof(*batch));
@@ -114,15 +113,30 @@ char *BatchCopyBytes(Batch *batch, const char *data, size_t size)
     return copy;
 }
 
-void BatchAddRow(Batch *batch, const char *measurement, size_t measurement_len, const Point &point,
-                 int64_t time_ns, const char *line, size_t line_len)
+namespace
 {
-    BatchGroup *g = FindGroup(batch, measurement, measurement_len);
+
+/* A new row at the end of a group, with everything but its content set. */
+BatchRow *AppendRow(Batch *batch, BatchGroup *g, int64_t time_ns, const char *line,
+                    size_t line_len)
+{
     if (g->nrows == g->capacity) {
         g->capacity *= 2;
         g->rows = static_cast<BatchRow *>(repalloc_huge(g->rows, sizeof(BatchRow) * g->capacity));
     }
+    BatchRow *row = &g->rows[g->nrows++];
+    row->time_ns = time_ns;
+    row->line = line;
+    row->line_len = static_cast<uint32_t>(line_len);
+    row->rejected = false;
+    batch->nrows++;
+    return row;
+}
 
+} // namespace
+
+void BatchSetRowArrays(Batch *batch, BatchRow *row, const Point &point)
+{
     /* One allocation for both arrays: the parser reuses its own for the next line. */
     size_t tags_size = sizeof(Tag) * point.ntags;
     size_t fields_size = sizeof(Field) * point.nfields;
@@ -131,17 +145,28 @@ void BatchAddRow(Batch *batch, const char *measurement, size_t measurement_len, 
         memcpy(mem, point.tags, tags_size);
     if (fields_size > 0)
         memcpy(mem + tags_size, point.fields, fields_size);
-
-    BatchRow *row = &g->rows[g->nrows++];
     row->tags = reinterpret_cast<const Tag *>(mem);
     row->fields = reinterpret_cast<const Field *>(mem + tags_size);
     row->ntags = point.ntags;
     row->nfields = point.nfields;
-    row->time_ns = time_ns;
-    row->line = line;
-    row->line_len = static_cast<uint32_t>(line_len);
-    row->rejected = false;
-    batch->nrows++;
+    row->values = nullptr;
+}
+
+void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_ns,
+                 const char *line, size_t line_len)
+{
+    BatchSetRowArrays(batch, AppendRow(batch, g, time_ns, line, line_len), point);
+}
+
+void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int64_t time_ns,
+                      const char *line, size_t line_len)
+{
+    BatchRow *row = AppendRow(batch, g, time_ns, line, line_len);
+    row->tags = nullptr;
+    row->fields = nullptr;
+    row->ntags = row->nfields = 0;
+    row->values = values;
+    g->nbuilt++;
 }
 
 } // namespace influx

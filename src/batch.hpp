@@ -5,7 +5,13 @@
  *   chunk   a block of complete lines handed to the insert path; its bytes are copied into
  *           the batch, and every row points into that copy (no per-value copies).
  *   row     one parsed point kept for insertion: its tag and field arrays (copied out of the
- *           parser, whose arrays are reused for the next line) and its timestamp.
+ *           parser, whose arrays are reused for the next line) and its timestamp; or, for a
+ *           built row, the column values themselves (see below).
+ *   built   a row converted while it was parsed, against the cached description of its
+ *           table (table_writer.hpp BuildRow): the flush copies its values into a slot
+ *           instead of mapping and converting every tag and field of a line that is no
+ *           longer in the CPU cache.  Valid only while that description is the table's
+ *           current one; otherwise the flush parses the line again (insert.cpp).
  *   group   the rows of one measurement, in arrival order; one group becomes one target
  *           table at flush time (the name → table lookup needs a transaction, parsing
  *           does not).
@@ -23,10 +29,11 @@ namespace influx
 {
 
 struct BatchRow {
-    const Tag *tags;
+    const Tag *tags;     /* NULL (and ntags, nfields 0) for a built row */
     const Field *fields;
     uint32_t ntags;
     uint32_t nfields;
+    const Datum *values; /* built row: natts values, then natts "set" flags; else NULL */
     int64_t time_ns;  /* Unix time in nanoseconds (server time when the line had none) */
     const char *line; /* the line, for error messages */
     uint32_t line_len;
@@ -41,6 +48,10 @@ struct BatchGroup {
     int capacity;
     BatchGroup *next_in_bucket;
     Oid schema_relid; /* the table a worker's schema pass gave all columns (insert.cpp) */
+    bool build_checked;                /* build_info was looked up for this batch */
+    const struct TableInfo *build_info; /* what built rows were converted against, or NULL */
+    struct BuildMemo *build_memo;      /* BuildRow's lookups from the previous row */
+    int nbuilt;                        /* built rows not yet parsed again */
 };
 
 struct Batch {
@@ -63,12 +74,21 @@ void BatchReset(Batch *batch);
 /* Copies `size` bytes into the batch and returns the copy (rows may point into it). */
 char *BatchCopyBytes(Batch *batch, const char *data, size_t size);
 
+/* The group of `measurement` (unescaped, at most NAMEDATALEN-1 bytes), created if new. */
+BatchGroup *BatchFindGroup(Batch *batch, const char *measurement, size_t measurement_len);
+
 /*
- * Appends a parsed point to the group of `measurement` (unescaped, at most NAMEDATALEN-1
- * bytes).  The point's tag and field arrays are copied; their slices must already point
- * into memory owned by the batch.
+ * Appends a parsed point to a group.  The point's tag and field arrays are copied; their
+ * slices must already point into memory owned by the batch.
  */
-void BatchAddRow(Batch *batch, const char *measurement, size_t measurement_len, const Point &point,
-                 int64_t time_ns, const char *line, size_t line_len);
+void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_ns,
+                 const char *line, size_t line_len);
+
+/* Appends a built row (values allocated in the batch's context) to a group. */
+void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int64_t time_ns,
+                      const char *line, size_t line_len);
+
+/* Gives a built row the tag and field arrays of its line, parsed again (copied). */
+void BatchSetRowArrays(Batch *batch, BatchRow *row, const Point &point);
 
 } // namespace influx

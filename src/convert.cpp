@@ -341,6 +341,45 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
     return true;
 }
 
+bool SimpleValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out)
+{
+    const Field *f = v.field;
+    if (v.tag_value != nullptr || f->type == FieldType::String) {
+        const Text &t = v.tag_value != nullptr ? *v.tag_value : f->str;
+        if (col->kind != ColumnKind::Text || t.escaped || NeedEncodingConversion() ||
+            memchr(t.data, '\0', t.size) != nullptr)
+            return false;
+        *out = PointerGetDatum(cstring_to_text_with_len(t.data, t.size));
+        return true;
+    }
+    switch (col->kind) {
+        case ColumnKind::Float8:
+            if (f->type == FieldType::Float)
+                *out = Float8GetDatum(f->value.f);
+            else if (f->type == FieldType::Integer)
+                *out = Float8GetDatum(static_cast<double>(f->value.i));
+            else if (f->type == FieldType::Unsigned)
+                *out = Float8GetDatum(static_cast<double>(f->value.u));
+            else
+                return false;
+            return true;
+        case ColumnKind::Int8: {
+            int64 i;
+            if (!FieldInt64(*f, &i))
+                return false;
+            *out = Int64GetDatum(i);
+            return true;
+        }
+        case ColumnKind::Bool:
+            if (f->type != FieldType::Boolean)
+                return false;
+            *out = BoolGetDatum(f->value.b);
+            return true;
+        default:
+            return false;
+    }
+}
+
 bool TimeToDatum(const ColumnInfo *col, int64 time_ns, Datum *out, char *reason)
 {
     if (col->kind == ColumnKind::Int8) {

@@ -35,6 +35,16 @@ struct ValueRef {
 /* Converts a value to col's type; false (and *reason) when it does not fit. */
 bool ValueToDatum(const ColumnInfo *col, ValueRef value, Datum *out, char *reason);
 
+/*
+ * The conversions that can neither fail nor need the catalog or a transaction, for rows
+ * built while they are parsed: float, integer and unsigned fields into float8; integer
+ * fields (and unsigned ones up to 2^63-1) into bigint; booleans into boolean; string
+ * fields and tag values without escapes, NUL bytes or encoding conversion into text.
+ * Gives the Datum ValueToDatum would give, or returns false for everything else (which
+ * then takes ValueToDatum's path, with its checks and messages).
+ */
+bool SimpleValueToDatum(const ColumnInfo *col, ValueRef value, Datum *out);
+
 /* Converts a Unix timestamp in nanoseconds for the "_time" column. */
 bool TimeToDatum(const ColumnInfo *col, int64 time_ns, Datum *out, char *reason);
 

@@ -150,7 +150,7 @@ void Excerpt(std::string_view line, bool ascii_only, char *buf, size_t size)
  * measurement cannot name a table (longer than 63 bytes, NUL byte) are rejected here
  * rather than truncated into some other table's name.
  */
-void ParseOne(std::string_view line, int64 now_ns)
+void ParseOne(std::string_view line, int64 now_ns, const char *schema)
 {
     Point point;
     ParseStatus status = parser->ParseLine(line, &point);
@@ -179,12 +179,67 @@ void ParseOne(std::string_view line, int64 now_ns)
     }
     len = Unescape(point.measurement, name);
     name[len] = '\0';
-    BatchAddRow(&batch, name, len, point, point.has_time ? point.time_ns : now_ns, line.data(),
-                line.size());
+    BatchGroup *g = BatchFindGroup(&batch, name, len);
+    int64 time_ns = point.has_time ? point.time_ns : now_ns;
+
+    /* A table the cache already knows: convert the row now, while the line is hot. */
+    if (!g->build_checked) {
+        g->build_checked = true;
+        g->build_info = TableCachePeek(schema, g->measurement);
+        if (g->build_info != nullptr) {
+            MemoryContext old = MemoryContextSwitchTo(batch.cxt);
+            g->build_memo = BuildMemoCreate();
+            MemoryContextSwitchTo(old);
+        }
+    }
+    if (g->build_info != nullptr) {
+        const Datum *values;
+        MemoryContext old = MemoryContextSwitchTo(batch.cxt);
+        bool built = BuildRow(g->build_info, g->build_memo, point, time_ns, &values);
+        MemoryContextSwitchTo(old);
+        if (built) {
+            BatchAddBuiltRow(&batch, g, values, time_ns, line.data(), line.size());
+            return;
+        }
+    }
+    BatchAddRow(&batch, g, point, time_ns, line.data(), line.size());
 }
 
-/* Copies a chunk into the batch and parses its lines. */
-void ParseChunk(const char *data, size_t size, Precision precision)
+/*
+ * Gives the built rows of a group their tag and field arrays, by parsing their lines
+ * again: for a table that is not (or no longer) the one they were built for.  The lines
+ * parsed before, so they parse again (only the length limit could have changed since).
+ */
+void ReparseBuiltRows(BatchGroup *g)
+{
+    if (g->nbuilt > 0) {
+        ParserOptions saved = parser->options();
+        ParserOptions options = saved;
+        options.max_line_length = SIZE_MAX;
+        parser->set_options(options);
+        for (int i = 0; i < g->nrows; i++) {
+            BatchRow *row = &g->rows[i];
+            if (row->values == nullptr)
+                continue;
+            Point point;
+            if (parser->ParseLine(std::string_view(row->line, row->line_len), &point) ==
+                ParseStatus::Ok) {
+                BatchSetRowArrays(&batch, row, point);
+            } else {
+                row->values = nullptr;
+                row->rejected = true;
+                Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": line no longer parses",
+                        g->measurement);
+            }
+        }
+        parser->set_options(saved);
+        g->nbuilt = 0;
+    }
+    g->build_info = nullptr;
+}
+
+/* Copies a chunk into the batch and parses its lines (tables are looked for in `schema`). */
+void ParseChunk(const char *data, size_t size, Precision precision, const char *schema)
 {
     ParserOptions options;
     options.precision = precision;
@@ -193,7 +248,8 @@ void ParseChunk(const char *data, size_t size, Precision precision)
 
     char *copy = BatchCopyBytes(&batch, data, size);
     int64 now_ns = NowNs();
-    ForEachLine(copy, size, [now_ns](std::string_view line) { ParseOne(line, now_ns); });
+    ForEachLine(copy, size,
+                [now_ns, schema](std::string_view line) { ParseOne(line, now_ns, schema); });
 }
 
 /*
@@ -248,6 +304,10 @@ struct KeySets {
  */
 void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *keys)
 {
+    /* Built rows have a column for every key of `info`'s table, and only of that one. */
+    if (g->build_info != info)
+        ReparseBuiltRows(g);
+
     HASHCTL ctl;
     memset(&ctl, 0, sizeof(ctl));
     ctl.keysize = NAMEDATALEN;
@@ -523,6 +583,9 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
         pgstat_report_activity(STATE_RUNNING, activity);
         SetSlotActivity(my_slot, activity);
     }
+
+    if (g->build_info != info)
+        ReparseBuiltRows(g);
 
     /* Each group is a statement: it sees what the previous ones wrote. */
     CommandCounterIncrement();
@@ -881,7 +944,7 @@ void InsertInit(ProcessSlot *slot)
 
 bool InsertAddChunk(const char *data, size_t size)
 {
-    ParseChunk(data, size, static_cast<Precision>(influx_precision));
+    ParseChunk(data, size, static_cast<Precision>(influx_precision), influx_schema);
     /*
      * A chunk that gave no row (only rejected lines or comments) leaves nothing to flush,
      * so nothing would ever free its copy: free it now, or such input grows the batch
@@ -982,7 +1045,7 @@ static Datum insert(FunctionCallInfo fcinfo)
     PG_TRY();
     {
         BatchReset(&batch);
-        ParseChunk(VARDATA_ANY(lines), VARSIZE_ANY_EXHDR(lines), precision);
+        ParseChunk(VARDATA_ANY(lines), VARSIZE_ANY_EXHDR(lines), precision, opts.schema);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */
         volatile int64 n = 0;

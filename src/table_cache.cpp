@@ -293,6 +293,22 @@ TableInfo *TableCacheGet(Relation rel)
     return info;
 }
 
+const TableInfo *TableCachePeek(const char *schema, const char *name)
+{
+    if (infos == nullptr || names_stale || !schema_valid || !OidIsValid(schema_oid) ||
+        strncmp(schema, schema_name, NAMEDATALEN) != 0)
+        return nullptr;
+    NameKey key;
+    memset(&key, 0, sizeof(key));
+    key.nspid = schema_oid;
+    strlcpy(key.name, name, NAMEDATALEN);
+    auto n = static_cast<NameEntry *>(hash_search(names, &key, HASH_FIND, nullptr));
+    if (n == nullptr || !OidIsValid(n->relid))
+        return nullptr;
+    auto e = static_cast<InfoEntry *>(hash_search(infos, &n->relid, HASH_FIND, nullptr));
+    return e != nullptr && e->valid ? e->info : nullptr;
+}
+
 int TableInfoFindColumn(const TableInfo *info, const char *name, size_t len)
 {
     if (len >= NAMEDATALEN)

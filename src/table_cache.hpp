@@ -95,6 +95,14 @@ Oid TableCacheLookup(Oid nspid, const char *name);
 /* The table info of a relation the caller has opened and locked; rebuilt when stale. */
 TableInfo *TableCacheGet(Relation rel);
 
+/*
+ * The table info of <schema>.<name> when the caches already hold a valid one, else NULL.
+ * Never touches the catalog, so it may be called outside a transaction (while parsing).
+ * Valid as of the invalidations processed so far: the flush compares it with
+ * TableCacheGet() under the table's lock before relying on it.
+ */
+const TableInfo *TableCachePeek(const char *schema, const char *name);
+
 /* Index of the assignable column named name[0..len), or -1. */
 int TableInfoFindColumn(const TableInfo *info, const char *name, size_t len);
 

@@ -84,6 +84,20 @@ struct ColumnMemo {
     int column[kMemoKeys];
 };
 
+} // namespace
+
+/* The key memos, and the text Datum of the previous row's tag value at each position. */
+struct BuildMemo {
+    ColumnMemo fields;
+    ColumnMemo tags;
+    const char *tag_value[kMemoKeys];
+    uint32 tag_value_len[kMemoKeys];
+    Datum tag_datum[kMemoKeys];
+};
+
+namespace
+{
+
 struct Writer {
     Relation rel;
     TableInfo *info;
@@ -331,15 +345,14 @@ int MemoValueColumn(ColumnMemo *memo, const TableInfo *info, uint32 pos, const T
 }
 
 /*
- * Fills a slot with one row in the table's (root's) column order: time, fields, tags
- * (a field wins over a tag of the same name), leftovers as jsonb, then defaults for every
- * column the line did not give a value.  False when the row was rejected.
+ * The values a line gives a row, in the table's (root's) column order: time, fields, tags
+ * (a field wins over a tag of the same name), leftovers as jsonb.  False when the row was
+ * rejected.
  */
-bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
+bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
 {
     const TableInfo *info = w->info;
     int natts = info->natts;
-    ExecClearTuple(slot);
     for (int i = 0; i < natts; i++)
         slot->tts_isnull[i] = true;
     memset(w->is_set, 0, natts);
@@ -409,6 +422,28 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
         }
         slot->tts_isnull[c] = false;
         w->is_set[c] = true;
+    }
+    return true;
+}
+
+/*
+ * Fills a slot with one row: the values of its line (converted now, or when it was built),
+ * then defaults for every column the line did not give a value.  False when the row was
+ * rejected.
+ */
+bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
+{
+    int natts = w->info->natts;
+    ExecClearTuple(slot);
+    if (row->values != nullptr) {
+        const bool *set = reinterpret_cast<const bool *>(row->values + natts);
+        for (int i = 0; i < natts; i++) {
+            slot->tts_values[i] = row->values[i];
+            slot->tts_isnull[i] = !set[i];
+        }
+        memcpy(w->is_set, set, natts);
+    } else if (!FillFromLine(w, row, slot)) {
+        return false;
     }
 
     ExprContext *econtext = GetPerTupleExprContext(w->estate);
@@ -559,9 +594,71 @@ void Finish(Writer *w)
 
 } // namespace
 
+BuildMemo *BuildMemoCreate(void)
+{
+    return static_cast<BuildMemo *>(palloc0(sizeof(BuildMemo)));
+}
+
+bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 time_ns,
+              const Datum **out)
+{
+    int natts = info->natts;
+    auto values = static_cast<Datum *>(palloc(natts * (sizeof(Datum) + sizeof(bool))));
+    bool *set = reinterpret_cast<bool *>(values + natts);
+    memset(set, 0, natts);
+
+    char reason[INFLUX_REASON_SIZE];
+    if (info->time_column >= 0) {
+        int tc = info->time_column;
+        if (!TimeToDatum(&info->columns[tc], time_ns, &values[tc], reason))
+            goto refuse;
+        set[tc] = true;
+    }
+    for (uint32 i = 0; i < point.nfields; i++) {
+        const Field *field = &point.fields[i];
+        int idx = MemoValueColumn(&memo->fields, info, i, field->key);
+        if (idx < 0 || !SimpleValueToDatum(&info->columns[idx], ValueRef{nullptr, field},
+                                           &values[idx]))
+            goto refuse;
+        set[idx] = true;
+    }
+    for (uint32 i = 0; i < point.ntags; i++) {
+        const Tag *tag = &point.tags[i];
+        int idx = MemoValueColumn(&memo->tags, info, i, tag->key);
+        if (idx < 0 || set[idx])
+            goto refuse; /* no column, or a field's: the tag would be a leftover */
+        const Text &v = tag->value;
+        /* Text Datums are immutable: rows with the same tag value share one. */
+        if (i < (uint32) kMemoKeys && memo->tag_value[i] != nullptr &&
+            memo->tag_value_len[i] == v.size && info->columns[idx].kind == ColumnKind::Text &&
+            SameBytes(memo->tag_value[i], v.data, v.size)) {
+            values[idx] = memo->tag_datum[i];
+        } else {
+            if (!SimpleValueToDatum(&info->columns[idx], ValueRef{&v, nullptr}, &values[idx]))
+                goto refuse;
+            if (i < (uint32) kMemoKeys) {
+                memo->tag_value[i] = v.data;
+                memo->tag_value_len[i] = v.size;
+                memo->tag_datum[i] = values[idx];
+            }
+        }
+        set[idx] = true;
+    }
+    *out = values;
+    return true;
+
+refuse:
+    pfree(values);
+    return false;
+}
+
 int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi,
                 volatile WriteProgress *progress)
 {
+    if (group->nbuilt > 0 && group->build_info != info)
+        elog(ERROR, "pg_influx: rows of \"%s\" were built for another version of its table",
+             group->measurement);
+
     Writer *w = static_cast<Writer *>(palloc0(sizeof(Writer)));
     w->rel = rel;
     w->info = info;

@@ -41,10 +41,27 @@ struct WriteProgress {
     const char *column; /* set while a value is being converted, else NULL */
 };
 
+/* BuildRow's memory of the previous row's keys and tag values, one per group (palloc0). */
+struct BuildMemo;
+BuildMemo *BuildMemoCreate(void);
+
+/*
+ * Converts a parsed point into the values of a row of the table `info` describes, while
+ * its line is still in the CPU cache (a "built" row, see batch.hpp): the values FillSlot
+ * would give it, restricted to what needs neither the catalog nor a transaction and
+ * cannot fail — every tag and field names a column, and each converts with
+ * SimpleValueToDatum (convert.hpp).  Otherwise returns false: the row keeps its tag and
+ * field arrays and takes the ordinary path.  *values (palloc'd in CurrentMemoryContext)
+ * gets natts Datums followed by natts "set" flags.
+ */
+bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 time_ns,
+              const Datum **values);
+
 /*
  * Inserts the rows [lo, hi) of a group that are not marked rejected into `rel` (opened and
  * locked with RowExclusiveLock by the caller, privileges checked).  Values that do not
- * convert reject their row (counted, marked).  Returns the number of rows written.  Raises
+ * convert reject their row (counted, marked).  Built rows must have been built against
+ * `info` (the caller parses them again otherwise).  Returns the number of rows written.  Raises
  * an ERROR for anything the table refuses (constraints, triggers, …); the caller isolates
  * it with a subtransaction.  Must run inside a transaction with an active snapshot; uses
  * and leaves garbage in CurrentMemoryContext.

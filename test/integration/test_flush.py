@@ -1,13 +1,16 @@
 """
 test_flush.py — when a worker commits what it holds: after influx.flush_idle without new
 data (the end of a burst), or after influx.flush_interval when idle flushing is off; both
-follow a reload while rows are waiting.
+follow a reload while rows are waiting.  Rows converted while they were parsed (against
+the cached table) are converted again when the table changes before their flush.
 """
 
 from conftest import send_tcp, wait_for
 
 # A flush interval far longer than any wait below: only the idle rule can commit in time.
-CLUSTER_CONF = {"influx.flush_interval": "60s", "influx.flush_idle": "0", "influx.workers": "1"}
+# Two rows fill a batch, so a test decides when a flush happens by sending a second line.
+CLUSTER_CONF = {"influx.flush_interval": "60s", "influx.flush_idle": "0", "influx.workers": "1",
+                "influx.batch_size": "2"}
 
 
 def worker_activities(c):
@@ -37,3 +40,26 @@ def test_flush_idle_off_waits_for_the_interval_and_a_reload_applies(listener):
     finally:
         c.execute("ALTER SYSTEM RESET influx.flush_idle")
         c.reload()
+
+
+def test_rows_held_while_their_table_changes_get_its_new_columns(listener):
+    c = listener
+    c.execute("CREATE TABLE reshaped (_time timestamptz, host text, v float8)")
+    # A full batch: flushed at once, and the worker now knows the table.
+    send_tcp(c.tcp_port, "reshaped,host=a v=1.5 1000\nreshaped,host=a v=2.5 2000\n")
+    wait_for(lambda: c.row_count("reshaped") == 2, 10, what="the first batch")
+
+    # Converted for (float8 v, host in column 2) as it is parsed, then held.
+    send_tcp(c.tcp_port, "reshaped,host=b v=3.5 3000\n")
+    wait_for(lambda: "waiting to flush" in worker_activities(c), 10,
+             what="the worker holding the row")
+    c.execute("ALTER TABLE reshaped ALTER COLUMN v TYPE bigint")
+    c.execute("ALTER TABLE reshaped DROP COLUMN host")
+    c.execute("ALTER TABLE reshaped ADD COLUMN host text")
+
+    send_tcp(c.tcp_port, "reshaped,host=c v=4.5 4000\n")  # completes the batch
+    wait_for(lambda: c.row_count("reshaped") == 4, 10, what="the second batch")
+    # float8 -> bigint rounds half to even, as the cast does.
+    assert c.query("SELECT host, v FROM reshaped ORDER BY _time") == [
+        (None, 2), (None, 2), ("b", 4), ("c", 4)]
+    assert c.scalar("SELECT sum(rows_rejected_value + rows_rejected_insert) FROM influx.stats") == 0
