@@ -428,7 +428,7 @@ class Bench:
 
     # ----- COPY -----
 
-    def copy_load(self, db, v, statement, method, **extra):
+    def copy_load(self, db, v, statement, method, record=True, **extra):
         """One COPY load of every table of variant v, timed, with the backend's CPU time."""
         self.truncate(db, v.copy_schema, v.tables)
         db.query("CHECKPOINT")
@@ -441,21 +441,22 @@ class Bench:
         secs = time.monotonic() - t0
         cpu = proc_cpu(db.backend_pid) - cpu0
         rows = self.count(db, v.copy_schema, v.tables)
-        self.results.append(dict(variant=v, method=method, rows=rows, secs=secs, cpu=cpu, **extra))
+        if record:
+            self.results.append(dict(variant=v, method=method, rows=rows, secs=secs, cpu=cpu, **extra))
         return rows, secs
 
-    def copy_csv(self, c, db, v):
+    def copy_csv(self, c, db, v, record=True):
         # psql's \copy in the benchmark's own psql session: psql reads the file and streams it
         # (COPY FROM STDIN), so the server backend's CPU time is known.
         rows, secs = self.copy_load(
             db, v, lambda t: f"\\copy {v.copy_schema}.{t} FROM '{self.table_file(v, 'csv', t)}' (FORMAT csv)",
-            "CSV `\\copy` (psql)")
+            "CSV `\\copy` (psql)", record=record)
         log(f"{v.name}: CSV \\copy {rows} rows in {secs:.2f}s = {rows / secs:,.0f} rows/s")
 
-    def copy_binary(self, db, v):
+    def copy_binary(self, db, v, record=True):
         rows, secs = self.copy_load(
             db, v, lambda t: f"COPY {v.copy_schema}.{t} FROM '{self.table_file(v, 'binary', t)}' (FORMAT binary)",
-            "`COPY FROM file (FORMAT binary)`", is_copy_binary=True)
+            "`COPY FROM file (FORMAT binary)`", record=record, is_copy_binary=True)
         log(f"{v.name}: COPY binary {rows} rows in {secs:.2f}s = {rows / secs:,.0f} rows/s")
         return rows
 
@@ -701,6 +702,14 @@ class Bench:
                 log(f"=== variant {v.name}: {v.title}")
                 if not a.no_influx and self.influx_ok is not False:
                     self.set_influx(db, schema=v.influx_schema)
+                for trial in range(a.warmup):
+                    # Untimed: the first load after a start pays one-time costs (new WAL
+                    # segments, first touch of shared buffers, cold caches) for every method.
+                    log(f"{v.name}: warm-up load {trial + 1} of {a.warmup} (not recorded)")
+                    self.copy_csv(c, db, v, record=False)
+                    self.copy_binary(db, v, record=False)
+                    if not a.no_influx and self.influx_ok is not False:
+                        self.influx_ok = self.influx_tcp(db, v, record=False) is not None
                 for trial in range(a.repeat):
                     self.copy_csv(c, db, v)
                     self.copy_binary(db, v)
@@ -769,6 +778,9 @@ class Bench:
         if a.repeat > 1:
             L.append(f"- every load repeated {a.repeat} times: rows/s is the median (min-max in brackets), "
                      f"CPU the median")
+        if a.warmup > 0:
+            L.append(f"- before the timed loads of a variant, {a.warmup} untimed warm-up load(s) of every "
+                     f"method (first-load costs: new WAL segments, first touch of shared buffers, cold caches)")
         L.append(f"- dataset: {a.lines:,} lines per variant, seed {a.seed}; pg_influx over "
                  f"{a.connections} TCP connection(s) from bench/loadgen (pre-generated file)")
         fs = getattr(self, "final_settings", [])
@@ -940,6 +952,8 @@ def main():
     p.add_argument("--datagram-size", type=int, default=1400, help="largest datagram (1400 or 8192)")
     p.add_argument("--repeat", type=int, default=1,
                    help="repeat every load N times and report the median (and min-max)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed loads of every method before the timed ones, per variant (default 1)")
     p.add_argument("--sweep", action="store_true", help="rows/s vs workers and batch size + PNG")
     p.add_argument("--sweep-workers", default="1,2,3,4")
     p.add_argument("--sweep-batch", default="1000,5000,10000,50000")

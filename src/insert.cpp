@@ -150,10 +150,10 @@ void Excerpt(std::string_view line, bool ascii_only, char *buf, size_t size)
  * measurement cannot name a table (longer than 63 bytes, NUL byte) are rejected here
  * rather than truncated into some other table's name.
  */
-void ParseOne(std::string_view line, int64 now_ns, const char *schema)
+void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plain)
 {
     Point point;
-    ParseStatus status = parser->ParseLine(line, &point);
+    ParseStatus status = parser->ParseLine(line, &point, plain);
     if (status == ParseStatus::Skip)
         return;
     Note(kLinesReceived);
@@ -248,8 +248,12 @@ void ParseChunk(const char *data, size_t size, Precision precision, const char *
 
     char *copy = BatchCopyBytes(&batch, data, size);
     int64 now_ns = NowNs();
-    ForEachLine(copy, size,
-                [now_ns, schema](std::string_view line) { ParseOne(line, now_ns, schema); });
+    /* One pass over the chunk spares every line its own UTF-8, quote and escape checks. */
+    bool plain = IsPlain(copy, size);
+    ForEachLine(
+        copy, size,
+        [now_ns, schema, plain](std::string_view line) { ParseOne(line, now_ns, schema, plain); },
+        plain);
 }
 
 /*

@@ -34,6 +34,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <limits>
 #include <new>
 
@@ -737,11 +740,11 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
  */
 inline bool IsDigit(char c) noexcept { return c >= '0' && c <= '9'; }
 
-bool ParsePointFast(Scan &s, Precision precision, Point *out)
+bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
 {
     const char *b = s.b;
     const size_t n = s.n;
-    if (std::memchr(b, '\\', n) != nullptr || std::memchr(b, '"', n) != nullptr)
+    if (!plain && (std::memchr(b, '\\', n) != nullptr || std::memchr(b, '"', n) != nullptr))
         return false;
 
     /* measurement: up to the first ',' or ' ' after its first byte */
@@ -882,9 +885,9 @@ bool ParsePointFast(Scan &s, Precision precision, Point *out)
 }
 
 /* measurement[,tag=value...] field=value[,field=value...] [timestamp] */
-bool ParsePoint(Scan &s, Precision precision, bool fast_path, Point *out)
+bool ParsePoint(Scan &s, Precision precision, bool fast_path, bool plain, Point *out)
 {
-    if (fast_path && ParsePointFast(s, precision, out))
+    if (fast_path && ParsePointFast(s, precision, plain, out))
         return true;
     s.ntags = s.nfields = s.nvalues = 0;
 
@@ -1080,7 +1083,7 @@ std::string UnescapeToString(const Text &t)
     return s;
 }
 
-ParseStatus LineParser::ParseLine(std::string_view line, Point *out) noexcept
+ParseStatus LineParser::ParseLine(std::string_view line, Point *out, bool plain) noexcept
 {
     error_.cls = ErrorClass::None;
     error_.column = 0;
@@ -1110,7 +1113,7 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out) noexcept
 
     Scan s{data + start, size - start, start, &error_, &tags_, &fields_, &values_, &slots_};
     bool is_nul = false;
-    size_t bad = FindBadByte(s.b, s.n, &is_nul);
+    size_t bad = plain ? std::string_view::npos : FindBadByte(s.b, s.n, &is_nul);
     if (bad != std::string_view::npos) {
         Fail(s, ErrorClass::Encoding, bad, is_nul ? "NUL byte" : "invalid UTF-8");
         return ParseStatus::Invalid;
@@ -1118,7 +1121,7 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out) noexcept
 
     bool ok;
     try {
-        ok = ParsePoint(s, options_.precision, options_.fast_path, out);
+        ok = ParsePoint(s, options_.precision, options_.fast_path, plain, out);
     } catch (const std::bad_alloc &) {
         ok = Fail(s, ErrorClass::TooLong, 0, "out of memory");
     }
@@ -1135,6 +1138,60 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out) noexcept
  * outside quotes are counted, and a '"' opens or closes a string when there are more '='
  * than ',' (i.e. in a field value); a '\n' outside a string ends the line.
  */
+bool IsPlain(const char *data, size_t size) noexcept
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    /* 16 bytes at a time: any byte >= 0x80 sets the mask's sign bits, the rest compare. */
+    const __m128i nul = _mm_setzero_si128();
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    for (; i + 16 <= size; i += 16) {
+        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(data + i));
+        __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, nul), _mm_cmpeq_epi8(v, quote)),
+                                   _mm_or_si128(_mm_cmpeq_epi8(v, backslash), v));
+        if (_mm_movemask_epi8(bad) != 0)
+            return false;
+    }
+#endif
+    for (; i < size; i++) {
+        unsigned char c = static_cast<unsigned char>(data[i]);
+        if (c == 0 || c >= 0x80 || c == '"' || c == '\\')
+            return false;
+    }
+    return true;
+}
+
+size_t LineScanner::FindLastLineEnd(const char *data, size_t size, uint64_t *lines) noexcept
+{
+    size_t pos = 0, last = npos;
+    /*
+     * Fast path: in a clean state, if nothing up to the last '\n' can quote or escape one,
+     * every '\n' there ends a line.
+     */
+    if (!quoted_ && !escape_ && size > 0) {
+        const void *nl = memrchr(data, '\n', size);
+        if (nl != nullptr) {
+            size_t end = static_cast<size_t>(static_cast<const char *>(nl) - data) + 1;
+            if (std::memchr(data, '"', end) == nullptr && std::memchr(data, '\\', end) == nullptr) {
+                for (const char *p = data; p < data + end; ++*lines)
+                    p = static_cast<const char *>(std::memchr(p, '\n', data + end - p)) + 1;
+                Reset();
+                pos = last = end;
+            }
+        }
+    }
+    while (pos < size) {
+        size_t end = FindLineEnd(data + pos, size - pos);
+        if (end == npos)
+            break;
+        pos += end;
+        last = pos;
+        ++*lines;
+    }
+    return last;
+}
+
 size_t LineScanner::FindLineEnd(const char *data, size_t size) noexcept
 {
     /*

@@ -153,8 +153,10 @@ public:
      * Parses one line (without its terminating '\n'; a trailing '\r' is ignored).  On Ok,
      * *out refers to the input buffer and to arrays owned by this parser: both must stay
      * untouched until the next call.  Never throws; never allocates once warmed up.
+     * `plain`: the caller has checked the line with IsPlain(), so the parser skips its own
+     * UTF-8, quote and escape checks (the result is the same).
      */
-    ParseStatus ParseLine(std::string_view line, Point *out) noexcept;
+    ParseStatus ParseLine(std::string_view line, Point *out, bool plain = false) noexcept;
 
     const ParseError &error() const noexcept { return error_; }
 
@@ -170,6 +172,13 @@ private:
 };
 
 /*
+ * True when data[0..size) is plain: ASCII without NUL, '"' or '\\'.  In a plain buffer
+ * every '\n' ends a line, and no line needs escapes, quoted strings or the UTF-8 check:
+ * one pass over a whole chunk answers for all its lines.
+ */
+bool IsPlain(const char *data, size_t size) noexcept;
+
+/*
  * Finds where lines end, following InfluxDB 1.x: a '\n' ends a line unless it is inside a
  * double-quoted string field value.  State survives between calls, so a stream can be fed
  * in pieces of any size (TCP); Reset() starts a new stream.
@@ -183,6 +192,13 @@ public:
      * state is ready for the next line.
      */
     size_t FindLineEnd(const char *data, size_t size) noexcept;
+
+    /*
+     * FindLineEnd over all of data[0..size): the offset just past the last line end (npos
+     * if there is none), with the number of lines ending in the buffer added to *lines.
+     * The bytes after the last end are consumed into the state, as FindLineEnd does.
+     */
+    size_t FindLastLineEnd(const char *data, size_t size, uint64_t *lines) noexcept;
     void Reset() noexcept;
 
     static constexpr size_t npos = static_cast<size_t>(-1);
@@ -197,12 +213,23 @@ private:
 
 /*
  * Calls fn(std::string_view line) for every line of a complete buffer (the last line may
- * lack its '\n'), using LineScanner's rules; returns the number of lines seen.
+ * lack its '\n'), using LineScanner's rules; returns the number of lines seen.  `plain`:
+ * the caller has checked the buffer with IsPlain(), so every '\n' ends a line.
  */
-template <typename Fn> size_t ForEachLine(const char *data, size_t size, Fn &&fn)
+template <typename Fn> size_t ForEachLine(const char *data, size_t size, Fn &&fn, bool plain = false)
 {
-    LineScanner scanner;
     size_t pos = 0, count = 0;
+    if (plain) {
+        while (pos < size) {
+            const void *nl = std::memchr(data + pos, '\n', size - pos);
+            size_t end = nl != nullptr ? static_cast<size_t>(static_cast<const char *>(nl) - data) : size;
+            fn(std::string_view(data + pos, end - pos));
+            ++count;
+            pos = end + 1;
+        }
+        return count;
+    }
+    LineScanner scanner;
     while (pos < size) {
         size_t end = scanner.FindLineEnd(data + pos, size - pos);
         if (end == LineScanner::npos) {

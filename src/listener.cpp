@@ -237,15 +237,11 @@ void EmitRecord(const char *data, size_t len, bool add_newline)
 uint64 CountLines(const char *data, size_t len)
 {
     LineScanner scanner;
-    uint64 lines = 0;
-    size_t pos = 0;
-    while (pos < len) {
-        size_t end = scanner.FindLineEnd(data + pos, len - pos);
+    uint64_t lines = 0;
+    size_t last = scanner.FindLastLineEnd(data, len, &lines);
+    /* Bytes after the last line end are one more line (a record's last needs no '\n'). */
+    if (last == LineScanner::npos ? len > 0 : last < len)
         lines++;
-        if (end == LineScanner::npos)
-            break;
-        pos += end;
-    }
     return lines;
 }
 
@@ -555,16 +551,10 @@ void ProcessConnectionBytes(Connection *c)
             continue;
         }
 
-        size_t pos = c->scanned, last_end = 0;
-        uint64 lines = 0;
-        while (pos < c->buf.len) {
-            size_t end = c->scanner.FindLineEnd(c->buf.data + pos, c->buf.len - pos);
-            if (end == LineScanner::npos)
-                break;
-            pos += end;
-            last_end = pos;
-            lines++;
-        }
+        size_t pos = c->scanned;
+        uint64_t lines = 0;
+        size_t end = c->scanner.FindLastLineEnd(c->buf.data + pos, c->buf.len - pos, &lines);
+        size_t last_end = end == LineScanner::npos ? 0 : pos + end;
         if (last_end > 0) {
             Count(L->slot, kLinesReceived, lines);
             EmitRecord(c->buf.data, last_end, false);

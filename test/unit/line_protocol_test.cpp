@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -732,4 +733,121 @@ TEST(ForEachLine, BadLineDoesNotAffectOthers)
     });
     EXPECT_EQ(ok, 2);
     EXPECT_EQ(bad, 2);
+}
+
+/* ---- whole-buffer scanning ---- */
+
+namespace {
+
+/* Line ends of the pieces of buf, found one line at a time or all at once. */
+struct Ends {
+    std::vector<size_t> last; /* per piece: offset in buf past its last line end, or npos */
+    uint64_t lines = 0;
+    size_t final_end;         /* what a closing "\n" gives afterwards (state check) */
+};
+
+Ends ScanPieces(const std::string &buf, size_t cut, bool at_once)
+{
+    Ends e;
+    LineScanner s;
+    for (auto [from, to] : {std::pair<size_t, size_t>{0, cut}, {cut, buf.size()}}) {
+        const char *p = buf.data() + from;
+        size_t n = to - from, last = LineScanner::npos;
+        if (at_once) {
+            last = s.FindLastLineEnd(p, n, &e.lines);
+        } else {
+            size_t pos = 0;
+            while (pos < n) {
+                size_t end = s.FindLineEnd(p + pos, n - pos);
+                if (end == LineScanner::npos)
+                    break;
+                pos += end;
+                last = pos;
+                e.lines++;
+            }
+        }
+        e.last.push_back(last == LineScanner::npos ? last : from + last);
+    }
+    e.final_end = s.FindLineEnd("\n", 1);
+    return e;
+}
+
+} // namespace
+
+TEST(LineScanner, LastLineEndAgreesWithLineByLine)
+{
+    std::mt19937 rng(20261121);
+    const char alphabet[] = {'a', '=', ',', ' ', '"', '\\', '\n', 'b', 'c', '1'};
+    for (int round = 0; round < 20000; round++) {
+        std::string buf(rng() % 120, 'x');
+        /* Mostly plain buffers, some with quotes and escapes. */
+        size_t kinds = round % 3 == 0 ? sizeof(alphabet) : 4;
+        for (char &c : buf) {
+            c = alphabet[rng() % kinds];
+            if (kinds == 4 && rng() % 8 == 0)
+                c = '\n';
+        }
+        size_t cut = buf.empty() ? 0 : rng() % (buf.size() + 1);
+        Ends a = ScanPieces(buf, cut, false), b = ScanPieces(buf, cut, true);
+        ASSERT_EQ(a.last, b.last) << buf << " cut " << cut;
+        ASSERT_EQ(a.lines, b.lines) << buf << " cut " << cut;
+        ASSERT_EQ(a.final_end, b.final_end) << buf << " cut " << cut;
+    }
+}
+
+TEST(IsPlain, FindsEveryByteThatIsNotPlain)
+{
+    EXPECT_TRUE(IsPlain("", 0));
+    for (size_t len : {1, 15, 16, 17, 33, 40}) {
+        std::string buf(len, 'a');
+        EXPECT_TRUE(IsPlain(buf.data(), buf.size()));
+        for (size_t at = 0; at < len; at++) {
+            for (char bad : {'\0', '"', '\\', '\x80', '\xff', '\xc3'}) {
+                std::string b = buf;
+                b[at] = bad;
+                EXPECT_FALSE(IsPlain(b.data(), b.size())) << "len " << len << " at " << at;
+            }
+        }
+    }
+}
+
+TEST(ForEachLine, PlainBuffersSplitAsTheScannerDoes)
+{
+    std::mt19937 rng(7);
+    for (int round = 0; round < 2000; round++) {
+        std::string buf(rng() % 80, 'a');
+        for (char &c : buf)
+            c = rng() % 6 == 0 ? '\n' : static_cast<char>('a' + rng() % 3);
+        ASSERT_TRUE(IsPlain(buf.data(), buf.size()));
+        std::vector<std::string> scanned, plain;
+        size_t n1 = ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { scanned.emplace_back(l); });
+        size_t n2 = ForEachLine(
+            buf.data(), buf.size(), [&](std::string_view l) { plain.emplace_back(l); }, true);
+        ASSERT_EQ(n1, n2) << buf;
+        ASSERT_EQ(scanned, plain) << buf;
+    }
+}
+
+/* The plain hint only skips checks: every plain line parses exactly as without it. */
+TEST(LineProtocol, PlainHintGivesTheSameResult)
+{
+    for (const char *line : {"cpu,host=a,cpu=cpu0 usage_user=65.05015951482568,usage_nice=0 1704067200275413000",
+                             "m v=1i", "m v=1,v=2", "m,t=a,t=b v=1", "m v=", "m", "", "  # comment", "m v=t 12",
+                             "m,t=a v=1e400", "m v=-1u", "m v=1 1 2", "m=1 v=2\r"}) {
+        ASSERT_TRUE(IsPlain(line, std::strlen(line))) << line;
+        LineParser a, b;
+        Point pa, pb;
+        ParseStatus sa = a.ParseLine(line, &pa), sb = b.ParseLine(line, &pb, true);
+        ASSERT_EQ(sa, sb) << line;
+        EXPECT_STREQ(a.error().message, b.error().message) << line;
+        if (sa != ParseStatus::Ok)
+            continue;
+        ASSERT_EQ(pa.nfields, pb.nfields) << line;
+        ASSERT_EQ(pa.ntags, pb.ntags) << line;
+        EXPECT_EQ(pa.time_ns, pb.time_ns) << line;
+        for (uint32_t i = 0; i < pa.nfields; i++) {
+            EXPECT_EQ(pa.fields[i].type, pb.fields[i].type) << line;
+            EXPECT_EQ(pa.fields[i].str.raw(), pb.fields[i].str.raw()) << line;
+        }
+    }
 }
