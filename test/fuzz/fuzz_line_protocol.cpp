@@ -3,7 +3,10 @@
  *
  * Feeds arbitrary bytes through LineScanner (whole and in pieces cut where the input says),
  * ForEachLine, LineParser::ParseLine and Unescape, and checks what must always hold:
- *   - the scanner finds the same line boundaries whatever the piece sizes;
+ *   - the scanner finds the same line boundaries whatever the piece sizes, line by line or
+ *     a whole piece at once (FindLastLineEnd), and a plain buffer (IsPlain) splits the same
+ *     way on its newlines alone;
+ *   - the plain hint changes nothing in a parse;
  *   - every slice of a parsed point lies inside its line, and unescaping never grows it;
  *   - a parse is deterministic and does not depend on the parser's previous line;
  *   - errors carry a message and a column within the line (+1);
@@ -41,6 +44,29 @@ std::vector<size_t> EndsWhole(const uint8_t *data, size_t size)
         ends.push_back(static_cast<size_t>(line.data() - reinterpret_cast<const char *>(data)) + line.size());
     });
     return ends;
+}
+
+/* Line ends (with the last line counted) from FindLastLineEnd over pieces cut by `seed`. */
+void LastEndsInPieces(const uint8_t *data, size_t size, uint32_t seed, size_t expected_lines,
+                      size_t expected_last)
+{
+    LineScanner scanner;
+    uint64_t lines = 0;
+    size_t pos = 0, last = 0;
+    while (pos < size) {
+        seed = seed * 1103515245u + 12345u;
+        size_t piece = 1 + (seed >> 16) % 300;
+        if (piece > size - pos)
+            piece = size - pos;
+        size_t end = scanner.FindLastLineEnd(reinterpret_cast<const char *>(data) + pos, piece, &lines);
+        if (end != LineScanner::npos) {
+            CHECK(end >= 1 && end <= piece && data[pos + end - 1] == '\n');
+            last = pos + end;
+        }
+        pos += piece;
+    }
+    CHECK(last == expected_last);
+    CHECK(lines + (last < size ? 1 : 0) == expected_lines);
 }
 
 /* The same, feeding the scanner pieces whose sizes come from `seed`. */
@@ -122,10 +148,10 @@ std::string Describe(const Point &pt)
     return d;
 }
 
-void CheckLine(LineParser &parser, LineParser &fresh, std::string_view line)
+void CheckLine(LineParser &parser, LineParser &fresh, std::string_view line, bool plain)
 {
     Point pt;
-    ParseStatus st = parser.ParseLine(line, &pt);
+    ParseStatus st = parser.ParseLine(line, &pt, plain);
     const ParseError &err = parser.error();
     if (st == ParseStatus::Invalid) {
         CHECK(err.cls != ErrorClass::None);
@@ -186,6 +212,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     std::vector<size_t> whole = EndsWhole(data, size);
     CHECK(EndsInPieces(data, size, control) == whole);
     CHECK(EndsInPieces(data, size, control * 7919u + 1) == whole);
+    /* The last complete line's end: the end of the last line ended by a '\n'. */
+    size_t last_complete = 0;
+    for (size_t e : whole)
+        if (e < size)
+            last_complete = e + 1;
+    LastEndsInPieces(data, size, control, whole.size(), last_complete);
+    LastEndsInPieces(data, size, control * 31u + 7, whole.size(), last_complete);
+
+    /* A plain buffer splits on its newlines alone, as the scanner does. */
+    const bool plain = IsPlain(reinterpret_cast<const char *>(data), size);
+    if (plain) {
+        std::vector<size_t> ends;
+        ForEachLine(
+            reinterpret_cast<const char *>(data), size,
+            [&](std::string_view line) {
+                ends.push_back(static_cast<size_t>(line.data() - reinterpret_cast<const char *>(data)) +
+                               line.size());
+            },
+            true);
+        CHECK(ends == whole);
+    }
 
     ParserOptions options;
     options.precision = static_cast<Precision>(control % 4);
@@ -195,7 +242,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     LineParser parser(options);
     LineParser fresh(full);
     size_t count = ForEachLine(reinterpret_cast<const char *>(data), size, [&](std::string_view line) {
-        CheckLine(parser, fresh, line);
+        CheckLine(parser, fresh, line, plain);
         fresh = LineParser(full);
     });
     CHECK(count == whole.size());
