@@ -150,6 +150,7 @@ void BatchSetRowArrays(Batch *batch, BatchRow *row, const Point &point)
     row->ntags = point.ntags;
     row->nfields = point.nfields;
     row->values = nullptr;
+    row->nvalues = 0;
 }
 
 void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_ns,
@@ -158,14 +159,15 @@ void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_n
     BatchSetRowArrays(batch, AppendRow(batch, g, time_ns, line, line_len), point);
 }
 
-void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int64_t time_ns,
-                      const char *line, size_t line_len)
+void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nvalues,
+                      int64_t time_ns, const char *line, size_t line_len)
 {
     BatchRow *row = AppendRow(batch, g, time_ns, line, line_len);
     row->tags = nullptr;
     row->fields = nullptr;
     row->ntags = row->nfields = 0;
     row->values = values;
+    row->nvalues = static_cast<uint16_t>(nvalues);
     g->nbuilt++;
 }
 

@@ -33,11 +33,13 @@ struct BatchRow {
     const Field *fields;
     uint32_t ntags;
     uint32_t nfields;
-    const Datum *values; /* built row: natts values, then natts "set" flags; else NULL */
+    const Datum *values; /* built row: nvalues Datums, then their nvalues column indexes
+                          * (int16, attnum - 1); else NULL */
     int64_t time_ns;  /* Unix time in nanoseconds (server time when the line had none) */
     const char *line; /* the line, for error messages */
     uint32_t line_len;
-    bool rejected; /* a value did not convert; never retried, counted once */
+    uint16_t nvalues; /* built row: columns it gives a value */
+    bool rejected;    /* a value did not convert; never retried, counted once */
 };
 
 struct BatchGroup {
@@ -52,6 +54,7 @@ struct BatchGroup {
     const struct TableInfo *build_info; /* what built rows were converted against, or NULL */
     struct BuildMemo *build_memo;      /* BuildRow's lookups from the previous row */
     int nbuilt;                        /* built rows not yet parsed again */
+    int build_refusals;                /* lines BuildRow refused in a row */
 };
 
 struct Batch {
@@ -85,8 +88,8 @@ void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_n
                  const char *line, size_t line_len);
 
 /* Appends a built row (values allocated in the batch's context) to a group. */
-void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int64_t time_ns,
-                      const char *line, size_t line_len);
+void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nvalues,
+                      int64_t time_ns, const char *line, size_t line_len);
 
 /* Gives a built row the tag and field arrays of its line, parsed again (copied). */
 void BatchSetRowArrays(Batch *batch, BatchRow *row, const Point &point);

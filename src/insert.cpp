@@ -88,6 +88,9 @@ bool sql_call_active = false;
 bool flush_active = false; /* a worker's InsertFlush is running */
 int applied_synchronous_commit = -1;
 
+/* Refused builds in a row after which a group's lines take the ordinary path (batch.hpp). */
+constexpr int kBuildRefusalsToStop = 16;
+
 /* Times a worker's flush starts over after a deadlock with another session. */
 constexpr int kDeadlockRestarts = 3;
 int deadlock_restarts_left = 0;
@@ -188,19 +191,23 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
         g->build_info = TableCachePeek(schema, g->measurement);
         if (g->build_info != nullptr) {
             MemoryContext old = MemoryContextSwitchTo(batch.cxt);
-            g->build_memo = BuildMemoCreate();
+            g->build_memo = BuildMemoCreate(g->build_info);
             MemoryContextSwitchTo(old);
         }
     }
-    if (g->build_info != nullptr) {
+    /* Lines that need the ordinary path (leftover keys, say) usually keep needing it. */
+    if (g->build_info != nullptr && g->build_refusals < kBuildRefusalsToStop) {
         const Datum *values;
+        int nvalues;
         MemoryContext old = MemoryContextSwitchTo(batch.cxt);
-        bool built = BuildRow(g->build_info, g->build_memo, point, time_ns, &values);
+        bool built = BuildRow(g->build_info, g->build_memo, point, time_ns, &values, &nvalues);
         MemoryContextSwitchTo(old);
         if (built) {
-            BatchAddBuiltRow(&batch, g, values, time_ns, line.data(), line.size());
+            g->build_refusals = 0;
+            BatchAddBuiltRow(&batch, g, values, nvalues, time_ns, line.data(), line.size());
             return;
         }
+        g->build_refusals++;
     }
     BatchAddRow(&batch, g, point, time_ns, line.data(), line.size());
 }
@@ -216,11 +223,17 @@ void ReparseBuiltRows(BatchGroup *g)
         ParserOptions saved = parser->options();
         ParserOptions options = saved;
         options.max_line_length = SIZE_MAX;
+        /* The row keeps its time: any precision would do, and nanoseconds never overflow. */
+        options.precision = Precision::Nanoseconds;
         parser->set_options(options);
         for (int i = 0; i < g->nrows; i++) {
             BatchRow *row = &g->rows[i];
             if (row->values == nullptr)
                 continue;
+            if (row->rejected) {
+                row->values = nullptr; /* never written; nothing to parse again */
+                continue;
+            }
             Point point;
             if (parser->ParseLine(std::string_view(row->line, row->line_len), &point) ==
                 ParseStatus::Ok) {

@@ -427,11 +427,17 @@ struct Scan {
     size_t nvalues = 0;
 };
 
-/* The next entry of a scratch vector, grown only while the parser warms up. */
-template <typename T> T &NextSlot(std::vector<T> &v, size_t *count)
+/* Grows a scratch vector by one entry (out of line: it happens only while warming up). */
+template <typename T> __attribute__((noinline)) void GrowSlots(std::vector<T> &v)
 {
-    if (*count == v.size())
-        v.emplace_back();
+    v.emplace_back();
+}
+
+/* The next entry of a scratch vector, grown only while the parser warms up. */
+template <typename T> inline T &NextSlot(std::vector<T> &v, size_t *count)
+{
+    if (__builtin_expect(*count == v.size(), 0))
+        GrowSlots(v);
     return v[(*count)++];
 }
 
@@ -740,6 +746,58 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
  */
 inline bool IsDigit(char c) noexcept { return c >= '0' && c <= '9'; }
 
+/*
+ * Offset of the first '=', ',' or ' ' in b[i..n), or n: where a key or a tag value ends
+ * in a line without escapes.  Sixteen bytes at a time while they lie inside the line.
+ */
+inline size_t FindKeyEnd(const char *b, size_t i, size_t n) noexcept
+{
+#ifdef __SSE2__
+    const __m128i eq = _mm_set1_epi8('='), comma = _mm_set1_epi8(','), space = _mm_set1_epi8(' ');
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b + i));
+        int m = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, eq), _mm_cmpeq_epi8(v, comma)),
+                                               _mm_cmpeq_epi8(v, space)));
+        if (m != 0)
+            return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(m)));
+    }
+#endif
+    while (i < n && b[i] != '=' && b[i] != ',' && b[i] != ' ')
+        ++i;
+    return i;
+}
+
+/* The value of the 8 ASCII digits at p (all known to be digits). */
+inline uint64_t EightDigits(const char *p) noexcept
+{
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    v = ((v & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8;
+    v = ((v & 0x00FF00FF00FF00FFULL) * 6553601) >> 16;
+    return ((v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
+}
+
+/*
+ * The int64 written as -?D+ in b[from..to) (digits checked by the caller), or false when
+ * it has more than 19 digits or does not fit (the full parser then explains).
+ */
+inline bool DigitsToInt64(const char *b, size_t from, size_t to, int64_t *out) noexcept
+{
+    bool negative = b[from] == '-';
+    size_t p = from + (negative ? 1 : 0);
+    if (to - p > 19)
+        return false;
+    uint64_t acc = 0; /* at most 19 digits: below 2^64 */
+    for (; p + 8 <= to; p += 8)
+        acc = acc * 100000000 + EightDigits(b + p);
+    for (; p < to; ++p)
+        acc = acc * 10 + static_cast<uint64_t>(b[p] - '0');
+    if (acc > static_cast<uint64_t>(INT64_MAX) + (negative ? 1 : 0))
+        return false;
+    *out = negative ? static_cast<int64_t>(0 - acc) : static_cast<int64_t>(acc);
+    return true;
+}
+
 bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
 {
     const char *b = s.b;
@@ -763,17 +821,14 @@ bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
         const size_t ks = ++i;
         if (i >= n || b[i] == ' ' || b[i] == ',' || b[i] == '=')
             return false;
-        while (i < n && b[i] != '=' && b[i] != ' ' && b[i] != ',')
-            ++i;
+        i = FindKeyEnd(b, i, n);
         if (i >= n || b[i] != '=')
             return false;
         const size_t ke = i++;
         const size_t vs = i;
         if (i >= n || b[i] == ',' || b[i] == ' ')
             return false;
-        ++i;
-        while (i < n && b[i] != ',' && b[i] != ' ' && b[i] != '=')
-            ++i;
+        i = FindKeyEnd(b, i + 1, n);
         if (i >= n || b[i] == '=')
             return false;
         has_tags = b[i] == ',';
@@ -791,8 +846,7 @@ bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
     i = SkipWhitespace(b, n, i);
     for (;;) {
         const size_t ks = i;
-        while (i < n && b[i] != '=' && b[i] != ',' && b[i] != ' ')
-            ++i;
+        i = FindKeyEnd(b, i, n);
         if (i == ks || i >= n || b[i] != '=' || key_len + 4 + (i - ks) > kMaxKeyLength)
             return false;
         const size_t ke = i++;
@@ -872,8 +926,7 @@ bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
             if (b[k] != ' ')
                 return false;
         int64_t t;
-        auto r = std::from_chars(b + ts, b + i, t);
-        if (r.ec != std::errc() || r.ptr != b + i || !ScaleTime(t, precision, &out->time_ns))
+        if (!DigitsToInt64(b, ts, i, &t) || !ScaleTime(t, precision, &out->time_ns))
             return false;
     }
 

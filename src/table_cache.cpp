@@ -58,6 +58,7 @@ List *retired = NIL; /* contexts of replaced infos, freed by TableCacheEndOfBatc
 char schema_name[NAMEDATALEN];
 Oid schema_oid = InvalidOid;
 bool schema_valid = false;
+uint64 schema_invalidations = 0; /* tells a lookup that an invalidation came during it */
 
 /* Relcache callback: mark one table info (or all, on a cache reset) stale. */
 void InvalidateRelation(Datum, Oid relid)
@@ -82,6 +83,7 @@ void InvalidateNames(Datum, int, uint32)
 {
     names_stale = true;
     schema_valid = false;
+    schema_invalidations++;
 }
 
 /* Creates (or re-creates, dropping all entries) the name map. */
@@ -236,10 +238,17 @@ void TableCacheInit(void)
 Oid TableCacheSchemaOid(const char *schema)
 {
     if (!schema_valid || strncmp(schema, schema_name, NAMEDATALEN) != 0) {
-        /* Mark valid first: an invalidation during the lookup must win. */
-        schema_valid = true;
+        /*
+         * Nothing is cached while the lookup runs, so an ERROR in it leaves no stale
+         * answer; an invalidation during it leaves the answer uncached.
+         */
+        schema_valid = false;
+        uint64 before = schema_invalidations;
+        Oid oid = get_namespace_oid(schema, true);
         strlcpy(schema_name, schema, NAMEDATALEN);
-        schema_oid = get_namespace_oid(schema, true);
+        schema_oid = oid;
+        schema_valid = before == schema_invalidations;
+        return oid;
     }
     return schema_oid;
 }

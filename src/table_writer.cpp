@@ -78,21 +78,29 @@ struct Target {
 constexpr int kMemoKeys = 64;
 
 struct ColumnMemo {
-    const char *key[kMemoKeys];
-    uint32 len[kMemoKeys];
-    bool escaped[kMemoKeys];
-    int column[kMemoKeys];
+    struct {
+        const char *key; /* NULL: nothing remembered at this position */
+        uint32 len;
+        bool escaped;
+        int column;
+    } at[kMemoKeys];
 };
 
 } // namespace
 
-/* The key memos, and the text Datum of the previous row's tag value at each position. */
+/*
+ * The key memos, the text Datum of the previous row's tag value at each position, and one
+ * bit per column for the columns the current line sets (cleared after each line).
+ */
 struct BuildMemo {
     ColumnMemo fields;
     ColumnMemo tags;
     const char *tag_value[kMemoKeys];
     uint32 tag_value_len[kMemoKeys];
     Datum tag_datum[kMemoKeys];
+    uint64 *taken;
+    int16 *columns; /* room for one column per key of the line */
+    int columns_room;
 };
 
 namespace
@@ -328,20 +336,31 @@ int ValueColumn(const TableInfo *info, const Text &key)
     return idx >= 0 && info->columns[idx].role == ColumnRole::Value ? idx : -1;
 }
 
-/* ValueColumn, answered from the memo when the key at this position is the one seen last. */
-int MemoValueColumn(ColumnMemo *memo, const TableInfo *info, uint32 pos, const Text &key)
+/* MemoValueColumn when the memo does not know the key: look it up and remember it. */
+__attribute__((noinline)) int MemoMiss(ColumnMemo *memo, const TableInfo *info, uint32 pos,
+                                       const Text &key)
 {
-    if (pos >= (uint32) kMemoKeys)
-        return ValueColumn(info, key);
-    if (memo->key[pos] != nullptr && memo->len[pos] == key.size &&
-        memo->escaped[pos] == key.escaped && SameBytes(memo->key[pos], key.data, key.size))
-        return memo->column[pos];
     int idx = ValueColumn(info, key);
-    memo->key[pos] = key.data;
-    memo->len[pos] = key.size;
-    memo->escaped[pos] = key.escaped;
-    memo->column[pos] = idx;
+    if (pos < (uint32) kMemoKeys) {
+        auto &m = memo->at[pos];
+        m.key = key.data;
+        m.len = key.size;
+        m.escaped = key.escaped;
+        m.column = idx;
+    }
     return idx;
+}
+
+/* ValueColumn, answered from the memo when the key at this position is the one seen last. */
+inline int MemoValueColumn(ColumnMemo *memo, const TableInfo *info, uint32 pos, const Text &key)
+{
+    if (likely(pos < (uint32) kMemoKeys)) {
+        const auto &m = memo->at[pos];
+        if (likely(m.key != nullptr && m.len == key.size && m.escaped == key.escaped &&
+                   SameBytes(m.key, key.data, key.size)))
+            return m.column;
+    }
+    return MemoMiss(memo, info, pos, key);
 }
 
 /*
@@ -436,12 +455,16 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
     int natts = w->info->natts;
     ExecClearTuple(slot);
     if (row->values != nullptr) {
-        const bool *set = reinterpret_cast<const bool *>(row->values + natts);
-        for (int i = 0; i < natts; i++) {
-            slot->tts_values[i] = row->values[i];
-            slot->tts_isnull[i] = !set[i];
+        const int16 *columns = reinterpret_cast<const int16 *>(row->values + row->nvalues);
+        for (int i = 0; i < natts; i++)
+            slot->tts_isnull[i] = true;
+        memset(w->is_set, 0, natts);
+        for (int k = 0; k < row->nvalues; k++) {
+            int c = columns[k];
+            slot->tts_values[c] = row->values[k];
+            slot->tts_isnull[c] = false;
+            w->is_set[c] = true;
         }
-        memcpy(w->is_set, set, natts);
     } else if (!FillFromLine(w, row, slot)) {
         return false;
     }
@@ -594,57 +617,77 @@ void Finish(Writer *w)
 
 } // namespace
 
-BuildMemo *BuildMemoCreate(void)
+BuildMemo *BuildMemoCreate(const TableInfo *info)
 {
-    return static_cast<BuildMemo *>(palloc0(sizeof(BuildMemo)));
+    auto memo = static_cast<BuildMemo *>(palloc0(sizeof(BuildMemo)));
+    memo->taken = static_cast<uint64 *>(palloc0(sizeof(uint64) * (info->natts / 64 + 1)));
+    return memo;
 }
 
 bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 time_ns,
-              const Datum **out)
+              const Datum **out, int *nout)
 {
-    int natts = info->natts;
-    auto values = static_cast<Datum *>(palloc(natts * (sizeof(Datum) + sizeof(bool))));
-    bool *set = reinterpret_cast<bool *>(values + natts);
-    memset(set, 0, natts);
+    /* First the columns: most refusals (a key without a column) cost no conversion. */
+    int n = static_cast<int>(point.nfields + point.ntags) + 1;
+    if (n > memo->columns_room) {
+        memo->columns_room = Max(n, 64);
+        memo->columns = static_cast<int16 *>(palloc(sizeof(int16) * memo->columns_room));
+    }
+    int16 *columns = memo->columns;
+    uint64 *taken = memo->taken;
+    int count = 0;
+    bool ok = true;
+    auto take = [&](int idx) {
+        if (idx < 0 || (taken[idx / 64] & (UINT64CONST(1) << (idx % 64))) != 0)
+            return false; /* no column, or one already set: a tag would be a leftover */
+        taken[idx / 64] |= UINT64CONST(1) << (idx % 64);
+        columns[count++] = static_cast<int16>(idx);
+        return true;
+    };
+    if (info->time_column >= 0)
+        ok = take(info->time_column);
+    for (uint32 i = 0; ok && i < point.nfields; i++)
+        ok = take(MemoValueColumn(&memo->fields, info, i, point.fields[i].key));
+    for (uint32 i = 0; ok && i < point.ntags; i++)
+        ok = take(MemoValueColumn(&memo->tags, info, i, point.tags[i].key));
+    for (int k = 0; k < count; k++)
+        taken[columns[k] / 64] = 0;
+    if (!ok)
+        return false;
 
+    /* Then the values, in the same order: time, fields, tags. */
+    auto values = static_cast<Datum *>(palloc(count * (sizeof(Datum) + sizeof(int16))));
+    int k = 0;
     char reason[INFLUX_REASON_SIZE];
-    if (info->time_column >= 0) {
-        int tc = info->time_column;
-        if (!TimeToDatum(&info->columns[tc], time_ns, &values[tc], reason))
+    if (info->time_column >= 0 &&
+        !TimeToDatum(&info->columns[columns[k++]], time_ns, &values[0], reason))
+        goto refuse;
+    for (uint32 i = 0; i < point.nfields; i++, k++) {
+        if (!SimpleValueToDatum(&info->columns[columns[k]], ValueRef{nullptr, &point.fields[i]},
+                                &values[k]))
             goto refuse;
-        set[tc] = true;
     }
-    for (uint32 i = 0; i < point.nfields; i++) {
-        const Field *field = &point.fields[i];
-        int idx = MemoValueColumn(&memo->fields, info, i, field->key);
-        if (idx < 0 || !SimpleValueToDatum(&info->columns[idx], ValueRef{nullptr, field},
-                                           &values[idx]))
-            goto refuse;
-        set[idx] = true;
-    }
-    for (uint32 i = 0; i < point.ntags; i++) {
-        const Tag *tag = &point.tags[i];
-        int idx = MemoValueColumn(&memo->tags, info, i, tag->key);
-        if (idx < 0 || set[idx])
-            goto refuse; /* no column, or a field's: the tag would be a leftover */
-        const Text &v = tag->value;
+    for (uint32 i = 0; i < point.ntags; i++, k++) {
+        const ColumnInfo *col = &info->columns[columns[k]];
+        const Text &v = point.tags[i].value;
         /* Text Datums are immutable: rows with the same tag value share one. */
         if (i < (uint32) kMemoKeys && memo->tag_value[i] != nullptr &&
-            memo->tag_value_len[i] == v.size && info->columns[idx].kind == ColumnKind::Text &&
+            memo->tag_value_len[i] == v.size && col->kind == ColumnKind::Text &&
             SameBytes(memo->tag_value[i], v.data, v.size)) {
-            values[idx] = memo->tag_datum[i];
-        } else {
-            if (!SimpleValueToDatum(&info->columns[idx], ValueRef{&v, nullptr}, &values[idx]))
-                goto refuse;
-            if (i < (uint32) kMemoKeys) {
-                memo->tag_value[i] = v.data;
-                memo->tag_value_len[i] = v.size;
-                memo->tag_datum[i] = values[idx];
-            }
+            values[k] = memo->tag_datum[i];
+            continue;
         }
-        set[idx] = true;
+        if (!SimpleValueToDatum(col, ValueRef{&v, nullptr}, &values[k]))
+            goto refuse;
+        if (i < (uint32) kMemoKeys) {
+            memo->tag_value[i] = v.data;
+            memo->tag_value_len[i] = v.size;
+            memo->tag_datum[i] = values[k];
+        }
     }
+    memcpy(values + count, columns, sizeof(int16) * count);
     *out = values;
+    *nout = count;
     return true;
 
 refuse:

@@ -41,9 +41,9 @@ struct WriteProgress {
     const char *column; /* set while a value is being converted, else NULL */
 };
 
-/* BuildRow's memory of the previous row's keys and tag values, one per group (palloc0). */
+/* BuildRow's memory of the previous row's keys and tag values, one per group. */
 struct BuildMemo;
-BuildMemo *BuildMemoCreate(void);
+BuildMemo *BuildMemoCreate(const TableInfo *info);
 
 /*
  * Converts a parsed point into the values of a row of the table `info` describes, while
@@ -52,10 +52,11 @@ BuildMemo *BuildMemoCreate(void);
  * cannot fail — every tag and field names a column, and each converts with
  * SimpleValueToDatum (convert.hpp).  Otherwise returns false: the row keeps its tag and
  * field arrays and takes the ordinary path.  *values (palloc'd in CurrentMemoryContext)
- * gets natts Datums followed by natts "set" flags.
+ * gets *nvalues Datums followed by their column indexes (int16): memory in proportion to
+ * the line, not to the table's width.
  */
 bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 time_ns,
-              const Datum **values);
+              const Datum **values, int *nvalues);
 
 /*
  * Inserts the rows [lo, hi) of a group that are not marked rejected into `rel` (opened and

@@ -63,3 +63,61 @@ def test_rows_held_while_their_table_changes_get_its_new_columns(listener):
     assert c.query("SELECT host, v FROM reshaped ORDER BY _time") == [
         (None, 2), (None, 2), ("b", 4), ("c", 4)]
     assert c.scalar("SELECT sum(rows_rejected_value + rows_rejected_insert) FROM influx.stats") == 0
+
+
+def set_and_wait(c, name, value):
+    """ALTER SYSTEM + reload, until a new session sees the value: the postmaster has then
+    re-read the file and signalled every process, so the worker reads it before it takes
+    anything more from its ring."""
+    c.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    c.reload()
+    wait_for(lambda: c.scalar("SELECT setting FROM pg_settings WHERE name = %s", (name,)) == value,
+             10, what=f"{name} = {value}")
+
+
+def test_rows_held_across_a_precision_change_keep_their_time(listener):
+    """Held rows are parsed again when a new column changes their table; they keep the
+    time they were read with, whatever influx.precision says by then."""
+    c = listener
+    c.execute("CREATE TABLE prec (_time timestamptz, host text, v float8)")
+    try:
+        set_and_wait(c, "influx.add_columns", "on")
+        send_tcp(c.tcp_port, "prec,host=a v=1 1700000000000000000\nprec,host=a v=2 1700000001000000000\n")
+        wait_for(lambda: c.row_count("prec") == 2, 10, what="the first batch")
+
+        send_tcp(c.tcp_port, "prec,host=b v=3 1700000002000000000\n")  # nanoseconds, held
+        wait_for(lambda: "waiting to flush" in worker_activities(c), 10,
+                 what="the worker holding the row")
+        set_and_wait(c, "influx.precision", "ms")
+        # Milliseconds now, and a new field: the batch's flush adds a column first.
+        send_tcp(c.tcp_port, "prec,host=c v=4,extra=5 1700000003000\n")
+        wait_for(lambda: c.row_count("prec") == 4, 10, what="the second batch")
+        assert c.query("SELECT host, extract(epoch FROM _time)::bigint, v, extra FROM prec "
+                       "ORDER BY host") == [
+            ("a", 1700000000, 1.0, None), ("a", 1700000001, 2.0, None),
+            ("b", 1700000002, 3.0, None), ("c", 1700000003, 4.0, 5.0)]
+        assert c.scalar("SELECT sum(rows_rejected_value + rows_rejected_insert) "
+                        "FROM influx.stats") == 0
+    finally:
+        c.execute("ALTER SYSTEM RESET influx.add_columns")
+        c.execute("ALTER SYSTEM RESET influx.precision")
+        c.reload()
+
+
+def test_rows_of_a_wide_table_land_in_their_columns(listener):
+    c = listener
+    cols = ", ".join(f"c{i} float8" for i in range(400))
+    c.execute(f"CREATE TABLE wide (_time timestamptz, host text, {cols})")
+    c.execute("ALTER TABLE wide DROP COLUMN c7")
+    send_tcp(c.tcp_port, "wide,host=a c5=5,c399=399 1000\nwide,host=b c300=300 2000\n")
+    wait_for(lambda: c.row_count("wide") == 2, 10, what="the first batch")
+    # The table is known now: these two are converted as they are parsed.
+    send_tcp(c.tcp_port, "wide,host=c c0=0.5,c256=256,c399=-1 3000\nwide,host=d c398=398 4000\n")
+    wait_for(lambda: c.row_count("wide") == 4, 10, what="the second batch")
+    assert c.query("SELECT host, c0, c5, c256, c300, c398, c399, (SELECT count(*) FROM "
+                   "jsonb_object_keys(jsonb_strip_nulls(to_jsonb(wide)))) FROM wide "
+                   "ORDER BY host") == [
+        ("a", None, 5.0, None, None, None, 399.0, 4),
+        ("b", None, None, None, 300.0, None, None, 3),
+        ("c", 0.5, None, 256.0, None, None, -1.0, 5),
+        ("d", None, None, None, None, 398.0, None, 3)]

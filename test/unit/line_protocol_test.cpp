@@ -851,3 +851,43 @@ TEST(LineProtocol, PlainHintGivesTheSameResult)
         }
     }
 }
+
+/* Timestamps and keys of every length: the fast path's word-at-a-time scans must agree. */
+TEST(LineProtocol, FastPathAgreesWithFullParserOnTimestampsAndKeys)
+{
+    std::vector<std::string> stamps = {"0", "-0", "7", "-7", "12345678", "123456789", "1234567890123456",
+                                       "12345678901234567", "1700000000000000000", "9223372036854775807",
+                                       "-9223372036854775807", "-9223372036854775808", "9223372036854775808",
+                                       "-9223372036854775809", "99999999999999999999", "00000000000000000001",
+                                       "0000000000000000000000001", "1e5", "12a", "-", "--1"};
+    std::vector<std::string> keys;
+    for (size_t len = 1; len <= 40; len++)
+        keys.push_back(std::string(len, 'k'));
+    for (const std::string &ts : stamps) {
+        for (const std::string &key : keys) {
+            for (const std::string &line : {"m," + key + "=" + key + " " + key + "=1 " + ts,
+                                            "m " + key + "=1i," + key + "x=2 " + ts}) {
+                ParserOptions full_options;
+                full_options.fast_path = false;
+                LineParser full(full_options), fast;
+                Point a, b;
+                ParseStatus sa = full.ParseLine(line, &a), sb = fast.ParseLine(line, &b);
+                ASSERT_EQ(sa, sb) << line;
+                if (sa != ParseStatus::Ok) {
+                    EXPECT_STREQ(full.error().message, fast.error().message) << line;
+                    continue;
+                }
+                EXPECT_EQ(a.has_time, b.has_time) << line;
+                EXPECT_EQ(a.time_ns, b.time_ns) << line;
+                ASSERT_EQ(a.ntags, b.ntags) << line;
+                ASSERT_EQ(a.nfields, b.nfields) << line;
+                for (uint32_t i = 0; i < a.ntags; i++) {
+                    EXPECT_EQ(a.tags[i].key.raw(), b.tags[i].key.raw()) << line;
+                    EXPECT_EQ(a.tags[i].value.raw(), b.tags[i].value.raw()) << line;
+                }
+                for (uint32_t i = 0; i < a.nfields; i++)
+                    EXPECT_EQ(a.fields[i].key.raw(), b.fields[i].key.raw()) << line;
+            }
+        }
+    }
+}
