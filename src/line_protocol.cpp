@@ -370,6 +370,68 @@ __attribute__((noinline)) const char *ParseDoublePrefix(const char *p, const cha
     return r.ec == std::errc() && std::isfinite(*v) ? r.ptr : nullptr;
 }
 
+/* True when the 8 bytes at p are all ASCII digits. */
+inline bool AreEightDigits(const char *p) noexcept
+{
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return ((v & 0xF0F0F0F0F0F0F0F0ULL) |
+            (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) == 0x3333333333333333ULL;
+}
+
+/* The value of the 8 ASCII digits at p (all known to be digits). */
+inline uint64_t EightDigits(const char *p) noexcept
+{
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    v = ((v & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8;
+    v = ((v & 0x00FF00FF00FF00FFULL) * 6553601) >> 16;
+    return ((v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
+}
+
+/*
+ * The common float of metrics, -?D+[.D+] with at most 19 digits and followed by ',' or
+ * ' ' or the end: where it ends, or nullptr for anything else (ParseDoublePrefix then
+ * decides).  The digits are read 8 at a time into one integer, and fast_float's own
+ * decimal-to-binary step (Eisel-Lemire) rounds it, so the value is exactly what
+ * fast_float::from_chars gives; the rare input that step cannot round on its own also
+ * goes back to from_chars.
+ */
+inline const char *ParseSimpleDouble(const char *p, const char *e, double *v) noexcept
+{
+    const bool negative = *p == '-';
+    const char *q = p + (negative ? 1 : 0);
+    const char *digits = q;
+    uint64_t w = 0; /* wraps past 19 digits, which are refused below */
+    while (q < e && static_cast<unsigned char>(*q - '0') < 10)
+        w = w * 10 + static_cast<uint64_t>(*q++ - '0');
+    size_t count = static_cast<size_t>(q - digits);
+    if (count == 0)
+        return nullptr;
+    int64_t exponent = 0;
+    if (q < e && *q == '.') {
+        const char *fraction = ++q;
+        while (e - q >= 8 && AreEightDigits(q)) {
+            w = w * 100000000 + EightDigits(q);
+            q += 8;
+        }
+        while (q < e && static_cast<unsigned char>(*q - '0') < 10)
+            w = w * 10 + static_cast<uint64_t>(*q++ - '0');
+        if (q == fraction)
+            return nullptr;
+        count += static_cast<size_t>(q - fraction);
+        exponent = -static_cast<int64_t>(q - fraction);
+    }
+    if (count > 19 || (q < e && *q != ',' && *q != ' '))
+        return nullptr;
+    fast_float::adjusted_mantissa am =
+        fast_float::compute_float<fast_float::binary_format<double>>(exponent, w);
+    if (am.power2 < 0)
+        return nullptr;
+    fast_float::to_float(negative, am, *v);
+    return q;
+}
+
 /* The 10 spellings InfluxDB accepts. */
 bool ParseBool(const char *p, size_t len, bool *v) noexcept
 {
@@ -767,16 +829,6 @@ inline size_t FindKeyEnd(const char *b, size_t i, size_t n) noexcept
     return i;
 }
 
-/* The value of the 8 ASCII digits at p (all known to be digits). */
-inline uint64_t EightDigits(const char *p) noexcept
-{
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    v = ((v & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8;
-    v = ((v & 0x00FF00FF00FF00FFULL) * 6553601) >> 16;
-    return ((v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
-}
-
 /*
  * The int64 written as -?D+ in b[from..to) (digits checked by the caller), or false when
  * it has more than 19 digits or does not fit (the full parser then explains).
@@ -881,7 +933,9 @@ bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
                 ve = j + 1;
             } else {
                 double d;
-                const char *end = ParseDoublePrefix(b + vs, b + n, &d);
+                const char *end = ParseSimpleDouble(b + vs, b + n, &d);
+                if (end == nullptr)
+                    end = ParseDoublePrefix(b + vs, b + n, &d);
                 if (end == nullptr)
                     return false;
                 ve = static_cast<size_t>(end - b);

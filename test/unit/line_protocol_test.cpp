@@ -891,3 +891,76 @@ TEST(LineProtocol, FastPathAgreesWithFullParserOnTimestampsAndKeys)
         }
     }
 }
+
+/* Floats as metrics print them: the fast path's own digit reading must give fast_float's bits. */
+TEST(LineProtocol, FastPathFloatsAreBitForBitFastFloats)
+{
+    std::mt19937_64 rng(4242);
+    std::vector<std::string> values = {"0", "-0", "0.0", "-0.0", "1", "9007199254740992", "9007199254740993",
+                                       "9007199254740993.5", "18446744073709551615", "9999999999999999999",
+                                       "99999999999999999999", "1.0000000000000000001", "0.1000000000000000055511151231257827",
+                                       "123456789012345678.9", "1234567890123456789.0", "00000000000000000001.5",
+                                       "2.2250738585072014", "4.9406564584124654", "1.7976931348623157",
+                                       "0.30000000000000004", "0.00000000000000000001", "100000000000000000000"};
+    char buf[64];
+    for (int i = 0; i < 200000; i++) {
+        double d;
+        switch (i % 4) {
+        case 0: /* percentages, as Telegraf's cpu input */
+            d = std::uniform_real_distribution<double>(0, 100)(rng);
+            break;
+        case 1: /* any magnitude */
+            d = std::ldexp(std::uniform_real_distribution<double>(0.5, 1)(rng),
+                           static_cast<int>(rng() % 140) - 70);
+            break;
+        case 2: /* integers near 2^53 and 2^63 */
+            d = static_cast<double>((rng() % 2 ? (1ULL << 53) : (1ULL << 63)) - rng() % 4096);
+            break;
+        default: /* random bit patterns */
+            {
+                uint64_t bits = rng();
+                std::memcpy(&d, &bits, sizeof(d));
+                if (!std::isfinite(d))
+                    d = 1.5;
+            }
+        }
+        if (rng() % 2)
+            d = -d;
+        int style = static_cast<int>(rng() % 3);
+        if (style == 0) {
+            std::snprintf(buf, sizeof(buf), "%.*g", 1 + static_cast<int>(rng() % 17), d);
+        } else if (style == 1) {
+            std::snprintf(buf, sizeof(buf), "%.*f", static_cast<int>(rng() % 19), std::fmod(d, 1e6));
+        } else {
+            /* random digits with a point somewhere */
+            int n = 1 + static_cast<int>(rng() % 21), dot = static_cast<int>(rng() % (n + 1));
+            std::string s;
+            for (int k = 0; k < n; k++) {
+                if (k == dot && k > 0)
+                    s += '.';
+                s += static_cast<char>('0' + rng() % 10);
+            }
+            std::snprintf(buf, sizeof(buf), "%s", s.c_str());
+        }
+        values.emplace_back(buf);
+    }
+    ParserOptions full_options;
+    full_options.fast_path = false;
+    LineParser full(full_options), fast;
+    for (const std::string &v : values) {
+        for (const char *tail : {"", ",w=1", " 1700000000"}) {
+            std::string line = "m,t=a v=" + v + tail;
+            Point a, b;
+            ParseStatus sa = full.ParseLine(line, &a), sb = fast.ParseLine(line, &b, true);
+            ASSERT_EQ(sa, sb) << line;
+            if (sa != ParseStatus::Ok)
+                continue;
+            ASSERT_EQ(a.fields[0].type, b.fields[0].type) << line;
+            if (a.fields[0].type == FieldType::Float) {
+                ASSERT_EQ(std::memcmp(&a.fields[0].value.f, &b.fields[0].value.f, sizeof(double)), 0)
+                    << line << ": " << a.fields[0].value.f << " vs " << b.fields[0].value.f;
+            }
+            ASSERT_EQ(a.fields[0].str.raw(), b.fields[0].str.raw()) << line;
+        }
+    }
+}
