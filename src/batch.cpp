@@ -59,8 +59,9 @@ void GrowBuckets(Batch *batch)
 BatchGroup *BatchFindGroup(Batch *batch, const char *name, size_t len)
 {
     BatchGroup *last = batch->last;
-    if (last != nullptr && strncmp(last->measurement, name, len) == 0 &&
-        last->measurement[len] == '\0')
+    /* Names hold no NUL (ParseOne refuses those): equal bytes and a NUL after are equality. */
+    if (last != nullptr && last->measurement[len] == '\0' &&
+        memcmp(last->measurement, name, len) == 0)
         return last;
 
     uint32_t hash =
