@@ -9,7 +9,7 @@
  *
  * Benchmarks:
  *   BM_ParseLine/<set>  — ParseLine over lines already split (what an insertion worker does);
- *   BM_ScanAndParse/<set> — LineScanner/ForEachLine over the whole buffer, then ParseLine
+ *   BM_ScanAndParse/<set> — IsPlain and ForEachLine over the whole buffer, then ParseLine
  *                           (the listener's scan plus the worker's parse);
  *   BM_Scan/<set>        — line splitting alone.
  * Each reports bytes/s (SetBytesProcessed) and lines/s (SetItemsProcessed).
@@ -138,10 +138,15 @@ void BM_ScanAndParse(benchmark::State &state)
     influx::Point pt;
     size_t count = 0;
     for (auto _ : state) {
-        count = influx::ForEachLine(buf.data(), buf.size(), [&](std::string_view line) {
-            parser.ParseLine(line, &pt);
-            benchmark::DoNotOptimize(pt);
-        });
+        /* As a worker does with each chunk: one IsPlain pass, then the lines. */
+        bool plain = influx::IsPlain(buf.data(), buf.size());
+        count = influx::ForEachLine(
+            buf.data(), buf.size(),
+            [&](std::string_view line) {
+                parser.ParseLine(line, &pt, plain);
+                benchmark::DoNotOptimize(pt);
+            },
+            plain);
     }
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(count));
