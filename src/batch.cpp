@@ -134,9 +134,8 @@ BatchRow *AppendRow(Batch *batch, BatchGroup *g, int64_t time_ns, const char *li
     return row;
 }
 
-} // namespace
-
-void BatchSetRowArrays(Batch *batch, BatchRow *row, const Point &point)
+/* Gives a row copies of a parsed point's tag and field arrays. */
+void SetRowArrays(Batch *batch, BatchRow *row, const Point &point)
 {
     /* One allocation for both arrays: the parser reuses its own for the next line. */
     size_t tags_size = sizeof(Tag) * point.ntags;
@@ -154,10 +153,12 @@ void BatchSetRowArrays(Batch *batch, BatchRow *row, const Point &point)
     row->nvalues = 0;
 }
 
+} // namespace
+
 void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_ns,
                  const char *line, size_t line_len)
 {
-    BatchSetRowArrays(batch, AppendRow(batch, g, time_ns, line, line_len), point);
+    SetRowArrays(batch, AppendRow(batch, g, time_ns, line, line_len), point);
 }
 
 void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nvalues,
@@ -169,7 +170,6 @@ void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nval
     row->ntags = row->nfields = 0;
     row->values = values;
     row->nvalues = static_cast<uint16_t>(nvalues);
-    g->nbuilt++;
 }
 
 } // namespace influx

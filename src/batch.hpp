@@ -11,7 +11,8 @@
  *           table (table_writer.hpp BuildRow): the flush copies its values into a slot
  *           instead of mapping and converting every tag and field of a line that is no
  *           longer in the CPU cache.  Valid only while that description is the table's
- *           current one; otherwise the flush parses the line again (insert.cpp).
+ *           current one; otherwise the flush parses the line again, row by row, when it
+ *           writes it (insert.cpp ReparseRow).
  *   group   the rows of one measurement, in arrival order; one group becomes one target
  *           table at flush time (the name → table lookup needs a transaction, parsing
  *           does not).
@@ -53,7 +54,6 @@ struct BatchGroup {
     bool build_checked;                /* build_info was looked up for this batch */
     const struct TableInfo *build_info; /* what built rows were converted against, or NULL */
     struct BuildMemo *build_memo;      /* BuildRow's lookups from the previous row */
-    int nbuilt;                        /* built rows not yet parsed again */
     int build_refusals;                /* lines BuildRow refused in a row */
 };
 
@@ -91,7 +91,5 @@ void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_n
 void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nvalues,
                       int64_t time_ns, const char *line, size_t line_len);
 
-/* Gives a built row the tag and field arrays of its line, parsed again (copied). */
-void BatchSetRowArrays(Batch *batch, BatchRow *row, const Point &point);
 
 } // namespace influx

@@ -213,42 +213,24 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
 }
 
 /*
- * Gives the built rows of a group their tag and field arrays, by parsing their lines
- * again: for a table that is not (or no longer) the one they were built for.  The lines
- * parsed before, so they parse again (only the length limit could have changed since).
+ * The tag and field arrays of a built row that goes to a table other than the one it was
+ * built for (its table changed, or influx.schema): its line parsed again, into the
+ * parser's own arrays, valid until the parser's next use.  Row by row, when needed, so a
+ * changed table costs no batch's worth of arrays.  The line parsed before, so it parses
+ * again; the row keeps its time, so any precision would do (nanoseconds never overflow),
+ * and the length limit, which may have been lowered since, is lifted.
  */
-void ReparseBuiltRows(BatchGroup *g)
+bool ReparseRow(const BatchRow *row, Point *point)
 {
-    if (g->nbuilt > 0) {
-        ParserOptions saved = parser->options();
-        ParserOptions options = saved;
-        options.max_line_length = SIZE_MAX;
-        /* The row keeps its time: any precision would do, and nanoseconds never overflow. */
-        options.precision = Precision::Nanoseconds;
-        parser->set_options(options);
-        for (int i = 0; i < g->nrows; i++) {
-            BatchRow *row = &g->rows[i];
-            if (row->values == nullptr)
-                continue;
-            if (row->rejected) {
-                row->values = nullptr; /* never written; nothing to parse again */
-                continue;
-            }
-            Point point;
-            if (parser->ParseLine(std::string_view(row->line, row->line_len), &point) ==
-                ParseStatus::Ok) {
-                BatchSetRowArrays(&batch, row, point);
-            } else {
-                row->values = nullptr;
-                row->rejected = true;
-                Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": line no longer parses",
-                        g->measurement);
-            }
-        }
-        parser->set_options(saved);
-        g->nbuilt = 0;
-    }
-    g->build_info = nullptr;
+    ParserOptions saved = parser->options();
+    ParserOptions options = saved;
+    options.max_line_length = SIZE_MAX;
+    options.precision = Precision::Nanoseconds;
+    parser->set_options(options);
+    bool ok = parser->ParseLine(std::string_view(row->line, row->line_len), point) ==
+              ParseStatus::Ok;
+    parser->set_options(saved);
+    return ok;
 }
 
 /* Copies a chunk into the batch and parses its lines (tables are looked for in `schema`). */
@@ -321,10 +303,6 @@ struct KeySets {
  */
 void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *keys)
 {
-    /* Built rows have a column for every key of `info`'s table, and only of that one. */
-    if (g->build_info != info)
-        ReparseBuiltRows(g);
-
     HASHCTL ctl;
     memset(&ctl, 0, sizeof(ctl));
     ctl.keysize = NAMEDATALEN;
@@ -339,9 +317,19 @@ void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *
             BatchRow *row = &g->rows[i];
             if (row->rejected)
                 continue;
-            uint32 n = pass == 0 ? row->nfields : row->ntags;
+            Point point;
+            point.tags = row->tags;
+            point.ntags = row->ntags;
+            point.fields = row->fields;
+            point.nfields = row->nfields;
+            if (row->values != nullptr) {
+                /* Built for `info`: a column for every key.  Built for another: parse. */
+                if (info == g->build_info || !ReparseRow(row, &point))
+                    continue;
+            }
+            uint32 n = pass == 0 ? point.nfields : point.ntags;
             for (uint32 k = 0; k < n; k++) {
-                const Text &key = pass == 0 ? row->fields[k].key : row->tags[k].key;
+                const Text &key = pass == 0 ? point.fields[k].key : point.tags[k].key;
                 char name[NAMEDATALEN];
                 if (UnescapedSize(key) >= NAMEDATALEN || memchr(key.data, '\0', key.size))
                     continue;
@@ -359,7 +347,7 @@ void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *
                 if (pass == 0) {
                     keys->fields =
                         accumArrayResult(keys->fields, d, false, TEXTOID, CurrentMemoryContext);
-                    Datum t = CStringGetTextDatum(FieldTypeName(row->fields[k].type));
+                    Datum t = CStringGetTextDatum(FieldTypeName(point.fields[k].type));
                     keys->types =
                         accumArrayResult(keys->types, t, false, TEXTOID, CurrentMemoryContext);
                 } else {
@@ -601,13 +589,10 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
         SetSlotActivity(my_slot, activity);
     }
 
-    if (g->build_info != info)
-        ReparseBuiltRows(g);
-
     /* Each group is a statement: it sees what the previous ones wrote. */
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
-    int64 n = WriteRows(rel, info, g, lo, hi, &progress);
+    int64 n = WriteRows(rel, info, g, lo, hi, &progress, ReparseRow);
     PopActiveSnapshot();
     table_close(rel, NoLock);
     return n;

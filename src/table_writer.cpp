@@ -111,6 +111,7 @@ struct Writer {
     TableInfo *info;
     BatchGroup *group;
     volatile WriteProgress *progress;
+    ReparseFn reparse;
     EState *estate;
     ModifyTableState *mtstate;
     ResultRelInfo *root;
@@ -372,6 +373,18 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
 {
     const TableInfo *info = w->info;
     int natts = info->natts;
+    Point line;
+    line.tags = row->tags;
+    line.ntags = row->ntags;
+    line.fields = row->fields;
+    line.nfields = row->nfields;
+    if (row->values != nullptr && !w->reparse(row, &line)) {
+        /* Built for another version of the table, and its line does not parse again. */
+        row->rejected = true;
+        Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": its line no longer parses",
+                get_rel_name(info->relid));
+        return false;
+    }
     for (int i = 0; i < natts; i++)
         slot->tts_isnull[i] = true;
     memset(w->is_set, 0, natts);
@@ -392,14 +405,14 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
     const Tag **left_tags = nullptr;
     const Field **left_fields = nullptr;
     int nleft_tags = 0, nleft_fields = 0;
-    if (info->tags_column >= 0 && row->ntags > 0)
-        left_tags = static_cast<const Tag **>(palloc(sizeof(Tag *) * row->ntags));
-    if (info->fields_column >= 0 && row->nfields > 0)
-        left_fields = static_cast<const Field **>(palloc(sizeof(Field *) * row->nfields));
+    if (info->tags_column >= 0 && line.ntags > 0)
+        left_tags = static_cast<const Tag **>(palloc(sizeof(Tag *) * line.ntags));
+    if (info->fields_column >= 0 && line.nfields > 0)
+        left_fields = static_cast<const Field **>(palloc(sizeof(Field *) * line.nfields));
 
     /* Fields first: a field wins over a tag of the same name, which is then a leftover. */
-    for (uint32 i = 0; i < row->nfields; i++) {
-        const Field *field = &row->fields[i];
+    for (uint32 i = 0; i < line.nfields; i++) {
+        const Field *field = &line.fields[i];
         int idx = MemoValueColumn(&w->field_memo, info, i, field->key);
         if (idx >= 0) {
             if (!SetValue(w, row, idx, ValueRef{nullptr, field}, slot))
@@ -408,8 +421,8 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
             left_fields[nleft_fields++] = field;
         }
     }
-    for (uint32 i = 0; i < row->ntags; i++) {
-        const Tag *tag = &row->tags[i];
+    for (uint32 i = 0; i < line.ntags; i++) {
+        const Tag *tag = &line.tags[i];
         int idx = MemoValueColumn(&w->tag_memo, info, i, tag->key);
         if (idx >= 0 && !w->is_set[idx]) {
             if (!SetValue(w, row, idx, ValueRef{&tag->value, nullptr}, slot))
@@ -454,7 +467,7 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
 {
     int natts = w->info->natts;
     ExecClearTuple(slot);
-    if (row->values != nullptr) {
+    if (row->values != nullptr && w->group->build_info == w->info) {
         const int16 *columns = reinterpret_cast<const int16 *>(row->values + row->nvalues);
         for (int i = 0; i < natts; i++)
             slot->tts_isnull[i] = true;
@@ -699,17 +712,14 @@ refuse:
 }
 
 int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi,
-                volatile WriteProgress *progress)
+                volatile WriteProgress *progress, ReparseFn reparse)
 {
-    if (group->nbuilt > 0 && group->build_info != info)
-        elog(ERROR, "pg_influx: rows of \"%s\" were built for another version of its table",
-             group->measurement);
-
     Writer *w = static_cast<Writer *>(palloc0(sizeof(Writer)));
     w->rel = rel;
     w->info = info;
     w->group = group;
     w->progress = progress;
+    w->reparse = reparse;
     progress->stage = WriteStage::Setup;
     progress->row = -1;
     progress->column = nullptr;

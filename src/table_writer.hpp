@@ -61,13 +61,16 @@ bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 
 /*
  * Inserts the rows [lo, hi) of a group that are not marked rejected into `rel` (opened and
  * locked with RowExclusiveLock by the caller, privileges checked).  Values that do not
- * convert reject their row (counted, marked).  Built rows must have been built against
- * `info` (the caller parses them again otherwise).  Returns the number of rows written.  Raises
+ * convert reject their row (counted, marked).  Built rows built for another `info` get
+ * their line parsed again with `reparse` (tag and field arrays valid until its next call;
+ * false if the line does not parse).  Returns the number of rows written.  Raises
  * an ERROR for anything the table refuses (constraints, triggers, …); the caller isolates
  * it with a subtransaction.  Must run inside a transaction with an active snapshot; uses
  * and leaves garbage in CurrentMemoryContext.
  */
+typedef bool (*ReparseFn)(const BatchRow *row, Point *point);
+
 int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi,
-                volatile WriteProgress *progress);
+                volatile WriteProgress *progress, ReparseFn reparse);
 
 } // namespace influx
