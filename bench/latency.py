@@ -55,7 +55,7 @@ class Cluster(benchrun.Cluster):
 def cluster_args(a):
     """The attributes run.Cluster.init() reads."""
     return argparse.Namespace(tmpdir=a.tmpdir, shared_buffers=a.shared_buffers, workers=a.workers,
-                              batch_size=a.batch_size, no_influx=False)
+                              batch_size=a.batch_size, no_influx=False, autovacuum=True)
 
 
 def load_blocks(path, block_bytes=65536):

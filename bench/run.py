@@ -295,6 +295,10 @@ class Cluster:
             "shared_buffers": f"'{self.args.shared_buffers}'",
             "max_wal_size": "'8GB'",
             "checkpoint_timeout": "'30min'",
+            # No VACUUM of the table one loader just filled during the next loader's load:
+            # on 2 cores it would take the core COPY leaves idle, but one pg_influx uses.
+            # (latency.py and soak.py keep it on: they run one load, as a server would.)
+            "autovacuum": "on" if getattr(self.args, "autovacuum", False) else "off",
             "log_min_messages": "warning",
             "influx.database": "'postgres'",
             "influx.listen_addresses": "'127.0.0.1'",
@@ -742,7 +746,7 @@ class Bench:
             self.pg_version = db.value("SHOW server_version")
             self.final_settings = db.query("SELECT name, current_setting(name) FROM pg_settings WHERE name LIKE 'influx.%' "
                                            "OR name IN ('shared_buffers','synchronous_commit','fsync',"
-                                           "'max_wal_size','wal_level') ORDER BY name")
+                                           "'max_wal_size','wal_level','autovacuum') ORDER BY name")
             self.final_settings = [(k, v) for k, v in self.final_settings
                                    if not (a.no_influx and k.startswith("influx."))]
         finally:
