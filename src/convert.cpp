@@ -154,6 +154,20 @@ bool FieldInt64(const Field &f, int64 *out)
     return false;
 }
 
+/* A float, integer or unsigned field as a float8 Datum (false for a boolean). */
+bool NumberAsFloat8(const Field &f, Datum *out)
+{
+    if (f.type == FieldType::Float)
+        *out = Float8GetDatum(f.value.f);
+    else if (f.type == FieldType::Integer)
+        *out = Float8GetDatum(static_cast<double>(f.value.i));
+    else if (f.type == FieldType::Unsigned)
+        *out = Float8GetDatum(static_cast<double>(f.value.u));
+    else
+        return false;
+    return true;
+}
+
 /* Numeric Datum of a field that is a number: exact for integers, float8::numeric for floats. */
 Datum NumericOf(const Field &f)
 {
@@ -256,13 +270,7 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
         int64 i;
         switch (col->kind) {
             case ColumnKind::Float8:
-                if (f->type == FieldType::Float)
-                    *out = Float8GetDatum(f->value.f);
-                else if (f->type == FieldType::Integer)
-                    *out = Float8GetDatum(static_cast<double>(f->value.i));
-                else if (f->type == FieldType::Unsigned)
-                    *out = Float8GetDatum(static_cast<double>(f->value.u));
-                else
+                if (!NumberAsFloat8(*f, out))
                     return Mismatch(col, "boolean", reason);
                 return true;
             case ColumnKind::Float4: {
@@ -354,15 +362,7 @@ bool SimpleValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out)
     }
     switch (col->kind) {
         case ColumnKind::Float8:
-            if (f->type == FieldType::Float)
-                *out = Float8GetDatum(f->value.f);
-            else if (f->type == FieldType::Integer)
-                *out = Float8GetDatum(static_cast<double>(f->value.i));
-            else if (f->type == FieldType::Unsigned)
-                *out = Float8GetDatum(static_cast<double>(f->value.u));
-            else
-                return false;
-            return true;
+            return NumberAsFloat8(*f, out);
         case ColumnKind::Int8: {
             int64 i;
             if (!FieldInt64(*f, &i))
