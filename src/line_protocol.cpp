@@ -395,7 +395,9 @@ inline uint64_t EightDigits(const char *p) noexcept
  * decides).  The digits are read 8 at a time into one integer, and fast_float's own
  * decimal-to-binary step (Eisel-Lemire) rounds it, so the value is exactly what
  * fast_float::from_chars gives; the rare input that step cannot round on its own also
- * goes back to from_chars.
+ * goes back to from_chars.  compute_float and to_float are fast_float's internals, not
+ * its API: the unit test FastPathFloatsAreBitForBitFastFloats compares the two paths bit
+ * for bit, so a fast_float upgrade that changed them would fail the build's tests.
  */
 inline const char *ParseSimpleDouble(const char *p, const char *e, double *v) noexcept
 {
