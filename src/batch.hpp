@@ -37,7 +37,7 @@ struct BatchRow {
     const Datum *values; /* built row: nvalues Datums, then their nvalues column indexes
                           * (int16, attnum - 1); else NULL */
     int64_t time_ns;  /* Unix time in nanoseconds (server time when the line had none) */
-    const char *line; /* the line, for error messages */
+    const char *line; /* the line: for error messages, and to parse a built row again */
     uint32_t line_len;
     uint16_t nvalues; /* built row: columns it gives a value */
     bool rejected;    /* a value did not convert; never retried, counted once */
@@ -90,6 +90,5 @@ void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_n
 /* Appends a built row (values allocated in the batch's context) to a group. */
 void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nvalues,
                       int64_t time_ns, const char *line, size_t line_len);
-
 
 } // namespace influx
