@@ -644,6 +644,8 @@ bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 
     int n = static_cast<int>(point.nfields + point.ntags) + 1;
     if (n > memo->columns_room) {
         memo->columns_room = Max(n, 64);
+        if (memo->columns != nullptr)
+            pfree(memo->columns);
         memo->columns = static_cast<int16 *>(palloc(sizeof(int16) * memo->columns_room));
     }
     int16 *columns = memo->columns;

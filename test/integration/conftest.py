@@ -415,18 +415,25 @@ def influx_udp_client(listener):
 GATE_LOCK = 77001
 
 
+def create_gate_function(c, name, returns):
+    """A plpgsql function `name` (a trigger or an event trigger, by `returns`) that waits
+    at the gate, then lets its statement go on."""
+    result = "RETURN NULL;" if returns == "trigger" else ""
+    c.execute("""
+        CREATE OR REPLACE FUNCTION %s() RETURNS %s LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(%d);
+            %s
+        END $$""" % (name, returns, GATE_LOCK, result))
+
+
 @pytest.fixture
 def gate(listener):
     """A table `gate` whose rows wait, inside the worker's flush, until the test opens the
     gate: yields (close, open) functions; the gate starts open."""
     c = listener
     c.execute("CREATE TABLE IF NOT EXISTS gate (_time timestamptz, f double precision)")
-    c.execute("""
-        CREATE OR REPLACE FUNCTION gate_wait() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            PERFORM pg_advisory_xact_lock_shared(%d);
-            RETURN NULL;
-        END $$""" % GATE_LOCK)
+    create_gate_function(c, "gate_wait", "trigger")
     c.execute("CREATE OR REPLACE TRIGGER gate_wait AFTER INSERT ON gate "
               "FOR EACH ROW EXECUTE FUNCTION gate_wait()")
     holder = c.connect()

@@ -4,7 +4,8 @@ same moment (influx.add_columns on) take turns instead of deadlocking, and every
 and value lands.
 """
 
-from conftest import GATE_LOCK, log_since, log_size, two_batches_through_the_gate, wait_for
+from conftest import (create_gate_function, log_since, log_size, two_batches_through_the_gate,
+                      wait_for)
 
 CLUSTER_CONF = {"influx.workers": "2", "influx.add_columns": "on", "log_lock_waits": "on"}
 
@@ -15,11 +16,7 @@ def test_two_workers_adding_columns_to_one_table_take_turns(listener, gate):
     table while it does, so nothing deadlocks."""
     c = listener
     c.execute("CREATE TABLE addcol (_time timestamptz, host text)")
-    c.execute("""
-        CREATE OR REPLACE FUNCTION gate_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            PERFORM pg_advisory_xact_lock_shared(%d);
-        END $$""" % GATE_LOCK)
+    create_gate_function(c, "gate_ddl", "event_trigger")
     c.execute("CREATE EVENT TRIGGER gate_ddl ON ddl_command_start WHEN TAG IN ('ALTER TABLE') "
               "EXECUTE FUNCTION gate_ddl()")
     offset = log_size(c)
