@@ -11,11 +11,15 @@
  *   BM_ParseLine/<set>  — ParseLine over lines already split (what an insertion worker does);
  *   BM_ScanAndParse/<set> — IsPlain and ForEachLine over the whole buffer, then ParseLine
  *                           (the listener's scan plus the worker's parse);
+ *   BM_ScanAndMatch/<set> — as BM_ScanAndParse, but each line is first read against the
+ *                           layout of the line before (MatchShape), as a worker does once
+ *                           it knows the table; lines of another layout are parsed;
  *   BM_Scan/<set>        — line splitting alone.
  * Each reports bytes/s (SetBytesProcessed) and lines/s (SetItemsProcessed).
  *
  * Run: make parser-bench   (or ./bench/parser_bench --benchmark_repetitions=5)
  */
+#include <algorithm>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -153,6 +157,37 @@ void BM_ScanAndParse(benchmark::State &state)
     state.SetLabel(state.range(0) == 0 ? "cpu" : "mixed");
 }
 
+void BM_ScanAndMatch(benchmark::State &state)
+{
+    const std::string &buf = Dataset(static_cast<int>(state.range(0)));
+    influx::LineParser parser;
+    influx::Point pt;
+    influx::LineShape shape;
+    static influx::ShapeValues sv;
+    bool have_shape = false;
+    size_t count = 0, matched = 0;
+    for (auto _ : state) {
+        bool plain = influx::IsPlain(buf.data(), buf.size());
+        count = influx::ForEachLine(
+            buf.data(), buf.size(),
+            [&](std::string_view line) {
+                if (plain && have_shape && parser.MatchShape(shape, line, &sv)) {
+                    matched++;
+                    benchmark::DoNotOptimize(sv);
+                    return;
+                }
+                if (parser.ParseLine(line, &pt, plain) == influx::ParseStatus::Ok && plain)
+                    have_shape = influx::LearnShape(pt, &shape);
+                benchmark::DoNotOptimize(pt);
+            },
+            plain);
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(count));
+    state.SetLabel(std::string(state.range(0) == 0 ? "cpu" : "mixed") + ", " +
+                   std::to_string(100 * matched / std::max<size_t>(1, count * state.iterations())) + "% matched");
+}
+
 void BM_Scan(benchmark::State &state)
 {
     const std::string &buf = Dataset(static_cast<int>(state.range(0)));
@@ -169,6 +204,7 @@ void BM_Scan(benchmark::State &state)
 
 BENCHMARK(BM_ParseLine)->Arg(0)->Arg(1);
 BENCHMARK(BM_ScanAndParse)->Arg(0)->Arg(1);
+BENCHMARK(BM_ScanAndMatch)->Arg(0)->Arg(1);
 BENCHMARK(BM_Scan)->Arg(0)->Arg(1);
 
 BENCHMARK_MAIN();

@@ -82,6 +82,8 @@ bool initialized = false;
 ProcessSlot *my_slot = nullptr;
 LineParser *parser = nullptr;
 Batch batch;
+/* The group whose last line's layout (RowShape) the next line is tried against; or NULL. */
+BatchGroup *shaped_group = nullptr;
 MemoryContext work_cxt = nullptr;    /* per flush: lookups, error data */
 MemoryContext attempt_cxt = nullptr; /* per write attempt: executor state */
 bool sql_call_active = false;
@@ -123,6 +125,13 @@ void EnsureInitialized(void)
     initialized = true;
 }
 
+/* Empties the batch, and forgets the layout that pointed into it. */
+void ResetBatch(void)
+{
+    BatchReset(&batch);
+    shaped_group = nullptr;
+}
+
 /* Current time as Unix nanoseconds, for lines without a timestamp. */
 int64 NowNs(void)
 {
@@ -155,6 +164,25 @@ void Excerpt(std::string_view line, bool ascii_only, char *buf, size_t size)
  */
 void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plain)
 {
+    /* The usual line has the layout of the one before it: read it against that layout. */
+    if (plain && shaped_group != nullptr) {
+        ShapeValues sv;
+        if (parser->MatchShape(*RowShape(shaped_group->build_memo), line, &sv)) {
+            const Datum *values;
+            int nvalues;
+            int64 time_ns = sv.has_time ? sv.time_ns : now_ns;
+            MemoryContext old = MemoryContextSwitchTo(batch.cxt);
+            bool built = BuildShapedRow(shaped_group->build_info, shaped_group->build_memo, sv, time_ns,
+                                        &values, &nvalues);
+            MemoryContextSwitchTo(old);
+            if (built) {
+                Note(kLinesReceived);
+                BatchAddBuiltRow(&batch, shaped_group, values, nvalues, time_ns, line.data(), line.size());
+                return;
+            }
+        }
+    }
+
     Point point;
     ParseStatus status = parser->ParseLine(line, &point, plain);
     if (status == ParseStatus::Skip)
@@ -205,6 +233,8 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
         if (built) {
             g->build_refusals = 0;
             BatchAddBuiltRow(&batch, g, values, nvalues, time_ns, line.data(), line.size());
+            if (plain)
+                shaped_group = LearnRowShape(g->build_memo, point, values, nvalues) ? g : nullptr;
             return;
         }
         g->build_refusals++;
@@ -929,7 +959,7 @@ void ApplySynchronousCommit(void)
 /* After a flush (or an influx.insert() call): free the batch and per-flush memory. */
 void EndBatch(void)
 {
-    BatchReset(&batch);
+    ResetBatch();
     MemoryContextReset(attempt_cxt);
     MemoryContextReset(work_cxt);
     TableCacheEndOfBatch();
@@ -953,7 +983,7 @@ bool InsertAddChunk(const char *data, size_t size)
      * memory without bound.
      */
     if (batch.nrows == 0)
-        BatchReset(&batch);
+        ResetBatch();
     return batch.nrows >= static_cast<size_t>(influx_batch_size);
 }
 
@@ -1046,7 +1076,7 @@ static Datum insert(FunctionCallInfo fcinfo)
     MemoryContext oldcxt = CurrentMemoryContext;
     PG_TRY();
     {
-        BatchReset(&batch);
+        ResetBatch();
         ParseChunk(VARDATA_ANY(lines), VARSIZE_ANY_EXHDR(lines), precision, opts.schema);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */

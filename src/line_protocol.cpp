@@ -370,13 +370,15 @@ __attribute__((noinline)) const char *ParseDoublePrefix(const char *p, const cha
     return r.ec == std::errc() && std::isfinite(*v) ? r.ptr : nullptr;
 }
 
-/* True when the 8 bytes at p are all ASCII digits. */
-inline bool AreEightDigits(const char *p) noexcept
+/*
+ * The value of 8 decimal digits packed in v, the first one in the lowest byte, each as an
+ * ASCII digit or as its value 0-9.
+ */
+inline uint64_t PackedDigitsValue(uint64_t v) noexcept
 {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    return ((v & 0xF0F0F0F0F0F0F0F0ULL) |
-            (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) == 0x3333333333333333ULL;
+    v = ((v & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8;
+    v = ((v & 0x00FF00FF00FF00FFULL) * 6553601) >> 16;
+    return ((v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
 }
 
 /* The value of the 8 ASCII digits at p (all known to be digits). */
@@ -384,13 +386,51 @@ inline uint64_t EightDigits(const char *p) noexcept
 {
     uint64_t v;
     std::memcpy(&v, p, 8);
-    v = ((v & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8;
-    v = ((v & 0x00FF00FF00FF00FFULL) * 6553601) >> 16;
-    return ((v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
+    return PackedDigitsValue(v);
 }
 
 /*
- * The common float of metrics, -?D+[.D+] with at most 19 digits and followed by ',' or
+ * Reads the ASCII digits at *q (up to e) into *w, as w * 10^k + their value, and moves *q
+ * past them.  Eight bytes at a time while eight lie before e: the digits among them are
+ * found and combined without a loop.  *w wraps past 19 digits; callers count digits.
+ */
+inline void ReadDigits(const char **q, const char *e, uint64_t *w) noexcept
+{
+    static constexpr uint64_t kPow10[8] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000};
+    const char *p = *q;
+    uint64_t acc = *w;
+    while (e - p >= 8) {
+        uint64_t v;
+        std::memcpy(&v, p, 8);
+        /*
+         * Digits become 0-9.  A byte is no digit if its high nibble is set now or after
+         * adding 6; a carry out of a byte only reaches bytes after a non-digit.
+         */
+        const uint64_t x = v ^ 0x3030303030303030ULL;
+        const uint64_t other = (x | (x + 0x0606060606060606ULL)) & 0xF0F0F0F0F0F0F0F0ULL;
+        if (other == 0) {
+            acc = acc * 100000000 + PackedDigitsValue(x);
+            p += 8;
+            continue;
+        }
+        const unsigned k = static_cast<unsigned>(__builtin_ctzll(other)) / 8;
+        if (k > 0) {
+            /* The k digits, moved up behind 8 - k leading zeros. */
+            acc = acc * kPow10[k] + PackedDigitsValue(x << (8 * (8 - k)));
+            p += k;
+        }
+        *q = p;
+        *w = acc;
+        return;
+    }
+    while (p < e && static_cast<unsigned char>(*p - '0') < 10)
+        acc = acc * 10 + static_cast<uint64_t>(*p++ - '0');
+    *q = p;
+    *w = acc;
+}
+
+/*
+ * The common float of metrics, -?D+[.D+] with at most 19 significant digits, followed by ',' or
  * ' ' or the end: where it ends, or nullptr for anything else (ParseDoublePrefix then
  * decides).  The digits are read 8 at a time into one integer, and fast_float's own
  * decimal-to-binary step (Eisel-Lemire) rounds it, so the value is exactly what
@@ -399,32 +439,36 @@ inline uint64_t EightDigits(const char *p) noexcept
  * its API: the unit test FastPathFloatsAreBitForBitFastFloats compares the two paths bit
  * for bit, so a fast_float upgrade that changed them would fail the build's tests.
  */
-inline const char *ParseSimpleDouble(const char *p, const char *e, double *v) noexcept
+__attribute__((always_inline)) inline const char *ParseSimpleDouble(const char *p, const char *e,
+                                                                    double *v) noexcept
 {
     const bool negative = *p == '-';
     const char *q = p + (negative ? 1 : 0);
     const char *digits = q;
-    uint64_t w = 0; /* wraps past 19 digits, which are refused below */
-    while (q < e && static_cast<unsigned char>(*q - '0') < 10)
-        w = w * 10 + static_cast<uint64_t>(*q++ - '0');
+    /* Leading zeros are no significant digits: "0.000123" has 3. */
+    while (q < e && *q == '0')
+        ++q;
+    size_t zeros = static_cast<size_t>(q - digits);
+    uint64_t w = 0;
+    ReadDigits(&q, e, &w);
     size_t count = static_cast<size_t>(q - digits);
     if (count == 0)
         return nullptr;
     int64_t exponent = 0;
     if (q < e && *q == '.') {
         const char *fraction = ++q;
-        while (e - q >= 8 && AreEightDigits(q)) {
-            w = w * 100000000 + EightDigits(q);
-            q += 8;
+        if (zeros == count) {
+            while (q < e && *q == '0')
+                ++q;
+            zeros += static_cast<size_t>(q - fraction);
         }
-        while (q < e && static_cast<unsigned char>(*q - '0') < 10)
-            w = w * 10 + static_cast<uint64_t>(*q++ - '0');
+        ReadDigits(&q, e, &w);
         if (q == fraction)
             return nullptr;
         count += static_cast<size_t>(q - fraction);
         exponent = -static_cast<int64_t>(q - fraction);
     }
-    if (count > 19 || (q < e && *q != ',' && *q != ' '))
+    if (count - zeros > 19 || (q < e && *q != ',' && *q != ' '))
         return nullptr;
     fast_float::adjusted_mantissa am =
         fast_float::compute_float<fast_float::binary_format<double>>(exponent, w);
@@ -1239,6 +1283,125 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out, bool plain)
         return ParseStatus::Invalid;
     }
     return ParseStatus::Ok;
+}
+
+bool LearnShape(const Point &point, LineShape *shape) noexcept
+{
+    if (point.measurement.escaped || point.ntags > kShapeMaxKeys || point.nfields > kShapeMaxKeys)
+        return false;
+    for (uint32_t i = 0; i < point.ntags; ++i)
+        if (point.tags[i].key.escaped)
+            return false;
+    for (uint32_t i = 0; i < point.nfields; ++i) {
+        const Field &f = point.fields[i];
+        if (f.key.escaped || (f.type != FieldType::Float && f.type != FieldType::Integer))
+            return false;
+    }
+    shape->measurement = point.measurement;
+    shape->ntags = point.ntags;
+    shape->nfields = point.nfields;
+    for (uint32_t i = 0; i < point.ntags; ++i)
+        shape->tag_keys[i] = point.tags[i].key;
+    for (uint32_t i = 0; i < point.nfields; ++i) {
+        shape->field_keys[i] = point.fields[i].key;
+        shape->field_types[i] = point.fields[i].type;
+    }
+    return true;
+}
+
+/*
+ * ParsePointFast's grammar with the keys known in advance: where the fast path scans for
+ * a key's end, this compares the key it expects, and it takes only the number forms the
+ * fast path reads without help.  The shape's keys are distinct and free of '=', ',' and
+ * ' ' (they came out of a parsed line), so a line that matches has no duplicate tags or
+ * fields, and each step below ends where the fast path's would.
+ */
+bool LineParser::MatchShape(const LineShape &shape, std::string_view line, ShapeValues *out) const noexcept
+{
+    const char *b = line.data();
+    const size_t n = line.size();
+    const size_t mlen = shape.measurement.size;
+    /* ParseLine would trim these first; such lines are left to it. */
+    if (n <= mlen || n > options_.max_line_length || b[n - 1] == '\r' || b[n - 1] == '\n')
+        return false;
+    if (!SameBytes(b, shape.measurement.data, mlen))
+        return false;
+
+    size_t i = mlen;
+    for (uint32_t t = 0; t < shape.ntags; ++t) {
+        const Text &key = shape.tag_keys[t];
+        if (b[i] != ',' || n - i < key.size + 3 || b[i + 1 + key.size] != '=' ||
+            !SameBytes(b + i + 1, key.data, key.size))
+            return false;
+        i += key.size + 2;
+        const size_t vs = i;
+        if (b[i] == ',' || b[i] == ' ')
+            return false;
+        i = FindKeyEnd(b, i + 1, n);
+        if (i >= n || b[i] == '=')
+            return false;
+        out->tag_values[t] = Text{b + vs, static_cast<uint32_t>(i - vs), false, TextKind::Key};
+    }
+    if (b[i] != ' ')
+        return false;
+    const size_t key_len = i;
+    if (key_len > kMaxKeyLength)
+        return false;
+
+    i = SkipWhitespace(b, n, i);
+    for (uint32_t f = 0; f < shape.nfields; ++f) {
+        const Text &key = shape.field_keys[f];
+        if (f > 0) {
+            if (i >= n || b[i] != ',')
+                return false;
+            ++i;
+        }
+        if (n - i < key.size + 2 || b[i + key.size] != '=' || !SameBytes(b + i, key.data, key.size) ||
+            key_len + 4 + key.size > kMaxKeyLength)
+            return false;
+        const size_t vs = i + key.size + 1;
+        size_t ve;
+        if (shape.field_types[f] == FieldType::Float) {
+            const char *end = ParseSimpleDouble(b + vs, b + n, &out->fields[f].f);
+            if (end == nullptr)
+                return false;
+            ve = static_cast<size_t>(end - b);
+        } else {
+            size_t j = vs + (b[vs] == '-' ? 1 : 0);
+            const size_t digits = j;
+            while (j < n && IsDigit(b[j]))
+                ++j;
+            if (j == digits || j >= n || b[j] != 'i' || !ParseInt64(b + vs, b + j, &out->fields[f].i))
+                return false;
+            ve = j + 1;
+            if (ve < n && b[ve] != ',' && b[ve] != ' ')
+                return false;
+        }
+        i = ve;
+    }
+    if (i < n && b[i] != ' ')
+        return false; /* another field */
+
+    i = SkipWhitespace(b, n, i);
+    out->has_time = i < n;
+    out->time_ns = 0;
+    if (out->has_time) {
+        const size_t ts = i;
+        if (b[i] == '-')
+            ++i;
+        const size_t digits = i;
+        while (i < n && IsDigit(b[i]))
+            ++i;
+        if (i == digits)
+            return false;
+        for (size_t k = i; k < n; ++k)
+            if (b[k] != ' ')
+                return false;
+        int64_t t;
+        if (!DigitsToInt64(b, ts, i, &t) || !ScaleTime(t, options_.precision, &out->time_ns))
+            return false;
+    }
+    return true;
 }
 
 /*

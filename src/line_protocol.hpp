@@ -60,28 +60,31 @@ struct Text {
     std::string_view raw() const noexcept { return {data, size}; }
 };
 
+/* The first and the last sizeof(Word) bytes of a and b agree (n >= sizeof(Word)). */
+template <typename Word> inline bool SameEnds(const char *a, const char *b, size_t n) noexcept
+{
+    Word a0, b0, a1, b1;
+    std::memcpy(&a0, a, sizeof(Word));
+    std::memcpy(&b0, b, sizeof(Word));
+    std::memcpy(&a1, a + n - sizeof(Word), sizeof(Word));
+    std::memcpy(&b1, b + n - sizeof(Word), sizeof(Word));
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
 /*
- * a[0..n) == b[0..n).  Keys are mostly 4 to 16 bytes: two overlapping word loads compare
+ * a[0..n) == b[0..n).  Keys are mostly 2 to 16 bytes: two overlapping word loads compare
  * them without a call to memcmp.
  */
 inline bool SameBytes(const char *a, const char *b, size_t n) noexcept
 {
-    if (n >= 8 && n <= 16) {
-        uint64_t a0, b0, a1, b1;
-        std::memcpy(&a0, a, 8);
-        std::memcpy(&b0, b, 8);
-        std::memcpy(&a1, a + n - 8, 8);
-        std::memcpy(&b1, b + n - 8, 8);
-        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
-    if (n >= 4 && n < 8) {
-        uint32_t a0, b0, a1, b1;
-        std::memcpy(&a0, a, 4);
-        std::memcpy(&b0, b, 4);
-        std::memcpy(&a1, a + n - 4, 4);
-        std::memcpy(&b1, b + n - 4, 4);
-        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
+    if (n >= 8 && n <= 16)
+        return SameEnds<uint64_t>(a, b, n);
+    if (n >= 4 && n < 8)
+        return SameEnds<uint32_t>(a, b, n);
+    if (n >= 2 && n < 4)
+        return SameEnds<uint16_t>(a, b, n);
+    if (n < 2)
+        return n == 0 || a[0] == b[0];
     return std::memcmp(a, b, n) == 0;
 }
 
@@ -118,6 +121,42 @@ struct Point {
     uint32_t nfields = 0;
     bool has_time = false; /* false: no timestamp in the line, caller uses its own clock */
     int64_t time_ns = 0;   /* timestamp scaled to nanoseconds (valid when has_time) */
+};
+
+/*
+ * The layout of a line: measurement, tag keys and field keys in line order, and each
+ * field's type.  A stream of one measurement repeats one layout line after line, so a line
+ * can be checked against the layout of the one before instead of being parsed from scratch
+ * (LineParser::MatchShape).  Learned by LearnShape from a parsed point; its slices point
+ * into that point's line, which must outlive the shape.
+ */
+constexpr uint32_t kShapeMaxKeys = 64;
+
+struct LineShape {
+    Text measurement;
+    uint32_t ntags = 0;
+    uint32_t nfields = 0;
+    Text tag_keys[kShapeMaxKeys];
+    Text field_keys[kShapeMaxKeys];
+    FieldType field_types[kShapeMaxKeys];
+};
+
+/*
+ * Makes *shape the layout of `point`; false when the point has none MatchShape can use:
+ * names with escapes, fields other than floats and integers, more than kShapeMaxKeys tags
+ * or fields.
+ */
+bool LearnShape(const Point &point, LineShape *shape) noexcept;
+
+/* What MatchShape read from a line: its values in the shape's order. */
+struct ShapeValues {
+    Text tag_values[kShapeMaxKeys];
+    union {
+        double f;
+        int64_t i;
+    } fields[kShapeMaxKeys];
+    bool has_time = false;
+    int64_t time_ns = 0;
 };
 
 enum class ParseStatus : uint8_t {
@@ -157,6 +196,14 @@ public:
      * UTF-8, quote and escape checks (the result is the same).
      */
     ParseStatus ParseLine(std::string_view line, Point *out, bool plain = false) noexcept;
+
+    /*
+     * True when a plain line (see IsPlain) has exactly the layout of `shape`: then
+     * ParseLine would accept it, giving the shape's measurement, tag keys and field keys in
+     * the same order, with the tag values, field values and time written to *out.  False
+     * says nothing about the line (it may be valid or not): the caller parses it.
+     */
+    bool MatchShape(const LineShape &shape, std::string_view line, ShapeValues *out) const noexcept;
 
     const ParseError &error() const noexcept { return error_; }
 

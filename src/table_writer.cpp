@@ -76,6 +76,7 @@ struct Target {
  * lookup without hashing the name.  Keys point into batch memory, valid for the flush.
  */
 constexpr int kMemoKeys = 64;
+static_assert(kShapeMaxKeys <= kMemoKeys, "a shape's tags index the tag value memo");
 
 struct ColumnMemo {
     struct {
@@ -101,6 +102,12 @@ struct BuildMemo {
     uint64 *taken;
     int16 *columns; /* room for one column per key of the line */
     int columns_room;
+
+    /* RowShape: the last converted line's layout and its columns (time, fields, tags). */
+    bool has_shape;
+    LineShape shape;
+    int16 shape_columns[2 * kShapeMaxKeys + 1];
+    int shape_ncolumns;
 };
 
 namespace
@@ -702,6 +709,72 @@ bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 
             memo->tag_value_len[i] = v.size;
             memo->tag_datum[i] = values[k];
         }
+    }
+    memcpy(values + count, columns, sizeof(int16) * count);
+    *out = values;
+    *nout = count;
+    return true;
+
+refuse:
+    pfree(values);
+    return false;
+}
+
+bool LearnRowShape(BuildMemo *memo, const Point &point, const Datum *values, int nvalues)
+{
+    memo->has_shape = LearnShape(point, &memo->shape);
+    if (memo->has_shape) {
+        memcpy(memo->shape_columns, values + nvalues, sizeof(int16) * nvalues);
+        memo->shape_ncolumns = nvalues;
+    }
+    return memo->has_shape;
+}
+
+const LineShape *RowShape(const BuildMemo *memo)
+{
+    return memo->has_shape ? &memo->shape : nullptr;
+}
+
+bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &sv, int64 time_ns,
+                    const Datum **out, int *nout)
+{
+    const LineShape &shape = memo->shape;
+    const int count = memo->shape_ncolumns;
+    const int16 *columns = memo->shape_columns;
+    auto values = static_cast<Datum *>(palloc(count * (sizeof(Datum) + sizeof(int16))));
+    int k = 0;
+    char reason[INFLUX_REASON_SIZE];
+    if (info->time_column >= 0 &&
+        !TimeToDatum(&info->columns[columns[k++]], time_ns, &values[0], reason))
+        goto refuse;
+    for (uint32 i = 0; i < shape.nfields; i++, k++) {
+        const ColumnInfo *col = &info->columns[columns[k]];
+        if (col->kind == ColumnKind::Float8 && shape.field_types[i] == FieldType::Float) {
+            values[k] = Float8GetDatum(sv.fields[i].f);
+            continue;
+        }
+        Field field;
+        field.type = shape.field_types[i];
+        if (field.type == FieldType::Float)
+            field.value.f = sv.fields[i].f;
+        else
+            field.value.i = sv.fields[i].i;
+        if (!SimpleValueToDatum(col, ValueRef{nullptr, &field}, &values[k]))
+            goto refuse;
+    }
+    for (uint32 i = 0; i < shape.ntags; i++, k++) {
+        const ColumnInfo *col = &info->columns[columns[k]];
+        const Text &v = sv.tag_values[i];
+        if (memo->tag_value[i] != nullptr && memo->tag_value_len[i] == v.size &&
+            col->kind == ColumnKind::Text && SameBytes(memo->tag_value[i], v.data, v.size)) {
+            values[k] = memo->tag_datum[i];
+            continue;
+        }
+        if (!SimpleValueToDatum(col, ValueRef{&v, nullptr}, &values[k]))
+            goto refuse;
+        memo->tag_value[i] = v.data;
+        memo->tag_value_len[i] = v.size;
+        memo->tag_datum[i] = values[k];
     }
     memcpy(values + count, columns, sizeof(int16) * count);
     *out = values;

@@ -59,6 +59,25 @@ bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 
               const Datum **values, int *nvalues);
 
 /*
+ * The layout of the last line BuildRow converted (LearnShape, line_protocol.hpp) and the
+ * columns it found for it, so that the next line with that layout is converted straight
+ * from what MatchShape read (BuildShapedRow).  The shape points into the line, which must
+ * outlive it (batch memory).  LearnRowShape returns false when the line has no usable
+ * layout; `values`/`nvalues` are what BuildRow returned for the point.
+ */
+bool LearnRowShape(BuildMemo *memo, const Point &point, const Datum *values, int nvalues);
+/* The layout LearnRowShape remembered, NULL if none. */
+const LineShape *RowShape(const BuildMemo *memo);
+
+/*
+ * BuildRow for a line that matched RowShape(memo): the same values BuildRow would give
+ * the parsed line, without its tag and field arrays.  False (nothing allocated) when a
+ * value needs the ordinary path.
+ */
+bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &sv, int64 time_ns,
+                    const Datum **values, int *nvalues);
+
+/*
  * Inserts the rows [lo, hi) of a group that are not marked rejected into `rel` (opened and
  * locked with RowExclusiveLock by the caller, privileges checked).  Values that do not
  * convert reject their row (counted, marked).  Built rows built for another `info` get

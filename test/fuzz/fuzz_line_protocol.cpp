@@ -10,7 +10,9 @@
  *   - every slice of a parsed point lies inside its line, and unescaping never grows it;
  *   - a parse is deterministic and does not depend on the parser's previous line;
  *   - errors carry a message and a column within the line (+1);
- *   - field keys are unique after duplicate removal.
+ *   - field keys are unique after duplicate removal;
+ *   - a plain line that matches the layout of an earlier line (MatchShape) gets exactly the
+ *     values a parse gives it.
  * ASan and UBSan (see `make fuzz`) catch the rest.
  */
 #include <cstddef>
@@ -198,6 +200,40 @@ void CheckLine(LineParser &parser, LineParser &fresh, std::string_view line, boo
         CHECK(std::strcmp(fresh.error().message, err.message) == 0);
 }
 
+/*
+ * When `line` matches `shape`, a parse of it must give the shape's keys in order and the
+ * values MatchShape read, bit for bit.
+ */
+void CheckShape(const LineShape &shape, const ParserOptions &options, std::string_view line)
+{
+    LineParser matcher(options);
+    ShapeValues sv;
+    if (!matcher.MatchShape(shape, line, &sv))
+        return;
+    LineParser parser(options);
+    Point pt;
+    CHECK(parser.ParseLine(line, &pt, true) == ParseStatus::Ok);
+    CHECK(pt.measurement.raw() == shape.measurement.raw());
+    CHECK(pt.ntags == shape.ntags && pt.nfields == shape.nfields);
+    for (uint32_t i = 0; i < pt.ntags; ++i) {
+        CHECK(pt.tags[i].key.raw() == shape.tag_keys[i].raw());
+        CHECK(!pt.tags[i].value.escaped);
+        CHECK(pt.tags[i].value.raw() == sv.tag_values[i].raw());
+    }
+    for (uint32_t i = 0; i < pt.nfields; ++i) {
+        const Field &f = pt.fields[i];
+        CHECK(f.key.raw() == shape.field_keys[i].raw());
+        CHECK(f.type == shape.field_types[i]);
+        if (f.type == FieldType::Float)
+            CHECK(std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) == 0);
+        else
+            CHECK(f.value.i == sv.fields[i].i);
+    }
+    CHECK(pt.has_time == sv.has_time);
+    if (pt.has_time)
+        CHECK(pt.time_ns == sv.time_ns);
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -241,9 +277,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     full.fast_path = false;
     LineParser parser(options);
     LineParser fresh(full);
+    /* The layout of the last plain line that parsed; its line stays in `data`. */
+    LineShape shape;
+    bool have_shape = false;
     size_t count = ForEachLine(reinterpret_cast<const char *>(data), size, [&](std::string_view line) {
         CheckLine(parser, fresh, line, plain);
         fresh = LineParser(full);
+        if (!plain)
+            return;
+        if (have_shape)
+            CheckShape(shape, options, line);
+        LineParser learner(options);
+        Point pt;
+        if (learner.ParseLine(line, &pt, true) == ParseStatus::Ok)
+            have_shape = LearnShape(pt, &shape);
     });
     CHECK(count == whole.size());
     return 0;

@@ -121,3 +121,64 @@ def test_rows_of_a_wide_table_land_in_their_columns(listener):
         ("b", None, None, None, 300.0, None, None, 3),
         ("c", 0.5, None, 256.0, None, None, -1.0, 5),
         ("d", None, None, None, None, 398.0, None, 3)]
+
+
+def test_lines_of_one_layout_keep_their_exact_values(listener):
+    """A worker reads a line with the layout of the one before against that layout; whether
+    a line takes that path or the full parser, every value must be exact.  Floats are
+    written in many forms, some lines break the layout (other order, a missing field, an
+    exponent, CRLF) and one line is invalid."""
+    import datetime
+    import random
+
+    c = listener
+    c.execute("CREATE TABLE shaped (_time timestamptz, host text, cpu text, f float8, g float8, "
+              "n bigint)")
+    send_tcp(c.tcp_port, "shaped,host=w,cpu=w f=0,g=0,n=-1i 0\nshaped,host=w,cpu=w f=0,g=0,n=-2i 0\n")
+    wait_for(lambda: c.row_count("shaped") == 2, 10, what="the first batch")
+    rejected_before = c.stat_total("lines_rejected_syntax")
+
+    rng = random.Random(20261121)
+
+    def float_text(x):
+        form = rng.randrange(5)
+        if form == 0:
+            return repr(x)
+        if form == 1:
+            return "%.17g" % x
+        if form == 2:
+            return "%.*f" % (rng.randrange(0, 20), x / 10 ** rng.randrange(0, 8))
+        if form == 3:
+            return str(rng.randrange(-10 ** 6, 10 ** 6))
+        return rng.choice(["0", "-0", "0.0", "1e-5", "-2.5E+3", "0.000000000000000000001",
+                           "12345678901234567890", "1" + "0" * 25, "9007199254740993"])
+
+    lines, expected = [], {}
+    for i in range(3000):
+        f, g = float_text(rng.uniform(-1e6, 1e6)), float_text(rng.uniform(0, 100))
+        ns = 1_700_000_000_000_000_000 + rng.randrange(-10 ** 15, 10 ** 15)
+        host, cpu = f"h{i % 7}", f"cpu{i % 3}"
+        kind = i % 97
+        if kind == 1:
+            line = f"shaped,cpu={cpu},host={host} g={g},f={f},n={i}i {ns}"
+        elif kind == 2:
+            line = f"shaped,host={host},cpu={cpu} f={f},n={i}i {ns}"
+            g = None
+        elif kind == 3:
+            line = f"shaped,host={host},cpu={cpu} f={f},g={g},n={i}i {ns}\r"
+        else:
+            line = f"shaped,host={host},cpu={cpu} f={f},g={g},n={i}i {ns}"
+        lines.append(line)
+        t = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + \
+            datetime.timedelta(microseconds=ns // 1000)
+        expected[i] = (t, host, cpu, float(f), None if g is None else float(g))
+    lines.insert(1500, "shaped,host=h1,cpu=cpu0 f=abc,g=1,n=99999i 1")
+    send_tcp(c.tcp_port, "\n".join(lines) + "\n")
+    wait_for(lambda: c.row_count("shaped") == 3002, 30, what="3000 more rows")
+    assert c.stat_total("lines_rejected_syntax") == rejected_before + 1
+    got = {n: (t, host, cpu, f, g)
+           for (n, t, host, cpu, f, g) in c.query("SELECT n, _time, host, cpu, f, g FROM shaped "
+                                                  "WHERE n >= 0")}
+    assert len(got) == 3000
+    wrong = [(n, got[n], expected[n]) for n in expected if got[n] != expected[n]]
+    assert wrong == []

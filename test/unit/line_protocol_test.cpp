@@ -4,7 +4,9 @@
  * Each test states one rule of InfluxDB 1.x line protocol as pg_influx implements it
  * (docs/line-protocol.md), including the deliberate differences.
  */
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -962,5 +964,218 @@ TEST(LineProtocol, FastPathFloatsAreBitForBitFastFloats)
             }
             ASSERT_EQ(a.fields[0].str.raw(), b.fields[0].str.raw()) << line;
         }
+    }
+}
+
+/*
+ * MatchShape against ParseLine: a line that matches an earlier line's layout must parse to
+ * that layout with the values MatchShape read.  Lines are made from a few layouts, then
+ * values, spacing and single bytes are varied at random.
+ */
+namespace {
+
+/* The parse of `line` as MatchShape describes it; false when they disagree. */
+::testing::AssertionResult SameAsParse(const LineShape &shape, const ShapeValues &sv, const std::string &line,
+                                       const ParserOptions &options)
+{
+    LineParser parser(options);
+    Point pt;
+    if (parser.ParseLine(line, &pt, true) != ParseStatus::Ok)
+        return ::testing::AssertionFailure() << "matched but does not parse: " << parser.error().message;
+    if (pt.measurement.raw() != shape.measurement.raw() || pt.ntags != shape.ntags || pt.nfields != shape.nfields)
+        return ::testing::AssertionFailure() << "other measurement or key count";
+    for (uint32_t i = 0; i < pt.ntags; i++)
+        if (pt.tags[i].key.raw() != shape.tag_keys[i].raw() || pt.tags[i].value.raw() != sv.tag_values[i].raw())
+            return ::testing::AssertionFailure() << "tag " << i << " differs";
+    for (uint32_t i = 0; i < pt.nfields; i++) {
+        const Field &f = pt.fields[i];
+        if (f.key.raw() != shape.field_keys[i].raw() || f.type != shape.field_types[i])
+            return ::testing::AssertionFailure() << "field " << i << " key or type differs";
+        if (f.type == FieldType::Float ? std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) != 0
+                                       : f.value.i != sv.fields[i].i)
+            return ::testing::AssertionFailure() << "field " << i << " value differs";
+    }
+    if (pt.has_time != sv.has_time || (pt.has_time && pt.time_ns != sv.time_ns))
+        return ::testing::AssertionFailure() << "time differs";
+    return ::testing::AssertionSuccess();
+}
+
+/* -?D+[.D+] with at most 19 digits, or -?D+i within int64: the forms a shape reads itself. */
+bool IsSimpleNumber(const std::string &v, bool integer)
+{
+    size_t i = v.size() > 0 && v[0] == '-' ? 1 : 0, digits = 0, start = i;
+    while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])))
+        i++;
+    digits = i - start;
+    if (digits == 0)
+        return false;
+    if (integer) {
+        if (i + 1 != v.size() || v[i] != 'i')
+            return false;
+        errno = 0;
+        std::strtoll(v.c_str(), nullptr, 10);
+        return errno == 0;
+    }
+    if (i < v.size() && v[i] == '.') {
+        size_t f = ++i;
+        while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])))
+            i++;
+        if (i == f)
+            return false;
+        digits += i - f;
+    }
+    return i == v.size() && digits <= 19;
+}
+
+} // namespace
+
+TEST(LineProtocol, ShapeMatchAgreesWithParseLine)
+{
+    const std::vector<std::string> layouts = {
+        "cpu,cpu=cpu0,host=server01 usage_user=1.5,usage_system=2,usage_idle=96.25 1700000000",
+        "mem,host=h used=12i,free=-3i,used_percent=41.5",
+        "disk total=1i 5",
+        "x,a=b y=1",
+        "system,host=web-1,region=eu\tw load1=0.5,n_users=3i,uptime=12345i 1700000000",
+    };
+    const std::vector<std::string> values = {
+        "0", "-0", "1", "-1", "1.5", "-2.25", "96.123456789012", "1234567890123456789", "12345678901234567890",
+        "1e5", "1E-3", "1.", ".5", "-.5", "+1", "1i", "-1i", "9223372036854775807i", "9223372036854775808i",
+        "1u", "t", "false", "\"s\"", "", "-", "nan", "inf", "0x10", "1.5.5", "1i5", "00012", "-0i",
+    };
+    const std::vector<std::string> stamps = {"",   " 0", " -1", " 1700000000000000000", " 9223372036854775807",
+                                             " 99999999999999999999", " 1x", "  7", " 7 ", " 7  ", " -", " 1.5"};
+    const std::string noise = ", =i.-09at\t\r\n#";
+    std::mt19937_64 rng(777);
+    for (Precision precision : {Precision::Nanoseconds, Precision::Seconds}) {
+        ParserOptions options;
+        options.precision = precision;
+        for (const std::string &layout : layouts) {
+            LineParser learner(options);
+            Point learned;
+            ASSERT_EQ(learner.ParseLine(layout, &learned, true), ParseStatus::Ok) << layout;
+            LineShape shape;
+            ASSERT_TRUE(LearnShape(learned, &shape)) << layout;
+            LineParser matcher(options);
+            ShapeValues sv;
+            ASSERT_TRUE(matcher.MatchShape(shape, layout, &sv)) << layout;
+            ASSERT_TRUE(SameAsParse(shape, sv, layout, options)) << layout;
+
+            int matched = 0, clean = 0;
+            for (int round = 0; round < 4000; round++) {
+                /* the layout with other values: fields' numbers, tag values, time */
+                std::string line;
+                bool simple = true;
+                size_t i = 0;
+                const size_t space = layout.find(' ');
+                line.append(layout, 0, space + 1);
+                for (i = space + 1; i < layout.size() && layout[i] != ' ';) {
+                    size_t eq = layout.find('=', i);
+                    size_t end = layout.find_first_of(", ", eq);
+                    if (end == std::string::npos)
+                        end = layout.size();
+                    line.append(layout, i, eq + 1 - i);
+                    std::string old = layout.substr(eq + 1, end - eq - 1);
+                    if (rng() % 3 == 0) {
+                        std::string v = values[rng() % values.size()];
+                        simple &= IsSimpleNumber(v, old.back() == 'i');
+                        line += v;
+                    } else {
+                        line += old;
+                    }
+                    if (end < layout.size())
+                        line += layout[end];
+                    i = end + 1;
+                    if (end < layout.size() && layout[end] == ' ')
+                        break;
+                }
+                bool had_time = layout.find(' ', space + 1) != std::string::npos;
+                if (had_time && line.back() == ' ')
+                    line.pop_back();
+                if (rng() % 4 == 0) {
+                    const std::string &ts = stamps[rng() % stamps.size()];
+                    line += ts;
+                    simple &= ts.empty() || ts == " 0" || ts == " -1" || ts == " 7 " || ts == " 7  " ||
+                              (ts == " 1700000000000000000" && precision == Precision::Nanoseconds);
+                } else if (had_time) {
+                    line += layout.substr(layout.rfind(' '));
+                }
+                /* then, sometimes, one byte changed, inserted or removed */
+                if (rng() % 3 == 0 && !line.empty()) {
+                    size_t at = rng() % line.size();
+                    char c = noise[rng() % noise.size()];
+                    switch (rng() % 3) {
+                    case 0:
+                        line[at] = c;
+                        break;
+                    case 1:
+                        line.insert(line.begin() + at, c);
+                        break;
+                    default:
+                        line.erase(at, 1);
+                    }
+                    simple = false;
+                }
+                if (!IsPlain(line.data(), line.size()))
+                    continue;
+                bool m = matcher.MatchShape(shape, line, &sv);
+                if (m) {
+                    matched++;
+                    ASSERT_TRUE(SameAsParse(shape, sv, line, options)) << line;
+                }
+                if (simple) {
+                    clean++;
+                    EXPECT_TRUE(m) << "the layout with plain values must match: " << line;
+                }
+            }
+            EXPECT_GT(clean, 300) << layout;
+            EXPECT_GE(matched, clean) << layout;
+        }
+    }
+}
+
+/* Lines that look like the layout but are not it: a matcher must turn each of them away. */
+TEST(LineProtocol, ShapeMatchRefusesOtherLayouts)
+{
+    const std::string layout = "cpu,host=a,cpu=cpu0 user=1.5,idle=2i 1700000000";
+    LineParser parser;
+    Point pt;
+    ASSERT_EQ(parser.ParseLine(layout, &pt, true), ParseStatus::Ok);
+    LineShape shape;
+    ASSERT_TRUE(LearnShape(pt, &shape));
+    ShapeValues sv;
+    EXPECT_TRUE(parser.MatchShape(shape, "cpu,host=b,cpu=cpu1 user=-0.25,idle=-7i", &sv));
+    EXPECT_EQ(sv.tag_values[0].raw(), "b");
+    EXPECT_EQ(sv.tag_values[1].raw(), "cpu1");
+    EXPECT_EQ(sv.fields[0].f, -0.25);
+    EXPECT_EQ(sv.fields[1].i, -7);
+    EXPECT_FALSE(sv.has_time);
+    for (const char *other : {
+             "cpus,host=a,cpu=cpu0 user=1.5,idle=2i",             /* longer measurement */
+             "cpu,host=a user=1.5,idle=2i",                       /* a tag fewer */
+             "cpu,host=a,cpu=cpu0,x=y user=1.5,idle=2i",          /* a tag more */
+             "cpu,cpu=cpu0,host=a user=1.5,idle=2i",              /* tags in another order */
+             "cpu,host=a,cpu=cpu0 user=1.5",                      /* a field fewer */
+             "cpu,host=a,cpu=cpu0 user=1.5,idle=2i,x=1",          /* a field more */
+             "cpu,host=a,cpu=cpu0 user=1i,idle=2i",               /* another type */
+             "cpu,host=a,cpu=cpu0 user=1.5,idle=2",               /* another type */
+             "cpu,host=a,cpu=cpu0 user=true,idle=2i",             /* another type */
+             "cpu,host=a,cpu=cpu0 user=1.5,idle=2i 1700000000\r", /* left to ParseLine */
+             "cpu,host=a=b,cpu=cpu0 user=1.5,idle=2i",            /* '=' in a tag value */
+             "cpu,host=,cpu=cpu0 user=1.5,idle=2i",               /* empty tag value */
+             "cpu,host=a,cpu=cpu0 user=1.5,idle=2i 17e8",         /* bad time */
+             "cpu,host=a,cpu=cpu0 user=1.5,idle=2i 1 2",          /* text after the time */
+         })
+        EXPECT_FALSE(parser.MatchShape(shape, other, &sv)) << other;
+
+    ParserOptions short_lines;
+    short_lines.max_line_length = 20;
+    LineParser limited(short_lines);
+    EXPECT_FALSE(limited.MatchShape(shape, "cpu,host=b,cpu=cpu1 user=-0.25,idle=-7i", &sv));
+
+    /* Names with escapes, string and boolean fields: no shape. */
+    for (const char *line : {"c\\ pu v=1", "cpu v=\"s\"", "cpu v=t", "cpu v=1u", "cpu,k\\=1=a v=1"}) {
+        ASSERT_EQ(parser.ParseLine(line, &pt), ParseStatus::Ok) << line;
+        EXPECT_FALSE(LearnShape(pt, &shape)) << line;
     }
 }
