@@ -1050,9 +1050,15 @@ int RunTcp(const Options &o)
         }
         cuts.push_back(file.size);
     }
-    // Connect everything first, so that connection setup is not part of the send time.
+    // Count the file's lines and connect everything first, so that neither is part of the
+    // send time; then say on stdout that sending starts (bench/run.py times from there).
+    uint64_t file_lines = o.in.empty() ? 0 : CountLines(file.data, file.size);
     std::vector<int> fds;
     for (int c = 0; c < C; ++c) fds.push_back(ConnectTcp(ss, len, deadline));
+    if (!o.quiet) {
+        std::printf("sending: %d connection(s)\n", C);
+        std::fflush(stdout);
+    }
     double t0 = Now();
     for (int c = 0; c < C; ++c) {
         th.emplace_back([&, c] {
@@ -1060,7 +1066,7 @@ int RunTcp(const Options &o)
             if (!o.in.empty()) {
                 const char *p = file.data + cuts[c];
                 size_t n = cuts[c + 1] - cuts[c];
-                lines.fetch_add(CountLines(p, n));
+                if (c == 0) lines.fetch_add(file_lines);
                 if (!SendAll(fd, p, n, deadline, bytes)) failures++;
             } else {
                 uint64_t first = o.lines * uint64_t(c) / uint64_t(C);

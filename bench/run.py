@@ -184,6 +184,22 @@ def proc_cpu(pid):
         return None
 
 
+def machine_cpu():
+    """(busy, total) CPU seconds of the whole machine so far, summed over all CPUs."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    idle = vals[3] + vals[4]  # idle + iowait
+    total = sum(vals[:8])     # guest time is already counted in user
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+def machine_delta(m0):
+    """Busy CPU seconds since m0 (from machine_cpu()) and the busy share of all CPUs."""
+    b1, t1 = machine_cpu()
+    busy, total = b1 - m0[0], t1 - m0[1]
+    return busy, (busy / total if total > 0 else None)
+
+
 def proc_status_kib(pid, *keys):
     """The given /proc/<pid>/status fields in KiB, in order (None for missing ones)."""
     out = {}
@@ -437,16 +453,19 @@ class Bench:
         self.truncate(db, v.copy_schema, v.tables)
         db.query("CHECKPOINT")
         cpu0 = proc_cpu(db.backend_pid)
+        m0 = machine_cpu()
         t0 = time.monotonic()
         db.query("BEGIN")
         for t in v.tables:
             db.query(statement(t), timeout=self.args.timeout)
         db.query("COMMIT")
         secs = time.monotonic() - t0
+        mcpu, busy = machine_delta(m0)
         cpu = proc_cpu(db.backend_pid) - cpu0
         rows = self.count(db, v.copy_schema, v.tables)
         if record:
-            self.results.append(dict(variant=v, method=method, rows=rows, secs=secs, cpu=cpu, **extra))
+            self.results.append(dict(variant=v, method=method, rows=rows, secs=secs, cpu=cpu,
+                                     mcpu=mcpu, busy=busy, **extra))
         return rows, secs
 
     def copy_csv(self, c, db, v, record=True):
@@ -519,8 +538,9 @@ class Bench:
         return False
 
     def wait_rows(self, db, schema, tables, target, t0, base):
-        """Polls (cheap influx.stats() counters every 10 ms, then count(*)) until `target` rows are
-        committed; bounded by --timeout overall and --stall seconds without progress."""
+        """Polls (cheap influx.stats() counters every 10 ms) until they show `target` rows committed,
+        then checks with count(*); returns the time of the poll that saw them (count(*) is not
+        timed).  Bounded by --timeout overall and --stall seconds without progress."""
         a = self.args
         deadline = t0 + a.timeout
         last_progress, last_val = time.monotonic(), -1
@@ -532,9 +552,12 @@ class Bench:
                 done = cur is not None and (cur["inserted"] - base["inserted"]
                                             + cur["rejected"] - base["rejected"]) >= target
                 if done:
+                    # The counters move after each commit: the rows are in.  count(*) checks
+                    # it, after the clock has stopped.
+                    t_done = time.monotonic()
                     n = self.count(db, schema, tables)
                     if n >= target:
-                        return time.monotonic(), n
+                        return t_done, n
                     val = n
                 interval = 0.01
             else:
@@ -558,12 +581,19 @@ class Bench:
         cpu0 = {pid: proc_cpu(pid) for pid in procs}
         base = self.influx_counters(db)
         target = a.lines
-        t0 = time.monotonic()
         lg = subprocess.Popen([LOADGEN, "--mode", "tcp", "--in", self.files[(v.name, "lp")],
                                "--port", str(c.tcp_port), "--connections", str(a.connections),
                                "--max-seconds", str(a.timeout)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # The clock starts when loadgen has its file in memory and its connections open and
+        # says it starts sending (or gives up): as COPY's starts with its statement.
+        first = lg.stdout.readline()
+        if not first.startswith("sending:"):
+            log(f"{v.name}: loadgen did not start sending: {first.strip()!r}")
+        m0 = machine_cpu()
+        t0 = time.monotonic()
         t_end, rows = self.wait_rows(db, v.influx_schema, v.tables, target, t0, base)
+        mcpu, busy = machine_delta(m0)
         try:
             out, err = lg.communicate(timeout=30)
         except subprocess.TimeoutExpired:
@@ -604,7 +634,7 @@ class Bench:
         if record:
             self.results.append(dict(variant=v, method=label or f"pg_influx TCP ({a.connections} conn)",
                                      rows=rows, secs=secs, cpu=sum(cpu.values()) if cpu else None,
-                                     note=note.strip(), ok=ok))
+                                     mcpu=mcpu, busy=busy, note=note.strip(), ok=ok))
             self.proc_rows.append(dict(variant=v, rows=rows, ok=ok, secs=secs, send_secs=send_secs,
                                        cpu_listener=cpu.get("influx listener"),
                                        cpu_workers=cpu.get("influx worker"),
@@ -793,8 +823,9 @@ class Bench:
                                                 if k not in ("influx.tcp_port", "influx.udp_port")))
         L.append("")
         L.append("## Throughput (same rows, same cluster, same run)\n")
-        L.append("| variant | method | rows | seconds | rows/s | vs COPY binary | server CPU s / M rows | check |")
-        L.append("|---|---|--:|--:|--:|--:|--:|---|")
+        L.append("| variant | method | rows | seconds | rows/s | vs COPY binary | server CPU s / M rows "
+                 "| machine CPU s / M rows | machine busy | check |")
+        L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|---|")
         groups = {}
         for r in self.results:
             groups.setdefault((r["variant"].name, r["method"]), []).append(r)
@@ -813,6 +844,10 @@ class Bench:
             ratio = (rate / copy_rate[vname]) if rate and vname in copy_rate else None
             cpus = [r["cpu"] / r["rows"] * 1e6 for r in rs if r.get("cpu") is not None and r["rows"]]
             cpu = median(cpus) if cpus else None
+            mcpus = [r["mcpu"] / r["rows"] * 1e6 for r in rs if rate_of(r) and r.get("mcpu") is not None]
+            mcpu = median(mcpus) if mcpus else None
+            busies = [r["busy"] for r in rs if rate_of(r) and r.get("busy") is not None]
+            busy = f"{median(busies) * 100:.0f} %" if busies else "-"
             rows = rs[-1]["rows"]
             checks = []
             for r in rs:
@@ -823,7 +858,8 @@ class Bench:
                     checks.append(r["note"])
             spread = (f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(rates) > 1 else "")
             L.append(f"| {v.title} | {method} | {rows:,} | {fmt_num(secs)} | {fmt_rate(rate)}{spread} "
-                     f"| {fmt_num(ratio)} | {fmt_num(cpu)} | {'; '.join(dict.fromkeys(checks))} |")
+                     f"| {fmt_num(ratio)} | {fmt_num(cpu)} | {fmt_num(mcpu)} | {busy} "
+                     f"| {'; '.join(dict.fromkeys(checks))} |")
         if self.proc_rows:
             L.append("\n## pg_influx processes (TCP runs)\n")
             L.append("| variant | listener CPU s / M rows | workers CPU s / M rows (all workers) | "
