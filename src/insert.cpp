@@ -84,6 +84,8 @@ LineParser *parser = nullptr;
 Batch batch;
 /* The group whose last line's layout (RowShape) the next line is tried against; or NULL. */
 BatchGroup *shaped_group = nullptr;
+/* What MatchShape read from the current line (kept here: too big to clear for every line). */
+ShapeValues shape_values;
 MemoryContext work_cxt = nullptr;    /* per flush: lookups, error data */
 MemoryContext attempt_cxt = nullptr; /* per write attempt: executor state */
 bool sql_call_active = false;
@@ -166,8 +168,8 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
 {
     /* The usual line has the layout of the one before it: read it against that layout. */
     if (plain && shaped_group != nullptr) {
-        ShapeValues sv;
-        if (parser->MatchShape(*RowShape(shaped_group->build_memo), line, &sv)) {
+        const ShapeValues &sv = shape_values;
+        if (parser->MatchShape(*RowShape(shaped_group->build_memo), line, &shape_values)) {
             const Datum *values;
             int nvalues;
             int64 time_ns = sv.has_time ? sv.time_ns : now_ns;

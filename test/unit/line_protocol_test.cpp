@@ -781,7 +781,8 @@ TEST(LineScanner, LastLineEndAgreesWithLineByLine)
     std::mt19937 rng(20261121);
     const char alphabet[] = {'a', '=', ',', ' ', '"', '\\', '\n', 'b', 'c', '1'};
     for (int round = 0; round < 20000; round++) {
-        std::string buf(rng() % 120, 'x');
+        /* Now and then a long one: the one-pass count sums its per-byte counters every 4080 bytes. */
+        std::string buf(round % 50 == 0 ? rng() % 9000 : rng() % 120, 'x');
         /* Mostly plain buffers, some with quotes and escapes. */
         size_t kinds = round % 3 == 0 ? sizeof(alphabet) : 4;
         for (char &c : buf) {
@@ -794,6 +795,18 @@ TEST(LineScanner, LastLineEndAgreesWithLineByLine)
         ASSERT_EQ(a.last, b.last) << buf << " cut " << cut;
         ASSERT_EQ(a.lines, b.lines) << buf << " cut " << cut;
         ASSERT_EQ(a.final_end, b.final_end) << buf << " cut " << cut;
+    }
+}
+
+/* Nothing but line ends, far past the point where a byte's counter would wrap. */
+TEST(LineScanner, CountsEveryLineOfALongBuffer)
+{
+    for (size_t size : {1, 15, 16, 4079, 4080, 4081, 70000}) {
+        std::string buf(size, '\n');
+        LineScanner scanner;
+        uint64_t lines = 0;
+        EXPECT_EQ(scanner.FindLastLineEnd(buf.data(), buf.size(), &lines), size);
+        EXPECT_EQ(lines, size);
     }
 }
 
