@@ -896,6 +896,34 @@ inline bool DigitsToInt64(const char *b, size_t from, size_t to, int64_t *out) n
     return true;
 }
 
+/*
+ * The end of a line from b[i] on, after its fields: an optional timestamp -?D+ (scaled to
+ * nanoseconds) between spaces, then nothing.  False for anything else or a time out of
+ * range (the full parser then explains).
+ */
+inline bool ReadTimestamp(const char *b, size_t n, size_t i, Precision precision, bool *has_time,
+                          int64_t *time_ns) noexcept
+{
+    i = SkipWhitespace(b, n, i);
+    *has_time = i < n;
+    *time_ns = 0;
+    if (!*has_time)
+        return true;
+    const size_t ts = i;
+    if (b[i] == '-')
+        ++i;
+    const size_t digits = i;
+    while (i < n && IsDigit(b[i]))
+        ++i;
+    if (i == digits)
+        return false;
+    for (size_t k = i; k < n; ++k)
+        if (b[k] != ' ')
+            return false;
+    int64_t t;
+    return DigitsToInt64(b, ts, i, &t) && ScaleTime(t, precision, time_ns);
+}
+
 bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
 {
     const char *b = s.b;
@@ -1009,26 +1037,8 @@ bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
     }
     s.nfields = DedupeFields(*s.fields, s.nfields, *s.slots);
 
-    /* timestamp: optional -?D+, then nothing but spaces */
-    i = SkipWhitespace(b, n, i);
-    out->has_time = i < n;
-    out->time_ns = 0;
-    if (out->has_time) {
-        const size_t ts = i;
-        if (b[i] == '-')
-            ++i;
-        const size_t digits = i;
-        while (i < n && IsDigit(b[i]))
-            ++i;
-        if (i == digits)
-            return false;
-        for (size_t k = i; k < n; ++k)
-            if (b[k] != ' ')
-                return false;
-        int64_t t;
-        if (!DigitsToInt64(b, ts, i, &t) || !ScaleTime(t, precision, &out->time_ns))
-            return false;
-    }
+    if (!ReadTimestamp(b, n, i, precision, &out->has_time, &out->time_ns))
+        return false;
 
     out->tags = s.tags->data();
     out->ntags = static_cast<uint32_t>(s.ntags);
@@ -1382,26 +1392,7 @@ bool LineParser::MatchShape(const LineShape &shape, std::string_view line, Shape
     if (i < n && b[i] != ' ')
         return false; /* another field */
 
-    i = SkipWhitespace(b, n, i);
-    out->has_time = i < n;
-    out->time_ns = 0;
-    if (out->has_time) {
-        const size_t ts = i;
-        if (b[i] == '-')
-            ++i;
-        const size_t digits = i;
-        while (i < n && IsDigit(b[i]))
-            ++i;
-        if (i == digits)
-            return false;
-        for (size_t k = i; k < n; ++k)
-            if (b[k] != ' ')
-                return false;
-        int64_t t;
-        if (!DigitsToInt64(b, ts, i, &t) || !ScaleTime(t, options_.precision, &out->time_ns))
-            return false;
-    }
-    return true;
+    return ReadTimestamp(b, n, i, options_.precision, &out->has_time, &out->time_ns);
 }
 
 /*

@@ -637,6 +637,57 @@ void Finish(Writer *w)
 
 } // namespace
 
+namespace
+{
+
+/*
+ * The Datum of the tag value at position i of a row being built.  Text Datums are
+ * immutable: rows with the same value at that position as the row before share one.
+ */
+inline bool TagValueDatum(BuildMemo *memo, uint32 i, const ColumnInfo *col, const Text &v, Datum *out)
+{
+    const bool remembered = i < (uint32) kMemoKeys;
+    if (remembered && memo->tag_value[i] != nullptr && memo->tag_value_len[i] == v.size &&
+        col->kind == ColumnKind::Text && SameBytes(memo->tag_value[i], v.data, v.size)) {
+        *out = memo->tag_datum[i];
+        return true;
+    }
+    if (!SimpleValueToDatum(col, ValueRef{&v, nullptr}, out))
+        return false;
+    if (remembered) {
+        memo->tag_value[i] = v.data;
+        memo->tag_value_len[i] = v.size;
+        memo->tag_datum[i] = *out;
+    }
+    return true;
+}
+
+/*
+ * The values of a built row, for `count` columns (time first, if the table has it): the
+ * time is converted here, `fill(values, k)` converts the rest from position k on.  On
+ * success *out gets the Datums followed by the column indexes (palloc'd in
+ * CurrentMemoryContext); when a conversion refuses, nothing is left allocated.
+ */
+template <typename Fill>
+bool BuildValues(const TableInfo *info, const int16 *columns, int count, int64 time_ns,
+                 const Datum **out, int *nout, Fill fill)
+{
+    auto values = static_cast<Datum *>(palloc(count * (sizeof(Datum) + sizeof(int16))));
+    int k = 0;
+    char reason[INFLUX_REASON_SIZE];
+    if ((info->time_column >= 0 && !TimeToDatum(&info->columns[columns[k++]], time_ns, &values[0], reason)) ||
+        !fill(values, k)) {
+        pfree(values);
+        return false;
+    }
+    memcpy(values + count, columns, sizeof(int16) * count);
+    *out = values;
+    *nout = count;
+    return true;
+}
+
+} // namespace
+
 BuildMemo *BuildMemoCreate(const TableInfo *info)
 {
     auto memo = static_cast<BuildMemo *>(palloc0(sizeof(BuildMemo)));
@@ -678,46 +729,20 @@ bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 
         return false;
 
     /* Then the values, in the same order: time, fields, tags. */
-    auto values = static_cast<Datum *>(palloc(count * (sizeof(Datum) + sizeof(int16))));
-    int k = 0;
-    char reason[INFLUX_REASON_SIZE];
-    if (info->time_column >= 0 &&
-        !TimeToDatum(&info->columns[columns[k++]], time_ns, &values[0], reason))
-        goto refuse;
-    for (uint32 i = 0; i < point.nfields; i++, k++) {
-        const ColumnInfo *col = &info->columns[columns[k]];
-        const Field *field = &point.fields[i];
-        if (col->kind == ColumnKind::Float8 && field->type == FieldType::Float)
-            values[k] = Float8GetDatum(field->value.f); /* the usual metric, without a call */
-        else if (!SimpleValueToDatum(col, ValueRef{nullptr, field}, &values[k]))
-            goto refuse;
-    }
-    for (uint32 i = 0; i < point.ntags; i++, k++) {
-        const ColumnInfo *col = &info->columns[columns[k]];
-        const Text &v = point.tags[i].value;
-        /* Text Datums are immutable: rows with the same tag value share one. */
-        if (i < (uint32) kMemoKeys && memo->tag_value[i] != nullptr &&
-            memo->tag_value_len[i] == v.size && col->kind == ColumnKind::Text &&
-            SameBytes(memo->tag_value[i], v.data, v.size)) {
-            values[k] = memo->tag_datum[i];
-            continue;
+    return BuildValues(info, columns, count, time_ns, out, nout, [&](Datum *values, int k) {
+        for (uint32 i = 0; i < point.nfields; i++, k++) {
+            const ColumnInfo *col = &info->columns[columns[k]];
+            const Field *field = &point.fields[i];
+            if (col->kind == ColumnKind::Float8 && field->type == FieldType::Float)
+                values[k] = Float8GetDatum(field->value.f); /* the usual metric, without a call */
+            else if (!SimpleValueToDatum(col, ValueRef{nullptr, field}, &values[k]))
+                return false;
         }
-        if (!SimpleValueToDatum(col, ValueRef{&v, nullptr}, &values[k]))
-            goto refuse;
-        if (i < (uint32) kMemoKeys) {
-            memo->tag_value[i] = v.data;
-            memo->tag_value_len[i] = v.size;
-            memo->tag_datum[i] = values[k];
-        }
-    }
-    memcpy(values + count, columns, sizeof(int16) * count);
-    *out = values;
-    *nout = count;
-    return true;
-
-refuse:
-    pfree(values);
-    return false;
+        for (uint32 i = 0; i < point.ntags; i++, k++)
+            if (!TagValueDatum(memo, i, &info->columns[columns[k]], point.tags[i].value, &values[k]))
+                return false;
+        return true;
+    });
 }
 
 bool LearnRowShape(BuildMemo *memo, const Point &point, const Datum *values, int nvalues)
@@ -739,51 +764,28 @@ bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &s
                     const Datum **out, int *nout)
 {
     const LineShape &shape = memo->shape;
-    const int count = memo->shape_ncolumns;
     const int16 *columns = memo->shape_columns;
-    auto values = static_cast<Datum *>(palloc(count * (sizeof(Datum) + sizeof(int16))));
-    int k = 0;
-    char reason[INFLUX_REASON_SIZE];
-    if (info->time_column >= 0 &&
-        !TimeToDatum(&info->columns[columns[k++]], time_ns, &values[0], reason))
-        goto refuse;
-    for (uint32 i = 0; i < shape.nfields; i++, k++) {
-        const ColumnInfo *col = &info->columns[columns[k]];
-        if (col->kind == ColumnKind::Float8 && shape.field_types[i] == FieldType::Float) {
-            values[k] = Float8GetDatum(sv.fields[i].f);
-            continue;
+    return BuildValues(info, columns, memo->shape_ncolumns, time_ns, out, nout, [&](Datum *values, int k) {
+        for (uint32 i = 0; i < shape.nfields; i++, k++) {
+            const ColumnInfo *col = &info->columns[columns[k]];
+            if (col->kind == ColumnKind::Float8 && shape.field_types[i] == FieldType::Float) {
+                values[k] = Float8GetDatum(sv.fields[i].f);
+                continue;
+            }
+            Field field;
+            field.type = shape.field_types[i];
+            if (field.type == FieldType::Float)
+                field.value.f = sv.fields[i].f;
+            else
+                field.value.i = sv.fields[i].i;
+            if (!SimpleValueToDatum(col, ValueRef{nullptr, &field}, &values[k]))
+                return false;
         }
-        Field field;
-        field.type = shape.field_types[i];
-        if (field.type == FieldType::Float)
-            field.value.f = sv.fields[i].f;
-        else
-            field.value.i = sv.fields[i].i;
-        if (!SimpleValueToDatum(col, ValueRef{nullptr, &field}, &values[k]))
-            goto refuse;
-    }
-    for (uint32 i = 0; i < shape.ntags; i++, k++) {
-        const ColumnInfo *col = &info->columns[columns[k]];
-        const Text &v = sv.tag_values[i];
-        if (memo->tag_value[i] != nullptr && memo->tag_value_len[i] == v.size &&
-            col->kind == ColumnKind::Text && SameBytes(memo->tag_value[i], v.data, v.size)) {
-            values[k] = memo->tag_datum[i];
-            continue;
-        }
-        if (!SimpleValueToDatum(col, ValueRef{&v, nullptr}, &values[k]))
-            goto refuse;
-        memo->tag_value[i] = v.data;
-        memo->tag_value_len[i] = v.size;
-        memo->tag_datum[i] = values[k];
-    }
-    memcpy(values + count, columns, sizeof(int16) * count);
-    *out = values;
-    *nout = count;
-    return true;
-
-refuse:
-    pfree(values);
-    return false;
+        for (uint32 i = 0; i < shape.ntags; i++, k++)
+            if (!TagValueDatum(memo, i, &info->columns[columns[k]], sv.tag_values[i], &values[k]))
+                return false;
+        return true;
+    });
 }
 
 int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi,
