@@ -590,8 +590,8 @@ class Bench:
         first = lg.stdout.readline()
         if not first.startswith("sending:"):
             log(f"{v.name}: loadgen did not start sending: {first.strip()!r}")
-        m0 = machine_cpu()
         t0 = time.monotonic()
+        m0 = machine_cpu()
         t_end, rows = self.wait_rows(db, v.influx_schema, v.tables, target, t0, base)
         mcpu, busy = machine_delta(m0)
         try:

@@ -56,21 +56,42 @@ void GrowBuckets(Batch *batch)
 
 } // namespace
 
-BatchGroup *BatchFindGroup(Batch *batch, const char *name, size_t len)
+namespace
+{
+
+/* The group of a measurement, or NULL; `hash` gets the name's hash. */
+BatchGroup *LookUp(Batch *batch, const char *name, size_t len, uint32_t *hash)
 {
     BatchGroup *last = batch->last;
+    *hash = 0;
     /* Names hold no NUL (ParseOne refuses those): equal bytes and a NUL after are equality. */
     if (last != nullptr && last->measurement[len] == '\0' &&
         memcmp(last->measurement, name, len) == 0)
         return last;
 
-    uint32_t hash =
-        hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(len));
-    for (BatchGroup *g = batch->buckets[hash & (batch->nbuckets - 1)]; g; g = g->next_in_bucket) {
-        if (g->hash == hash && strncmp(g->measurement, name, len) == 0 &&
+    *hash = hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(len));
+    for (BatchGroup *g = batch->buckets[*hash & (batch->nbuckets - 1)]; g; g = g->next_in_bucket) {
+        if (g->hash == *hash && strncmp(g->measurement, name, len) == 0 &&
             g->measurement[len] == '\0')
             return batch->last = g;
     }
+    return nullptr;
+}
+
+} // namespace
+
+BatchGroup *BatchLookupGroup(Batch *batch, const char *name, size_t len)
+{
+    uint32_t hash;
+    return LookUp(batch, name, len, &hash);
+}
+
+BatchGroup *BatchFindGroup(Batch *batch, const char *name, size_t len)
+{
+    uint32_t hash;
+    BatchGroup *found = LookUp(batch, name, len, &hash);
+    if (found != nullptr)
+        return found;
 
     auto g = static_cast<BatchGroup *>(MemoryContextAllocZero(batch->cxt, sizeof(BatchGroup)));
     memcpy(g->measurement, name, len);

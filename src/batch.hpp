@@ -80,6 +80,9 @@ char *BatchCopyBytes(Batch *batch, const char *data, size_t size);
 /* The group of `measurement` (unescaped, at most NAMEDATALEN-1 bytes), created if new. */
 BatchGroup *BatchFindGroup(Batch *batch, const char *measurement, size_t measurement_len);
 
+/* The group of `measurement` if the batch has one, else NULL. */
+BatchGroup *BatchLookupGroup(Batch *batch, const char *measurement, size_t measurement_len);
+
 /*
  * Appends a parsed point to a group.  The point's tag and field arrays are copied; their
  * slices must already point into memory owned by the batch.

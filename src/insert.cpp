@@ -82,7 +82,11 @@ bool initialized = false;
 ProcessSlot *my_slot = nullptr;
 LineParser *parser = nullptr;
 Batch batch;
-/* The group whose last line's layout (RowShape) the next line is tried against; or NULL. */
+/*
+ * The group of the last line that was read against a layout or gave its group one
+ * (RowShape; NULL again if a later line of that group had none), tried first for the next
+ * line.  NULL while no group of the batch has had a layout.
+ */
 BatchGroup *shaped_group = nullptr;
 /* What MatchShape read from the current line (kept here: too big to clear for every line). */
 ShapeValues shape_values;
@@ -160,30 +164,55 @@ void Excerpt(std::string_view line, bool ascii_only, char *buf, size_t size)
 }
 
 /*
+ * ParseOne for a plain line with the layout of the last line of its measurement that was
+ * converted in this batch: reads and converts it against that layout.  False (nothing
+ * done) otherwise.
+ */
+bool ReadShapedLine(std::string_view line, int64 now_ns)
+{
+    BatchGroup *g = shaped_group;
+    const LineShape *shape = RowShape(g->build_memo); /* NULL if its last line had none */
+    /* Another measurement than the last line's: its own group's layout, if it has one. */
+    if (shape == nullptr || line.size() <= shape->measurement.size ||
+        (line[shape->measurement.size] != ',' && line[shape->measurement.size] != ' ') ||
+        !SameBytes(line.data(), shape->measurement.data, shape->measurement.size)) {
+        size_t len = 1;
+        while (len < line.size() && line[len] != ',' && line[len] != ' ')
+            len++;
+        if (len >= NAMEDATALEN || len >= line.size())
+            return false;
+        g = BatchLookupGroup(&batch, line.data(), len);
+        if (g == nullptr || g->build_memo == nullptr || (shape = RowShape(g->build_memo)) == nullptr)
+            return false;
+    }
+    ShapeValues &sv = shape_values;
+    if (!parser->MatchShape(*shape, line, &sv))
+        return false;
+    const Datum *values;
+    int nvalues;
+    int64 time_ns = sv.has_time ? sv.time_ns : now_ns;
+    MemoryContext old = MemoryContextSwitchTo(batch.cxt);
+    bool built = BuildShapedRow(g->build_info, g->build_memo, sv, time_ns, &values, &nvalues);
+    MemoryContextSwitchTo(old);
+    if (!built)
+        return false;
+    Note(kLinesReceived);
+    BatchAddBuiltRow(&batch, g, values, nvalues, time_ns, line.data(), line.size());
+    shaped_group = g;
+    return true;
+}
+
+/*
  * Parses one line into the batch.  Rejected lines are counted and reported; points whose
  * measurement cannot name a table (longer than 63 bytes, NUL byte) are rejected here
  * rather than truncated into some other table's name.
  */
 void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plain)
 {
-    /* The usual line has the layout of the one before it: read it against that layout. */
-    if (plain && shaped_group != nullptr) {
-        const ShapeValues &sv = shape_values;
-        if (parser->MatchShape(*RowShape(shaped_group->build_memo), line, &shape_values)) {
-            const Datum *values;
-            int nvalues;
-            int64 time_ns = sv.has_time ? sv.time_ns : now_ns;
-            MemoryContext old = MemoryContextSwitchTo(batch.cxt);
-            bool built = BuildShapedRow(shaped_group->build_info, shaped_group->build_memo, sv, time_ns,
-                                        &values, &nvalues);
-            MemoryContextSwitchTo(old);
-            if (built) {
-                Note(kLinesReceived);
-                BatchAddBuiltRow(&batch, shaped_group, values, nvalues, time_ns, line.data(), line.size());
-                return;
-            }
-        }
-    }
+    /* The usual line has the layout of the last line of its measurement: read it so. */
+    if (shaped_group != nullptr && (plain || IsPlain(line.data(), line.size())) &&
+        ReadShapedLine(line, now_ns))
+        return;
 
     Point point;
     ParseStatus status = parser->ParseLine(line, &point, plain);
@@ -235,8 +264,8 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
         if (built) {
             g->build_refusals = 0;
             BatchAddBuiltRow(&batch, g, values, nvalues, time_ns, line.data(), line.size());
-            if (plain)
-                shaped_group = LearnRowShape(g->build_memo, point, values, nvalues) ? g : nullptr;
+            if (LearnRowShape(g->build_memo, point, values, nvalues))
+                shaped_group = g;
             return;
         }
         g->build_refusals++;

@@ -1295,16 +1295,38 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out, bool plain)
     return ParseStatus::Ok;
 }
 
+namespace {
+
+/*
+ * A name a shape can hold: no escapes, and none of the bytes that end a name in a plain
+ * line (',' and ' ', and '=' for a key).  A line with quotes or escapes can give the full
+ * parser a field key with a bare ',' in it ("m x=\"x\"\\,b,c=1" has the key "b,c"); a
+ * plain line cannot.
+ */
+bool ShapeName(const Text &t, bool key) noexcept
+{
+    if (t.escaped)
+        return false;
+    for (uint32_t i = 0; i < t.size; ++i) {
+        const char c = t.data[i];
+        if (c == ',' || c == ' ' || (key && c == '='))
+            return false;
+    }
+    return true;
+}
+
+} // namespace
+
 bool LearnShape(const Point &point, LineShape *shape) noexcept
 {
-    if (point.measurement.escaped || point.ntags > kShapeMaxKeys || point.nfields > kShapeMaxKeys)
+    if (!ShapeName(point.measurement, false) || point.ntags > kShapeMaxKeys || point.nfields > kShapeMaxKeys)
         return false;
     for (uint32_t i = 0; i < point.ntags; ++i)
-        if (point.tags[i].key.escaped)
+        if (!ShapeName(point.tags[i].key, true))
             return false;
     for (uint32_t i = 0; i < point.nfields; ++i) {
         const Field &f = point.fields[i];
-        if (f.key.escaped || (f.type != FieldType::Float && f.type != FieldType::Integer))
+        if (!ShapeName(f.key, true) || f.type == FieldType::String)
             return false;
     }
     shape->measurement = point.measurement;
@@ -1322,9 +1344,9 @@ bool LearnShape(const Point &point, LineShape *shape) noexcept
 /*
  * ParsePointFast's grammar with the keys known in advance: where the fast path scans for
  * a key's end, this compares the key it expects, and it takes only the number forms the
- * fast path reads without help.  The shape's keys are distinct and free of '=', ',' and
- * ' ' (they came out of a parsed line), so a line that matches has no duplicate tags or
- * fields, and each step below ends where the fast path's would.
+ * fast path reads without help.  The shape's keys are distinct (they came out of a parsed
+ * line) and free of '=', ',' and ' ' (LearnShape checks), so a line that matches has no
+ * duplicate tags or fields, and each step below ends where the fast path's would.
  */
 bool LineParser::MatchShape(const LineShape &shape, std::string_view line, ShapeValues *out) const noexcept
 {
@@ -1371,21 +1393,42 @@ bool LineParser::MatchShape(const LineShape &shape, std::string_view line, Shape
             return false;
         const size_t vs = i + key.size + 1;
         size_t ve;
-        if (shape.field_types[f] == FieldType::Float) {
+        switch (shape.field_types[f]) {
+        case FieldType::Float: {
             const char *end = ParseSimpleDouble(b + vs, b + n, &out->fields[f].f);
             if (end == nullptr)
                 return false;
             ve = static_cast<size_t>(end - b);
-        } else {
-            size_t j = vs + (b[vs] == '-' ? 1 : 0);
+            break;
+        }
+        case FieldType::Integer:
+        case FieldType::Unsigned: {
+            const bool integer = shape.field_types[f] == FieldType::Integer;
+            size_t j = vs + (integer && b[vs] == '-' ? 1 : 0);
             const size_t digits = j;
             while (j < n && IsDigit(b[j]))
                 ++j;
-            if (j == digits || j >= n || b[j] != 'i' || !ParseInt64(b + vs, b + j, &out->fields[f].i))
+            if (j == digits || j >= n || b[j] != (integer ? 'i' : 'u') ||
+                !(integer ? ParseInt64(b + vs, b + j, &out->fields[f].i)
+                          : ParseUint64(b + vs, b + j, &out->fields[f].u)))
                 return false;
             ve = j + 1;
             if (ve < n && b[ve] != ',' && b[ve] != ' ')
                 return false;
+            break;
+        }
+        case FieldType::Boolean:
+            /* What the fast path takes for a boolean: anything but a number, then the spelling. */
+            if (IsDigit(b[vs]) || (b[vs] == '-' && vs + 1 < n && IsDigit(b[vs + 1])))
+                return false;
+            ve = vs;
+            while (ve < n && b[ve] != ',' && b[ve] != ' ')
+                ++ve;
+            if (!ParseBool(b + vs, ve - vs, &out->fields[f].b))
+                return false;
+            break;
+        default:
+            return false;
         }
         i = ve;
     }

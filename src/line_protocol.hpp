@@ -143,8 +143,7 @@ struct LineShape {
 
 /*
  * Makes *shape the layout of `point`; false when the point has none MatchShape can use:
- * names with escapes, fields other than floats and integers, more than kShapeMaxKeys tags
- * or fields.
+ * names with escapes, string fields, more than kShapeMaxKeys tags or fields.
  */
 bool LearnShape(const Point &point, LineShape *shape) noexcept;
 
@@ -154,6 +153,8 @@ struct ShapeValues {
     union {
         double f;
         int64_t i;
+        uint64_t u;
+        bool b;
     } fields[kShapeMaxKeys];
     bool has_time = false;
     int64_t time_ns = 0;

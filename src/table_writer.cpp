@@ -774,10 +774,20 @@ bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &s
             }
             Field field;
             field.type = shape.field_types[i];
-            if (field.type == FieldType::Float)
+            switch (field.type) {
+            case FieldType::Float:
                 field.value.f = sv.fields[i].f;
-            else
+                break;
+            case FieldType::Integer:
                 field.value.i = sv.fields[i].i;
+                break;
+            case FieldType::Unsigned:
+                field.value.u = sv.fields[i].u;
+                break;
+            default:
+                field.value.b = sv.fields[i].b;
+                break;
+            }
             if (!SimpleValueToDatum(col, ValueRef{nullptr, &field}, &values[k]))
                 return false;
         }

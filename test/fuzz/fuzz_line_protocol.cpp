@@ -11,8 +11,8 @@
  *   - a parse is deterministic and does not depend on the parser's previous line;
  *   - errors carry a message and a column within the line (+1);
  *   - field keys are unique after duplicate removal;
- *   - a plain line that matches the layout of an earlier line (MatchShape) gets exactly the
- *     values a parse gives it.
+ *   - a plain line that matches the layout of an earlier line, plain or not (LearnShape,
+ *     MatchShape), gets exactly the values a parse gives it.
  * ASan and UBSan (see `make fuzz`) catch the rest.
  */
 #include <cstddef>
@@ -224,10 +224,22 @@ void CheckShape(const LineShape &shape, const ParserOptions &options, std::strin
         const Field &f = pt.fields[i];
         CHECK(f.key.raw() == shape.field_keys[i].raw());
         CHECK(f.type == shape.field_types[i]);
-        if (f.type == FieldType::Float)
+        switch (f.type) {
+        case FieldType::Float:
             CHECK(std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) == 0);
-        else
+            break;
+        case FieldType::Integer:
             CHECK(f.value.i == sv.fields[i].i);
+            break;
+        case FieldType::Unsigned:
+            CHECK(f.value.u == sv.fields[i].u);
+            break;
+        case FieldType::Boolean:
+            CHECK(f.value.b == sv.fields[i].b);
+            break;
+        case FieldType::String:
+            CHECK(false); /* a shape has no string fields */
+        }
     }
     CHECK(pt.has_time == sv.has_time);
     if (pt.has_time)
@@ -277,19 +289,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     full.fast_path = false;
     LineParser parser(options);
     LineParser fresh(full);
-    /* The layout of the last plain line that parsed; its line stays in `data`. */
+    /* The layout of the last line that parsed, as a worker keeps it; the line stays in `data`. */
     LineShape shape;
     bool have_shape = false;
     size_t count = ForEachLine(reinterpret_cast<const char *>(data), size, [&](std::string_view line) {
         CheckLine(parser, fresh, line, plain);
         fresh = LineParser(full);
-        if (!plain)
-            return;
-        if (have_shape)
+        const bool line_plain = plain || IsPlain(line.data(), line.size());
+        if (have_shape && line_plain)
             CheckShape(shape, options, line);
         LineParser learner(options);
         Point pt;
-        if (learner.ParseLine(line, &pt, true) == ParseStatus::Ok)
+        if (learner.ParseLine(line, &pt, line_plain) == ParseStatus::Ok)
             have_shape = LearnShape(pt, &shape);
     });
     CHECK(count == whole.size());

@@ -182,3 +182,54 @@ def test_lines_of_one_layout_keep_their_exact_values(listener):
     assert len(got) == 3000
     wrong = [(n, got[n], expected[n]) for n in expected if got[n] != expected[n]]
     assert wrong == []
+
+
+def test_interleaved_measurements_keep_their_exact_values(listener):
+    """Lines of three measurements take turns (floats and integers; unsigned integers and
+    booleans; some with a quoted string, so their chunk is not plain ASCII throughout): each
+    line is read against the layout of the last line of its own measurement, or parsed in
+    full, and every value must be exact."""
+    import random
+
+    c = listener
+    c.execute("CREATE TABLE inter_a (_time timestamptz, host text, f float8, n bigint)")
+    c.execute("CREATE TABLE inter_b (_time timestamptz, host text, g float8, s text)")
+    c.execute("CREATE TABLE inter_c (_time timestamptz, host text, recv bigint, up boolean)")
+    send_tcp(c.tcp_port, "inter_a,host=w f=0,n=-1i 0\ninter_b,host=w g=0 0\n"
+                         "inter_c,host=w recv=0u,up=t 0\n")
+    wait_for(lambda: sum(c.row_count(t) for t in ("inter_a", "inter_b", "inter_c")) == 3, 10,
+             what="the first batch")
+
+    rng = random.Random(11)
+    lines, want_a, want_b, want_c = [], {}, {}, {}
+    for i in range(2000):
+        if i % 3 == 0:
+            recv, up = rng.randrange(2 ** 63), rng.choice(["t", "T", "true", "f", "FALSE"])
+            lines.append(f"inter_c,host=h{i % 5} recv={recv}u,up={up} {i}000")
+            want_c[i] = (f"h{i % 5}", recv, up[0] in "tT")
+        f = rng.choice([repr(rng.uniform(-1e3, 1e3)), "%.*f" % (rng.randrange(12), rng.random()),
+                        str(rng.randrange(10 ** 6)), "0.000123", "-0"])
+        if i % 2 == 0:
+            lines.append(f"inter_a,host=h{i % 5} f={f},n={i}i {i}000")
+            want_a[i] = (f"h{i % 5}", float(f))
+        elif i % 7 == 1:
+            lines.append(f'inter_b,host=h{i % 5} g={f},s="x {i}, y=é" {i}000')
+            want_b[i] = (f"h{i % 5}", float(f), f"x {i}, y=é")
+        else:
+            lines.append(f"inter_b,host=h{i % 5} g={f} {i}000")
+            want_b[i] = (f"h{i % 5}", float(f), None)
+    send_tcp(c.tcp_port, "\n".join(lines) + "\n")
+    total = 3 + len(want_a) + len(want_b) + len(want_c)
+    wait_for(lambda: sum(c.row_count(t) for t in ("inter_a", "inter_b", "inter_c")) == total, 30,
+             what="the rows of the interleaved lines")
+    got_a = {n: (host, f) for (n, host, f) in c.query(
+        "SELECT n, host, f FROM inter_a WHERE n >= 0")}
+    got_b = {us: (host, g, s) for (us, host, g, s) in c.query(
+        "SELECT ((extract(epoch FROM _time) * 1000000)::bigint), host, g, s FROM inter_b "
+        "WHERE host <> 'w'")}
+    got_c = {us: (host, recv, up) for (us, host, recv, up) in c.query(
+        "SELECT ((extract(epoch FROM _time) * 1000000)::bigint), host, recv, up FROM inter_c "
+        "WHERE host <> 'w'")}
+    assert got_a == want_a
+    assert got_b == want_b
+    assert got_c == want_c

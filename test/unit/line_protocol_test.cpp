@@ -1004,8 +1004,11 @@ namespace {
         const Field &f = pt.fields[i];
         if (f.key.raw() != shape.field_keys[i].raw() || f.type != shape.field_types[i])
             return ::testing::AssertionFailure() << "field " << i << " key or type differs";
-        if (f.type == FieldType::Float ? std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) != 0
-                                       : f.value.i != sv.fields[i].i)
+        bool same = f.type == FieldType::Float      ? std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) == 0
+                    : f.type == FieldType::Integer  ? f.value.i == sv.fields[i].i
+                    : f.type == FieldType::Unsigned ? f.value.u == sv.fields[i].u
+                                                    : f.value.b == sv.fields[i].b;
+        if (!same)
             return ::testing::AssertionFailure() << "field " << i << " value differs";
     }
     if (pt.has_time != sv.has_time || (pt.has_time && pt.time_ns != sv.time_ns))
@@ -1013,31 +1016,56 @@ namespace {
     return ::testing::AssertionSuccess();
 }
 
-/* -?D+[.D+] with at most 19 digits, or -?D+i within int64: the forms a shape reads itself. */
-bool IsSimpleNumber(const std::string &v, bool integer)
+bool IsBoolSpelling(const std::string &v)
 {
-    size_t i = v.size() > 0 && v[0] == '-' ? 1 : 0, digits = 0, start = i;
+    for (const char *b : {"t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"})
+        if (v == b)
+            return true;
+    return false;
+}
+
+/*
+ * The forms a shape reads itself for a field whose value in the layout was `old`: a
+ * boolean spelling for a boolean; -?D+i within int64; D+u within uint64; -?D+[.D+] with at
+ * most 19 significant digits.
+ */
+bool IsSimpleValue(const std::string &v, const std::string &old)
+{
+    if (IsBoolSpelling(old))
+        return IsBoolSpelling(v);
+    const char suffix = old.back() == 'i' || old.back() == 'u' ? old.back() : '\0';
+    size_t i = v.size() > 0 && v[0] == '-' && suffix != 'u' ? 1 : 0, start = i;
     while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])))
         i++;
-    digits = i - start;
+    size_t digits = i - start;
     if (digits == 0)
         return false;
-    if (integer) {
-        if (i + 1 != v.size() || v[i] != 'i')
+    if (suffix != '\0') {
+        if (i + 1 != v.size() || v[i] != suffix)
             return false;
         errno = 0;
-        std::strtoll(v.c_str(), nullptr, 10);
+        if (suffix == 'i')
+            std::strtoll(v.c_str(), nullptr, 10);
+        else
+            std::strtoull(v.c_str(), nullptr, 10);
         return errno == 0;
     }
+    /* leading zeros are not significant */
+    size_t zeros = 0;
+    while (start + zeros < i && v[start + zeros] == '0')
+        zeros++;
     if (i < v.size() && v[i] == '.') {
         size_t f = ++i;
+        if (zeros == digits)
+            while (i < v.size() && v[i] == '0')
+                i++, zeros++;
         while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])))
             i++;
         if (i == f)
             return false;
         digits += i - f;
     }
-    return i == v.size() && digits <= 19;
+    return i == v.size() && digits - zeros <= 19;
 }
 
 } // namespace
@@ -1050,11 +1078,14 @@ TEST(LineProtocol, ShapeMatchAgreesWithParseLine)
         "disk total=1i 5",
         "x,a=b y=1",
         "system,host=web-1,region=eu\tw load1=0.5,n_users=3i,uptime=12345i 1700000000",
+        "net,host=h,interface=eth0 bytes_recv=12u,up=true,err_in=0i,drop=f 1700000000",
     };
     const std::vector<std::string> values = {
         "0", "-0", "1", "-1", "1.5", "-2.25", "96.123456789012", "1234567890123456789", "12345678901234567890",
         "1e5", "1E-3", "1.", ".5", "-.5", "+1", "1i", "-1i", "9223372036854775807i", "9223372036854775808i",
         "1u", "t", "false", "\"s\"", "", "-", "nan", "inf", "0x10", "1.5.5", "1i5", "00012", "-0i",
+        "0u", "-1u", "18446744073709551615u", "18446744073709551616u", "T", "FALSE", "tru", "yes", "-t",
+        "0.000000000000000000001234", "0000000000000000000001.5", "1" + std::string(25, '0'),
     };
     const std::vector<std::string> stamps = {"",   " 0", " -1", " 1700000000000000000", " 9223372036854775807",
                                              " 99999999999999999999", " 1x", "  7", " 7 ", " 7  ", " -", " 1.5"};
@@ -1091,7 +1122,7 @@ TEST(LineProtocol, ShapeMatchAgreesWithParseLine)
                     std::string old = layout.substr(eq + 1, end - eq - 1);
                     if (rng() % 3 == 0) {
                         std::string v = values[rng() % values.size()];
-                        simple &= IsSimpleNumber(v, old.back() == 'i');
+                        simple &= IsSimpleValue(v, old);
                         line += v;
                     } else {
                         line += old;
@@ -1186,8 +1217,19 @@ TEST(LineProtocol, ShapeMatchRefusesOtherLayouts)
     LineParser limited(short_lines);
     EXPECT_FALSE(limited.MatchShape(shape, "cpu,host=b,cpu=cpu1 user=-0.25,idle=-7i", &sv));
 
-    /* Names with escapes, string and boolean fields: no shape. */
-    for (const char *line : {"c\\ pu v=1", "cpu v=\"s\"", "cpu v=t", "cpu v=1u", "cpu,k\\=1=a v=1"}) {
+    /* Unsigned and boolean fields have a layout; names with escapes and string fields none. */
+    ASSERT_EQ(parser.ParseLine("net,host=a recv=5u,up=T", &pt), ParseStatus::Ok);
+    ASSERT_TRUE(LearnShape(pt, &shape));
+    EXPECT_TRUE(parser.MatchShape(shape, "net,host=b recv=18446744073709551615u,up=false", &sv));
+    EXPECT_EQ(sv.fields[0].u, UINT64_MAX);
+    EXPECT_FALSE(sv.fields[1].b);
+    for (const char *other : {"net,host=b recv=-1u,up=t", "net,host=b recv=1i,up=t", "net,host=b recv=1u,up=1",
+                              "net,host=b recv=1u,up=yes", "net,host=b recv=18446744073709551616u,up=t"})
+        EXPECT_FALSE(parser.MatchShape(shape, other, &sv)) << other;
+    /* Keys with a bare ',' that only the full parser of a line with quotes can give. */
+    ASSERT_EQ(parser.ParseLine("m x=\"x\"\\,b,c=1,x=2", &pt), ParseStatus::Ok);
+    EXPECT_FALSE(LearnShape(pt, &shape));
+    for (const char *line : {"c\\ pu v=1", "cpu v=\"s\"", "cpu,k\\=1=a v=1", "cpu v\\,w=1"}) {
         ASSERT_EQ(parser.ParseLine(line, &pt), ParseStatus::Ok) << line;
         EXPECT_FALSE(LearnShape(pt, &shape)) << line;
     }
