@@ -11,9 +11,10 @@
  *   BM_ParseLine/<set>  — ParseLine over lines already split (what an insertion worker does);
  *   BM_ScanAndParse/<set> — IsPlain and ForEachLine over the whole buffer, then ParseLine
  *                           (the listener's scan plus the worker's parse);
- *   BM_ScanAndMatch/<set> — as BM_ScanAndParse, but each line is first read against the
- *                           layout of the line before (MatchShape), as a worker does once
- *                           it knows the table; lines of another layout are parsed;
+ *   BM_ScanAndMatch/<set> — as BM_ScanAndParse, but each plain line is first read against
+ *                           the layout of the last line of its measurement (MatchShape),
+ *                           as a worker does once it knows the table; other lines are
+ *                           parsed (and give their measurement its layout);
  *   BM_Scan/<set>        — line splitting alone.
  * Each reports bytes/s (SetBytesProcessed) and lines/s (SetItemsProcessed).
  *
@@ -21,6 +22,7 @@
  */
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <string>
 #include <string_view>
@@ -162,22 +164,40 @@ void BM_ScanAndMatch(benchmark::State &state)
     const std::string &buf = Dataset(static_cast<int>(state.range(0)));
     influx::LineParser parser;
     influx::Point pt;
-    influx::LineShape shape;
+    /* One layout per measurement, as a worker keeps them for the tables it knows. */
+    std::map<std::string_view, influx::LineShape> shapes;
+    const influx::LineShape *last = nullptr;
+    static influx::LineShape scratch;
     static influx::ShapeValues sv;
-    bool have_shape = false;
     size_t count = 0, matched = 0;
     for (auto _ : state) {
         bool plain = influx::IsPlain(buf.data(), buf.size());
         count = influx::ForEachLine(
             buf.data(), buf.size(),
             [&](std::string_view line) {
-                if (plain && have_shape && parser.MatchShape(shape, line, &sv)) {
+                /* The last line's layout first, then the map (the worker: its batch's hash). */
+                const influx::LineShape *shape = last;
+                if (shape == nullptr || line.size() <= shape->measurement.size ||
+                    (line[shape->measurement.size] != ',' && line[shape->measurement.size] != ' ') ||
+                    line.compare(0, shape->measurement.size, shape->measurement.raw()) != 0) {
+                    size_t len = 1;
+                    while (len < line.size() && line[len] != ',' && line[len] != ' ')
+                        len++;
+                    auto it = shapes.find(line.substr(0, len));
+                    shape = it == shapes.end() ? nullptr : &it->second;
+                }
+                if (shape != nullptr && (plain || influx::IsPlain(line.data(), line.size())) &&
+                    parser.MatchShape(*shape, line, &sv)) {
                     matched++;
+                    last = shape;
                     benchmark::DoNotOptimize(sv);
                     return;
                 }
-                if (parser.ParseLine(line, &pt, plain) == influx::ParseStatus::Ok && plain)
-                    have_shape = influx::LearnShape(pt, &shape);
+                if (parser.ParseLine(line, &pt, plain) == influx::ParseStatus::Ok && influx::LearnShape(pt, &scratch)) {
+                    influx::LineShape &slot = shapes[pt.measurement.raw()];
+                    slot = scratch;
+                    last = &slot;
+                }
                 benchmark::DoNotOptimize(pt);
             },
             plain);

@@ -164,11 +164,11 @@ void Excerpt(std::string_view line, bool ascii_only, char *buf, size_t size)
 }
 
 /*
- * ParseOne for a plain line with the layout of the last line of its measurement that was
- * converted in this batch: reads and converts it against that layout.  False (nothing
- * done) otherwise.
+ * ParseOne for a plain line (IsPlain; `plain`: its whole chunk is) with the layout of the
+ * last line of its measurement that was converted in this batch: reads and converts it
+ * against that layout.  False (nothing done) otherwise.
  */
-bool ReadShapedLine(std::string_view line, int64 now_ns)
+bool ReadShapedLine(std::string_view line, int64 now_ns, bool plain)
 {
     BatchGroup *g = shaped_group;
     const LineShape *shape = RowShape(g->build_memo); /* NULL if its last line had none */
@@ -186,7 +186,7 @@ bool ReadShapedLine(std::string_view line, int64 now_ns)
             return false;
     }
     ShapeValues &sv = shape_values;
-    if (!parser->MatchShape(*shape, line, &sv))
+    if (!(plain || IsPlain(line.data(), line.size())) || !parser->MatchShape(*shape, line, &sv))
         return false;
     const Datum *values;
     int nvalues;
@@ -210,8 +210,7 @@ bool ReadShapedLine(std::string_view line, int64 now_ns)
 void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plain)
 {
     /* The usual line has the layout of the last line of its measurement: read it so. */
-    if (shaped_group != nullptr && (plain || IsPlain(line.data(), line.size())) &&
-        ReadShapedLine(line, now_ns))
+    if (shaped_group != nullptr && ReadShapedLine(line, now_ns, plain))
         return;
 
     Point point;
