@@ -988,8 +988,8 @@ TEST(LineProtocol, FastPathFloatsAreBitForBitFastFloats)
 namespace {
 
 /* The parse of `line` as MatchShape describes it; false when they disagree. */
-::testing::AssertionResult SameAsParse(const LineShape &shape, const ShapeValues &sv, const std::string &line,
-                                       const ParserOptions &options)
+::testing::AssertionResult SameAsParseWith(const LineShape &shape, const ShapeValues &sv, const std::string &line,
+                                           const ParserOptions &options)
 {
     LineParser parser(options);
     Point pt;
@@ -1013,6 +1013,20 @@ namespace {
     }
     if (pt.has_time != sv.has_time || (pt.has_time && pt.time_ns != sv.time_ns))
         return ::testing::AssertionFailure() << "time differs";
+    return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult SameAsParse(const LineShape &shape, const ShapeValues &sv, const std::string &line,
+                                       const ParserOptions &options)
+{
+    /* Both the single pass and the full parser must agree with the match. */
+    for (bool fast_path : {true, false}) {
+        ParserOptions o = options;
+        o.fast_path = fast_path;
+        ::testing::AssertionResult r = SameAsParseWith(shape, sv, line, o);
+        if (!r)
+            return r << (fast_path ? " (single pass)" : " (full parser)");
+    }
     return ::testing::AssertionSuccess();
 }
 
@@ -1085,6 +1099,7 @@ TEST(LineProtocol, ShapeMatchAgreesWithParseLine)
         "1e5", "1E-3", "1.", ".5", "-.5", "+1", "1i", "-1i", "9223372036854775807i", "9223372036854775808i",
         "1u", "t", "false", "\"s\"", "", "-", "nan", "inf", "0x10", "1.5.5", "1i5", "00012", "-0i",
         "0u", "-1u", "18446744073709551615u", "18446744073709551616u", "T", "FALSE", "tru", "yes", "-t",
+        "tRUE", "tRue", "fALSE", "True", "F",
         "0.000000000000000000001234", "0000000000000000000001.5", "1" + std::string(25, '0'),
     };
     const std::vector<std::string> stamps = {"",   " 0", " -1", " 1700000000000000000", " 9223372036854775807",
@@ -1224,8 +1239,21 @@ TEST(LineProtocol, ShapeMatchRefusesOtherLayouts)
     EXPECT_EQ(sv.fields[0].u, UINT64_MAX);
     EXPECT_FALSE(sv.fields[1].b);
     for (const char *other : {"net,host=b recv=-1u,up=t", "net,host=b recv=1i,up=t", "net,host=b recv=1u,up=1",
-                              "net,host=b recv=1u,up=yes", "net,host=b recv=18446744073709551616u,up=t"})
+                              "net,host=b recv=1u,up=yes", "net,host=b recv=18446744073709551616u,up=t",
+                              "net,host=b recv=1u,up=tRUE", "net,host=b recv=1u,up=fALSE", "net,host=b recv=+1u,up=t"})
         EXPECT_FALSE(parser.MatchShape(shape, other, &sv)) << other;
+    /*
+     * A layout learned from a line with a string and a duplicate key (the last value wins,
+     * at the key's first position) serves a plain line with those keys in that order.
+     */
+    ASSERT_EQ(parser.ParseLine("m a=\"s\",b=1,a=2", &pt), ParseStatus::Ok);
+    ASSERT_TRUE(LearnShape(pt, &shape));
+    ASSERT_TRUE(parser.MatchShape(shape, "m a=5,b=6", &sv));
+    EXPECT_TRUE(SameAsParse(shape, sv, "m a=5,b=6", ParserOptions{}));
+    EXPECT_EQ(sv.fields[0].f, 5.0);
+    EXPECT_EQ(sv.fields[1].f, 6.0);
+    EXPECT_FALSE(parser.MatchShape(shape, "m b=6,a=5", &sv));
+
     /* Keys with a bare ',' that only the full parser of a line with quotes can give. */
     ASSERT_EQ(parser.ParseLine("m x=\"x\"\\,b,c=1,x=2", &pt), ParseStatus::Ok);
     EXPECT_FALSE(LearnShape(pt, &shape));
