@@ -180,10 +180,7 @@ void BM_ScanAndMatch(benchmark::State &state)
                 if (shape == nullptr || line.size() <= shape->measurement.size ||
                     (line[shape->measurement.size] != ',' && line[shape->measurement.size] != ' ') ||
                     line.compare(0, shape->measurement.size, shape->measurement.raw()) != 0) {
-                    size_t len = 1;
-                    while (len < line.size() && line[len] != ',' && line[len] != ' ')
-                        len++;
-                    auto it = shapes.find(line.substr(0, len));
+                    auto it = shapes.find(line.substr(0, influx::PlainMeasurementLength(line)));
                     shape = it == shapes.end() ? nullptr : &it->second;
                 }
                 if (shape != nullptr && (plain || influx::IsPlain(line.data(), line.size())) &&

@@ -54,11 +54,6 @@ void GrowBuckets(Batch *batch)
     batch->nbuckets = n;
 }
 
-} // namespace
-
-namespace
-{
-
 /* The group of a measurement, or NULL; `hash` gets the name's hash. */
 BatchGroup *LookUp(Batch *batch, const char *name, size_t len, uint32_t *hash)
 {

@@ -176,9 +176,7 @@ bool ReadShapedLine(std::string_view line, int64 now_ns, bool plain)
     if (shape == nullptr || line.size() <= shape->measurement.size ||
         (line[shape->measurement.size] != ',' && line[shape->measurement.size] != ' ') ||
         !SameBytes(line.data(), shape->measurement.data, shape->measurement.size)) {
-        size_t len = 1;
-        while (len < line.size() && line[len] != ',' && line[len] != ' ')
-            len++;
+        size_t len = PlainMeasurementLength(line);
         if (len >= NAMEDATALEN || len >= line.size())
             return false;
         g = BatchLookupGroup(&batch, line.data(), len);

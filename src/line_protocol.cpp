@@ -934,9 +934,7 @@ bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
     /* measurement: up to the first ',' or ' ' after its first byte */
     if (n == 0 || b[0] == ',')
         return false;
-    size_t i = 1;
-    while (i < n && b[i] != ',' && b[i] != ' ')
-        ++i;
+    size_t i = PlainMeasurementLength(std::string_view(b, n));
     if (i >= n)
         return false;
     out->measurement = Text{b, static_cast<uint32_t>(i), false, TextKind::Measurement};

@@ -142,6 +142,18 @@ struct LineShape {
 };
 
 /*
+ * The length of a plain line's measurement: up to the first ',' or ' ' after its first
+ * byte (line.size() when there is none).  A plain line's measurement has no escapes.
+ */
+inline size_t PlainMeasurementLength(std::string_view line) noexcept
+{
+    size_t i = 1;
+    while (i < line.size() && line[i] != ',' && line[i] != ' ')
+        ++i;
+    return line.empty() ? 0 : i;
+}
+
+/*
  * Makes *shape the layout of `point`; false when the point has none MatchShape can use:
  * names with escapes, string fields, more than kShapeMaxKeys tags or fields.
  */
