@@ -51,6 +51,10 @@ CREATE FUNCTION influx.stats(
     OUT datagrams_dropped bigint,
     OUT connections_accepted bigint,
     OUT connections_refused bigint,
+    OUT flush_retries bigint,
+    OUT lines_rerouted bigint,
+    OUT lines_lost bigint,
+    OUT connections_closed_idle bigint,
     OUT last_error text,
     OUT last_error_at timestamptz)
 RETURNS SETOF record

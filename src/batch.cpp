@@ -100,9 +100,10 @@ BatchGroup *BatchFindGroup(Batch *batch, const char *name, size_t len)
         batch->groups = static_cast<BatchGroup **>(
             repalloc(batch->groups, sizeof(BatchGroup *) * batch->groups_capacity));
     }
-    batch->groups[batch->ngroups++] = g;
-    if (batch->ngroups > batch->nbuckets)
+    /* Grow before linking `g`: GrowBuckets re-links every group in batch->groups. */
+    if (batch->ngroups + 1 > batch->nbuckets)
         GrowBuckets(batch);
+    batch->groups[batch->ngroups++] = g;
     int b = hash & (batch->nbuckets - 1);
     g->next_in_bucket = batch->buckets[b];
     batch->buckets[b] = g;

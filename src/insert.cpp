@@ -41,7 +41,11 @@ extern "C" {
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -53,6 +57,7 @@ extern "C" {
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 }
 
@@ -63,6 +68,7 @@ extern "C" {
 #include "settings.hpp"
 #include "table_cache.hpp"
 #include "table_writer.hpp"
+#include "worker.hpp"
 
 namespace influx
 {
@@ -96,12 +102,58 @@ bool sql_call_active = false;
 bool flush_active = false; /* a worker's InsertFlush is running */
 int applied_synchronous_commit = -1;
 
+/* Called with the flush transaction's xid just before it commits (InsertFlush). */
+void (*before_commit)(TransactionId xid) = nullptr;
+
+/*
+ * A stopping worker's flush watchdog (a timeout, so it runs in the SIGALRM handler): once
+ * the worker has been asked to stop, a flush gets kStopGraceMs more before the worker is
+ * made to exit as pg_terminate_backend() makes a backend exit.  A flush that waits on a
+ * lock or a synchronous standby must not hold up a shutdown; what it had not committed is
+ * rolled back, and the listener hands it to another worker (docs/reliability.md).
+ */
+constexpr int kStopGraceMs = 2000;
+constexpr int kWatchdogTickMs = 250;
+TimeoutId watchdog_timeout = MAX_TIMEOUTS;
+volatile int watchdog_stopping_ms = 0;
+
+void FlushWatchdog(void)
+{
+    if (!WorkerStopRequested()) {
+        watchdog_stopping_ms = 0;
+        return;
+    }
+    watchdog_stopping_ms += kWatchdogTickMs;
+    if (watchdog_stopping_ms >= kStopGraceMs) {
+        InterruptPending = true;
+        ProcDiePending = true;
+        SetLatch(MyLatch);
+    }
+}
+
 /* Refused builds in a row after which a group's lines take the ordinary path (batch.hpp). */
 constexpr int kBuildRefusalsToStop = 16;
 
-/* Times a worker's flush starts over after a deadlock with another session. */
-constexpr int kDeadlockRestarts = 3;
-int deadlock_restarts_left = 0;
+/*
+ * Tables one worker transaction writes at most: a batch is flushed once it names this many
+ * measurements.  Each table takes a lock (and its indexes one each) in the server's shared
+ * lock table, which holds max_locks_per_transaction x (max_connections + ...) entries for
+ * all sessions together (6,400 and more with the defaults), and a flush that must isolate
+ * rows gives each table a subtransaction.  influx.insert() writes in its caller's
+ * transaction and has no such cap.
+ */
+constexpr int kMaxTablesPerFlush = 256;
+
+/*
+ * Memory a worker's batch may take before it is flushed, whatever influx.batch_size says:
+ * a row costs more than its line (a line of many tiny fields about twelve times), so rows
+ * alone do not bound it.
+ */
+constexpr Size kMaxBatchMemory = 64 * 1024 * 1024;
+
+/* Waits before a worker tries a flush again after a transient error: doubling, capped. */
+constexpr int kRetryFirstWaitMs = 100;
+constexpr int kRetryMaxWaitMs = 2000;
 
 /* objsubid of the measurement-name locks in pg_locks (LockMeasurementName). */
 constexpr uint16 kMeasurementLockKind = 0x4848;
@@ -291,8 +343,25 @@ bool ReparseRow(const BatchRow *row, Point *point)
     return ok;
 }
 
-/* Copies a chunk into the batch and parses its lines (tables are looked for in `schema`). */
-void ParseChunk(const char *data, size_t size, Precision precision, const char *schema)
+/*
+ * Between lines: a worker honours a terminate (ProcDiePending) but not a cancel, which is
+ * for flushes (worker.cpp); influx.insert() honours both, as any statement does.
+ */
+void ParseInterrupts(bool worker)
+{
+    if (worker)
+        QueryCancelPending = false;
+    CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Copies a block of lines into the batch and parses them (tables are looked for in
+ * `schema`).  Stops after the line that gives the batch its `max_groups`th measurement and
+ * returns the bytes it consumed (all of them unless it stopped): the rest starts with a
+ * whole line.
+ */
+size_t ParseChunk(const char *data, size_t size, Precision precision, const char *schema,
+                  int max_groups, bool worker)
 {
     ParserOptions options;
     options.precision = precision;
@@ -303,9 +372,14 @@ void ParseChunk(const char *data, size_t size, Precision precision, const char *
     int64 now_ns = NowNs();
     /* One pass over the chunk spares every line its own UTF-8, quote and escape checks. */
     bool plain = IsPlain(copy, size);
-    ForEachLine(
+    return ForEachLineUntil(
         copy, size,
-        [now_ns, schema, plain](std::string_view line) { ParseOne(line, now_ns, schema, plain); },
+        [now_ns, schema, plain, max_groups, worker](std::string_view line) {
+            if (unlikely(InterruptPending))
+                ParseInterrupts(worker);
+            ParseOne(line, now_ns, schema, plain);
+            return batch.ngroups < max_groups;
+        },
         plain);
 }
 
@@ -322,6 +396,35 @@ int TakeError(char *message, size_t message_size)
     int sqlstate = edata->sqlerrcode;
     FreeErrorData(edata);
     return sqlstate;
+}
+
+/*
+ * Whether an error says nothing about the rows, so that the same rows may well go in when
+ * tried again: lost connections (class 08), transaction state such as a read-only
+ * transaction (25), serialization failures and deadlocks (40), lack of resources other
+ * than memory, such as a full disk (53), a lock not granted in time or an object in use
+ * (55P03, 55006), cancels, timeouts and shutdowns (57), and I/O errors (58).  Everything
+ * else -- data (22), constraints (23), errors raised by triggers (P0001), out of memory --
+ * is taken to be about the rows, which are then written one group, range and row at a
+ * time so that only the rows that fail are rejected.  See docs/reliability.md.
+ */
+bool ErrorIsTransient(int sqlstate)
+{
+    switch (ERRCODE_TO_CATEGORY(sqlstate)) {
+        case ERRCODE_CONNECTION_EXCEPTION:
+        case ERRCODE_INVALID_TRANSACTION_STATE:
+        case ERRCODE_TRANSACTION_ROLLBACK:
+        case ERRCODE_OPERATOR_INTERVENTION:
+        case ERRCODE_SYSTEM_ERROR:
+            return true;
+        case ERRCODE_INSUFFICIENT_RESOURCES:
+            /* A row can be too big for memory; a disk does not fill up because of one. */
+            return sqlstate != ERRCODE_OUT_OF_MEMORY;
+        case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
+            return sqlstate == ERRCODE_LOCK_NOT_AVAILABLE || sqlstate == ERRCODE_OBJECT_IN_USE;
+        default:
+            return false;
+    }
 }
 
 /* Rows of [lo, hi) not yet rejected. */
@@ -375,6 +478,7 @@ void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *
             BatchRow *row = &g->rows[i];
             if (row->rejected)
                 continue;
+            CHECK_FOR_INTERRUPTS();
             Point point;
             point.tags = row->tags;
             point.ntags = row->ntags;
@@ -684,9 +788,14 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
     CurrentResourceOwner = oldowner;
     MemoryContextReset(attempt_cxt);
 
-    /* A cancelled influx.insert() stops; a worker treats a cancel like any failure. */
-    if (!ok && !opts->worker && *sqlstate == ERRCODE_QUERY_CANCELED)
-        ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("%s", message)));
+    /*
+     * An error that is not about the rows ends the whole attempt: influx.insert() raises
+     * it to its caller (as INSERT would); a worker rolls the flush back and tries it
+     * again later (InsertFlushBatch).  Going on with the next range would only reject
+     * good rows, and the attempt still holds the locks of the groups before this one.
+     */
+    if (!ok && ErrorIsTransient(*sqlstate))
+        ereport(ERROR, (errcode(*sqlstate), errmsg("%s", message)));
     return ok;
 }
 
@@ -699,6 +808,7 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
     check_stack_depth();
     int64 total = 0;
     while (lo < hi && PendingRows(g, lo, hi) > 0) {
+        CHECK_FOR_INTERRUPTS();
         char message[INFLUX_ERROR_TEXT];
         int sqlstate = 0;
         int64 n = 0;
@@ -706,14 +816,6 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
             total += n;
             break;
         }
-        /*
-         * A deadlock says nothing about the rows.  Retrying here would not help: the
-         * flush still holds the locks of the groups before this one, which the other
-         * session may be waiting for.  A worker gives up the whole attempt instead (all
-         * its locks go) and InsertFlushBatch runs it again.
-         */
-        if (sqlstate == ERRCODE_T_R_DEADLOCK_DETECTED && opts->worker && deadlock_restarts_left > 0)
-            ereport(ERROR, (errcode(ERRCODE_T_R_DEADLOCK_DETECTED), errmsg("%s", message)));
         WriteStage stage = progress.stage;
         int row = progress.row;
         bool in_value = progress.column != nullptr;
@@ -788,7 +890,8 @@ void SetConstraintsImmediate(void)
  * message are returned for the caller to report.
  */
 template <typename Fn>
-bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message_size)
+bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message_size,
+                      bool announce_commit = false)
 {
     MemoryContext oldcxt = CurrentMemoryContext;
     volatile bool ok = true;
@@ -796,16 +899,28 @@ bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message
     {
         SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
+        /*
+         * statement_timeout (of the role or database, as ALTER ROLE ... SET gives it)
+         * bounds each transaction as it bounds a statement; postgres.c arms it per
+         * statement, which a background worker never runs.  Its cancel is a transient
+         * error: the flush is tried again (InsertFlushBatch).
+         */
+        if (StatementTimeout > 0)
+            enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
         PushActiveSnapshot(GetTransactionSnapshot());
         MemoryContextSwitchTo(work_cxt);
         fn();
         MemoryContextSwitchTo(oldcxt);
         PopActiveSnapshot();
+        if (announce_commit && before_commit != nullptr)
+            before_commit(GetTopTransactionIdIfAny());
         CommitTransactionCommand();
+        disable_timeout(STATEMENT_TIMEOUT, false);
     }
     PG_CATCH();
     {
         HOLD_INTERRUPTS();
+        disable_timeout(STATEMENT_TIMEOUT, false);
         MemoryContextSwitchTo(work_cxt);
         *sqlstate = TakeError(message, message_size);
         AbortOutOfAnyTransaction();
@@ -830,7 +945,7 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted, i
                 SetConstraintsImmediate();
             *inserted = InsertAll(opts, isolate);
         },
-        sqlstate, message, message_size);
+        sqlstate, message, message_size, true);
     if (!ok && !isolate)
         elog(DEBUG1, "pg_influx: batch failed, retrying table by table: %s", message);
     return ok;
@@ -995,24 +1110,30 @@ void EndBatch(void)
 
 } // namespace
 
-void InsertInit(ProcessSlot *slot)
+void InsertInit(ProcessSlot *slot, void (*announce_commit)(TransactionId xid))
 {
     my_slot = slot;
+    before_commit = announce_commit;
     EnsureInitialized();
     ReportToSlot(slot);
+    watchdog_timeout = RegisterTimeout(USER_TIMEOUT, FlushWatchdog);
 }
 
-bool InsertAddChunk(const char *data, size_t size)
+size_t InsertAddRecord(const char *data, size_t size, bool *full)
 {
-    ParseChunk(data, size, static_cast<Precision>(influx_precision), influx_schema);
+    size_t used = ParseChunk(data, size, static_cast<Precision>(influx_precision), influx_schema,
+                             kMaxTablesPerFlush, true);
     /*
-     * A chunk that gave no row (only rejected lines or comments) leaves nothing to flush,
+     * A record that gave no row (only rejected lines or comments) leaves nothing to flush,
      * so nothing would ever free its copy: free it now, or such input grows the batch
      * memory without bound.
      */
     if (batch.nrows == 0)
         ResetBatch();
-    return batch.nrows >= static_cast<size_t>(influx_batch_size);
+    *full = batch.nrows >= static_cast<size_t>(influx_batch_size) ||
+            batch.ngroups >= kMaxTablesPerFlush ||
+            MemoryContextMemAllocated(batch.cxt, false) >= kMaxBatchMemory;
+    return used;
 }
 
 size_t InsertPendingRows(void)
@@ -1020,38 +1141,90 @@ size_t InsertPendingRows(void)
     return initialized ? batch.nrows : 0;
 }
 
-void InsertFlushBatch(void);
+bool InsertFlushBatch(void);
 
-void InsertFlush(void)
+bool InsertFlush(void)
 {
     /* influx.insert() called by a trigger during this flush must not touch its batch. */
     flush_active = true;
-    InsertFlushBatch();
+    watchdog_stopping_ms = 0;
+    enable_timeout_every(watchdog_timeout,
+                         TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kWatchdogTickMs),
+                         kWatchdogTickMs);
+    bool done = InsertFlushBatch();
+    disable_timeout(watchdog_timeout, false);
     flush_active = false;
+    return done;
 }
 
-/* InsertFlush proper; flush_active is set around it. */
-void InsertFlushBatch(void)
+/*
+ * Waits `ms` before a flush is tried again, answering reloads meanwhile.  False if the
+ * worker was asked to stop: then it gives the batch up (see InsertFlush).
+ */
+bool WaitBeforeRetry(int ms)
+{
+    TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+    for (;;) {
+        if (WorkerStopRequested())
+            return false;
+        long secs;
+        int usecs;
+        TimestampDifference(GetCurrentTimestamp(), until, &secs, &usecs);
+        long left = secs * 1000 + usecs / 1000;
+        if (left <= 0)
+            return true;
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
+                         PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        /* Between attempts there is nothing to cancel. */
+        QueryCancelPending = false;
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+    }
+}
+
+/*
+ * InsertFlush proper; flush_active is set around it.  The first attempt writes every
+ * group with no subtransaction; if it fails for the rows' sake, the isolated attempt
+ * rejects just the failing rows.  An error that is not about the rows (ErrorIsTransient)
+ * rolls the attempt back and, after a wait that doubles up to kRetryMaxWaitMs, the flush
+ * starts over with the same rows -- for as long as it takes: meanwhile the worker reads
+ * nothing from its ring, so its senders feel backpressure (TCP) or see drops counted
+ * (UDP), and no row is thrown away for a lock, a timeout, a cancel or a full disk.
+ */
+bool InsertFlushBatch(void)
 {
     if (batch.nrows == 0) {
         EndBatch();
-        return;
+        return true;
     }
     FlushOptions opts = {influx_schema, influx_create_tables, influx_add_columns, true};
-    ApplySynchronousCommit();
-    PrepareSchema(&opts);
-
+    int wait_ms = kRetryFirstWaitMs;
     int64 inserted = 0;
     int sqlstate = 0;
     char message[INFLUX_ERROR_TEXT];
-    bool ok = FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
-    /* Table by table; after a deadlock (see InsertGroupIsolated), from the start again. */
-    deadlock_restarts_left = kDeadlockRestarts;
-    while (!ok) {
-        ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
-        if (ok || sqlstate != ERRCODE_T_R_DEADLOCK_DETECTED || deadlock_restarts_left-- <= 0)
+    bool ok;
+    for (;;) {
+        ApplySynchronousCommit();
+        PrepareSchema(&opts);
+        ok = FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
+        if (!ok && !ErrorIsTransient(sqlstate))
+            ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
+        if (ok || !ErrorIsTransient(sqlstate))
             break;
-        elog(DEBUG1, "pg_influx: batch restarted after a deadlock: %s", message);
+        Problem(kFlushRetries, 1, "flush of %lld rows rolled back (SQLSTATE %s), trying again in %d ms: %s",
+                static_cast<long long>(AllPendingRows()), unpack_sql_state(sqlstate), wait_ms,
+                message);
+        pgstat_report_activity(STATE_IDLE, nullptr);
+        SetSlotActivity(my_slot, "waiting to retry a flush");
+        if (!WaitBeforeRetry(wait_ms)) {
+            EndBatch();
+            return false;
+        }
+        wait_ms = Min(wait_ms * 2, kRetryMaxWaitMs);
     }
     if (!ok)
         Problem(kRowsRejectedInsert, AllPendingRows(), "batch of %lld rows lost: %s",
@@ -1064,6 +1237,7 @@ void InsertFlushBatch(void)
     pgstat_report_stat(false);
     pgstat_report_activity(STATE_IDLE, nullptr);
     SetSlotActivity(my_slot, "idle");
+    return true;
 }
 
 /*
@@ -1105,7 +1279,8 @@ static Datum insert(FunctionCallInfo fcinfo)
     PG_TRY();
     {
         ResetBatch();
-        ParseChunk(VARDATA_ANY(lines), VARSIZE_ANY_EXHDR(lines), precision, opts.schema);
+        (void) ParseChunk(VARDATA_ANY(lines), VARSIZE_ANY_EXHDR(lines), precision, opts.schema,
+                          INT_MAX, false);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */
         volatile int64 n = 0;
@@ -1130,8 +1305,9 @@ static Datum insert(FunctionCallInfo fcinfo)
         PG_END_TRY();
         MemoryContextSwitchTo(work_cxt);
         CurrentResourceOwner = oldowner;
-        if (!ok && sqlstate == ERRCODE_QUERY_CANCELED)
-            ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("%s", message)));
+        /* Not about the rows (a cancel, a lock timeout, ...): the caller's to handle. */
+        if (!ok && ErrorIsTransient(sqlstate))
+            ereport(ERROR, (errcode(sqlstate), errmsg("%s", message)));
         if (!ok)
             n = InsertAll(&opts, true);
         inserted = n;

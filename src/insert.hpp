@@ -6,7 +6,8 @@
  * influx.flush_interval have been reached, then inserted (table_multi_insert per target
  * table) and committed.
  *
- * Called only from the insertion worker's main loop (worker.cpp), outside any transaction.
+ * Called only from the insertion worker's main loop (worker.cpp), outside any transaction
+ * (influx.insert() runs the same path inside its caller's).
  * Data problems never escape these functions: a bad line or row is counted in the worker's
  * ProcessSlot, logged (rate-limited), and the rest of the batch lands.
  */
@@ -18,20 +19,31 @@
 
 namespace influx {
 
-/* Once per worker process, after connecting: memory contexts, invalidation callbacks. */
-void InsertInit(ProcessSlot *slot);
+/*
+ * Once per worker process, after connecting: memory contexts, invalidation callbacks.
+ * `announce_commit` is called with the flush transaction's xid (invalid if it wrote
+ * nothing) just before each flush commits (worker.cpp publishes it to the listener).
+ */
+void InsertInit(ProcessSlot *slot, void (*announce_commit)(TransactionId xid));
 
 /*
- * Parses a chunk of complete lines into the pending batch.  The bytes are copied, so the
- * caller may reuse its buffer at once.  Returns true when the batch has reached
- * influx.batch_size rows and should be flushed now.
+ * Parses a record of complete lines into the pending batch.  The bytes are copied, so the
+ * caller may reuse its buffer at once.  Returns the bytes consumed: fewer than `size` when
+ * the batch reached its cap of tables first (the rest starts with a whole line and must be
+ * given again after the flush).  *full is set when the batch should be flushed now
+ * (influx.batch_size rows, the table cap, or its memory budget).
  */
-bool InsertAddChunk(const char *data, size_t size);
+size_t InsertAddRecord(const char *data, size_t size, bool *full);
 
 /* Rows waiting in the pending batch. */
 size_t InsertPendingRows(void);
 
-/* Inserts and commits the pending batch; afterwards the batch is empty. */
-void InsertFlush(void);
+/*
+ * Inserts and commits the pending batch; afterwards the batch is empty.  True when every
+ * row was committed or rejected for a reason about the data.  False when the worker was
+ * asked to stop while the flush kept failing for a transient reason: nothing of the batch
+ * was committed, and its lines are for the listener to hand to another worker.
+ */
+bool InsertFlush(void);
 
 } // namespace influx

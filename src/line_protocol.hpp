@@ -272,35 +272,56 @@ private:
 };
 
 /*
+ * As ForEachLine, but fn returns whether to go on: returns the bytes consumed, up to and
+ * including the end of the last line fn was called for (all of them if fn never said
+ * stop).  The rest of the buffer starts with a whole line, so a caller can hand it on.
+ */
+template <typename Fn>
+size_t ForEachLineUntil(const char *data, size_t size, Fn &&fn, bool plain = false)
+{
+    size_t pos = 0;
+    if (plain) {
+        while (pos < size) {
+            const void *nl = std::memchr(data + pos, '\n', size - pos);
+            size_t end = nl != nullptr ? static_cast<size_t>(static_cast<const char *>(nl) - data) : size;
+            bool go_on = fn(std::string_view(data + pos, end - pos));
+            pos = end < size ? end + 1 : size;
+            if (!go_on)
+                break;
+        }
+        return pos;
+    }
+    LineScanner scanner;
+    while (pos < size) {
+        size_t end = scanner.FindLineEnd(data + pos, size - pos);
+        if (end == LineScanner::npos) {
+            (void) fn(std::string_view(data + pos, size - pos));
+            return size;
+        }
+        bool go_on = fn(std::string_view(data + pos, end - 1));
+        pos += end;
+        if (!go_on)
+            break;
+    }
+    return pos;
+}
+
+/*
  * Calls fn(std::string_view line) for every line of a complete buffer (the last line may
  * lack its '\n'), using LineScanner's rules; returns the number of lines seen.  `plain`:
  * the caller has checked the buffer with IsPlain(), so every '\n' ends a line.
  */
 template <typename Fn> size_t ForEachLine(const char *data, size_t size, Fn &&fn, bool plain = false)
 {
-    size_t pos = 0, count = 0;
-    if (plain) {
-        while (pos < size) {
-            const void *nl = std::memchr(data + pos, '\n', size - pos);
-            size_t end = nl != nullptr ? static_cast<size_t>(static_cast<const char *>(nl) - data) : size;
-            fn(std::string_view(data + pos, end - pos));
+    size_t count = 0;
+    ForEachLineUntil(
+        data, size,
+        [&fn, &count](std::string_view line) {
+            fn(line);
             ++count;
-            pos = end + 1;
-        }
-        return count;
-    }
-    LineScanner scanner;
-    while (pos < size) {
-        size_t end = scanner.FindLineEnd(data + pos, size - pos);
-        if (end == LineScanner::npos) {
-            fn(std::string_view(data + pos, size - pos));
-            ++count;
-            break;
-        }
-        fn(std::string_view(data + pos, end - 1));
-        ++count;
-        pos += end;
-    }
+            return true;
+        },
+        plain);
     return count;
 }
 

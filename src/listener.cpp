@@ -36,9 +36,11 @@ extern "C" {
 
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/heapam.h"
 #include "access/table.h"
@@ -64,6 +66,7 @@ extern "C" {
 #include "compat.hpp"
 #include "line_protocol.hpp"
 #include "listener.hpp"
+#include "pg_cpp.hpp"
 #include "ring.hpp"
 #include "settings.hpp"
 #include "shared_state.hpp"
@@ -76,6 +79,16 @@ namespace {
 constexpr size_t kReadSize = 64 * 1024;
 constexpr int kReadsPerWakeup = 4;       /* per connection, for fairness */
 constexpr int kDatagramsPerWakeup = 256; /* per UDP socket */
+/* Accepts per listen socket and wakeup: a connect flood must not starve reads. */
+constexpr int kAcceptsPerWakeup = 64;
+/*
+ * TCP keepalive of accepted connections: a peer that vanished (crashed, NAT state gone)
+ * is found after kKeepaliveIdleS + kKeepaliveCount x kKeepaliveIntervalS (two minutes)
+ * and its slot of influx.max_connections freed.
+ */
+constexpr int kKeepaliveIdleS = 60;
+constexpr int kKeepaliveIntervalS = 10;
+constexpr int kKeepaliveCount = 6;
 constexpr int kMaxRings = 2 * INFLUX_MAX_WORKERS;
 constexpr int kShutdownDrainSeconds = 20; /* workers wait longer: worker.cpp */
 
@@ -92,11 +105,20 @@ struct Connection {
     size_t scanned;    /* bytes of buf already fed to scanner */
     LineScanner scanner;
     bool discarding;   /* skipping the rest of an over-long line */
+    TimestampTz last_data; /* when the peer last sent anything (influx.tcp_idle_timeout) */
+};
+
+/* A chunk sent on a ring (or being sent), kept until the worker is done with it. */
+struct SentChunk {
+    char *data;
+    size_t len;
+    uint64 seq; /* its number on the ring, from 1 (RingPosition) */
 };
 
 struct Ring {
     bool in_use;
     int index;
+    bool ready;    /* the worker connected and attached as the receiver */
     bool retiring; /* gets no new chunks */
     bool failed;   /* the worker went away without being asked to (send saw it detached) */
     bool detached; /* listener side detached: the worker drains and exits */
@@ -104,7 +126,18 @@ struct Ring {
     RingHeader *header;
     shm_mq_handle *mqh;
     BackgroundWorkerHandle *handle;
-    Buffer pending; /* chunk offered to the ring and not yet completely written */
+    /*
+     * Chunks sent and not yet done (RingHeader), oldest first, in a circular array.  The
+     * newest may be *pending*: offered, and not yet completely written (shm_mq requires
+     * the same message to be offered again until it is).
+     */
+    SentChunk *sent;
+    int sent_first;
+    int sent_count;
+    int sent_capacity;
+    size_t sent_bytes;
+    bool pending;
+    uint64 last_seq; /* number of the newest chunk sent */
     TimestampTz started_at;
 };
 
@@ -123,6 +156,10 @@ struct ListenerState {
     TimestampTz next_start[INFLUX_MAX_WORKERS];
 
     Buffer chunk;  /* chunk being filled */
+    /* Chunks to send before `chunk`: what workers that exited had not done. */
+    SentChunk *requeued;
+    int nrequeued;
+    int requeued_capacity;
     bool blocked;  /* every ring is full: sockets are not read */
 
     WaitEventSet *wes;
@@ -250,78 +287,197 @@ uint64 CountLines(const char *data, size_t len)
  * --------------------------------------------------------------------------------------- */
 
 /*
- * Offers the filled chunk to the next ring that has no pending chunk.  Returns false (and
- * sets blocked) if no ring can take it now.
+ * The listener keeps at most this much of a ring's chunks beyond influx.queue_size
+ * waiting for the worker to be done with them (RingHeader): room for the lines of the
+ * worker's pending batch.  A ring that has more gets no new chunk until the worker
+ * commits; its batch is then due within influx.flush_interval (or flush_idle) anyway.
  */
-bool TryPlaceChunk(void)
+constexpr Size kSentBeyondQueue = 32 * 1024 * 1024;
+
+SentChunk *SentAt(Ring *r, int k)
 {
-    if (L->chunk.len == 0)
-        return true;
+    return &r->sent[(r->sent_first + k) % r->sent_capacity];
+}
+
+/* Lines in a chunk, counted record by record as the workers will split them. */
+uint64 ChunkLines(const char *data, size_t len)
+{
+    uint64 lines = 0;
+    (void) ForEachRecord(data, len, [&lines](const char *rec, size_t n) {
+        lines += CountLines(rec, n);
+    });
+    return lines;
+}
+
+/* Appends a copy of a chunk to a ring's sent chunks, as its newest. */
+SentChunk *KeepSent(Ring *r, const char *data, size_t len)
+{
+    if (r->sent_count == r->sent_capacity) {
+        int cap = Max(16, r->sent_capacity * 2);
+        auto *grown = static_cast<SentChunk *>(
+            MemoryContextAlloc(TopMemoryContext, sizeof(SentChunk) * cap));
+        for (int k = 0; k < r->sent_count; k++)
+            grown[k] = *SentAt(r, k);
+        if (r->sent != nullptr)
+            pfree(r->sent);
+        r->sent = grown;
+        r->sent_first = 0;
+        r->sent_capacity = cap;
+    }
+    SentChunk *c = &r->sent[(r->sent_first + r->sent_count) % r->sent_capacity];
+    c->data = static_cast<char *>(MemoryContextAlloc(TopMemoryContext, len));
+    memcpy(c->data, data, len);
+    c->len = len;
+    c->seq = ++r->last_seq;
+    r->sent_count++;
+    r->sent_bytes += len;
+    return c;
+}
+
+/* Frees the oldest sent chunk. */
+void DropOldestSent(Ring *r)
+{
+    SentChunk *c = SentAt(r, 0);
+    r->sent_bytes -= c->len;
+    pfree(c->data);
+    r->sent_first = (r->sent_first + 1) % r->sent_capacity;
+    r->sent_count--;
+}
+
+/* What the worker is done with, as far as it said (not counting a commit in flight). */
+RingPosition DonePosition(Ring *r)
+{
+    pg_read_barrier();
+    return RingPosition{pg_atomic_read_u64(&r->header->done_chunks),
+                        pg_atomic_read_u64(&r->header->done_offset)};
+}
+
+/* Frees the sent chunks the worker is done with. */
+void ForgetDone(Ring *r)
+{
+    if (r->sent_count == 0)
+        return;
+    uint64 done = DonePosition(r).chunks;
+    while (r->sent_count > 0 && SentAt(r, 0)->seq <= done &&
+           !(r->pending && r->sent_count == 1))
+        DropOldestSent(r);
+}
+
+/* Whether a ring can be offered a new chunk now. */
+bool CanTake(Ring *r)
+{
+    if (!r->in_use || r->retiring || r->detached || r->pending)
+        return false;
+    if (!r->ready) {
+        /* Set once the worker has connected and attached (worker.cpp). */
+        if (shm_mq_get_receiver(RingQueue(r->header)) == nullptr)
+            return false;
+        r->ready = true;
+    }
+    ForgetDone(r);
+    return r->sent_bytes < static_cast<Size>(influx_queue_size) + kSentBeyondQueue;
+}
+
+/*
+ * Offers a chunk to the next ring that can take it; the ring keeps a copy until its worker
+ * is done with it.  False if no ring can take it now.
+ */
+bool PlaceChunk(const char *data, size_t len)
+{
     for (int k = 0; k < kMaxRings; k++) {
         int i = (L->next_ring + k) % kMaxRings;
         Ring *r = &L->rings[i];
-        if (!r->in_use || r->retiring || r->detached || r->pending.len > 0)
+        if (!CanTake(r))
             continue;
-        shm_mq_result res = shm_mq_send(r->mqh, L->chunk.len, L->chunk.data, true, true);
+        SentChunk *c = KeepSent(r, data, len);
+        shm_mq_result res = shm_mq_send(r->mqh, c->len, c->data, true, true);
         if (res == SHM_MQ_DETACHED) {
-            /* The worker is gone; supervision will notice and replace it. */
+            /* The worker is gone; supervision will notice and send its chunks elsewhere. */
             r->retiring = r->failed = true;
             continue;
         }
         L->next_ring = (i + 1) % kMaxRings;
         if (res == SHM_MQ_WOULD_BLOCK) {
             /* Part of it may be in the ring already: this ring must get the rest later. */
-            Buffer tmp = r->pending;
-            r->pending = L->chunk;
-            L->chunk = tmp;
+            r->pending = true;
             Count(L->slot, kQueueFull);
         }
-        L->chunk.len = 0;
-        BufferShrink(&L->chunk);
-        if (L->blocked) {
-            L->blocked = false;
-            L->wes_dirty = true;
-        }
         return true;
-    }
-    if (!L->blocked) {
-        L->blocked = true;
-        L->wes_dirty = true;
     }
     return false;
 }
 
-/* Offers every ring its pending chunk again; detaches retired rings that are through. */
+/*
+ * Sends what waits: the chunks of workers that exited first, then the chunk being filled.
+ * Returns false (and sets blocked) if no ring can take one now.
+ */
+bool TryPlaceChunk(void)
+{
+    bool placed_all = true;
+    while (L->nrequeued > 0) {
+        SentChunk *c = &L->requeued[0];
+        if (!PlaceChunk(c->data, c->len)) {
+            placed_all = false;
+            break;
+        }
+        pfree(c->data);
+        memmove(&L->requeued[0], &L->requeued[1], sizeof(SentChunk) * (L->nrequeued - 1));
+        L->nrequeued--;
+    }
+    if (placed_all && L->chunk.len > 0) {
+        if (PlaceChunk(L->chunk.data, L->chunk.len)) {
+            L->chunk.len = 0;
+            BufferShrink(&L->chunk);
+        } else {
+            placed_all = false;
+        }
+    }
+    if (placed_all == L->blocked) {
+        L->blocked = !placed_all;
+        L->wes_dirty = true;
+    }
+    return placed_all;
+}
+
+/*
+ * Offers every ring its pending chunk again, frees what workers are done with, and
+ * detaches retired rings that are through.
+ */
 void RetryPending(void)
 {
     for (int i = 0; i < kMaxRings; i++) {
         Ring *r = &L->rings[i];
         if (!r->in_use || r->detached)
             continue;
-        if (r->pending.len > 0) {
-            shm_mq_result res = shm_mq_send(r->mqh, r->pending.len, r->pending.data, true, true);
+        if (r->pending) {
+            SentChunk *c = SentAt(r, r->sent_count - 1);
+            shm_mq_result res = shm_mq_send(r->mqh, c->len, c->data, true, true);
             if (res == SHM_MQ_WOULD_BLOCK)
                 continue;
             if (res == SHM_MQ_SUCCESS) {
-                r->pending.len = 0;
-                BufferShrink(&r->pending);
+                r->pending = false;
             } else {
-                /* detached: supervision re-routes the pending chunk */
+                /* detached: supervision sends its chunks elsewhere */
                 r->retiring = r->failed = true;
                 continue;
             }
         }
-        if (r->retiring && r->pending.len == 0) {
+        ForgetDone(r);
+        if (r->retiring && !r->pending) {
             shm_mq_detach(r->mqh);
             r->mqh = nullptr;
             r->detached = true;
         }
     }
-    if (L->blocked)
+    if (L->blocked || L->nrequeued > 0)
         (void) TryPlaceChunk();
 }
 
-/* Creates a ring and registers the worker that reads it. */
+/*
+ * Creates a ring and registers the worker that reads it.  A failure (no DSM segment, no
+ * background worker slot) is reported in the status and tried again after
+ * influx.restart_delay.
+ */
 void StartWorker(int index)
 {
     int ri = -1;
@@ -334,23 +490,49 @@ void StartWorker(int index)
         return;
 
     TimestampTz now = GetCurrentTimestamp();
+    TimestampTz retry_at = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
     Size qsize = MAXALIGN(Max((Size) influx_queue_size, shm_mq_minimum_size + 1024));
-    dsm_segment *seg = dsm_create(RingSegmentSize(qsize), DSM_CREATE_NULL_IF_MAXSEGMENTS);
+    dsm_segment *seg = nullptr;
+    char problem[INFLUX_ERROR_TEXT] = "";
+    /* ENOSPC on a small /dev/shm raises an ERROR: report it, do not exit over it. */
+    MemoryContext cxt = CurrentMemoryContext;
+    PG_TRY();
+    {
+        seg = dsm_create(RingSegmentSize(qsize), DSM_CREATE_NULL_IF_MAXSEGMENTS);
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(cxt);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        snprintf(problem, sizeof(problem), "could not create a ring for influx worker %d: %s",
+                 index, edata->message);
+        FreeErrorData(edata);
+        seg = nullptr;
+    }
+    PG_END_TRY();
+    if (seg == nullptr && problem[0] == '\0')
+        snprintf(problem, sizeof(problem),
+                 "could not create a ring for influx worker %d: too many dynamic shared "
+                 "memory segments",
+                 index);
     if (seg == nullptr) {
-        ReportProblem(L->slot, "could not create a ring for influx worker %d: too many dynamic "
-                               "shared memory segments",
-                      index);
-        L->next_start[index] = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
+        ReportProblem(L->slot, "%s", problem);
+        strlcpy(L->worker_problem, problem, sizeof(L->worker_problem));
+        L->next_start[index] = retry_at;
         return;
     }
     dsm_pin_mapping(seg);
 
     auto *header = static_cast<RingHeader *>(dsm_segment_address(seg));
+    memset(header, 0, sizeof(*header));
     header->magic = kRingMagic;
-    header->generation = shared_state->generation;
-    header->worker_index = index;
-    header->queue_size = qsize;
     pg_atomic_init_u32(&header->stopping, 0);
+    pg_atomic_init_u32(&header->commit_xid, InvalidTransactionId);
+    pg_atomic_init_u64(&header->done_chunks, 0);
+    pg_atomic_init_u64(&header->done_offset, 0);
+    pg_atomic_init_u64(&header->commit_chunks, 0);
+    pg_atomic_init_u64(&header->commit_offset, 0);
     shm_mq *mq = shm_mq_create(RingQueue(header), qsize);
     shm_mq_set_sender(mq, MyProc);
 
@@ -358,7 +540,7 @@ void StartWorker(int index)
     DescribeProcess(&worker, "pg_influx_worker_main", "influx worker", BGW_NEVER_RESTART);
     snprintf(worker.bgw_name, BGW_MAXLEN, "influx worker %d", index);
     worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-    WorkerArgs args = {index, shared_state->generation};
+    WorkerArgs args = {index};
     StaticAssertStmt(sizeof(WorkerArgs) <= BGW_EXTRALEN, "worker arguments do not fit");
     memcpy(worker.bgw_extra, &args, sizeof(args));
     worker.bgw_notify_pid = MyProcPid;
@@ -368,49 +550,105 @@ void StartWorker(int index)
     if (!RegisterDynamicBackgroundWorker(&worker, &handle)) {
         MemoryContextSwitchTo(old);
         dsm_detach(seg);
-        ReportProblem(L->slot,
-                      "could not start influx worker %d: no free background worker slot "
-                      "(raise max_worker_processes)",
-                      index);
-        snprintf(L->worker_problem, sizeof(L->worker_problem),
+        snprintf(problem, sizeof(problem),
                  "could not start influx worker %d: no free background worker slot (raise "
                  "max_worker_processes)",
                  index);
-        L->next_start[index] = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
+        ReportProblem(L->slot, "%s", problem);
+        strlcpy(L->worker_problem, problem, sizeof(L->worker_problem));
+        L->next_start[index] = retry_at;
         return;
     }
     Ring *r = &L->rings[ri];
+    memset(r, 0, sizeof(*r));
     r->mqh = shm_mq_attach(mq, seg, handle);
     MemoryContextSwitchTo(old);
 
     r->in_use = true;
     r->index = index;
-    r->retiring = false;
-    r->failed = false;
-    r->detached = false;
     r->seg = seg;
     r->header = header;
     r->handle = handle;
-    r->pending.len = 0;
     r->started_at = now;
 }
 
-/* Frees a ring whose worker has exited; a chunk it never took goes to another ring. */
+/* Adds a chunk to the ones to send before new data. */
+void Requeue(char *data, size_t len)
+{
+    if (L->nrequeued == L->requeued_capacity) {
+        int cap = Max(16, L->requeued_capacity * 2);
+        auto *grown = static_cast<SentChunk *>(
+            MemoryContextAlloc(TopMemoryContext, sizeof(SentChunk) * cap));
+        if (L->nrequeued > 0)
+            memcpy(grown, L->requeued, sizeof(SentChunk) * L->nrequeued);
+        if (L->requeued != nullptr)
+            pfree(L->requeued);
+        L->requeued = grown;
+        L->requeued_capacity = cap;
+    }
+    L->requeued[L->nrequeued++] = SentChunk{data, len, 0};
+}
+
+/*
+ * The part of a chunk after `offset` (RingPosition) as a chunk of its own: records before
+ * the offset are left out, and the record it falls inside is cut there (at a line start).
+ */
+size_t CutChunk(char *data, size_t len, size_t offset)
+{
+    size_t pos = 0, out = 0;
+    while (pos + kRecordHeader <= len) {
+        uint32 rlen;
+        memcpy(&rlen, data + pos, kRecordHeader);
+        size_t start = pos + kRecordHeader, end = start + rlen;
+        if (end > len)
+            break;
+        size_t from = offset <= pos ? start : Max(offset, start);
+        if (from < end) {
+            uint32 n = static_cast<uint32>(end - from);
+            memmove(data + out, &n, kRecordHeader);
+            memmove(data + out + kRecordHeader, data + from, n);
+            out += kRecordHeader + n;
+        }
+        pos = end;
+    }
+    return out;
+}
+
+/*
+ * Frees a ring whose worker has exited.  What the worker was not done with -- chunks it
+ * never read, and those of a batch it did not commit -- is sent to another worker: the
+ * commit log decides whether a flush the worker announced committed (RingHeader).
+ */
 void ReleaseRing(Ring *r)
 {
-    if (r->pending.len > 0) {
-        /* The chunk is already framed as records: append it whole to the chunk being filled. */
-        Buffer *c = &L->chunk;
-        BufferReserve(c, r->pending.len);
-        memcpy(c->data + c->len, r->pending.data, r->pending.len);
-        c->len += r->pending.len;
-        r->pending.len = 0;
+    RingPosition done = DonePosition(r);
+    TransactionId xid = pg_atomic_read_u32(&r->header->commit_xid);
+    if (TransactionIdIsNormal(xid) && TransactionIdDidCommit(xid))
+        done = RingPosition{pg_atomic_read_u64(&r->header->commit_chunks),
+                            pg_atomic_read_u64(&r->header->commit_offset)};
+    uint64 lines = 0;
+    for (int k = 0; k < r->sent_count; k++) {
+        SentChunk *c = SentAt(r, k);
+        if (c->seq <= done.chunks) {
+            pfree(c->data);
+            continue;
+        }
+        if (c->seq == done.chunks + 1 && done.offset > 0)
+            c->len = CutChunk(c->data, c->len, done.offset);
+        lines += ChunkLines(c->data, c->len);
+        Requeue(c->data, c->len);
+    }
+    if (lines > 0) {
+        Count(L->slot, kLinesRerouted, lines);
+        ReportProblem(L->slot, "influx worker %d exited with %llu lines it had not committed; "
+                               "they go to another worker",
+                      r->index, static_cast<unsigned long long>(lines));
     }
     if (r->mqh != nullptr)
         shm_mq_detach(r->mqh);
     dsm_detach(r->seg);
-    if (r->pending.data != nullptr)
-        pfree(r->pending.data);
+    if (r->sent != nullptr)
+        pfree(r->sent);
     pfree(r->handle);
     memset(r, 0, sizeof(*r));
 }
@@ -421,7 +659,6 @@ void SuperviseWorkers(bool restart_all)
     TimestampTz now = GetCurrentTimestamp();
     int wanted = L->targets_ok ? influx_workers : 0;
     bool have[INFLUX_MAX_WORKERS] = {false};
-    int running = 0;
 
     for (int i = 0; i < kMaxRings; i++) {
         Ring *r = &L->rings[i];
@@ -430,7 +667,17 @@ void SuperviseWorkers(bool restart_all)
         pid_t pid;
         BgwHandleStatus st = GetBackgroundWorkerPid(r->handle, &pid);
         if (st == BGWH_STOPPED || st == BGWH_POSTMASTER_DIED) {
-            if ((!r->retiring && !r->detached) || r->failed) {
+            if (!r->ready && shm_mq_get_receiver(RingQueue(r->header)) == nullptr) {
+                snprintf(L->worker_problem, sizeof(L->worker_problem),
+                         "influx worker %d exited before it was ready (can role \"%s\" "
+                         "connect to database \"%s\"? see the server log); retrying every "
+                         "%d s",
+                         r->index, influx_role && influx_role[0] ? influx_role : "(bootstrap superuser)",
+                         influx_database, influx_restart_delay);
+                ReportProblem(L->slot, "%s", L->worker_problem);
+                L->next_start[r->index] =
+                    TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
+            } else if ((!r->retiring && !r->detached) || r->failed) {
                 ReportProblem(L->slot, "influx worker %d exited unexpectedly; starting a "
                                        "replacement",
                               r->index);
@@ -445,10 +692,8 @@ void SuperviseWorkers(bool restart_all)
         if (!r->retiring && (restart_all || r->index >= wanted ||
                              pg_atomic_read_u32(&r->header->stopping) != 0))
             r->retiring = true;
-        if (!r->retiring) {
+        if (!r->retiring)
             have[r->index] = true;
-            running++;
-        }
     }
 
     for (int index = 0; index < wanted; index++) {
@@ -460,12 +705,19 @@ void SuperviseWorkers(bool restart_all)
     /* Retired rings with nothing pending are detached here, and chunks re-offered. */
     RetryPending();
 
-    int started = 0;
-    for (int i = 0; i < kMaxRings; i++)
-        if (L->rings[i].in_use && !L->rings[i].retiring)
-            started++;
-    if (started >= wanted)
+    /* Running: connected and receiving on a ring that is not being retired. */
+    int running = 0;
+    for (int i = 0; i < kMaxRings; i++) {
+        Ring *r = &L->rings[i];
+        if (r->in_use && !r->retiring &&
+            (r->ready || shm_mq_get_receiver(RingQueue(r->header)) != nullptr))
+            running++;
+    }
+    if (running >= wanted)
         L->worker_problem[0] = '\0';
+    else if (L->worker_problem[0] == '\0' && wanted > 0)
+        snprintf(L->worker_problem, sizeof(L->worker_problem), "%d of %d influx workers ready",
+                 running, wanted);
     RefreshStatus();
 
     SpinLockAcquire(&shared_state->mutex);
@@ -498,9 +750,20 @@ void CloseConnection(int i)
     PublishConnectionCount();
 }
 
-void AcceptConnections(int listen_fd)
+/* Asks the kernel to probe an idle connection, so that a vanished peer is noticed. */
+void SetKeepalive(int fd)
 {
-    for (;;) {
+    int on = 1, idle = kKeepaliveIdleS, interval = kKeepaliveIntervalS, count = kKeepaliveCount;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) != 0)
+        ReportProblem(L->slot, "could not set TCP keepalive on a connection: %m");
+}
+
+void AcceptConnections(int listen_fd, int max_accepts)
+{
+    for (int accepted = 0; accepted < max_accepts; accepted++) {
         int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR)
@@ -520,6 +783,8 @@ void AcceptConnections(int listen_fd)
         auto *c = static_cast<Connection *>(MemoryContextAllocZero(TopMemoryContext,
                                                                   sizeof(Connection)));
         c->fd = fd;
+        c->last_data = GetCurrentTimestamp();
+        SetKeepalive(fd);
         new (&c->scanner) LineScanner();
         L->conns[L->nconns++] = c;
         Count(L->slot, kConnectionsAccepted);
@@ -609,6 +874,7 @@ ReadResult ReadConnection(int i, int max_reads)
         BufferReserve(&c->buf, kReadSize);
         ssize_t n = recv(c->fd, c->buf.data + c->buf.len, kReadSize, 0);
         if (n > 0) {
+            c->last_data = GetCurrentTimestamp();
             Count(L->slot, kBytesReceived, n);
             c->buf.len += n;
             ProcessConnectionBytes(c);
@@ -625,6 +891,31 @@ ReadResult ReadConnection(int i, int max_reads)
         return ReadResult::Closed;
     }
     return ReadResult::More;
+}
+
+/*
+ * Closes the connections that have sent nothing for influx.tcp_idle_timeout.  A line the
+ * peer had begun and not finished is dropped and counted as rejected (syntax): unlike a
+ * peer that closes, a silent one has not said the line is complete.
+ */
+void CloseIdleConnections(TimestampTz now)
+{
+    if (influx_tcp_idle_timeout <= 0)
+        return;
+    for (int i = L->nconns - 1; i >= 0; i--) {
+        Connection *c = L->conns[i];
+        if (!TimestampDifferenceExceeds(c->last_data, now, influx_tcp_idle_timeout * 1000))
+            continue;
+        if (c->buf.len > 0 && !c->discarding) {
+            Count(L->slot, kLinesReceived);
+            Count(L->slot, kLinesRejectedSyntax);
+        }
+        Count(L->slot, kConnectionsClosedIdle);
+        ReportProblem(L->slot, "closed a TCP connection idle for influx.tcp_idle_timeout (%d s)%s",
+                      influx_tcp_idle_timeout,
+                      c->buf.len > 0 && !c->discarding ? "; its unfinished line is dropped" : "");
+        CloseConnection(i);
+    }
 }
 
 /*
@@ -852,10 +1143,42 @@ void ApplyReload(void)
 }
 
 /*
- * Waits until the chunk being filled has a ring (used at shutdown).  Rings whose worker
- * has exited are released so that their pending chunk goes elsewhere; with no worker left
- * the lines cannot be delivered and are dropped with a report.  False once the deadline
- * has passed.
+ * Counts the lines that wait to be sent (the chunk being filled, and chunks of workers
+ * that exited) as lost, reports why, and forgets them: used when no worker is left to
+ * take them.
+ */
+void DropUndeliverable(const char *why)
+{
+    uint64 lines = ChunkLines(L->chunk.data, L->chunk.len);
+    for (int k = 0; k < L->nrequeued; k++) {
+        lines += ChunkLines(L->requeued[k].data, L->requeued[k].len);
+        pfree(L->requeued[k].data);
+    }
+    L->nrequeued = 0;
+    L->chunk.len = 0;
+    L->blocked = false;
+    if (lines > 0) {
+        Count(L->slot, kLinesLost, lines);
+        ReportProblem(L->slot, "%llu received lines are lost: %s",
+                      static_cast<unsigned long long>(lines), why);
+    }
+}
+
+/* Releases the rings whose worker has exited (their undone chunks are requeued). */
+void ReleaseExitedRings(void)
+{
+    for (int i = 0; i < kMaxRings; i++) {
+        Ring *r = &L->rings[i];
+        pid_t pid;
+        if (r->in_use && GetBackgroundWorkerPid(r->handle, &pid) == BGWH_STOPPED)
+            ReleaseRing(r);
+    }
+}
+
+/*
+ * Waits until what waits to be sent has a ring (used at shutdown).  Rings whose worker has
+ * exited are released so that their chunks go elsewhere; with no worker left the lines
+ * cannot be delivered and are counted as lost.  False once the deadline has passed.
  */
 bool MakeRoom(TimestampTz deadline)
 {
@@ -863,21 +1186,16 @@ bool MakeRoom(TimestampTz deadline)
         RetryPending();
         if (!L->blocked)
             break;
+        ReleaseExitedRings();
         bool receivers = false;
         for (int i = 0; i < kMaxRings; i++) {
             Ring *r = &L->rings[i];
-            pid_t pid;
-            if (r->in_use && GetBackgroundWorkerPid(r->handle, &pid) == BGWH_STOPPED)
-                ReleaseRing(r);
-            else if (r->in_use && !r->detached)
+            /* At shutdown the postmaster starts no worker that has not started yet. */
+            if (r->in_use && !r->detached && !r->retiring && r->ready)
                 receivers = true;
         }
         if (!receivers) {
-            ReportProblem(L->slot, "no influx worker is running; %zu bytes of received lines "
-                                   "are lost at shutdown",
-                          L->chunk.len);
-            L->chunk.len = 0;
-            L->blocked = false;
+            DropUndeliverable("no influx worker is running at shutdown");
             break;
         }
         if (GetCurrentTimestamp() >= deadline)
@@ -898,7 +1216,7 @@ void DrainSockets(TimestampTz deadline)
 {
     /* Connections still waiting in the accept queue may carry data too; then no more. */
     for (int i = 0; i < L->endpoints.ntcp; i++) {
-        AcceptConnections(L->endpoints.tcp[i]);
+        AcceptConnections(L->endpoints.tcp[i], influx_max_connections);
         close(L->endpoints.tcp[i]);
     }
     L->endpoints.ntcp = 0;
@@ -922,8 +1240,8 @@ void DrainSockets(TimestampTz deadline)
 }
 
 /*
- * Hands every chunk to a ring (waiting for room, bounded), detaches from every ring and
- * exits.  See the file comment for the order.
+ * Hands every chunk to a ring (waiting for room, bounded), detaches from every ring, waits
+ * for the workers to commit and exit, and exits.  See the file comment for the order.
  */
 void Shutdown(void)
 {
@@ -941,20 +1259,13 @@ void Shutdown(void)
             delivered = false;
             break;
         }
-        if (L->chunk.len > 0 && !TryPlaceChunk())
+        if ((L->chunk.len > 0 || L->nrequeued > 0) && !TryPlaceChunk())
             continue; /* blocked: MakeRoom waits for a ring */
         RetryPending();
-        bool busy = L->chunk.len > 0;
-        for (int i = 0; i < kMaxRings; i++) {
-            Ring *r = &L->rings[i];
-            pid_t pid;
-            if (!r->in_use || r->detached || r->pending.len == 0)
-                continue;
-            /* A worker that died meanwhile: its chunk goes to another ring. */
-            if (GetBackgroundWorkerPid(r->handle, &pid) == BGWH_STOPPED)
-                ReleaseRing(r);
-            busy = true;
-        }
+        ReleaseExitedRings(); /* a worker that died meanwhile: its chunks go elsewhere */
+        bool busy = L->chunk.len > 0 || L->nrequeued > 0;
+        for (int i = 0; i < kMaxRings; i++)
+            busy |= L->rings[i].in_use && !L->rings[i].detached && L->rings[i].pending;
         if (!busy)
             break;
         if (GetCurrentTimestamp() >= deadline) {
@@ -981,17 +1292,47 @@ void Shutdown(void)
     for (int i = L->nconns - 1; i >= 0; i--)
         CloseConnection(i);
 
+    /*
+     * The workers now read their rings to the end and commit.  Wait for them, so that
+     * what one of them could not commit (it was made to exit, kStopGraceMs) is counted as
+     * lost rather than vanishing; they give up after kWorkerStopDeadlineMs themselves.
+     */
+    pgstat_report_activity(STATE_RUNNING, "stopping: waiting for workers to commit");
+    TimestampTz wait_until = TimestampTzPlusMilliseconds(deadline, kWorkerStopDeadlineMs);
+    for (;;) {
+        ReleaseExitedRings();
+        bool any = false;
+        for (int i = 0; i < kMaxRings; i++)
+            any |= L->rings[i].in_use;
+        if (!any || GetCurrentTimestamp() >= wait_until)
+            break;
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+                         PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+    DropUndeliverable(delivered ? "their worker exited without committing them at shutdown"
+                                : "no worker took them within the shutdown deadline");
+
+    /* Status 1: the postmaster starts the listener again unless the server is stopping. */
+    proc_exit(1);
+}
+
+/*
+ * on_shmem_exit: whatever way the listener exits (shutdown, an ERROR), its status and pid
+ * are cleared, so that nobody signals a pid that may be reused and the status does not say
+ * "running" for a listener that is gone.
+ */
+void ClearListenerState(int, Datum)
+{
     SpinLockAcquire(&shared_state->mutex);
-    shared_state->listener_pid = 0;
+    if (shared_state->listener_pid == MyProcPid)
+        shared_state->listener_pid = 0;
     shared_state->udp_port_bound = 0;
     shared_state->tcp_port_bound = 0;
     shared_state->tcp_connections = 0;
     shared_state->workers_running = 0;
     strlcpy(shared_state->listener_status, "stopped", INFLUX_ERROR_TEXT);
     SpinLockRelease(&shared_state->mutex);
-
-    /* Status 1: the postmaster starts the listener again unless the server is stopping. */
-    proc_exit(1);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1022,6 +1363,7 @@ void ListenerMain(void)
     L->connected_database = MemoryContextStrdup(TopMemoryContext, influx_database);
     L->connected_role = MemoryContextStrdup(TopMemoryContext, influx_role ? influx_role : "");
 
+    on_shmem_exit(ClearListenerState, 0);
     SpinLockAcquire(&shared_state->mutex);
     shared_state->listener_pid = MyProcPid;
     shared_state->generation++;
@@ -1050,9 +1392,9 @@ void ListenerMain(void)
             RebuildWaitEventSet();
 
         /* Short waits while a chunk waits for room, so the retry is prompt. */
-        long timeout = (L->blocked || L->chunk.len > 0) ? 10 : 1000;
+        long timeout = (L->blocked || L->chunk.len > 0 || L->nrequeued > 0) ? 10 : 1000;
         for (int i = 0; i < kMaxRings && timeout > 10; i++)
-            if (L->rings[i].in_use && L->rings[i].pending.len > 0)
+            if (L->rings[i].in_use && (L->rings[i].pending || !L->rings[i].ready))
                 timeout = 10;
         int n = WaitEventSetWait(L->wes, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 
@@ -1076,7 +1418,7 @@ void ListenerMain(void)
                 if (is_listen_socket != (pass == 1))
                     continue;
                 if (is_listen_socket) {
-                    AcceptConnections(L->endpoints.tcp[-tag - 1]);
+                    AcceptConnections(L->endpoints.tcp[-tag - 1], kAcceptsPerWakeup);
                 } else if (tag > 0 && tag <= kMaxEndpoints) {
                     (void) ReadDatagrams(tag - 1, kDatagramsPerWakeup);
                 } else {
@@ -1104,6 +1446,7 @@ void ListenerMain(void)
         if (latch || restart || TimestampDifferenceExceeds(last_supervision, now, 1000)) {
             SuperviseWorkers(restart);
             PollUdpDrops();
+            CloseIdleConnections(now);
             last_supervision = now;
         }
     }
@@ -1123,8 +1466,11 @@ void RegisterListener(void)
 
 } // namespace influx
 
-/* Entry point named in bgw_function_name; the code it runs throws no C++ exceptions. */
+/*
+ * Entry point named in bgw_function_name.  A C++ exception that escapes becomes an ERROR
+ * (which ends a background worker as FATAL) rather than std::terminate.
+ */
 extern "C" void pg_influx_listener_main(Datum)
 {
-    influx::ListenerMain();
+    INFLUX_CATCH_CPP(influx::ListenerMain());
 }

@@ -38,6 +38,22 @@ void CaptureCppException(CppError *err) noexcept;
 } // namespace influx
 
 /*
+ * INFLUX_CATCH_CPP(statement) runs a statement (a bgworker main, a callback) and turns a
+ * C++ exception that escapes it into an ERROR once the catch block has been left.
+ */
+#define INFLUX_CATCH_CPP(statement)                                                                \
+    do {                                                                                           \
+        influx::CppError influx_err_;                                                              \
+        try {                                                                                      \
+            statement;                                                                             \
+        } catch (...) {                                                                            \
+            influx::CaptureCppException(&influx_err_);                                             \
+        }                                                                                          \
+        if (influx_err_.raised)                                                                    \
+            influx::RaiseCppError(&influx_err_);                                                   \
+    } while (0)
+
+/*
  * INFLUX_SQL_FUNCTION(name) defines the SQL-callable C symbol pg_influx_<name>, which calls
  * the C++ implementation `static Datum name(FunctionCallInfo fcinfo)` inside a try block
  * and converts any escaped exception into an ERROR.  Use as:

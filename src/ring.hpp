@@ -24,20 +24,39 @@ extern "C" {
 
 namespace influx {
 
-constexpr uint64 kRingMagic = 0x696e666c75780001ULL; /* "influx" + layout version */
+constexpr uint64 kRingMagic = 0x696e666c75780002ULL; /* "influx" + layout version */
 
+/*
+ * A position in the stream of chunks a ring carried: every chunk before number `chunks`
+ * + 1 (chunks count from 1), and the first `offset` bytes of that one.  `offset` is 0, or
+ * falls on a record header or at the start of a line inside a record (chunk.hpp).
+ */
+struct RingPosition {
+    uint64 chunks;
+    uint64 offset;
+};
+
+/*
+ * The ring's header.  Delivery (docs/reliability.md): the listener keeps a copy of every
+ * chunk it sent until the worker reports it *done* -- committed, or rejected for a reason
+ * about the data.  A worker that exits without reporting leaves the rest to the listener,
+ * which sends it to another worker.  A flush that commits publishes where it will have
+ * got to and its transaction's xid first (commit_*), then commits, then moves done_*: if
+ * the worker dies in between, the commit log says whether commit_* or done_* holds.
+ */
 struct RingHeader {
     uint64 magic;
-    uint32 generation;           /* listener generation that created the ring */
-    int worker_index;            /* index of the worker the ring feeds */
-    Size queue_size;             /* bytes of the shm_mq that follows the header */
-    pg_atomic_uint32 stopping;   /* set by the worker when it was asked to exit */
+    pg_atomic_uint32 stopping;    /* set by the worker when it was asked to exit */
+    pg_atomic_uint32 commit_xid;  /* xid of the flush about to commit, or invalid */
+    pg_atomic_uint64 done_chunks; /* RingPosition done: written by the worker only */
+    pg_atomic_uint64 done_offset;
+    pg_atomic_uint64 commit_chunks; /* where the flush of commit_xid gets to */
+    pg_atomic_uint64 commit_offset;
 };
 
 /* Passed to the worker in bgw_extra. */
 struct WorkerArgs {
     int worker_index;
-    uint32 generation;
 };
 
 inline Size RingSegmentSize(Size queue_size)

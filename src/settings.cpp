@@ -36,6 +36,7 @@ bool influx_create_tables = true;
 bool influx_add_columns = false;
 int influx_max_line_length = 1024 * 1024;
 int influx_max_connections = 100;
+int influx_tcp_idle_timeout = 300;
 int influx_udp_receive_buffer = 8 * 1024 * 1024;
 int influx_synchronous_commit = SYNCHRONOUS_COMMIT_ON;
 int influx_restart_delay = 5;
@@ -153,6 +154,13 @@ void InitSettings(void)
                             "Connections beyond it are refused and counted.",
                             &influx_max_connections, 100, 1, 10000, PGC_SIGHUP, 0, nullptr,
                             nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.tcp_idle_timeout",
+                            "Closes a TCP connection that has sent nothing for this long.",
+                            "0 keeps idle connections open.  Dead peers are also found by TCP "
+                            "keepalive (about two minutes).",
+                            &influx_tcp_idle_timeout, 300, 0, 86400, PGC_SIGHUP, GUC_UNIT_S,
+                            nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.udp_receive_buffer",
                             "Kernel receive buffer requested for the UDP socket.",

@@ -26,6 +26,7 @@ extern bool influx_create_tables;
 extern bool influx_add_columns;
 extern int influx_max_line_length;
 extern int influx_max_connections;
+extern int influx_tcp_idle_timeout; /* seconds; 0: off */
 extern int influx_udp_receive_buffer;
 extern int influx_synchronous_commit; /* a SyncCommitLevel for the workers' transactions */
 extern int influx_restart_delay;

@@ -39,7 +39,8 @@ const char *const counter_names[kCounterCount] = {
     "lines_rejected_too_long", "rows_rejected_value", "rows_rejected_insert",
     "rows_rejected_table",  "rows_inserted",   "batches",
     "errors",               "queue_full",      "datagrams_dropped",
-    "connections_accepted", "connections_refused",
+    "connections_accepted", "connections_refused", "flush_retries",
+    "lines_rerouted",       "lines_lost",      "connections_closed_idle",
 };
 
 void RequestSharedState(void)

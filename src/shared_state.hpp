@@ -44,6 +44,10 @@ enum Counter : int {
     kDatagramsDropped,     /* UDP datagrams lost: not queued, or dropped by the kernel */
     kConnectionsAccepted,  /* TCP connections accepted */
     kConnectionsRefused,   /* TCP connections refused (influx.max_connections) */
+    kFlushRetries,         /* worker: flushes rolled back by a transient error, tried again */
+    kLinesRerouted,        /* listener: lines a worker had not committed, sent to another */
+    kLinesLost,            /* listener: lines no worker committed before it had to exit */
+    kConnectionsClosedIdle, /* TCP connections closed after influx.tcp_idle_timeout */
     kCounterCount
 };
 

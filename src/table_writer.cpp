@@ -28,6 +28,7 @@ extern "C" {
 #include "commands/trigger.h"
 #include "executor/execPartition.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "executor/nodeModifyTable.h"
 #include "foreign/fdwapi.h"
 #include "nodes/makefuncs.h"
@@ -52,8 +53,17 @@ namespace influx
 namespace
 {
 
-/* Rows buffered per target before table_multi_insert, as COPY does. */
+/*
+ * Rows buffered per target before table_multi_insert, as COPY does (copyfrom.c
+ * MAX_BUFFERED_TUPLES), and the bytes of line text behind them: a target's buffer is
+ * written once it holds kMaxBuffered rows or kMaxBufferedBytes, and every target's once
+ * all of them together hold kMaxBufferedBytesTotal.  COPY caps a buffer at 64 kB of input
+ * and keeps at most 32 partitions' buffers; lines of many tiny fields make rows larger
+ * than their text, so the byte caps, not the row cap, bound memory for such lines.
+ */
 constexpr int kMaxBuffered = 1000;
+constexpr size_t kMaxBufferedBytes = 1024 * 1024;
+constexpr size_t kMaxBufferedBytesTotal = 8 * 1024 * 1024;
 
 struct Target {
     ResultRelInfo *rri;
@@ -65,6 +75,7 @@ struct Target {
     TupleTableSlot **slots; /* bulk path: buffered rows */
     int *rows;              /* group row index of each buffered slot */
     int nused;
+    size_t bytes;           /* line bytes of the buffered rows */
     TupleTableSlot *single_slot; /* slow path */
     TupleDesc slot_desc;         /* the slots' descriptor (CreateSlot) */
 };
@@ -129,6 +140,7 @@ struct Writer {
     bool single_only; /* slow path for every target */
 
     Target **targets; /* [0] is the table itself; leaf partitions follow */
+    size_t buffered_bytes; /* line bytes buffered over all targets */
     int ntargets;
     int targets_capacity;
 
@@ -246,7 +258,9 @@ void FlushTarget(Writer *w, Target *t)
         ExecClearTuple(slot);
     }
     w->inserted += t->nused;
+    w->buffered_bytes -= t->bytes;
     t->nused = 0;
+    t->bytes = 0;
     ResetPerTupleExprContext(estate);
 }
 
@@ -819,6 +833,8 @@ int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi
         BatchRow *row = &group->rows[i];
         if (row->rejected)
             continue;
+        /* As COPY FROM does per row: a cancel or terminate stops the flush here. */
+        CHECK_FOR_INTERRUPTS();
         progress->row = i;
         ResetPerTupleExprContext(estate);
         MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
@@ -855,8 +871,12 @@ int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi
                 ExecPartitionCheck(t->rri, slot, estate, true);
             ExecMaterializeSlot(slot);
             t->rows[t->nused++] = i;
-            if (t->nused == kMaxBuffered)
+            t->bytes += row->line_len;
+            w->buffered_bytes += row->line_len;
+            if (t->nused == kMaxBuffered || t->bytes >= kMaxBufferedBytes)
                 FlushTarget(w, t);
+            else if (w->buffered_bytes >= kMaxBufferedBytesTotal)
+                FlushAll(w);
         }
         MemoryContextSwitchTo(old);
     }

@@ -5,16 +5,24 @@
  *
  * Lifecycle (see docs/architecture.md):
  *   start    the listener creates the ring's DSM segment, then registers this worker with
- *            the segment handle in bgw_main_arg and {index, generation} in bgw_extra;
+ *            the segment handle in bgw_main_arg and its index in bgw_extra.  The worker
+ *            connects to influx.database first and attaches to the ring only then: the
+ *            listener sends only to rings with a receiver, so a worker that cannot connect
+ *            (no CONNECT privilege, a connection limit, ...) is never handed a line;
  *   run      receive chunks without blocking; wait on the latch when the ring is empty,
  *            never longer than the time left until the pending rows are due (the oldest
  *            has waited influx.flush_interval, or nothing new came for influx.flush_idle);
+ *   done     after each commit the worker publishes how far through its ring's chunks it
+ *            is (ring.hpp RingHeader); the listener keeps a copy of every chunk until then
+ *            and sends what a worker that exited had not finished to another worker;
  *   stop     SIGTERM (pg_terminate_backend, server shutdown) does not stop the worker at
  *            once: it marks its ring "stopping" and wakes the listener, which sends what it
  *            still holds for this ring and detaches.  The worker reads the ring to its end
- *            (SHM_MQ_DETACHED), commits, and exits 0.  Nothing the listener handed over is
- *            lost on a clean stop.  If the listener is gone, the ring is already detached;
- *            if it does not detach within 30 s, the worker exits anyway.
+ *            (SHM_MQ_DETACHED), commits, and exits 0.  A flush in progress gets 2 s more
+ *            (insert.cpp kStopGraceMs), then the worker exits as a terminated backend does,
+ *            its transaction rolled back; what it had not finished the listener sends to
+ *            another worker.  If the listener is gone, the ring is already detached; if it
+ *            does not detach within 30 s, the worker exits anyway.
  *
  * A worker never dies because of data: the insert path counts and logs bad rows.  It does
  * exit on errors that are not about data (e.g. its role cannot log in); the listener then
@@ -27,6 +35,7 @@ extern "C" {
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "access/transam.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -38,6 +47,7 @@ extern "C" {
 
 #include "chunk.hpp"
 #include "insert.hpp"
+#include "pg_cpp.hpp"
 #include "ring.hpp"
 #include "settings.hpp"
 #include "shared_state.hpp"
@@ -57,7 +67,7 @@ void WorkerSigterm(SIGNAL_ARGS)
     errno = save_errno;
 }
 
-/* Wakes the listener so that it notices this ring is stopping. */
+/* Wakes the listener so that it notices this ring is stopping, or what was done. */
 void WakeListener(void)
 {
     int pid;
@@ -97,18 +107,84 @@ long MillisecondsUntilDue(TimestampTz pending_since, TimestampTz last_data)
     return due;
 }
 
-void Flush(TimestampTz *pending_since)
+RingHeader *header = nullptr;
+int worker_index = -1;
+RingPosition flush_position; /* where the pending batch ends */
+
+/* Before a flush commits: where it gets to, and its xid (see RingHeader). */
+void AnnounceCommit(TransactionId xid)
 {
-    if (InsertPendingRows() > 0)
-        InsertFlush();
+    pg_atomic_write_u64(&header->commit_chunks, flush_position.chunks);
+    pg_atomic_write_u64(&header->commit_offset, flush_position.offset);
+    pg_write_barrier();
+    pg_atomic_write_u32(&header->commit_xid, xid);
+}
+
+/* Everything up to `pos` is committed or rejected: the listener may forget it. */
+void PublishDone(RingPosition pos)
+{
+    pg_atomic_write_u64(&header->done_chunks, pos.chunks);
+    pg_atomic_write_u64(&header->done_offset, pos.offset);
+    pg_write_barrier();
+    pg_atomic_write_u32(&header->commit_xid, InvalidTransactionId);
+}
+
+/*
+ * Flushes the pending batch, which ends at `pos`.  A worker asked to stop while its flush
+ * keeps failing for a transient reason gives the batch up and exits: the listener sends
+ * its lines to another worker.
+ */
+void Flush(TimestampTz *pending_since, RingPosition pos)
+{
+    flush_position = pos;
+    if (InsertPendingRows() > 0 && !InsertFlush()) {
+        ereport(LOG, (errmsg("influx worker %d: stopping with a flush that could not commit; "
+                             "its lines are left to the listener",
+                             worker_index)));
+        proc_exit(1);
+    }
+    PublishDone(pos);
     *pending_since = 0;
     pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+/*
+ * Parses chunk number `seq` into the batch, record by record (chunk.hpp).  A record that
+ * fills the batch in its middle (InsertAddRecord stopped early) is flushed there and the
+ * rest parsed after.  Returns false if the chunk is malformed; sets *full when the batch
+ * should be flushed at the chunk's end.
+ */
+bool AddChunk(const char *data, size_t size, uint64 seq, TimestampTz *pending_since,
+              bool *full)
+{
+    size_t pos = 0;
+    *full = false;
+    while (pos < size) {
+        uint32 len;
+        if (size - pos < kRecordHeader)
+            return false;
+        memcpy(&len, data + pos, kRecordHeader);
+        size_t start = pos + kRecordHeader;
+        if (len > size - start)
+            return false;
+        size_t used = 0;
+        while (used < len) {
+            used += InsertAddRecord(data + start + used, len - used, full);
+            if (*full && start + used < size) {
+                Flush(pending_since, RingPosition{seq - 1, start + used});
+                *full = false;
+            }
+        }
+        pos = start + len;
+    }
+    return true;
 }
 
 void WorkerMain(Datum main_arg)
 {
     WorkerArgs args;
     memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+    worker_index = args.worker_index;
 
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, WorkerSigterm);
@@ -116,22 +192,21 @@ void WorkerMain(Datum main_arg)
 
     ProcessSlot *slot = AcquireProcessSlot(ProcessKind::Worker, args.worker_index);
 
+    /*
+     * Connect before taking the ring: the listener sends only to a ring whose receiver is
+     * attached, so if this fails (the role may not connect, a connection limit) no line
+     * was handed to this worker.
+     */
+    const char *role = (influx_role != nullptr && influx_role[0] != '\0') ? influx_role : nullptr;
+    BackgroundWorkerInitializeConnection(influx_database, role, 0);
+
     /* Outside a transaction there is no resource owner: the mapping lasts until exit. */
     dsm_segment *seg = dsm_attach(DatumGetUInt32(main_arg));
     if (seg == nullptr)
         ereport(ERROR, (errmsg("influx worker %d: its ring no longer exists", args.worker_index)));
-    auto *header = static_cast<RingHeader *>(dsm_segment_address(seg));
+    header = static_cast<RingHeader *>(dsm_segment_address(seg));
     if (header->magic != kRingMagic)
         ereport(ERROR, (errmsg("influx worker %d: bad ring segment", args.worker_index)));
-
-    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-    shm_mq *mq = RingQueue(header);
-    shm_mq_set_receiver(mq, MyProc);
-    shm_mq_handle *mqh = shm_mq_attach(mq, seg, nullptr);
-    MemoryContextSwitchTo(old);
-
-    const char *role = (influx_role != nullptr && influx_role[0] != '\0') ? influx_role : nullptr;
-    BackgroundWorkerInitializeConnection(influx_database, role, 0);
 
     char appname[64];
     snprintf(appname, sizeof(appname), "influx worker %d", args.worker_index);
@@ -139,18 +214,25 @@ void WorkerMain(Datum main_arg)
     pgstat_report_activity(STATE_IDLE, nullptr);
     SetSlotActivity(slot, "idle");
 
-    InsertInit(slot);
+    InsertInit(slot, AnnounceCommit);
+
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    shm_mq *mq = RingQueue(header);
+    shm_mq_set_receiver(mq, MyProc);
+    shm_mq_handle *mqh = shm_mq_attach(mq, seg, nullptr);
+    MemoryContextSwitchTo(old);
+    WakeListener();
 
     TimestampTz pending_since = 0;
     TimestampTz last_data = 0; /* when the last chunk came, while rows are pending */
     TimestampTz stop_since = 0;
     bool announced_stop = false;
+    uint64 received = 0; /* chunks received: the number of the last one */
 
     for (;;) {
         /*
-         * pg_cancel_backend() cancels a flush in progress (its rows are counted as
-         * rejected); between flushes there is nothing to cancel, and an ERROR here would end
-         * the worker and lose what its ring holds.
+         * pg_cancel_backend() cancels a flush in progress (it is tried again); between
+         * flushes there is nothing to cancel, and an ERROR here would end the worker.
          */
         QueryCancelPending = false;
         CHECK_FOR_INTERRUPTS();
@@ -172,32 +254,35 @@ void WorkerMain(Datum main_arg)
 
         if (res == SHM_MQ_SUCCESS) {
             Count(slot, kBytesReceived, nbytes);
+            received++;
             bool full = false;
-            bool intact = ForEachRecord(static_cast<const char *>(data), nbytes,
-                                        [&full](const char *record, size_t size) {
-                                            if (InsertAddChunk(record, size))
-                                                full = true;
-                                        });
-            if (!intact)
+            if (!AddChunk(static_cast<const char *>(data), nbytes, received, &pending_since,
+                          &full))
                 ReportProblem(slot, "influx worker %d: received a malformed chunk of %zu bytes",
                               args.worker_index, (size_t) nbytes);
+            RingPosition here = {received, 0};
             if (full) {
-                Flush(&pending_since);
-            } else if (pending_since == 0 && InsertPendingRows() > 0) {
+                Flush(&pending_since, here);
+            } else if (InsertPendingRows() == 0) {
+                /* Nothing to commit (comments, rejected lines): done with it already. */
+                PublishDone(here);
+                pending_since = 0;
+            } else if (pending_since == 0) {
                 pending_since = last_data = GetCurrentTimestamp();
-            } else if (pending_since != 0) {
+            } else {
                 TimestampTz now = GetCurrentTimestamp();
                 if (MillisecondsUntil(now, pending_since, influx_flush_interval) == 0)
-                    Flush(&pending_since);
+                    Flush(&pending_since, here);
                 else
                     last_data = now;
             }
             continue;
         }
 
+        RingPosition here = {received, 0};
         if (res == SHM_MQ_DETACHED) {
             /* The listener sent everything it will ever send on this ring. */
-            Flush(&pending_since);
+            Flush(&pending_since, here);
             break;
         }
 
@@ -206,7 +291,8 @@ void WorkerMain(Datum main_arg)
         if (pending_since != 0) {
             timeout = MillisecondsUntilDue(pending_since, last_data);
             if (timeout == 0) {
-                Flush(&pending_since);
+                Flush(&pending_since, here);
+                WakeListener();
                 continue;
             }
         }
@@ -215,9 +301,10 @@ void WorkerMain(Datum main_arg)
              * A stopping worker waits for the listener to detach.  If the listener does
              * not (it is stuck or gone without detaching), do not hold up a shutdown.
              */
-            Flush(&pending_since);
-            /* Longer than the listener's own shutdown deadline (20 s, listener.cpp). */
-            if (TimestampDifferenceExceeds(stop_since, GetCurrentTimestamp(), 30000)) {
+            Flush(&pending_since, here);
+            /* Longer than the listener's own shutdown deadline (listener.cpp). */
+            if (TimestampDifferenceExceeds(stop_since, GetCurrentTimestamp(),
+                                           kWorkerStopDeadlineMs)) {
                 ereport(LOG, (errmsg("influx worker %d: listener did not release its ring, "
                                      "exiting",
                                      args.worker_index)));
@@ -236,13 +323,19 @@ void WorkerMain(Datum main_arg)
 }
 
 } // namespace
+
+bool WorkerStopRequested(void)
+{
+    return stop_requested;
+}
+
 } // namespace influx
 
 /*
- * Entry point named in bgw_function_name.  No C++ exception may leave it: the insert path
- * catches its own, and the code above calls only PostgreSQL functions.
+ * Entry point named in bgw_function_name.  A C++ exception that escapes becomes an ERROR
+ * (which ends a background worker as FATAL) rather than std::terminate.
  */
 extern "C" void pg_influx_worker_main(Datum main_arg)
 {
-    influx::WorkerMain(main_arg);
+    INFLUX_CATCH_CPP(influx::WorkerMain(main_arg));
 }

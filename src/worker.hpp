@@ -6,3 +6,15 @@
 extern "C" {
 PGDLLEXPORT void pg_influx_worker_main(Datum arg);
 }
+
+namespace influx {
+/*
+ * How long a stopping worker waits for the listener to release its ring before it exits
+ * anyway: longer than the listener's own shutdown deadline (listener.cpp
+ * kShutdownDrainSeconds), which must stay below it.
+ */
+constexpr int kWorkerStopDeadlineMs = 30000;
+
+/* Whether this worker has been asked to stop (SIGTERM); safe in a signal handler. */
+bool WorkerStopRequested(void);
+}

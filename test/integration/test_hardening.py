@@ -146,36 +146,6 @@ def test_backpressure_while_the_table_is_locked(listener):
     assert hwm_kb < 64 * 1024, f"listener peak memory {hwm_kb} kB"
 
 
-def test_flush_errors_are_counted_not_a_crash_loop(listener):
-    """Errors during a flush (here lock_timeout while the table is locked) reject those
-    rows with a count; the workers stay up and the next rows land."""
-    c = listener
-    c.execute("CREATE TABLE slowlock (_time timestamptz, host text, v bigint)")
-    c.execute("ALTER DATABASE postgres SET lock_timeout = '200ms'")
-    old = set(worker_pids(c))
-    c.execute("SELECT influx.restart_workers()")  # new workers pick up the setting
-    try:
-        wait_for(lambda: len(worker_pids(c)) == 2 and not set(worker_pids(c)) & old, 20)
-        pids = worker_pids(c)
-        before = c.stat_total("rows_rejected_insert") + c.stat_total("rows_rejected_table")
-        lock_conn = c.connect()
-        lock_conn.autocommit = False
-        lock_conn.cursor().execute("LOCK TABLE slowlock IN ACCESS EXCLUSIVE MODE")
-        send_tcp(c.tcp_port, lines("slowlock", 0, 100))
-        wait_for(
-            lambda: c.stat_total("rows_rejected_insert") + c.stat_total("rows_rejected_table")
-            >= before + 100, 20, what="rows rejected by lock_timeout to be counted")
-        lock_conn.rollback()
-        lock_conn.close()
-        send_tcp(c.tcp_port, lines("slowlock", 100, 100))
-        wait_for(lambda: c.row_count("slowlock") == 100, 20)
-        assert worker_pids(c) == pids
-        assert "lock" in " ".join(r["last_error"] or "" for r in c.stats())
-    finally:
-        c.execute("ALTER DATABASE postgres RESET lock_timeout")
-        c.execute("SELECT influx.restart_workers()")
-
-
 def test_role_privileges_are_honoured(listener):
     c = listener
     c.execute(

@@ -1,0 +1,230 @@
+"""
+test_delivery.py — the delivery contract: what the listener received over TCP is committed
+or rejected for a reason about the data, never lost because a worker was stuck, cancelled,
+terminated or replaced, and never written twice.
+
+Every test sends lines with distinct values and checks both count(*) and count(DISTINCT):
+a lost line and a duplicated one both show.
+"""
+
+import threading
+
+import psycopg2
+import pytest
+
+from conftest import send_tcp, wait_for
+
+CLUSTER_CONF = {
+    "influx.workers": "1",
+    # Rows of a locked table stay in the worker's flush; keep the batch small enough that
+    # the ring, not the batch, holds most of what is sent.
+    "influx.batch_size": "500",
+    # A small ring, so that a test can fill it.
+    "influx.queue_size": "256kB",
+}
+
+T0_NS = 1_700_000_000_000_000_000
+
+
+def lines(table, start, count):
+    return "".join(f"{table},host=h v={i}i {T0_NS + i}\n" for i in range(start, start + count))
+
+
+def stat(c, counter):
+    """Sum of an influx.stats() counter over all rows."""
+    return sum(r.get(counter) or 0 for r in c.stats())
+
+
+def worker_pids(c):
+    return c.backend_pids("influx worker")
+
+
+def exact(c, table, n):
+    """True once `table` holds exactly n rows with n distinct values."""
+    return c.scalar(f"SELECT count(*) = %s AND count(DISTINCT v) = %s FROM {table}", (n, n))
+
+
+def workers_waiting_on_a_lock(c):
+    return c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'relation'")
+
+
+class HeldLock:
+    """LOCK TABLE ... ACCESS EXCLUSIVE in an open transaction until release()."""
+
+    def __init__(self, c, table):
+        self.conn = c.connect()
+        self.conn.autocommit = False
+        self.conn.cursor().execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+
+    def release(self):
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+
+def restart_workers(c):
+    old = set(worker_pids(c))
+    c.execute("SELECT influx.restart_workers()")
+    wait_for(lambda: len(worker_pids(c)) == 1 and not set(worker_pids(c)) & old, 20,
+             what="a new worker")
+
+
+def test_insert_with_hundreds_of_measurements_returns(listener):
+    """influx.insert() with more than 64 measurements in one call returns (it used to loop
+    forever in the batch's group table, deaf to statement_timeout and cancels)."""
+    c = listener
+    c.execute("CREATE SCHEMA many")
+    text = "".join(f"m{i} v={i}i 1\n" for i in range(300))
+    result = {}
+
+    def run():
+        conn = c.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET statement_timeout = '30s'")
+                cur.execute("SELECT influx.insert(%s, schema_name => 'many')", (text,))
+                result["rows"] = cur.fetchone()[0]
+        except psycopg2.Error as e:
+            result["error"] = str(e)
+        finally:
+            conn.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "influx.insert() with 300 measurements did not return in 60 s"
+    assert result == {"rows": 300}
+    assert c.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'many'") == 300
+
+
+def test_terminate_stops_a_worker_waiting_on_a_lock_and_its_rows_land(listener):
+    """pg_terminate_backend() stops a worker whose flush waits on a lock within seconds;
+    its rows are rolled back and handed to the replacement, and land once, after the lock."""
+    c = listener
+    c.execute("CREATE TABLE tlock (_time timestamptz, host text, v bigint)")
+    held = HeldLock(c, "tlock")
+    try:
+        send_tcp(c.tcp_port, lines("tlock", 0, 300))
+        wait_for(lambda: workers_waiting_on_a_lock(c) == 1, 20, what="the worker at the lock")
+        pid = worker_pids(c)[0]
+        rerouted = stat(c, "lines_rerouted")
+        c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_for(lambda: pid not in worker_pids(c), 5,
+                 what="the terminated worker to exit while the lock is still held")
+        wait_for(lambda: stat(c, "lines_rerouted") >= rerouted + 300, 10,
+                 what="its lines handed to another worker")
+    finally:
+        held.release()
+    wait_for(lambda: exact(c, "tlock", 300), 30, what="300 distinct rows after the lock")
+    assert stat(c, "lines_lost") == 0
+
+
+def test_cancel_of_a_flush_keeps_its_rows(listener):
+    """pg_cancel_backend() of a worker in a flush cancels that flush; its rows are tried
+    again, not rejected."""
+    c = listener
+    c.execute("CREATE TABLE clock (_time timestamptz, host text, v bigint)")
+    rejected = stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
+    retries = stat(c, "flush_retries")
+    held = HeldLock(c, "clock")
+    try:
+        send_tcp(c.tcp_port, lines("clock", 0, 200))
+        wait_for(lambda: workers_waiting_on_a_lock(c) == 1, 20, what="the worker at the lock")
+        pid = worker_pids(c)[0]
+        c.execute("SELECT pg_cancel_backend(%s)", (pid,))
+        wait_for(lambda: stat(c, "flush_retries") > retries, 10, what="a retried flush")
+        wait_for(lambda: workers_waiting_on_a_lock(c) == 1, 20, what="the retry at the lock")
+        assert worker_pids(c) == [pid]
+    finally:
+        held.release()
+    wait_for(lambda: exact(c, "clock", 200), 30, what="200 distinct rows after the lock")
+    assert stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table") == rejected
+
+
+def test_lock_timeout_keeps_rows_and_retries(listener):
+    """lock_timeout (set for the database) makes a flush give up its lock wait; the rows
+    are kept and tried again with backoff until the table is free, none rejected."""
+    c = listener
+    c.execute("CREATE TABLE ltlock (_time timestamptz, host text, v bigint)")
+    c.execute("ALTER DATABASE postgres SET lock_timeout = '100ms'")
+    try:
+        restart_workers(c)
+        rejected = stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
+        retries = stat(c, "flush_retries")
+        held = HeldLock(c, "ltlock")
+        try:
+            send_tcp(c.tcp_port, lines("ltlock", 0, 200))
+            wait_for(lambda: stat(c, "flush_retries") >= retries + 3, 20,
+                     what="three flushes retried after lock_timeout")
+            assert "lock timeout" in " ".join(r["last_error"] or "" for r in c.stats())
+        finally:
+            held.release()
+        wait_for(lambda: exact(c, "ltlock", 200), 30, what="200 distinct rows after the lock")
+        assert (stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
+                == rejected)
+    finally:
+        c.execute("ALTER DATABASE postgres RESET lock_timeout")
+        restart_workers(c)
+
+
+def test_statement_timeout_of_the_database_bounds_a_flush(listener):
+    """statement_timeout set for the database applies to each flush transaction: a flush
+    that runs over is rolled back and tried again, and lands once it fits."""
+    c = listener
+    c.execute("""
+        CREATE TABLE slowflag (on_ boolean);
+        INSERT INTO slowflag VALUES (true);
+        CREATE TABLE stslow (_time timestamptz, host text, v bigint);
+        CREATE FUNCTION stslow_wait() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM slowflag) THEN PERFORM pg_sleep(2); END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER stslow_wait AFTER INSERT ON stslow
+            FOR EACH STATEMENT EXECUTE FUNCTION stslow_wait();
+    """)
+    c.execute("ALTER DATABASE postgres SET statement_timeout = '300ms'")
+    try:
+        restart_workers(c)
+        retries = stat(c, "flush_retries")
+        send_tcp(c.tcp_port, lines("stslow", 0, 50))
+        wait_for(lambda: stat(c, "flush_retries") >= retries + 1, 20,
+                 what="a flush cancelled by statement_timeout")
+        assert "statement timeout" in " ".join(r["last_error"] or "" for r in c.stats())
+        assert c.row_count("stslow") == 0
+        c.execute("DELETE FROM slowflag")
+        wait_for(lambda: exact(c, "stslow", 50), 30, what="50 distinct rows once it fits")
+    finally:
+        c.execute("ALTER DATABASE postgres RESET statement_timeout")
+        restart_workers(c)
+
+
+def test_worker_terminated_with_a_full_ring_loses_nothing(listener, gate):
+    """A worker that exits with a flush in progress and a full ring behind it: the rows of
+    its uncommitted batch and everything in its ring go to its replacement, once each."""
+    c = listener
+    close, open_ = gate
+    c.execute("CREATE TABLE fullring (_time timestamptz, host text, v bigint)")
+    n = 60_000
+    close()
+    try:
+        send_tcp(c.tcp_port, "gate f=1 1\n")
+        wait_for(lambda: c.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+            "AND wait_event = 'advisory'") == 1, 20, what="the worker held at the gate")
+        sender = threading.Thread(target=send_tcp, args=(c.tcp_port, lines("fullring", 0, n)),
+                                  daemon=True)
+        sender.start()
+        wait_for(lambda: stat(c, "queue_full") > 0, 20, what="the ring to fill up")
+        pid = worker_pids(c)[0]
+        c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_for(lambda: pid not in worker_pids(c), 10, what="the worker to exit")
+    finally:
+        open_()
+    sender.join(60)
+    wait_for(lambda: exact(c, "fullring", n), 60, what=f"{n} distinct rows")
+    assert c.scalar("SELECT count(*) FROM gate") >= 1
+    assert stat(c, "lines_rerouted") > 0
+    assert stat(c, "lines_lost") == 0
