@@ -2,7 +2,7 @@
 -- documented type, default (boot value), unit, range and context (docs/settings.md), no
 -- undocumented setting exists, and the influx. prefix is reserved.
 BEGIN;
-SELECT plan(26);
+SELECT plan(27);
 
 -- Every influx.* setting, and nothing else.
 SELECT set_eq(
@@ -10,7 +10,7 @@ SELECT set_eq(
     ARRAY['influx.add_columns', 'influx.batch_size', 'influx.create_tables', 'influx.database',
           'influx.flush_idle', 'influx.flush_interval', 'influx.listen_addresses', 'influx.max_connections',
           'influx.max_line_length', 'influx.precision', 'influx.queue_size', 'influx.restart_delay',
-          'influx.role', 'influx.schema', 'influx.synchronous_commit', 'influx.tcp_port',
+          'influx.role', 'influx.schema', 'influx.synchronous_commit', 'influx.tcp_idle_timeout', 'influx.tcp_port',
           'influx.udp_port', 'influx.udp_receive_buffer', 'influx.workers'],
     'the influx.* settings are exactly the documented ones');
 
@@ -70,6 +70,9 @@ SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.max_line_length')$$,
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.max_connections')$$,
     $$VALUES ('integer', '100', NULL, 'sighup', '1', '10000', NULL::text[])$$,
     'influx.max_connections: integer 1..10000, default 100, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.tcp_idle_timeout')$$,
+    $$VALUES ('integer', '300', 's', 'sighup', '0', '86400', NULL::text[])$$,
+    'influx.tcp_idle_timeout: integer seconds 0..86400, default 300, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.udp_receive_buffer')$$,
     $$VALUES ('integer', '8388608', 'B', 'sighup', '65536', '1073741824', NULL::text[])$$,
     'influx.udp_receive_buffer: 64kB..1GB, default 8MB, sighup');
