@@ -55,6 +55,7 @@ CREATE FUNCTION influx.stats(
     OUT lines_rerouted bigint,
     OUT lines_lost bigint,
     OUT connections_closed_idle bigint,
+    OUT lines_rejected_memory bigint,
     OUT last_error text,
     OUT last_error_at timestamptz)
 RETURNS SETOF record

@@ -272,7 +272,10 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
         const ParseError &e = parser->error();
         char excerpt[80];
         Excerpt(line, e.cls == ErrorClass::Encoding, excerpt, sizeof(excerpt));
-        Problem(e.cls == ErrorClass::TooLong ? kLinesRejectedTooLong : kLinesRejectedSyntax, 1,
+        Counter reason = e.cls == ErrorClass::TooLong       ? kLinesRejectedTooLong
+                         : e.cls == ErrorClass::OutOfMemory ? kLinesRejectedMemory
+                                                            : kLinesRejectedSyntax;
+        Problem(reason, 1,
                 "line rejected: %s: \"%s\"", e.message, excerpt);
         return;
     }
@@ -1103,6 +1106,7 @@ void ApplySynchronousCommit(void)
 void EndBatch(void)
 {
     ResetBatch();
+    parser->Trim();
     MemoryContextReset(attempt_cxt);
     MemoryContextReset(work_cxt);
     TableCacheEndOfBatch();

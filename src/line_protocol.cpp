@@ -1284,13 +1284,30 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out, bool plain)
     try {
         ok = ParsePoint(s, options_.precision, options_.fast_path, plain, out);
     } catch (const std::bad_alloc &) {
-        ok = Fail(s, ErrorClass::TooLong, 0, "out of memory");
+        ok = Fail(s, ErrorClass::OutOfMemory, 0, "out of memory");
+    } catch (...) {
+        /* Nothing else is thrown today; should it be, the line is refused, not the process. */
+        ok = Fail(s, ErrorClass::Internal, 0, "internal error in the parser");
     }
     if (!ok) {
         *out = Point{};
         return ParseStatus::Invalid;
     }
     return ParseStatus::Ok;
+}
+
+void LineParser::Trim() noexcept
+{
+    auto trim = [](auto &v) {
+        if (v.capacity() > kKeptSlots) {
+            std::remove_reference_t<decltype(v)> empty;
+            v.swap(empty);
+        }
+    };
+    trim(tags_);
+    trim(fields_);
+    trim(values_);
+    trim(slots_);
 }
 
 namespace {

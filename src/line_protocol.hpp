@@ -179,7 +179,7 @@ enum class ParseStatus : uint8_t {
 };
 
 /* Why a line was rejected (for counters); the text goes to the user. */
-enum class ErrorClass : uint8_t { None, Syntax, Range, TooLong, Encoding };
+enum class ErrorClass : uint8_t { None, Syntax, Range, TooLong, Encoding, OutOfMemory, Internal };
 
 struct ParseError {
     ErrorClass cls = ErrorClass::None;
@@ -219,6 +219,15 @@ public:
     bool MatchShape(const LineShape &shape, std::string_view line, ShapeValues *out) const noexcept;
 
     const ParseError &error() const noexcept { return error_; }
+
+    /*
+     * Gives back the scratch memory a line with unusually many keys made the parser keep
+     * (its arrays grow with the longest line seen and are reused): call between batches.
+     */
+    void Trim() noexcept;
+
+    /* Entries the scratch arrays keep across Trim(): a few hundred keys per line. */
+    static constexpr size_t kKeptSlots = 1024;
 
 private:
     ParserOptions options_;

@@ -41,6 +41,7 @@ const char *const counter_names[kCounterCount] = {
     "errors",               "queue_full",      "datagrams_dropped",
     "connections_accepted", "connections_refused", "flush_retries",
     "lines_rerouted",       "lines_lost",      "connections_closed_idle",
+    "lines_rejected_memory",
 };
 
 void RequestSharedState(void)

@@ -48,6 +48,7 @@ enum Counter : int {
     kLinesRerouted,        /* listener: lines a worker had not committed, sent to another */
     kLinesLost,            /* listener: lines no worker committed before it had to exit */
     kConnectionsClosedIdle, /* TCP connections closed after influx.tcp_idle_timeout */
+    kLinesRejectedMemory,  /* lines the parser ran out of memory on */
     kCounterCount
 };
 

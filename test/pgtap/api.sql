@@ -44,7 +44,7 @@ SELECT is(pg_temp.out_columns(to_regprocedure('influx.stats()')),
           'rows_inserted bigint, batches bigint, errors bigint, queue_full bigint, '
           'datagrams_dropped bigint, connections_accepted bigint, connections_refused bigint, '
           'flush_retries bigint, lines_rerouted bigint, lines_lost bigint, '
-          'connections_closed_idle bigint, '
+          'connections_closed_idle bigint, lines_rejected_memory bigint, '
           'last_error text, last_error_at timestamp with time zone',
           'influx.stats() columns');
 SELECT has_view('influx', 'stats', 'view influx.stats exists');
@@ -54,6 +54,7 @@ SELECT columns_are('influx', 'stats', ARRAY[
     'rows_rejected_insert', 'rows_rejected_table', 'rows_inserted', 'batches', 'errors',
     'queue_full', 'datagrams_dropped', 'connections_accepted', 'connections_refused',
     'flush_retries', 'lines_rerouted', 'lines_lost', 'connections_closed_idle',
+    'lines_rejected_memory',
     'last_error', 'last_error_at']);
 SELECT col_type_is('influx', 'stats', 'rows_inserted', 'bigint', 'influx.stats.rows_inserted is bigint');
 SELECT col_type_is('influx', 'stats', 'kind', 'text', 'influx.stats.kind is text');

@@ -737,6 +737,60 @@ TEST(ForEachLine, BadLineDoesNotAffectOthers)
     EXPECT_EQ(bad, 2);
 }
 
+TEST(ForEachLineUntil, StopsAfterTheLineThatSaysStopAndReturnsItsEnd)
+{
+    /* The worker flushes a batch in the middle of a record here: the rest must start with a
+     * whole line, in plain and scanned buffers alike, and a '\n' in quotes is no end. */
+    for (bool plain : {true, false}) {
+        std::string buf = plain ? "a v=1\nb v=2\nc v=3" : "a v=1\nb s=\"x\ny\"\nc v=3";
+        std::vector<std::string> seen;
+        size_t used = ForEachLineUntil(
+            buf.data(), buf.size(),
+            [&](std::string_view l) {
+                seen.emplace_back(l);
+                return seen.size() < 2;
+            },
+            plain);
+        ASSERT_EQ(seen.size(), 2u);
+        EXPECT_EQ(buf.substr(used), "c v=3");
+        /* Going on from there sees the rest, and the whole buffer is consumed. */
+        size_t rest = ForEachLineUntil(buf.data() + used, buf.size() - used,
+                                       [&](std::string_view l) {
+                                           seen.emplace_back(l);
+                                           return true;
+                                       },
+                                       plain);
+        EXPECT_EQ(used + rest, buf.size());
+        EXPECT_EQ(seen.size(), 3u);
+        EXPECT_EQ(seen.back(), "c v=3");
+    }
+    /* Stopping at the last line consumes everything, with or without its '\n'. */
+    std::string buf = "a v=1\n";
+    EXPECT_EQ(ForEachLineUntil(buf.data(), buf.size(), [](std::string_view) { return false; }),
+              buf.size());
+    buf = "a v=1";
+    EXPECT_EQ(ForEachLineUntil(buf.data(), buf.size(), [](std::string_view) { return false; },
+                               true),
+              buf.size());
+}
+
+TEST(LineParser, TrimGivesBackScratchMemoryAndParsingGoesOn)
+{
+    std::string wide = "m ";
+    for (int i = 0; i < 5000; i++)
+        wide += (i ? "," : "") + std::string("f") + std::to_string(i) + "=1i";
+    LineParser parser;
+    Point pt;
+    ASSERT_EQ(parser.ParseLine(wide, &pt), ParseStatus::Ok);
+    EXPECT_EQ(pt.nfields, 5000u);
+    parser.Trim();
+    ASSERT_EQ(parser.ParseLine("m,t=1 a=1,b=2i 5", &pt), ParseStatus::Ok);
+    EXPECT_EQ(pt.ntags, 1u);
+    EXPECT_EQ(pt.nfields, 2u);
+    ASSERT_EQ(parser.ParseLine(wide, &pt), ParseStatus::Ok);
+    EXPECT_EQ(pt.nfields, 5000u);
+}
+
 /* ---- whole-buffer scanning ---- */
 
 namespace {
