@@ -161,6 +161,7 @@ struct ListenerState {
     int nrequeued;
     int requeued_capacity;
     bool blocked;  /* every ring is full: sockets are not read */
+    bool stopping; /* Shutdown has begun: retiring rings take chunks again (see CanTake) */
 
     WaitEventSet *wes;
     bool wes_dirty;
@@ -363,10 +364,15 @@ void ForgetDone(Ring *r)
         DropOldestSent(r);
 }
 
-/* Whether a ring can be offered a new chunk now. */
+/*
+ * Whether a ring can be offered a new chunk now.  At shutdown a retiring ring whose worker
+ * is still draining takes chunks too: its replacement will not be started any more (the
+ * postmaster starts no worker once shutdown has begun), so a shutdown during
+ * influx.restart_workers() would otherwise have nowhere to send what it holds.
+ */
 bool CanTake(Ring *r)
 {
-    if (!r->in_use || r->retiring || r->detached || r->pending)
+    if (!r->in_use || r->detached || r->pending || (r->retiring && !L->stopping) || r->failed)
         return false;
     if (!r->ready) {
         /* Set once the worker has connected and attached (worker.cpp). */
@@ -463,7 +469,7 @@ void RetryPending(void)
             }
         }
         ForgetDone(r);
-        if (r->retiring && !r->pending) {
+        if (r->retiring && !r->pending && !L->stopping) {
             shm_mq_detach(r->mqh);
             r->mqh = nullptr;
             r->detached = true;
@@ -1191,7 +1197,7 @@ bool MakeRoom(TimestampTz deadline)
         for (int i = 0; i < kMaxRings; i++) {
             Ring *r = &L->rings[i];
             /* At shutdown the postmaster starts no worker that has not started yet. */
-            if (r->in_use && !r->detached && !r->retiring && r->ready)
+            if (r->in_use && !r->detached && !r->failed && r->ready)
                 receivers = true;
         }
         if (!receivers) {
@@ -1247,6 +1253,7 @@ void Shutdown(void)
 {
     SetListenerStatus("stopping");
     pgstat_report_activity(STATE_RUNNING, "stopping: handing received lines to workers");
+    L->stopping = true;
     TimestampTz deadline =
         TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kShutdownDrainSeconds * 1000);
 

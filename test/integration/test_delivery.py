@@ -228,3 +228,31 @@ def test_worker_terminated_with_a_full_ring_loses_nothing(listener, gate):
     assert c.scalar("SELECT count(*) FROM gate") >= 1
     assert stat(c, "lines_rerouted") > 0
     assert stat(c, "lines_lost") == 0
+
+
+def test_terminate_during_a_synchronous_standby_wait_commits_once(listener):
+    """A worker whose commit waits for a synchronous standby that never answers exits when
+    terminated; its rows were committed locally, and the listener (asking the commit log)
+    does not send them again: they are in the table once."""
+    c = listener
+    c.execute("CREATE TABLE syncrep (_time timestamptz, host text, v bigint)")
+    c.execute("ALTER SYSTEM SET synchronous_standby_names = 'nosuchstandby'")
+    c.execute("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: c.scalar("SELECT current_setting('synchronous_standby_names')")
+                 == "nosuchstandby", 10)
+        send_tcp(c.tcp_port, lines("syncrep", 0, 100))
+        wait_for(lambda: c.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+            "AND wait_event = 'SyncRep'") == 1, 20, what="the worker waiting for the standby")
+        pid = worker_pids(c)[0]
+        c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_for(lambda: pid not in worker_pids(c), 5, what="the worker to exit")
+    finally:
+        c.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        c.execute("SELECT pg_reload_conf()")
+    wait_for(lambda: len(worker_pids(c)) == 1, 20, what="a replacement worker")
+    # Whatever else happens now, the 100 rows are there once.
+    send_tcp(c.tcp_port, lines("syncrep", 100, 1))
+    wait_for(lambda: c.row_count("syncrep") >= 101, 20, what="the next row")
+    assert exact(c, "syncrep", 101)
