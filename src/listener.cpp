@@ -441,6 +441,12 @@ bool TryPlaceChunk(void)
     if (placed_all == L->blocked) {
         L->blocked = !placed_all;
         L->wes_dirty = true;
+        /* Idle time counts from when the listener reads again (CloseIdleConnections). */
+        if (!L->blocked) {
+            TimestampTz now = GetCurrentTimestamp();
+            for (int i = 0; i < L->nconns; i++)
+                L->conns[i]->last_data = now;
+        }
     }
     return placed_all;
 }
@@ -906,7 +912,8 @@ ReadResult ReadConnection(int i, int max_reads)
  */
 void CloseIdleConnections(TimestampTz now)
 {
-    if (influx_tcp_idle_timeout <= 0)
+    /* While blocked the listener reads nobody: silence is then ours, not the peer's. */
+    if (influx_tcp_idle_timeout <= 0 || L->blocked)
         return;
     for (int i = L->nconns - 1; i >= 0; i--) {
         Connection *c = L->conns[i];
@@ -1167,6 +1174,9 @@ void DropUndeliverable(const char *why)
         Count(L->slot, kLinesLost, lines);
         ReportProblem(L->slot, "%llu received lines are lost: %s",
                       static_cast<unsigned long long>(lines), why);
+        /* Never left out by ReportProblem's rate limit: a loss must be in the log. */
+        ereport(WARNING, (errmsg("influx listener: %llu received lines are lost: %s",
+                                 static_cast<unsigned long long>(lines), why)));
     }
 }
 

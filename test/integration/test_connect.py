@@ -10,11 +10,14 @@ import threading
 
 import pytest
 
-from conftest import send_tcp, wait_for
+from conftest import GATE_LOCK, create_gate_function, send_tcp, wait_for
 
 CLUSTER_CONF = {
     "influx.role": "'writer'",
     "influx.tcp_idle_timeout": "2",
+    "influx.workers": "1",
+    # A small ring, so that a test can fill it.
+    "influx.queue_size": "64kB",
 }
 
 T0_NS = 1_700_000_000_000_000_000
@@ -30,8 +33,8 @@ def writer(ext):
         GRANT INSERT ON conn_rows TO writer;
     """)
     c.execute("SELECT pg_reload_conf()")
-    wait_for(lambda: (c.listener_status() or {}).get("workers_running") == 2, 30,
-             what="two workers connected as writer")
+    wait_for(lambda: (c.listener_status() or {}).get("workers_running") == 1, 30,
+             what="the worker connected as writer")
     return c
 
 
@@ -93,3 +96,55 @@ def test_idle_connection_is_closed_and_counted(writer):
              what="the idle close counted")
     assert c.stat_total("lines_rejected_syntax") == rejected + 1
     assert c.scalar("SELECT count(*) FROM conn_rows WHERE host = 'idle'") == 0
+
+
+def test_shutdown_during_a_worker_replacement_loses_nothing(writer):
+    """influx.restart_workers() while the old worker is held in a flush and its ring is full,
+    with replacements that cannot connect, then a fast shutdown: what the listener holds
+    goes to the old worker, which is still draining, not into the ring of a replacement
+    that will never start.  Every line is in its table after the restart."""
+    c = writer
+    n = 20_000
+    c.execute("""
+        CREATE TABLE gate (_time timestamptz, f double precision);
+        GRANT INSERT ON gate TO writer;
+        CREATE TABLE repl (_time timestamptz, host text, v bigint);
+        GRANT INSERT ON repl TO writer;
+    """)
+    create_gate_function(c, "gate_wait", "trigger")
+    c.execute("CREATE TRIGGER gate_wait AFTER INSERT ON gate FOR EACH ROW EXECUTE FUNCTION gate_wait()")
+    holder = c.connect()
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (GATE_LOCK,))
+    stopped = False
+    try:
+        send_tcp(c.tcp_port, f"gate f=1 {T0_NS}\n")
+        wait_for(lambda: c.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+            "AND wait_event = 'advisory'") == 1, 20, what="the worker held at the gate")
+        sender = threading.Thread(
+            target=send_tcp,
+            args=(c.tcp_port, "".join(f"repl,host=h v={i}i {T0_NS + i}\n" for i in range(n))),
+            daemon=True)
+        sender.start()
+        wait_for(lambda: c.stat_total("queue_full") > 0, 20, what="the old ring to fill up")
+        c.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+        c.execute("GRANT CONNECT ON DATABASE postgres TO postgres")
+        c.execute("SELECT influx.restart_workers()")
+        wait_for(lambda: "writer" in c.listener_status()["status"], 30,
+                 what="the replacement failing to connect")
+        sender.join(30)
+        assert not sender.is_alive()
+        # The gate stays closed: the fast shutdown ends its holder's session, and the old
+        # worker goes on with its flush and its ring.
+        c.stop("fast")
+        stopped = True
+    finally:
+        if not stopped:
+            holder.close()
+    c.start()
+    try:
+        assert c.scalar("SELECT count(*) = %s AND count(DISTINCT v) = %s FROM repl", (n, n))
+        assert c.scalar("SELECT count(*) FROM gate") == 1
+    finally:
+        c.execute("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
+        wait_for(lambda: c.listener_status()["status"] == "running", 30)
