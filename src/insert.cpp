@@ -155,6 +155,9 @@ constexpr Size kMaxBatchMemory = 64 * 1024 * 1024;
 constexpr int kRetryFirstWaitMs = 100;
 constexpr int kRetryMaxWaitMs = 2000;
 
+/* Transient failures in a row after which a flush isolates them (ErrorAlwaysRetried). */
+constexpr int kTransientFailuresBeforeIsolating = 3;
+
 /* objsubid of the measurement-name locks in pg_locks (LockMeasurementName). */
 constexpr uint16 kMeasurementLockKind = 0x4848;
 
@@ -347,8 +350,9 @@ bool ReparseRow(const BatchRow *row, Point *point)
 }
 
 /*
- * Between lines: a worker honours a terminate (ProcDiePending) but not a cancel, which is
- * for flushes (worker.cpp); influx.insert() honours both, as any statement does.
+ * Between lines: a worker honours a pending die (ProcDiePending: the postmaster's death
+ * handling, or the flush watchdog's) but not a cancel, which is for flushes (worker.cpp);
+ * influx.insert() honours both, as any statement does.
  */
 void ParseInterrupts(bool worker)
 {
@@ -421,13 +425,56 @@ bool ErrorIsTransient(int sqlstate)
         case ERRCODE_SYSTEM_ERROR:
             return true;
         case ERRCODE_INSUFFICIENT_RESOURCES:
-            /* A row can be too big for memory; a disk does not fill up because of one. */
-            return sqlstate != ERRCODE_OUT_OF_MEMORY;
+            /*
+             * A row can be too big for memory; a disk does not fill up because of one.  But
+             * "out of shared memory" while tables are opened and locked (before any row is
+             * written) is the server's lock table, full because of other sessions.
+             */
+            return sqlstate != ERRCODE_OUT_OF_MEMORY || progress.stage != WriteStage::Rows;
         case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
             return sqlstate == ERRCODE_LOCK_NOT_AVAILABLE || sqlstate == ERRCODE_OBJECT_IN_USE;
         default:
             return false;
     }
+}
+
+/*
+ * The transient errors that can never be caused by what a row holds, and are tried again
+ * for as long as they last: locks (a lock timeout, a deadlock, a serialization failure, the
+ * lock table full), a full disk, too many connections, a read-only transaction, a shutdown.
+ * The others -- a cancel or statement timeout, a lost connection, an I/O error, an object in
+ * use, a resource limit -- can also come from one row every time (a trigger that runs over
+ * statement_timeout, a foreign partition whose server is gone): after
+ * kTransientFailuresBeforeIsolating failures in a row, the flush isolates them like data
+ * errors, so that only the rows that still fail alone are rejected.
+ */
+bool ErrorAlwaysRetried(int sqlstate)
+{
+    switch (sqlstate) {
+        case ERRCODE_LOCK_NOT_AVAILABLE:
+        case ERRCODE_T_R_DEADLOCK_DETECTED:
+        case ERRCODE_T_R_SERIALIZATION_FAILURE:
+        case ERRCODE_DISK_FULL:
+        case ERRCODE_TOO_MANY_CONNECTIONS:
+        case ERRCODE_READ_ONLY_SQL_TRANSACTION:
+        case ERRCODE_ADMIN_SHUTDOWN:
+        case ERRCODE_CRASH_SHUTDOWN:
+        case ERRCODE_CANNOT_CONNECT_NOW:
+            return true;
+        case ERRCODE_OUT_OF_MEMORY:
+            return ErrorIsTransient(sqlstate); /* the lock table, see above */
+        default:
+            return false;
+    }
+}
+
+/* Set while a flush isolates transient errors too (see ErrorAlwaysRetried). */
+bool isolate_transient = false;
+
+/* Whether an error in an isolated attempt ends the attempt rather than a range of rows. */
+bool EndsAttempt(int sqlstate)
+{
+    return isolate_transient ? ErrorAlwaysRetried(sqlstate) : ErrorIsTransient(sqlstate);
 }
 
 /* Rows of [lo, hi) not yet rejected. */
@@ -797,7 +844,7 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
      * again later (InsertFlushBatch).  Going on with the next range would only reject
      * good rows, and the attempt still holds the locks of the groups before this one.
      */
-    if (!ok && ErrorIsTransient(*sqlstate))
+    if (!ok && EndsAttempt(*sqlstate))
         ereport(ERROR, (errcode(*sqlstate), errmsg("%s", message)));
     return ok;
 }
@@ -1169,7 +1216,7 @@ bool WaitBeforeRetry(int ms)
 {
     TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
     for (;;) {
-        if (WorkerStopRequested())
+        if (WorkerShouldGiveUpRetrying())
             return false;
         long secs;
         int usecs;
@@ -1211,14 +1258,19 @@ bool InsertFlushBatch(void)
     int sqlstate = 0;
     char message[INFLUX_ERROR_TEXT];
     bool ok;
+    int suspect_failures = 0; /* transient failures in a row that a row could cause */
     for (;;) {
         ApplySynchronousCommit();
         PrepareSchema(&opts);
-        ok = FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
-        if (!ok && !ErrorIsTransient(sqlstate))
+        isolate_transient = suspect_failures >= kTransientFailuresBeforeIsolating;
+        ok = !isolate_transient &&
+             FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
+        if (!ok && (isolate_transient || !ErrorIsTransient(sqlstate)))
             ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
+        isolate_transient = false;
         if (ok || !ErrorIsTransient(sqlstate))
             break;
+        suspect_failures = ErrorAlwaysRetried(sqlstate) ? 0 : suspect_failures + 1;
         Problem(kFlushRetries, 1, "flush of %lld rows rolled back (SQLSTATE %s), trying again in %d ms: %s",
                 static_cast<long long>(AllPendingRows()), unpack_sql_state(sqlstate), wait_ms,
                 message);

@@ -37,6 +37,7 @@ extern "C" {
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -398,7 +399,15 @@ bool PlaceChunk(const char *data, size_t len)
         SentChunk *c = KeepSent(r, data, len);
         shm_mq_result res = shm_mq_send(r->mqh, c->len, c->data, true, true);
         if (res == SHM_MQ_DETACHED) {
-            /* The worker is gone; supervision will notice and send its chunks elsewhere. */
+            /*
+             * The worker is gone; supervision will notice and send its other chunks
+             * elsewhere.  This one it never got: forget the copy, or it would be sent
+             * again with the others after going to the next ring now.
+             */
+            r->sent_count--;
+            r->sent_bytes -= c->len;
+            r->last_seq--;
+            pfree(c->data);
             r->retiring = r->failed = true;
             continue;
         }
@@ -540,6 +549,7 @@ void StartWorker(int index)
     memset(header, 0, sizeof(*header));
     header->magic = kRingMagic;
     pg_atomic_init_u32(&header->stopping, 0);
+    pg_atomic_init_u32(&header->retired, 0);
     pg_atomic_init_u32(&header->commit_xid, InvalidTransactionId);
     pg_atomic_init_u64(&header->done_chunks, 0);
     pg_atomic_init_u64(&header->done_offset, 0);
@@ -701,9 +711,17 @@ void SuperviseWorkers(bool restart_all)
             ReleaseRing(r);
             continue;
         }
+        /*
+         * A worker that says it is stopping is retired -- unless the listener is about to
+         * shut down itself: then the workers' SIGTERM is the same shutdown, and their
+         * rings must stay attached for what Shutdown still has to send.
+         */
         if (!r->retiring && (restart_all || r->index >= wanted ||
-                             pg_atomic_read_u32(&r->header->stopping) != 0))
+                             (pg_atomic_read_u32(&r->header->stopping) != 0 &&
+                              !shutdown_requested)))
             r->retiring = true;
+        if (r->retiring)
+            pg_atomic_write_u32(&r->header->retired, 1);
         if (!r->retiring)
             have[r->index] = true;
     }
@@ -918,6 +936,10 @@ void CloseIdleConnections(TimestampTz now)
     for (int i = L->nconns - 1; i >= 0; i--) {
         Connection *c = L->conns[i];
         if (!TimestampDifferenceExceeds(c->last_data, now, influx_tcp_idle_timeout * 1000))
+            continue;
+        /* Bytes the kernel holds for us are not silence (closing would discard them). */
+        int unread = 0;
+        if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0)
             continue;
         if (c->buf.len > 0 && !c->discarding) {
             Count(L->slot, kLinesReceived);

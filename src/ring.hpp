@@ -47,6 +47,7 @@ struct RingPosition {
 struct RingHeader {
     uint64 magic;
     pg_atomic_uint32 stopping;    /* set by the worker when it was asked to exit */
+    pg_atomic_uint32 retired;     /* set by the listener: the ring gets no new chunks */
     pg_atomic_uint32 commit_xid;  /* xid of the flush about to commit, or invalid */
     pg_atomic_uint64 done_chunks; /* RingPosition done: written by the worker only */
     pg_atomic_uint64 done_offset;

@@ -329,6 +329,12 @@ bool WorkerStopRequested(void)
     return stop_requested;
 }
 
+bool WorkerShouldGiveUpRetrying(void)
+{
+    /* A retired ring's replacement has fresh settings; let it take the batch. */
+    return stop_requested || (header != nullptr && pg_atomic_read_u32(&header->retired) != 0);
+}
+
 } // namespace influx
 
 /*

@@ -17,4 +17,11 @@ constexpr int kWorkerStopDeadlineMs = 30000;
 
 /* Whether this worker has been asked to stop (SIGTERM); safe in a signal handler. */
 bool WorkerStopRequested(void);
+
+/*
+ * Whether a flush that keeps failing for a transient reason should be given up (the lines
+ * go to another worker): the worker was asked to stop, or its ring was retired
+ * (influx.restart_workers(), a reload lowering influx.workers).
+ */
+bool WorkerShouldGiveUpRetrying(void);
 }

@@ -256,3 +256,88 @@ def test_terminate_during_a_synchronous_standby_wait_commits_once(listener):
     send_tcp(c.tcp_port, lines("syncrep", 100, 1))
     wait_for(lambda: c.row_count("syncrep") >= 101, 20, what="the next row")
     assert exact(c, "syncrep", 101)
+
+
+def test_chunks_sent_while_a_worker_dies_are_written_once(listener):
+    """Lines stream while the only worker is made to exit in the middle of a flush: the
+    chunk the listener was offering when it found the ring detached goes to the next ring
+    and nowhere else; every line lands exactly once."""
+    c = listener
+    c.execute("CREATE TABLE dblk (_time timestamptz, host text, v bigint)")
+    c.execute("CREATE TABLE dstream (_time timestamptz, host text, v bigint)")
+    held = HeldLock(c, "dblk")
+    sent = [0]
+    stop = threading.Event()
+
+    def sender():
+        import socket
+        import time
+        s = socket.create_connection(("127.0.0.1", c.tcp_port), timeout=30)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        i = 0
+        while not stop.is_set():
+            s.sendall(f"dstream,host=h v={i}i {T0_NS + i}\n".encode())
+            i += 1
+            time.sleep(0.0005)  # pacing: a line every half millisecond
+        sent[0] = i
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(10)
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        s.close()
+
+    t = threading.Thread(target=sender, daemon=True)
+    try:
+        send_tcp(c.tcp_port, lines("dblk", 0, 1))
+        wait_for(lambda: workers_waiting_on_a_lock(c) == 1, 20, what="the worker at the lock")
+        pid = worker_pids(c)[0]
+        t.start()
+        wait_for(lambda: stat(c, "lines_received") > 500, 20, what="the stream flowing")
+        c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_for(lambda: pid not in worker_pids(c), 10, what="the worker to exit")
+        rerouted = stat(c, "lines_rerouted")
+        wait_for(lambda: len(worker_pids(c)) == 1, 20, what="a replacement")
+    finally:
+        held.release()
+    received = stat(c, "lines_received")
+    wait_for(lambda: stat(c, "lines_received") > received + 500, 20, what="more of the stream")
+    stop.set()
+    t.join(30)
+    n = sent[0]
+    wait_for(lambda: c.scalar("SELECT count(DISTINCT v) FROM dstream") == n, 30,
+             what=f"all {n} streamed lines")
+    wait_for(lambda: stat(c, "rows_inserted") >= n + 1, 10, what="the counters")
+    assert c.scalar("SELECT count(*) FROM dstream") == n, "a line was written twice"
+    assert exact(c, "dblk", 1)
+    assert rerouted > 0
+
+
+def test_a_row_that_always_times_out_is_rejected_alone(listener):
+    """A row whose trigger always runs over statement_timeout fails its flush every time: after
+    a few retries the flush isolates the failure, rejects that row and writes the others."""
+    c = listener
+    c.execute("""
+        CREATE TABLE poison (_time timestamptz, host text, v bigint);
+        CREATE FUNCTION poison_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.v = 7 THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END $$;
+        CREATE TRIGGER poison_slow BEFORE INSERT ON poison FOR EACH ROW EXECUTE FUNCTION poison_slow();
+    """)
+    c.execute("ALTER DATABASE postgres SET statement_timeout = '300ms'")
+    try:
+        restart_workers(c)
+        rejected = stat(c, "rows_rejected_insert")
+        send_tcp(c.tcp_port, lines("poison", 0, 100))
+        wait_for(lambda: stat(c, "rows_rejected_insert") == rejected + 1, 60,
+                 what="the slow row rejected alone")
+        conn = c.connect()
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = 0")
+            cur.execute("SELECT count(*), count(DISTINCT v), bool_and(v <> 7) FROM poison")
+            assert cur.fetchone() == (99, 99, True)
+        conn.close()
+    finally:
+        c.execute("ALTER DATABASE postgres RESET statement_timeout")
+        restart_workers(c)
