@@ -39,4 +39,32 @@ template <typename Fn> bool ForEachRecord(const char *chunk, size_t size, Fn &&f
     return true;
 }
 
+/*
+ * Cuts a chunk in place to what follows byte `offset`, and returns its new length.  The
+ * offset is where a worker got to (ring.hpp RingPosition): 0, the start of a record header,
+ * or the start of a line inside a record.  Records before it are left out; the record it
+ * falls inside keeps its lines from the offset on, under a new header.
+ */
+inline size_t CutChunk(char *data, size_t len, size_t offset)
+{
+    size_t pos = 0, out = 0;
+    while (len - pos >= kRecordHeader) {
+        uint32_t rlen;
+        memcpy(&rlen, data + pos, kRecordHeader);
+        size_t start = pos + kRecordHeader;
+        if (rlen > len - start)
+            break;
+        size_t end = start + rlen;
+        size_t from = offset <= pos ? start : (offset > start ? offset : start);
+        if (from < end) {
+            uint32_t n = static_cast<uint32_t>(end - from);
+            memmove(data + out, &n, kRecordHeader);
+            memmove(data + out + kRecordHeader, data + from, n);
+            out += kRecordHeader + n;
+        }
+        pos = end;
+    }
+    return out;
+}
+
 } // namespace influx

@@ -612,31 +612,6 @@ void Requeue(char *data, size_t len)
 }
 
 /*
- * The part of a chunk after `offset` (RingPosition) as a chunk of its own: records before
- * the offset are left out, and the record it falls inside is cut there (at a line start).
- */
-size_t CutChunk(char *data, size_t len, size_t offset)
-{
-    size_t pos = 0, out = 0;
-    while (pos + kRecordHeader <= len) {
-        uint32 rlen;
-        memcpy(&rlen, data + pos, kRecordHeader);
-        size_t start = pos + kRecordHeader, end = start + rlen;
-        if (end > len)
-            break;
-        size_t from = offset <= pos ? start : Max(offset, start);
-        if (from < end) {
-            uint32 n = static_cast<uint32>(end - from);
-            memmove(data + out, &n, kRecordHeader);
-            memmove(data + out + kRecordHeader, data + from, n);
-            out += kRecordHeader + n;
-        }
-        pos = end;
-    }
-    return out;
-}
-
-/*
  * Frees a ring whose worker has exited.  What the worker was not done with -- chunks it
  * never read, and those of a batch it did not commit -- is sent to another worker: the
  * commit log decides whether a flush the worker announced committed (RingHeader).

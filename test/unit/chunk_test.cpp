@@ -1,0 +1,110 @@
+/*
+ * chunk_test.cpp — the chunk format (chunk.hpp): records, and cutting a chunk at the
+ * position a worker got to, as the listener does when it sends what a worker that exited
+ * had not finished to another worker.
+ */
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "chunk.hpp"
+
+using namespace influx;
+
+namespace {
+
+std::string Chunk(const std::vector<std::string> &records)
+{
+    std::string c;
+    for (const auto &r : records) {
+        uint32_t n = static_cast<uint32_t>(r.size());
+        c.append(reinterpret_cast<const char *>(&n), kRecordHeader);
+        c += r;
+    }
+    return c;
+}
+
+std::vector<std::string> Records(const std::string &chunk)
+{
+    std::vector<std::string> out;
+    EXPECT_TRUE(ForEachRecord(chunk.data(), chunk.size(), [&](const char *d, size_t n) {
+        out.emplace_back(d, n);
+    }));
+    return out;
+}
+
+std::vector<std::string> Cut(std::string chunk, size_t offset)
+{
+    size_t n = CutChunk(chunk.data(), chunk.size(), offset);
+    chunk.resize(n);
+    return Records(chunk);
+}
+
+} // namespace
+
+TEST(CutChunk, AtZeroKeepsEverything)
+{
+    std::vector<std::string> recs = {"a v=1\nb v=2\n", "c v=3\n"};
+    EXPECT_EQ(Cut(Chunk(recs), 0), recs);
+}
+
+TEST(CutChunk, InsideARecordKeepsTheRestOfItAndTheRecordsAfter)
+{
+    std::string c = Chunk({"a v=1\nb v=2\n", "c v=3\n"});
+    size_t b_line = kRecordHeader + 6; /* start of "b v=2" */
+    EXPECT_EQ(Cut(c, b_line), (std::vector<std::string>{"b v=2\n", "c v=3\n"}));
+}
+
+TEST(CutChunk, AtARecordHeaderKeepsThatRecordWhole)
+{
+    std::string c = Chunk({"a v=1\n", "b v=2\nc v=3\n", "d v=4"});
+    size_t second = kRecordHeader + 6;
+    EXPECT_EQ(Cut(c, second), (std::vector<std::string>{"b v=2\nc v=3\n", "d v=4"}));
+    size_t third = second + kRecordHeader + 12;
+    EXPECT_EQ(Cut(c, third), (std::vector<std::string>{"d v=4"}));
+}
+
+TEST(CutChunk, AtTheEndLeavesNothing)
+{
+    std::string c = Chunk({"a v=1\n", "b v=2\n"});
+    EXPECT_TRUE(Cut(c, c.size()).empty());
+}
+
+TEST(CutChunk, EveryLineStartGivesExactlyTheLinesAfterIt)
+{
+    /* Whatever line a worker stopped before, the cut chunk holds the lines from it on,
+     * once each: the listener must neither lose nor repeat a line. */
+    std::vector<std::string> recs = {"m1 v=1\nm2 v=2\n", "m3 s=\"x\ny\"\nm4 v=4\n", "m5 v=5"};
+    std::string c = Chunk(recs);
+    std::vector<std::string> lines = {"m1 v=1\n", "m2 v=2\n", "m3 s=\"x\ny\"\n", "m4 v=4\n",
+                                      "m5 v=5"};
+    /* Where each line starts in the chunk: after its record's header, line after line. */
+    std::vector<size_t> starts;
+    size_t pos = 0, k = 0;
+    for (const auto &r : recs) {
+        size_t at = pos + kRecordHeader;
+        for (size_t used = 0; used < r.size(); k++) {
+            starts.push_back(at + used);
+            used += lines[k].size();
+        }
+        pos += kRecordHeader + r.size();
+    }
+    ASSERT_EQ(starts.size(), lines.size());
+    for (size_t k = 0; k < starts.size(); k++) {
+        std::string joined;
+        for (const auto &r : Cut(c, starts[k]))
+            joined += r;
+        std::string expected;
+        for (size_t j = k; j < lines.size(); j++)
+            expected += lines[j];
+        EXPECT_EQ(joined, expected) << "cut at line " << k;
+    }
+}
+
+TEST(CutChunk, ACorruptTailIsDropped)
+{
+    std::string c = Chunk({"a v=1\n"});
+    c += "\x20\x00\x00\x00short";
+    EXPECT_EQ(Cut(c, 0), (std::vector<std::string>{"a v=1\n"}));
+}
