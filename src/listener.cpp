@@ -31,6 +31,8 @@
 #include <cstring>
 #include <new>
 
+#include <malloc.h>
+
 extern "C" {
 #include "postgres.h"
 
@@ -163,6 +165,7 @@ struct ListenerState {
     int requeued_capacity;
     bool blocked;  /* every ring is full: sockets are not read */
     bool stopping; /* Shutdown has begun: retiring rings take chunks again (see CanTake) */
+    Size held_peak; /* most bytes of sent chunks held since memory was last given back */
 
     WaitEventSet *wes;
     bool wes_dirty;
@@ -650,6 +653,26 @@ void ReleaseRing(Ring *r)
     memset(r, 0, sizeof(*r));
 }
 
+/*
+ * After a stall (a locked table, workers that could not connect) the listener held many
+ * chunks; once they are done, their memory goes back to the allocator, which keeps it.
+ * Hand it back to the kernel, so that the listener's memory comes down after the stall
+ * instead of staying at its high-water mark.
+ */
+void GiveBackMemory(void)
+{
+    constexpr Size kTrimAbove = 8 * 1024 * 1024;
+    Size held = 0;
+    for (int i = 0; i < kMaxRings; i++)
+        if (L->rings[i].in_use)
+            held += L->rings[i].sent_bytes;
+    L->held_peak = Max(L->held_peak, held);
+    if (L->held_peak >= kTrimAbove && held < kTrimAbove / 8 && L->nrequeued == 0) {
+        malloc_trim(0);
+        L->held_peak = held;
+    }
+}
+
 /* Polls the workers: replaces the ones that exited, retires or starts to match settings. */
 void SuperviseWorkers(bool restart_all)
 {
@@ -729,6 +752,8 @@ void SuperviseWorkers(bool restart_all)
     shared_state->workers_wanted = wanted;
     shared_state->workers_running = running;
     SpinLockRelease(&shared_state->mutex);
+
+    GiveBackMemory();
 }
 
 /* ---------------------------------------------------------------------------------------
