@@ -102,6 +102,40 @@ bool sql_call_active = false;
 bool flush_active = false; /* a worker's InsertFlush is running */
 int applied_synchronous_commit = -1;
 
+/*
+ * A worker's flush timeout: statement_timeout, armed per transaction (and per
+ * subtransaction while transient errors are isolated).  Its own timeout rather than
+ * STATEMENT_TIMEOUT, so that a cancel it causes can be told from pg_cancel_backend().
+ */
+TimeoutId flush_timeout = MAX_TIMEOUTS;
+volatile sig_atomic_t flush_timed_out = false;
+
+void FlushTimeoutHandler(void)
+{
+    flush_timed_out = true;
+    QueryCancelPending = true;
+    InterruptPending = true;
+    SetLatch(MyLatch);
+}
+
+/* Arms the flush timeout for statement_timeout from now (a no-op when it is 0). */
+void ArmFlushTimeout(void)
+{
+    flush_timed_out = false;
+    if (StatementTimeout > 0 && flush_timeout != MAX_TIMEOUTS)
+        enable_timeout_after(flush_timeout, StatementTimeout);
+}
+
+void DisarmFlushTimeout(void)
+{
+    if (flush_timeout != MAX_TIMEOUTS)
+        disable_timeout(flush_timeout, false);
+}
+
+/* About the error TakeError took last (see ErrorIsTransient, ErrorAlwaysRetried). */
+bool error_was_timeout = false;    /* a cancel by the flush timeout */
+bool error_was_lock_table = false; /* out of shared memory in the lock table */
+
 /* Called with the flush transaction's xid just before it commits (InsertFlush). */
 void (*before_commit)(TransactionId xid) = nullptr;
 
@@ -112,7 +146,7 @@ void (*before_commit)(TransactionId xid) = nullptr;
  * lock or a synchronous standby must not hold up a shutdown; what it had not committed is
  * rolled back, and the listener hands it to another worker (docs/reliability.md).
  */
-constexpr int kStopGraceMs = 2000;
+constexpr int kStopGraceMs = 1000;
 constexpr int kWatchdogTickMs = 250;
 TimeoutId watchdog_timeout = MAX_TIMEOUTS;
 volatile int watchdog_stopping_ms = 0;
@@ -399,10 +433,34 @@ int TakeError(char *message, size_t message_size)
 {
     ErrorData *edata = CopyErrorData();
     FlushErrorState();
-    strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
     int sqlstate = edata->sqlerrcode;
+    /* What ErrorIsTransient cannot tell from the SQLSTATE alone. */
+    error_was_timeout = sqlstate == ERRCODE_QUERY_CANCELED && flush_timed_out;
+    flush_timed_out = false;
+    error_was_lock_table = sqlstate == ERRCODE_OUT_OF_MEMORY && edata->hint != nullptr &&
+                           (strstr(edata->hint, "max_locks_per_transaction") != nullptr ||
+                            strstr(edata->hint, "max_pred_locks_per_transaction") != nullptr);
+    if (error_was_timeout)
+        pg_snprintf(message, message_size,
+                    "canceling the flush due to statement_timeout (%d ms)", StatementTimeout);
+    else
+        strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
     FreeErrorData(edata);
     return sqlstate;
+}
+
+/*
+ * Raises again an error that TakeError took, keeping what ErrorIsTransient and
+ * ErrorAlwaysRetried will want to know about it at the next level.
+ */
+[[noreturn]] void RaiseAgain(int sqlstate, const char *message)
+{
+    flush_timed_out = error_was_timeout;
+    if (error_was_lock_table)
+        ereport(ERROR, (errcode(sqlstate), errmsg("%s", message),
+                        errhint("You might need to increase max_locks_per_transaction.")));
+    ereport(ERROR, (errcode(sqlstate), errmsg("%s", message)));
+    pg_unreachable();
 }
 
 /*
@@ -427,10 +485,11 @@ bool ErrorIsTransient(int sqlstate)
         case ERRCODE_INSUFFICIENT_RESOURCES:
             /*
              * A row can be too big for memory; a disk does not fill up because of one.  But
-             * "out of shared memory" while tables are opened and locked (before any row is
-             * written) is the server's lock table, full because of other sessions.
+             * "out of shared memory" with the hint to raise max_locks_per_transaction (or
+             * max_pred_locks_per_transaction) is the server's lock table, full because of
+             * other sessions, whichever table or partition the flush was opening.
              */
-            return sqlstate != ERRCODE_OUT_OF_MEMORY || progress.stage != WriteStage::Rows;
+            return sqlstate != ERRCODE_OUT_OF_MEMORY || error_was_lock_table;
         case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
             return sqlstate == ERRCODE_LOCK_NOT_AVAILABLE || sqlstate == ERRCODE_OBJECT_IN_USE;
         default:
@@ -462,7 +521,10 @@ bool ErrorAlwaysRetried(int sqlstate)
         case ERRCODE_CANNOT_CONNECT_NOW:
             return true;
         case ERRCODE_OUT_OF_MEMORY:
-            return ErrorIsTransient(sqlstate); /* the lock table, see above */
+            return error_was_lock_table; /* see ErrorIsTransient */
+        case ERRCODE_QUERY_CANCELED:
+            /* pg_cancel_backend(); statement_timeout is a flush that may run over each time */
+            return !error_was_timeout;
         default:
             return false;
     }
@@ -471,10 +533,17 @@ bool ErrorAlwaysRetried(int sqlstate)
 /* Set while a flush isolates transient errors too (see ErrorAlwaysRetried). */
 bool isolate_transient = false;
 
-/* Whether an error in an isolated attempt ends the attempt rather than a range of rows. */
+/*
+ * Whether an error in an isolated attempt ends the attempt rather than a range of rows.
+ * While transient errors are isolated too, a statement timeout before any row was written
+ * (waiting for the table's lock, say) is still not the rows' doing.
+ */
 bool EndsAttempt(int sqlstate)
 {
-    return isolate_transient ? ErrorAlwaysRetried(sqlstate) : ErrorIsTransient(sqlstate);
+    if (!isolate_transient)
+        return ErrorIsTransient(sqlstate);
+    return ErrorAlwaysRetried(sqlstate) ||
+           (error_was_timeout && progress.stage != WriteStage::Rows);
 }
 
 /* Rows of [lo, hi) not yet rejected. */
@@ -671,8 +740,11 @@ bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
     {
         MemoryContextSwitchTo(oldcxt);
         char message[INFLUX_ERROR_TEXT];
-        (void) TakeError(message, sizeof(message));
+        int sqlstate = TakeError(message, sizeof(message));
         RollbackAndReleaseCurrentSubTransaction();
+        /* A lock or statement timeout, a cancel: the whole flush is tried again, columns too. */
+        if (ErrorIsTransient(sqlstate))
+            RaiseAgain(sqlstate, message);
         Problem(kErrors, 0, "could not add columns to \"%s\": %s", g->measurement, message);
         ok = false;
     }
@@ -823,11 +895,18 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
     MemoryContextSwitchTo(attempt_cxt);
     PG_TRY();
     {
+        /* Each range gets the whole timeout, so that only a range that runs over fails. */
+        if (isolate_transient)
+            ArmFlushTimeout();
         *n = InsertGroup(opts, g, lo, hi);
+        if (isolate_transient)
+            DisarmFlushTimeout();
         ReleaseCurrentSubTransaction();
     }
     PG_CATCH();
     {
+        if (isolate_transient)
+            DisarmFlushTimeout();
         MemoryContextSwitchTo(work_cxt);
         *sqlstate = TakeError(message, message_size);
         RollbackAndReleaseCurrentSubTransaction();
@@ -845,7 +924,7 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
      * good rows, and the attempt still holds the locks of the groups before this one.
      */
     if (!ok && EndsAttempt(*sqlstate))
-        ereport(ERROR, (errcode(*sqlstate), errmsg("%s", message)));
+        RaiseAgain(*sqlstate, message);
     return ok;
 }
 
@@ -955,8 +1034,8 @@ bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message
          * statement, which a background worker never runs.  Its cancel is a transient
          * error: the flush is tried again (InsertFlushBatch).
          */
-        if (StatementTimeout > 0)
-            enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
+        if (!isolate_transient)
+            ArmFlushTimeout();
         PushActiveSnapshot(GetTransactionSnapshot());
         MemoryContextSwitchTo(work_cxt);
         fn();
@@ -965,12 +1044,12 @@ bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message
         if (announce_commit && before_commit != nullptr)
             before_commit(GetTopTransactionIdIfAny());
         CommitTransactionCommand();
-        disable_timeout(STATEMENT_TIMEOUT, false);
+        DisarmFlushTimeout();
     }
     PG_CATCH();
     {
         HOLD_INTERRUPTS();
-        disable_timeout(STATEMENT_TIMEOUT, false);
+        DisarmFlushTimeout();
         MemoryContextSwitchTo(work_cxt);
         *sqlstate = TakeError(message, message_size);
         AbortOutOfAnyTransaction();
@@ -1168,6 +1247,7 @@ void InsertInit(ProcessSlot *slot, void (*announce_commit)(TransactionId xid))
     EnsureInitialized();
     ReportToSlot(slot);
     watchdog_timeout = RegisterTimeout(USER_TIMEOUT, FlushWatchdog);
+    flush_timeout = RegisterTimeout(USER_TIMEOUT, FlushTimeoutHandler);
 }
 
 size_t InsertAddRecord(const char *data, size_t size, bool *full)

@@ -94,6 +94,8 @@ constexpr int kKeepaliveIntervalS = 10;
 constexpr int kKeepaliveCount = 6;
 constexpr int kMaxRings = 2 * INFLUX_MAX_WORKERS;
 constexpr int kShutdownDrainSeconds = 20; /* workers wait longer: worker.cpp */
+/* How long a worker's "stopping" waits for the listener's own SIGTERM (SuperviseWorkers). */
+constexpr int kStoppingGraceMs = 500;
 
 /* A growable byte buffer in TopMemoryContext. */
 struct Buffer {
@@ -142,6 +144,7 @@ struct Ring {
     bool pending;
     uint64 last_seq; /* number of the newest chunk sent */
     TimestampTz started_at;
+    TimestampTz stopping_seen_at; /* when the worker was first seen stopping, or 0 */
 };
 
 struct ListenerState {
@@ -710,13 +713,17 @@ void SuperviseWorkers(bool restart_all)
             continue;
         }
         /*
-         * A worker that says it is stopping is retired -- unless the listener is about to
-         * shut down itself: then the workers' SIGTERM is the same shutdown, and their
-         * rings must stay attached for what Shutdown still has to send.
+         * A worker that says it is stopping is retired -- after kStoppingGraceMs, and not
+         * if the listener is shutting down itself by then: at a server shutdown the
+         * postmaster may signal the workers a moment before the listener, and their rings
+         * must stay attached for what Shutdown still has to send.
          */
-        if (!r->retiring && (restart_all || r->index >= wanted ||
-                             (pg_atomic_read_u32(&r->header->stopping) != 0 &&
-                              !shutdown_requested)))
+        bool stopping = pg_atomic_read_u32(&r->header->stopping) != 0;
+        if (stopping && r->stopping_seen_at == 0)
+            r->stopping_seen_at = now;
+        bool stopped = stopping && !shutdown_requested &&
+                       TimestampDifferenceExceeds(r->stopping_seen_at, now, kStoppingGraceMs);
+        if (!r->retiring && (restart_all || r->index >= wanted || stopped))
             r->retiring = true;
         if (r->retiring)
             pg_atomic_write_u32(&r->header->retired, 1);

@@ -18,7 +18,7 @@
  *   stop     SIGTERM (pg_terminate_backend, server shutdown) does not stop the worker at
  *            once: it marks its ring "stopping" and wakes the listener, which sends what it
  *            still holds for this ring and detaches.  The worker reads the ring to its end
- *            (SHM_MQ_DETACHED), commits, and exits 0.  A flush in progress gets 2 s more
+ *            (SHM_MQ_DETACHED), commits, and exits 0.  A flush in progress gets 1 s more
  *            (insert.cpp kStopGraceMs), then the worker exits as a terminated backend does,
  *            its transaction rolled back; what it had not finished the listener sends to
  *            another worker.  If the listener is gone, the ring is already detached; if it

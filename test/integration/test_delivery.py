@@ -192,7 +192,7 @@ def test_statement_timeout_of_the_database_bounds_a_flush(listener):
         send_tcp(c.tcp_port, lines("stslow", 0, 50))
         wait_for(lambda: stat(c, "flush_retries") >= retries + 1, 20,
                  what="a flush cancelled by statement_timeout")
-        assert "statement timeout" in " ".join(r["last_error"] or "" for r in c.stats())
+        assert "statement_timeout" in " ".join(r["last_error"] or "" for r in c.stats())
         assert c.row_count("stslow") == 0
         c.execute("DELETE FROM slowflag")
         wait_for(lambda: exact(c, "stslow", 50), 30, what="50 distinct rows once it fits")
@@ -341,3 +341,57 @@ def test_a_row_that_always_times_out_is_rejected_alone(listener):
     finally:
         c.execute("ALTER DATABASE postgres RESET statement_timeout")
         restart_workers(c)
+
+
+def test_a_long_lock_under_statement_timeout_rejects_nothing(listener):
+    """A table locked for many times statement_timeout: the flush times out again and again
+    while it waits for the lock, which is not the rows' doing; once the lock goes, every
+    row lands and none was rejected."""
+    c = listener
+    c.execute("CREATE TABLE stlock (_time timestamptz, host text, v bigint)")
+    c.execute("ALTER DATABASE postgres SET statement_timeout = '200ms'")
+    try:
+        restart_workers(c)
+        rejected = stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
+        retries = stat(c, "flush_retries")
+        held = HeldLock(c, "stlock")
+        try:
+            send_tcp(c.tcp_port, lines("stlock", 0, 200))
+            wait_for(lambda: stat(c, "flush_retries") >= retries + 6, 30,
+                     what="six flushes cancelled by statement_timeout at the lock")
+        finally:
+            held.release()
+        conn = c.connect()
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = 0")
+
+            def landed():
+                cur.execute("SELECT count(*) = 200 AND count(DISTINCT v) = 200 FROM stlock")
+                return cur.fetchone()[0]
+
+            wait_for(landed, 30, what="200 distinct rows after the lock")
+        conn.close()
+        assert stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table") == rejected
+    finally:
+        c.execute("ALTER DATABASE postgres RESET statement_timeout")
+        restart_workers(c)
+
+
+def test_out_of_memory_raised_for_one_row_rejects_that_row(listener):
+    """53200 that is not the lock table (here raised by a trigger for one row) is about the
+    rows: that row is rejected alone, the others land, nothing is retried forever."""
+    c = listener
+    c.execute("""
+        CREATE TABLE oomrow (_time timestamptz, host text, v bigint);
+        CREATE FUNCTION oomrow_check() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.v = 7 THEN RAISE EXCEPTION 'no memory for this one' USING ERRCODE = '53200'; END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER oomrow_check AFTER INSERT ON oomrow FOR EACH ROW EXECUTE FUNCTION oomrow_check();
+    """)
+    rejected = stat(c, "rows_rejected_insert")
+    send_tcp(c.tcp_port, lines("oomrow", 0, 100))
+    wait_for(lambda: exact(c, "oomrow", 99), 30, what="the 99 other rows")
+    assert c.scalar("SELECT count(*) FROM oomrow WHERE v = 7") == 0
+    wait_for(lambda: stat(c, "rows_rejected_insert") == rejected + 1, 10, what="the row rejected")
