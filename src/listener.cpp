@@ -117,6 +117,7 @@ struct Connection {
 struct SentChunk {
     char *data;
     size_t len;
+    size_t cap; /* bytes allocated at data (a pooled buffer when kPooledSize) */
     uint64 seq; /* its number on the ring, from 1 (RingPosition) */
 };
 
@@ -169,6 +170,7 @@ struct ListenerState {
     bool blocked;  /* every ring is full: sockets are not read */
     bool stopping; /* Shutdown has begun: retiring rings take chunks again (see CanTake) */
     Size held_peak; /* most bytes of sent chunks held since memory was last given back */
+    TimestampTz quiet_since; /* since when little has been held (GiveBackMemory), or 0 */
 
     WaitEventSet *wes;
     bool wes_dirty;
@@ -236,12 +238,54 @@ void DescribeProcess(BackgroundWorker *worker, const char *function, const char 
  * Buffers and chunks
  * --------------------------------------------------------------------------------------- */
 
+/*
+ * Buffers of the usual size (a chunk: kChunkTarget plus one read, with room for record
+ * headers) are recycled: a chunk's buffer goes to its ring's kept chunks as it is, and
+ * comes back here once the worker is done with it.  Allocating and freeing them instead
+ * would copy every chunk once more, and on glibc map and unmap them (they are above its
+ * mmap threshold), faulting every page in again.
+ */
+constexpr size_t kPooledSize = kChunkTarget + kReadSize + 1024;
+constexpr int kPoolMax = 512; /* 64 MiB of spare buffers at most */
+
+char *pool[kPoolMax];
+int npool = 0;
+
+char *TakeBuffer(size_t *cap)
+{
+    *cap = kPooledSize;
+    if (npool > 0)
+        return pool[--npool];
+    return static_cast<char *>(MemoryContextAlloc(TopMemoryContext, kPooledSize));
+}
+
+void GiveBuffer(char *data, size_t cap)
+{
+    if (data == nullptr)
+        return;
+    if (cap == kPooledSize && npool < kPoolMax)
+        pool[npool++] = data;
+    else
+        pfree(data);
+}
+
+/* Frees the spare buffers (GiveBackMemory). */
+void EmptyPool(void)
+{
+    while (npool > 0)
+        pfree(pool[--npool]);
+}
+
 void BufferReserve(Buffer *b, size_t extra)
 {
     if (b->len + extra <= b->cap)
         return;
+    if (b->data == nullptr && extra <= kPooledSize) {
+        b->data = TakeBuffer(&b->cap);
+        return;
+    }
     size_t cap = Max(b->cap * 2, b->len + extra);
-    cap = Max(cap, kChunkTarget + kReadSize);
+    cap = Max(cap, kPooledSize);
     if (b->data == nullptr)
         b->data = static_cast<char *>(MemoryContextAlloc(TopMemoryContext, cap));
     else
@@ -252,7 +296,7 @@ void BufferReserve(Buffer *b, size_t extra)
 /* Gives memory back after an unusually long line has passed through a buffer. */
 void BufferShrink(Buffer *b)
 {
-    if (b->len == 0 && b->cap > 4 * (kChunkTarget + kReadSize)) {
+    if (b->len == 0 && b->cap > 4 * kPooledSize) {
         pfree(b->data);
         b->data = nullptr;
         b->cap = 0;
@@ -317,8 +361,8 @@ uint64 ChunkLines(const char *data, size_t len)
     return lines;
 }
 
-/* Appends a copy of a chunk to a ring's sent chunks, as its newest. */
-SentChunk *KeepSent(Ring *r, const char *data, size_t len)
+/* Appends a chunk to a ring's sent chunks, as its newest; the ring owns it from now on. */
+SentChunk *KeepSent(Ring *r, const SentChunk *chunk)
 {
     if (r->sent_count == r->sent_capacity) {
         int cap = Max(16, r->sent_capacity * 2);
@@ -333,12 +377,10 @@ SentChunk *KeepSent(Ring *r, const char *data, size_t len)
         r->sent_capacity = cap;
     }
     SentChunk *c = &r->sent[(r->sent_first + r->sent_count) % r->sent_capacity];
-    c->data = static_cast<char *>(MemoryContextAlloc(TopMemoryContext, len));
-    memcpy(c->data, data, len);
-    c->len = len;
+    *c = *chunk;
     c->seq = ++r->last_seq;
     r->sent_count++;
-    r->sent_bytes += len;
+    r->sent_bytes += c->len;
     return c;
 }
 
@@ -347,7 +389,7 @@ void DropOldestSent(Ring *r)
 {
     SentChunk *c = SentAt(r, 0);
     r->sent_bytes -= c->len;
-    pfree(c->data);
+    GiveBuffer(c->data, c->cap);
     r->sent_first = (r->sent_first + 1) % r->sent_capacity;
     r->sent_count--;
 }
@@ -392,28 +434,28 @@ bool CanTake(Ring *r)
 }
 
 /*
- * Offers a chunk to the next ring that can take it; the ring keeps a copy until its worker
- * is done with it.  False if no ring can take it now.
+ * Offers a chunk to the next ring that can take it; the ring keeps it (takes its buffer)
+ * until its worker is done with it.  False, the chunk still the caller's, if no ring can
+ * take it now.
  */
-bool PlaceChunk(const char *data, size_t len)
+bool PlaceChunk(const SentChunk *chunk)
 {
     for (int k = 0; k < kMaxRings; k++) {
         int i = (L->next_ring + k) % kMaxRings;
         Ring *r = &L->rings[i];
         if (!CanTake(r))
             continue;
-        SentChunk *c = KeepSent(r, data, len);
+        SentChunk *c = KeepSent(r, chunk);
         shm_mq_result res = shm_mq_send(r->mqh, c->len, c->data, true, true);
         if (res == SHM_MQ_DETACHED) {
             /*
              * The worker is gone; supervision will notice and send its other chunks
-             * elsewhere.  This one it never got: forget the copy, or it would be sent
-             * again with the others after going to the next ring now.
+             * elsewhere.  This one it never got: take it back, or it would be sent again
+             * with the others after going to the next ring now.
              */
             r->sent_count--;
             r->sent_bytes -= c->len;
             r->last_seq--;
-            pfree(c->data);
             r->retiring = r->failed = true;
             continue;
         }
@@ -436,19 +478,19 @@ bool TryPlaceChunk(void)
 {
     bool placed_all = true;
     while (L->nrequeued > 0) {
-        SentChunk *c = &L->requeued[0];
-        if (!PlaceChunk(c->data, c->len)) {
+        if (!PlaceChunk(&L->requeued[0])) {
             placed_all = false;
             break;
         }
-        pfree(c->data);
         memmove(&L->requeued[0], &L->requeued[1], sizeof(SentChunk) * (L->nrequeued - 1));
         L->nrequeued--;
     }
     if (placed_all && L->chunk.len > 0) {
-        if (PlaceChunk(L->chunk.data, L->chunk.len)) {
-            L->chunk.len = 0;
-            BufferShrink(&L->chunk);
+        SentChunk c = {L->chunk.data, L->chunk.len, L->chunk.cap, 0};
+        if (PlaceChunk(&c)) {
+            /* The ring has the buffer now; the next chunk is filled in another. */
+            L->chunk.data = nullptr;
+            L->chunk.len = L->chunk.cap = 0;
         } else {
             placed_all = false;
         }
@@ -600,8 +642,8 @@ void StartWorker(int index)
     r->started_at = now;
 }
 
-/* Adds a chunk to the ones to send before new data. */
-void Requeue(char *data, size_t len)
+/* Adds a chunk to the ones to send before new data (they own its buffer). */
+void Requeue(const SentChunk *chunk)
 {
     if (L->nrequeued == L->requeued_capacity) {
         int cap = Max(16, L->requeued_capacity * 2);
@@ -614,7 +656,7 @@ void Requeue(char *data, size_t len)
         L->requeued = grown;
         L->requeued_capacity = cap;
     }
-    L->requeued[L->nrequeued++] = SentChunk{data, len, 0};
+    L->requeued[L->nrequeued++] = *chunk;
 }
 
 /*
@@ -633,13 +675,13 @@ void ReleaseRing(Ring *r)
     for (int k = 0; k < r->sent_count; k++) {
         SentChunk *c = SentAt(r, k);
         if (c->seq <= done.chunks) {
-            pfree(c->data);
+            GiveBuffer(c->data, c->cap);
             continue;
         }
         if (c->seq == done.chunks + 1 && done.offset > 0)
             c->len = CutChunk(c->data, c->len, done.offset);
         lines += ChunkLines(c->data, c->len);
-        Requeue(c->data, c->len);
+        Requeue(c);
     }
     if (lines > 0) {
         Count(L->slot, kLinesRerouted, lines);
@@ -662,17 +704,31 @@ void ReleaseRing(Ring *r)
  * Hand it back to the kernel, so that the listener's memory comes down after the stall
  * instead of staying at its high-water mark.
  */
-void GiveBackMemory(void)
+void GiveBackMemory(TimestampTz now)
 {
     constexpr Size kTrimAbove = 8 * 1024 * 1024;
+    /* Only after this long with little held: under load the buffers are needed again. */
+    constexpr int kQuietMs = 10000;
     Size held = 0;
     for (int i = 0; i < kMaxRings; i++)
         if (L->rings[i].in_use)
             held += L->rings[i].sent_bytes;
     L->held_peak = Max(L->held_peak, held);
-    if (L->held_peak >= kTrimAbove && held < kTrimAbove / 8 && L->nrequeued == 0) {
+    if (held >= kTrimAbove / 8 || L->nrequeued > 0) {
+        L->quiet_since = 0;
+        return;
+    }
+    if (L->held_peak < kTrimAbove)
+        return;
+    if (L->quiet_since == 0) {
+        L->quiet_since = now;
+        return;
+    }
+    if (TimestampDifferenceExceeds(L->quiet_since, now, kQuietMs)) {
+        EmptyPool();
         malloc_trim(0);
         L->held_peak = held;
+        L->quiet_since = 0;
     }
 }
 
@@ -760,7 +816,7 @@ void SuperviseWorkers(bool restart_all)
     shared_state->workers_running = running;
     SpinLockRelease(&shared_state->mutex);
 
-    GiveBackMemory();
+    GiveBackMemory(now);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -779,8 +835,7 @@ void CloseConnection(int i)
 {
     Connection *c = L->conns[i];
     close(c->fd);
-    if (c->buf.data != nullptr)
-        pfree(c->buf.data);
+    GiveBuffer(c->buf.data, c->buf.cap);
     pfree(c);
     L->conns[i] = L->conns[--L->nconns];
     L->wes_dirty = true;
@@ -1194,7 +1249,7 @@ void DropUndeliverable(const char *why)
     uint64 lines = ChunkLines(L->chunk.data, L->chunk.len);
     for (int k = 0; k < L->nrequeued; k++) {
         lines += ChunkLines(L->requeued[k].data, L->requeued[k].len);
-        pfree(L->requeued[k].data);
+        GiveBuffer(L->requeued[k].data, L->requeued[k].cap);
     }
     L->nrequeued = 0;
     L->chunk.len = 0;
