@@ -4,18 +4,21 @@
  * Vocabulary (see also batch.hpp and table_writer.hpp):
  *   flush     inserting the whole pending batch, group by group, in one transaction.
  *   attempt   one try at a flush.  The first attempt writes every group with no
- *             subtransaction at all (the fast, common case).  If anything raises an ERROR,
- *             the attempt is rolled back and a second, *isolated* attempt writes each
- *             group in its own subtransaction; a failing group is split — at the failing
- *             row when it is known, else in halves — down to single rows, so good rows land
- *             and each bad row is counted with its reason.
+ *             subtransaction at all (the fast, common case).  If it raises an ERROR about
+ *             the rows, the attempt is rolled back and a second, *isolated* attempt writes
+ *             each group in its own subtransaction; a failing group is split — at the
+ *             failing row when it is known, else in halves — down to single rows, so good
+ *             rows land and each bad row is counted with its reason.  An error that is not
+ *             about the rows (ErrorIsTransient: a lock or statement timeout, a cancel, a
+ *             deadlock, ...) rolls the attempt back and the flush starts over after a wait
+ *             (InsertFlushBatch): no row is rejected for it.
  *   resolve   finding a group's table: the name map, the creation hook for an unknown
  *             measurement, the column hook for new tags and fields, lock, privileges.
  *   schema pass  (workers only) before a flush, new tables and columns are made in short
  *             transactions of their own, one table each, so that the flush itself takes
  *             only RowExclusiveLock; see PrepareSchema.
  *
- * The same code serves the insertion workers (InsertInit/InsertAddChunk/InsertFlush, each
+ * The same code serves the insertion workers (InsertInit/InsertAddRecord/InsertFlush, each
  * flush its own transaction) and influx.insert() (one synchronous call inside the
  * caller's transaction, where the first attempt is itself a subtransaction).
  *
