@@ -295,7 +295,7 @@ def main():
     L.append(f"| tables whose count(*) differs from the lines sent for them | {len(wrong)} |")
     L.append(f"| lines and rows rejected (every reason) | {rejected:,} |")
     L.append(f"| lines lost | {lost:,} |")
-    L.append(f"| lines rerouted from workers that exited | {rerouted:,} |")
+    L.append(f"| lines sent again: a worker exited, or handed them back (locked table) | {rerouted:,} |")
     L.append(f"| flushes retried after a transient error | {retries:,} |")
     L.append("")
     if wrong:

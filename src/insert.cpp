@@ -46,6 +46,7 @@ extern "C" {
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
@@ -65,6 +66,7 @@ extern "C" {
 }
 
 #include "batch.hpp"
+#include "chunk.hpp"
 #include "insert.hpp"
 #include "pg_cpp.hpp"
 #include "report.hpp"
@@ -84,7 +86,7 @@ struct FlushOptions {
     const char *schema;
     bool create_tables;
     bool add_columns;
-    bool worker; /* report activity, own transactions */
+    bool worker; /* report activity, own transactions, may hand rows back */
 };
 
 bool initialized = false;
@@ -139,8 +141,15 @@ void DisarmFlushTimeout(void)
 bool error_was_timeout = false;    /* a cancel by the flush timeout */
 bool error_was_lock_table = false; /* out of shared memory in the lock table */
 
-/* Called with the flush transaction's xid just before it commits (InsertFlush). */
-void (*before_commit)(TransactionId xid) = nullptr;
+/* The worker's hooks (NULL in a backend running influx.insert()). */
+const WorkerHooks *hooks = nullptr;
+
+/*
+ * Handing back (insert.hpp WorkerHooks): in this flush attempt, whether groups whose table
+ * is locked by another session may be parked, and the handback bytes they need.
+ */
+bool may_park = false;
+size_t park_bytes = 0;
 
 /*
  * A stopping worker's flush watchdog (a timeout, so it runs in the SIGALRM handler): once
@@ -759,6 +768,55 @@ bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
     return ok;
 }
 
+/* Handback bytes of rows [lo, hi) of a group: one record of their lines, each with '\n'. */
+size_t GroupLineBytes(BatchGroup *g, int lo, int hi)
+{
+    size_t n = kRecordHeader;
+    for (int i = lo; i < hi; i++)
+        if (!g->rows[i].rejected)
+            n += g->rows[i].line_len + 1;
+    return n;
+}
+
+/*
+ * Before a flush commits: writes the lines of the groups this attempt parked into the
+ * handback area, one record per group, and returns the bytes written (0: nothing parked).
+ */
+size_t WriteHandback(void)
+{
+    if (!may_park || park_bytes == 0)
+        return 0;
+    char *area = hooks->handback;
+    size_t pos = 0;
+    int groups = 0;
+    int64 rows = 0;
+    for (int k = 0; k < batch.ngroups; k++) {
+        BatchGroup *g = batch.groups[k];
+        if (!g->parked)
+            continue;
+        size_t start = pos + kRecordHeader;
+        size_t end = start;
+        for (int i = 0; i < g->nrows; i++) {
+            const BatchRow *row = &g->rows[i];
+            if (row->rejected)
+                continue;
+            memcpy(area + end, row->line, row->line_len);
+            end += row->line_len;
+            area[end++] = '\n';
+            rows++;
+        }
+        uint32 len = static_cast<uint32>(end - start);
+        memcpy(area + pos, &len, kRecordHeader);
+        pos = end;
+        groups++;
+    }
+    Assert(pos <= park_bytes);
+    ReportProblem(my_slot, "%lld rows of %d table%s locked by another session handed back, to "
+                           "be sent again",
+                  static_cast<long long>(rows), groups, groups == 1 ? "" : "s");
+    return pos;
+}
+
 /*
  * Finds (or creates) and opens the group's table with RowExclusiveLock.  Locking processes
  * pending invalidations, so afterwards the name map is asked again: if the name now leads
@@ -797,9 +855,38 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
                         "not a table (only tables, partitioned and foreign tables receive rows)");
             return nullptr;
         }
-        Relation rel = try_table_open(relid, RowExclusiveLock);
-        if (rel == nullptr)
-            continue;
+        Relation rel;
+        if (may_park && !created) {
+            /*
+             * Another session holding the table (LOCK TABLE, VACUUM FULL, a slow ALTER)
+             * must not hold up the other tables' rows: if there is room, this group's
+             * lines are handed back to the listener, which sends them again a moment later.
+             */
+            if (!ConditionalLockRelationOid(relid, RowExclusiveLock)) {
+                size_t need = GroupLineBytes(g, lo, hi);
+                if (park_bytes + need > hooks->handback_capacity) {
+                    LockRelationOid(relid, RowExclusiveLock); /* too many: wait, as before */
+                } else if (!hooks->handback_writable()) {
+                    /* The last lines handed back are not taken yet: try again shortly. */
+                    ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                                    errmsg("table \"%s\" is locked by another session",
+                                           g->measurement)));
+                } else {
+                    park_bytes += need;
+                    g->parked = true;
+                    return nullptr;
+                }
+            }
+            rel = try_table_open(relid, NoLock);
+            if (rel == nullptr) {
+                UnlockRelationOid(relid, RowExclusiveLock);
+                continue;
+            }
+        } else {
+            rel = try_table_open(relid, RowExclusiveLock);
+            if (rel == nullptr)
+                continue;
+        }
         if (created || TableCacheLookup(nspid, g->measurement) == relid)
             return rel;
         table_close(rel, RowExclusiveLock);
@@ -836,7 +923,7 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     progress.stage = WriteStage::Resolve;
     progress.row = -1;
     progress.column = nullptr;
-    if (PendingRows(g, lo, hi) == 0)
+    if (g->parked || PendingRows(g, lo, hi) == 0)
         return 0;
 
     Oid nspid = TableCacheSchemaOid(opts->schema);
@@ -985,6 +1072,11 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
 int64 InsertAll(const FlushOptions *opts, bool isolate)
 {
     int64 total = 0;
+    /* Each attempt decides afresh which groups to hand back (a lock may have gone). */
+    may_park = opts->worker && hooks != nullptr;
+    park_bytes = 0;
+    for (int i = 0; i < batch.ngroups; i++)
+        batch.groups[i]->parked = false;
     for (int i = 0; i < batch.ngroups; i++) {
         BatchGroup *g = batch.groups[i];
         if (isolate) {
@@ -1044,8 +1136,8 @@ bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message
         fn();
         MemoryContextSwitchTo(oldcxt);
         PopActiveSnapshot();
-        if (announce_commit && before_commit != nullptr)
-            before_commit(GetTopTransactionIdIfAny());
+        if (announce_commit && hooks != nullptr)
+            hooks->announce_commit(GetTopTransactionIdIfAny(), WriteHandback());
         CommitTransactionCommand();
         DisarmFlushTimeout();
     }
@@ -1243,10 +1335,10 @@ void EndBatch(void)
 
 } // namespace
 
-void InsertInit(ProcessSlot *slot, void (*announce_commit)(TransactionId xid))
+void InsertInit(ProcessSlot *slot, const WorkerHooks *worker_hooks)
 {
     my_slot = slot;
-    before_commit = announce_commit;
+    hooks = worker_hooks;
     EnsureInitialized();
     ReportToSlot(slot);
     watchdog_timeout = RegisterTimeout(USER_TIMEOUT, FlushWatchdog);

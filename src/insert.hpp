@@ -20,11 +20,22 @@
 namespace influx {
 
 /*
- * Once per worker process, after connecting: memory contexts, invalidation callbacks.
- * `announce_commit` is called with the flush transaction's xid (invalid if it wrote
- * nothing) just before each flush commits (worker.cpp publishes it to the listener).
+ * What a worker lends its insert path (worker.cpp).  announce_commit is called with the
+ * flush transaction's xid (invalid if it wrote nothing) and the bytes written to the
+ * handback area just before each flush commits.  handback is the area (records, chunk.hpp)
+ * for the lines of groups whose table another session had locked: they are handed back
+ * to the listener instead of holding up the flush; handback_writable says whether the
+ * area may be written now.
  */
-void InsertInit(ProcessSlot *slot, void (*announce_commit)(TransactionId xid));
+struct WorkerHooks {
+    void (*announce_commit)(TransactionId xid, size_t handback_len);
+    char *handback;
+    size_t handback_capacity;
+    bool (*handback_writable)(void);
+};
+
+/* Once per worker process, after connecting: memory contexts, invalidation callbacks. */
+void InsertInit(ProcessSlot *slot, const WorkerHooks *hooks);
 
 /*
  * Parses a record of complete lines into the pending batch.  The bytes are copied, so the

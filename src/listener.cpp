@@ -146,6 +146,13 @@ struct Ring {
     uint64 last_seq; /* number of the newest chunk sent */
     TimestampTz started_at;
     TimestampTz stopping_seen_at; /* when the worker was first seen stopping, or 0 */
+    Size queue_size;              /* of its shm_mq: where the handback area starts */
+};
+
+/* Lines a worker handed back (its table was locked), to be sent again after a while. */
+struct HandedBack {
+    SentChunk chunk;
+    TimestampTz due;
 };
 
 struct ListenerState {
@@ -167,6 +174,10 @@ struct ListenerState {
     SentChunk *requeued;
     int nrequeued;
     int requeued_capacity;
+    HandedBack *handed_back; /* waiting until due, then requeued */
+    int nhanded_back;
+    int handed_back_capacity;
+    Size requeued_bytes; /* in handed_back and requeued together */
     bool blocked;  /* every ring is full: sockets are not read */
     bool stopping; /* Shutdown has begun: retiring rings take chunks again (see CanTake) */
     Size held_peak; /* most bytes of sent chunks held since memory was last given back */
@@ -346,6 +357,9 @@ uint64 CountLines(const char *data, size_t len)
  */
 constexpr Size kSentBeyondQueue = 32 * 1024 * 1024;
 
+/* Most bytes of handed-back and re-sent lines the listener holds before it stops reading. */
+constexpr Size kMaxRequeued = 64 * 1024 * 1024;
+
 SentChunk *SentAt(Ring *r, int k)
 {
     return &r->sent[(r->sent_first + k) % r->sent_capacity];
@@ -482,9 +496,16 @@ bool TryPlaceChunk(void)
             placed_all = false;
             break;
         }
+        L->requeued_bytes -= L->requeued[0].len;
         memmove(&L->requeued[0], &L->requeued[1], sizeof(SentChunk) * (L->nrequeued - 1));
         L->nrequeued--;
     }
+    /*
+     * Lines handed back for a table that stays locked go round: worker, listener, worker.
+     * Beyond kMaxRequeued of them, take no new lines (backpressure) until some commit.
+     */
+    if (L->requeued_bytes > kMaxRequeued)
+        placed_all = false;
     if (placed_all && L->chunk.len > 0) {
         SentChunk c = {L->chunk.data, L->chunk.len, L->chunk.cap, 0};
         if (PlaceChunk(&c)) {
@@ -507,6 +528,9 @@ bool TryPlaceChunk(void)
     }
     return placed_all;
 }
+
+void TakeHandback(Ring *r, RingPosition done);
+void RequeueHandedBack(bool all);
 
 /*
  * Offers every ring its pending chunk again, frees what workers are done with, and
@@ -532,12 +556,14 @@ void RetryPending(void)
             }
         }
         ForgetDone(r);
+        TakeHandback(r, DonePosition(r));
         if (r->retiring && !r->pending && !L->stopping) {
             shm_mq_detach(r->mqh);
             r->mqh = nullptr;
             r->detached = true;
         }
     }
+    RequeueHandedBack(L->stopping);
     if (L->blocked || L->nrequeued > 0)
         (void) TryPlaceChunk();
 }
@@ -603,6 +629,10 @@ void StartWorker(int index)
     pg_atomic_init_u64(&header->done_offset, 0);
     pg_atomic_init_u64(&header->commit_chunks, 0);
     pg_atomic_init_u64(&header->commit_offset, 0);
+    pg_atomic_init_u32(&header->handback_full, 0);
+    pg_atomic_init_u64(&header->handback_chunks, 0);
+    pg_atomic_init_u64(&header->handback_offset, 0);
+    pg_atomic_init_u64(&header->handback_len, 0);
     shm_mq *mq = shm_mq_create(RingQueue(header), qsize);
     shm_mq_set_sender(mq, MyProc);
 
@@ -610,7 +640,7 @@ void StartWorker(int index)
     DescribeProcess(&worker, "pg_influx_worker_main", "influx worker", BGW_NEVER_RESTART);
     snprintf(worker.bgw_name, BGW_MAXLEN, "influx worker %d", index);
     worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-    WorkerArgs args = {index};
+    WorkerArgs args = {index, qsize};
     StaticAssertStmt(sizeof(WorkerArgs) <= BGW_EXTRALEN, "worker arguments do not fit");
     memcpy(worker.bgw_extra, &args, sizeof(args));
     worker.bgw_notify_pid = MyProcPid;
@@ -640,6 +670,7 @@ void StartWorker(int index)
     r->header = header;
     r->handle = handle;
     r->started_at = now;
+    r->queue_size = qsize;
 }
 
 /* Adds a chunk to the ones to send before new data (they own its buffer). */
@@ -660,6 +691,73 @@ void Requeue(const SentChunk *chunk)
 }
 
 /*
+ * Lines a worker hands back wait this long before they are sent again: the table they are
+ * for was locked a moment ago, and an immediate resend would only be handed back again.
+ */
+constexpr int kHandbackDelayMs = 1000;
+
+
+/*
+ * Takes the lines a ring's worker handed back (ring.hpp RingHeader) once the flush that
+ * handed them back is done (committed), as `done` says; they are sent again after
+ * kHandbackDelayMs, to any worker.
+ */
+void TakeHandback(Ring *r, RingPosition done)
+{
+    RingHeader *h = r->header;
+    if (pg_atomic_read_u32(&h->handback_full) == 0)
+        return;
+    pg_read_barrier();
+    if (!PositionReached(done.chunks, done.offset, pg_atomic_read_u64(&h->handback_chunks),
+                         pg_atomic_read_u64(&h->handback_offset)))
+        return; /* not committed (yet): the worker may still rewrite it */
+    size_t len = pg_atomic_read_u64(&h->handback_len);
+    SentChunk c;
+    if (len <= kPooledSize) {
+        c.data = TakeBuffer(&c.cap);
+    } else {
+        c.data = static_cast<char *>(MemoryContextAlloc(TopMemoryContext, len));
+        c.cap = len;
+    }
+    memcpy(c.data, RingHandback(h, r->queue_size), len);
+    c.len = len;
+    c.seq = 0;
+    pg_write_barrier();
+    pg_atomic_write_u32(&h->handback_full, 0);
+    Count(L->slot, kLinesRerouted, ChunkLines(c.data, c.len));
+    if (L->nhanded_back == L->handed_back_capacity) {
+        int cap = Max(8, L->handed_back_capacity * 2);
+        auto *grown = static_cast<HandedBack *>(
+            MemoryContextAlloc(TopMemoryContext, sizeof(HandedBack) * cap));
+        if (L->nhanded_back > 0)
+            memcpy(grown, L->handed_back, sizeof(HandedBack) * L->nhanded_back);
+        if (L->handed_back != nullptr)
+            pfree(L->handed_back);
+        L->handed_back = grown;
+        L->handed_back_capacity = cap;
+    }
+    L->handed_back[L->nhanded_back++] =
+        HandedBack{c, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kHandbackDelayMs)};
+    L->requeued_bytes += c.len;
+}
+
+/* Moves handed-back lines that are due (all of them if `all`) to the chunks to send. */
+void RequeueHandedBack(bool all)
+{
+    if (L->nhanded_back == 0)
+        return;
+    TimestampTz now = GetCurrentTimestamp();
+    int kept = 0;
+    for (int k = 0; k < L->nhanded_back; k++) {
+        if (all || L->handed_back[k].due <= now)
+            Requeue(&L->handed_back[k].chunk);
+        else
+            L->handed_back[kept++] = L->handed_back[k];
+    }
+    L->nhanded_back = kept;
+}
+
+/*
  * Frees a ring whose worker has exited.  What the worker was not done with -- chunks it
  * never read, and those of a batch it did not commit -- is sent to another worker: the
  * commit log decides whether a flush the worker announced committed (RingHeader).
@@ -671,6 +769,7 @@ void ReleaseRing(Ring *r)
     if (TransactionIdIsNormal(xid) && TransactionIdDidCommit(xid))
         done = RingPosition{pg_atomic_read_u64(&r->header->commit_chunks),
                             pg_atomic_read_u64(&r->header->commit_offset)};
+    TakeHandback(r, done);
     uint64 lines = 0;
     for (int k = 0; k < r->sent_count; k++) {
         SentChunk *c = SentAt(r, k);
@@ -682,6 +781,7 @@ void ReleaseRing(Ring *r)
             c->len = CutChunk(c->data, c->len, done.offset);
         lines += ChunkLines(c->data, c->len);
         Requeue(c);
+        L->requeued_bytes += c->len;
     }
     if (lines > 0) {
         Count(L->slot, kLinesRerouted, lines);
@@ -714,7 +814,7 @@ void GiveBackMemory(TimestampTz now)
         if (L->rings[i].in_use)
             held += L->rings[i].sent_bytes;
     L->held_peak = Max(L->held_peak, held);
-    if (held >= kTrimAbove / 8 || L->nrequeued > 0) {
+    if (held >= kTrimAbove / 8 || L->nrequeued > 0 || L->nhanded_back > 0) {
         L->quiet_since = 0;
         return;
     }
@@ -1246,12 +1346,14 @@ void ApplyReload(void)
  */
 void DropUndeliverable(const char *why)
 {
+    RequeueHandedBack(true);
     uint64 lines = ChunkLines(L->chunk.data, L->chunk.len);
     for (int k = 0; k < L->nrequeued; k++) {
         lines += ChunkLines(L->requeued[k].data, L->requeued[k].len);
         GiveBuffer(L->requeued[k].data, L->requeued[k].cap);
     }
     L->nrequeued = 0;
+    L->requeued_bytes = 0;
     L->chunk.len = 0;
     L->blocked = false;
     if (lines > 0) {

@@ -53,16 +53,44 @@ struct RingHeader {
     pg_atomic_uint64 done_offset;
     pg_atomic_uint64 commit_chunks; /* where the flush of commit_xid gets to */
     pg_atomic_uint64 commit_offset;
+    /*
+     * Handed back (see RingHandback): the lines of a flush's groups whose table was locked,
+     * for the listener to send again.  Written by the worker before the flush commits, with
+     * the flush's end position; valid once done (or, if the worker died, the committed
+     * position) has reached it.  The listener takes them and sets the state back to empty;
+     * the worker writes only while it is empty or holds its own uncommitted flush's lines.
+     */
+    pg_atomic_uint32 handback_full;
+    pg_atomic_uint64 handback_chunks;
+    pg_atomic_uint64 handback_offset;
+    pg_atomic_uint64 handback_len;
 };
 
 /* Passed to the worker in bgw_extra. */
 struct WorkerArgs {
     int worker_index;
+    Size queue_size; /* of its ring: where the handback area starts */
 };
+
+/* Room for handed-back lines, after the queue in the ring's segment. */
+constexpr Size kHandbackBytes = 2 * 1024 * 1024;
 
 inline Size RingSegmentSize(Size queue_size)
 {
-    return MAXALIGN(sizeof(RingHeader)) + MAXALIGN(queue_size);
+    return MAXALIGN(sizeof(RingHeader)) + MAXALIGN(queue_size) + kHandbackBytes;
+}
+
+/* The handback area of a ring whose queue has `queue_size` bytes: records (chunk.hpp). */
+inline char *RingHandback(RingHeader *header, Size queue_size)
+{
+    return reinterpret_cast<char *>(header) + MAXALIGN(sizeof(RingHeader)) +
+           MAXALIGN(queue_size);
+}
+
+/* Whether position a is at or after b. */
+inline bool PositionReached(uint64 a_chunks, uint64 a_offset, uint64 b_chunks, uint64 b_offset)
+{
+    return a_chunks > b_chunks || (a_chunks == b_chunks && a_offset >= b_offset);
 }
 
 inline shm_mq *RingQueue(RingHeader *header)

@@ -111,9 +111,38 @@ RingHeader *header = nullptr;
 int worker_index = -1;
 RingPosition flush_position; /* where the pending batch ends */
 
-/* Before a flush commits: where it gets to, and its xid (see RingHeader). */
-void AnnounceCommit(TransactionId xid)
+/* Whether the handback area holds lines of the flush now being written (not committed). */
+bool HandbackIsThisFlush(void)
 {
+    return pg_atomic_read_u64(&header->handback_chunks) == flush_position.chunks &&
+           pg_atomic_read_u64(&header->handback_offset) == flush_position.offset;
+}
+
+/*
+ * The area may be written while it is empty, or while it holds what an earlier attempt of
+ * this same flush wrote (not committed, so the listener has not taken it).
+ */
+bool HandbackWritable(void)
+{
+    return pg_atomic_read_u32(&header->handback_full) == 0 || HandbackIsThisFlush();
+}
+
+/*
+ * Before a flush commits: the lines it hands back (already in the area), where it gets
+ * to, and its xid (see RingHeader).
+ */
+void AnnounceCommit(TransactionId xid, size_t handback_len)
+{
+    if (handback_len > 0) {
+        pg_atomic_write_u64(&header->handback_chunks, flush_position.chunks);
+        pg_atomic_write_u64(&header->handback_offset, flush_position.offset);
+        pg_atomic_write_u64(&header->handback_len, handback_len);
+        pg_write_barrier();
+        pg_atomic_write_u32(&header->handback_full, 1);
+    } else if (pg_atomic_read_u32(&header->handback_full) != 0 && HandbackIsThisFlush()) {
+        /* An earlier attempt of this flush handed lines back; this one writes them. */
+        pg_atomic_write_u32(&header->handback_full, 0);
+    }
     pg_atomic_write_u64(&header->commit_chunks, flush_position.chunks);
     pg_atomic_write_u64(&header->commit_offset, flush_position.offset);
     pg_write_barrier();
@@ -144,6 +173,9 @@ void Flush(TimestampTz *pending_since, RingPosition pos)
         proc_exit(1);
     }
     PublishDone(pos);
+    /* Lines handed back are for the listener to take now: this flush is done. */
+    if (pg_atomic_read_u32(&header->handback_full) != 0)
+        WakeListener();
     *pending_since = 0;
     pgstat_report_activity(STATE_IDLE, nullptr);
 }
@@ -214,7 +246,12 @@ void WorkerMain(Datum main_arg)
     pgstat_report_activity(STATE_IDLE, nullptr);
     SetSlotActivity(slot, "idle");
 
-    InsertInit(slot, AnnounceCommit);
+    static WorkerHooks hooks;
+    hooks.announce_commit = AnnounceCommit;
+    hooks.handback = RingHandback(header, args.queue_size);
+    hooks.handback_capacity = kHandbackBytes;
+    hooks.handback_writable = HandbackWritable;
+    InsertInit(slot, &hooks);
 
     MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
     shm_mq *mq = RingQueue(header);

@@ -46,7 +46,7 @@ def exact(c, table, n):
 
 def workers_waiting_on_a_lock(c):
     return c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'influx worker' "
-                    "AND wait_event_type = 'Lock' AND wait_event = 'relation'")
+                    "AND wait_event_type = 'Lock'")
 
 
 class HeldLock:
@@ -62,6 +62,27 @@ class HeldLock:
             self.conn.rollback()
             self.conn.close()
             self.conn = None
+
+
+class HeldKey:
+    """Another session's uncommitted row with v = 0 in a table with UNIQUE (v): a worker
+    inserting v = 0 waits for that transaction (a lock on a transaction, not on the table,
+    so the worker cannot hand the table's lines back) until release() rolls it back."""
+
+    def __init__(self, c, table):
+        self.conn = c.connect()
+        self.conn.autocommit = False
+        self.conn.cursor().execute(f"INSERT INTO {table} (v) VALUES (0)")
+
+    def release(self):
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+
+def keyed_table(c, table):
+    c.execute(f"CREATE TABLE {table} (_time timestamptz, host text, v bigint UNIQUE)")
 
 
 def restart_workers(c):
@@ -103,8 +124,8 @@ def test_terminate_stops_a_worker_waiting_on_a_lock_and_its_rows_land(listener):
     """pg_terminate_backend() stops a worker whose flush waits on a lock within seconds;
     its rows are rolled back and handed to the replacement, and land once, after the lock."""
     c = listener
-    c.execute("CREATE TABLE tlock (_time timestamptz, host text, v bigint)")
-    held = HeldLock(c, "tlock")
+    keyed_table(c, "tlock")
+    held = HeldKey(c, "tlock")
     try:
         send_tcp(c.tcp_port, lines("tlock", 0, 300))
         wait_for(lambda: workers_waiting_on_a_lock(c) == 1, 20, what="the worker at the lock")
@@ -125,10 +146,10 @@ def test_cancel_of_a_flush_keeps_its_rows(listener):
     """pg_cancel_backend() of a worker in a flush cancels that flush; its rows are tried
     again, not rejected."""
     c = listener
-    c.execute("CREATE TABLE clock (_time timestamptz, host text, v bigint)")
+    keyed_table(c, "clock")
     rejected = stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
     retries = stat(c, "flush_retries")
-    held = HeldLock(c, "clock")
+    held = HeldKey(c, "clock")
     try:
         send_tcp(c.tcp_port, lines("clock", 0, 200))
         wait_for(lambda: workers_waiting_on_a_lock(c) == 1, 20, what="the worker at the lock")
@@ -147,13 +168,13 @@ def test_lock_timeout_keeps_rows_and_retries(listener):
     """lock_timeout (set for the database) makes a flush give up its lock wait; the rows
     are kept and tried again with backoff until the table is free, none rejected."""
     c = listener
-    c.execute("CREATE TABLE ltlock (_time timestamptz, host text, v bigint)")
+    keyed_table(c, "ltlock")
     c.execute("ALTER DATABASE postgres SET lock_timeout = '100ms'")
     try:
         restart_workers(c)
         rejected = stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
         retries = stat(c, "flush_retries")
-        held = HeldLock(c, "ltlock")
+        held = HeldKey(c, "ltlock")
         try:
             send_tcp(c.tcp_port, lines("ltlock", 0, 200))
             wait_for(lambda: stat(c, "flush_retries") >= retries + 3, 20,
@@ -263,9 +284,9 @@ def test_chunks_sent_while_a_worker_dies_are_written_once(listener):
     chunk the listener was offering when it found the ring detached goes to the next ring
     and nowhere else; every line lands exactly once."""
     c = listener
-    c.execute("CREATE TABLE dblk (_time timestamptz, host text, v bigint)")
+    keyed_table(c, "dblk")
     c.execute("CREATE TABLE dstream (_time timestamptz, host text, v bigint)")
-    held = HeldLock(c, "dblk")
+    held = HeldKey(c, "dblk")
     sent = [0]
     stop = threading.Event()
 
@@ -344,9 +365,9 @@ def test_a_row_that_always_times_out_is_rejected_alone(listener):
 
 
 def test_a_long_lock_under_statement_timeout_rejects_nothing(listener):
-    """A table locked for many times statement_timeout: the flush times out again and again
-    while it waits for the lock, which is not the rows' doing; once the lock goes, every
-    row lands and none was rejected."""
+    """A table locked for many times statement_timeout: a flush that waits for the lock times
+    out again and again, which is not the rows' doing (and a worker that can hand the lines
+    back does so instead); once the lock goes, every row lands and none was rejected."""
     c = listener
     c.execute("CREATE TABLE stlock (_time timestamptz, host text, v bigint)")
     c.execute("ALTER DATABASE postgres SET statement_timeout = '200ms'")
@@ -354,11 +375,15 @@ def test_a_long_lock_under_statement_timeout_rejects_nothing(listener):
         restart_workers(c)
         rejected = stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
         retries = stat(c, "flush_retries")
+        rerouted = stat(c, "lines_rerouted")
         held = HeldLock(c, "stlock")
         try:
             send_tcp(c.tcp_port, lines("stlock", 0, 200))
-            wait_for(lambda: stat(c, "flush_retries") >= retries + 6, 30,
-                     what="six flushes cancelled by statement_timeout at the lock")
+            # The worker either waits for the lock and times out again and again, or hands
+            # the lines back to be sent again: neither may reject a row.
+            wait_for(lambda: stat(c, "flush_retries") >= retries + 6
+                     or stat(c, "lines_rerouted") >= rerouted + 600, 30,
+                     what="flushes timed out at the lock, or lines handed back three times")
         finally:
             held.release()
         conn = c.connect()
@@ -395,3 +420,26 @@ def test_out_of_memory_raised_for_one_row_rejects_that_row(listener):
     wait_for(lambda: exact(c, "oomrow", 99), 30, what="the 99 other rows")
     assert c.scalar("SELECT count(*) FROM oomrow WHERE v = 7") == 0
     wait_for(lambda: stat(c, "rows_rejected_insert") == rejected + 1, 10, what="the row rejected")
+
+
+def test_a_locked_table_does_not_hold_up_the_others(listener):
+    """While one table is locked by another session, lines for other tables that arrive in
+    the same batches keep landing: the locked table's lines are handed back to the
+    listener and sent again until the lock goes; then they land, once each."""
+    c = listener
+    c.execute("CREATE TABLE hbl (_time timestamptz, host text, v bigint)")
+    c.execute("CREATE TABLE hbo (_time timestamptz, host text, v bigint)")
+    held = HeldLock(c, "hbl")
+    try:
+        rerouted = stat(c, "lines_rerouted")
+        for k in range(5):
+            send_tcp(c.tcp_port, lines("hbl", k * 100, 100) + lines("hbo", k * 100, 100))
+            wait_for(lambda: exact(c, "hbo", (k + 1) * 100), 20,
+                     what=f"the other table's rows of batch {k} while the lock is held")
+        wait_for(lambda: stat(c, "lines_rerouted") > rerouted, 10,
+                 what="the locked table's lines handed back")
+        assert workers_waiting_on_a_lock(c) == 0
+    finally:
+        held.release()
+    wait_for(lambda: exact(c, "hbl", 500), 30, what="the locked table's 500 rows after the lock")
+    assert exact(c, "hbo", 500)
