@@ -800,6 +800,9 @@ size_t WriteHandback(void)
             const BatchRow *row = &g->rows[i];
             if (row->rejected)
                 continue;
+            /* OpenTable reserved room for every row of the group (park_bytes). */
+            if (end + row->line_len + 1 > hooks->handback_capacity)
+                elog(PANIC, "pg_influx: handback area overrun");
             memcpy(area + end, row->line, row->line_len);
             end += row->line_len;
             area[end++] = '\n';
@@ -863,7 +866,8 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
              * lines are handed back to the listener, which sends them again a moment later.
              */
             if (!ConditionalLockRelationOid(relid, RowExclusiveLock)) {
-                size_t need = GroupLineBytes(g, lo, hi);
+                /* All the group's rows: WriteHandback writes them all, whatever range. */
+                size_t need = GroupLineBytes(g, 0, g->nrows);
                 if (park_bytes + need > hooks->handback_capacity) {
                     LockRelationOid(relid, RowExclusiveLock); /* too many: wait, as before */
                 } else if (!hooks->handback_writable()) {
@@ -1073,7 +1077,7 @@ int64 InsertAll(const FlushOptions *opts, bool isolate)
 {
     int64 total = 0;
     /* Each attempt decides afresh which groups to hand back (a lock may have gone). */
-    may_park = opts->worker && hooks != nullptr;
+    may_park = opts->worker && hooks != nullptr && hooks->handback_allowed();
     park_bytes = 0;
     for (int i = 0; i < batch.ngroups; i++)
         batch.groups[i]->parked = false;
@@ -1170,6 +1174,9 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted, i
             *inserted = InsertAll(opts, isolate);
         },
         sqlstate, message, message_size, true);
+    /* Lines this attempt handed back belong to a flush that did not commit: not valid. */
+    if (!ok && hooks != nullptr)
+        hooks->handback_rolled_back();
     if (!ok && !isolate)
         elog(DEBUG1, "pg_influx: batch failed, retrying table by table: %s", message);
     return ok;
@@ -1194,9 +1201,14 @@ SchemaNeed CheckGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
     if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE &&
         relkind != RELKIND_FOREIGN_TABLE)
         return SchemaNeed::Nothing;
-    Relation rel = try_table_open(relid, AccessShareLock);
-    if (rel == nullptr)
+    /* A table another session holds is not waited for here: the flush hands it back. */
+    if (!ConditionalLockRelationOid(relid, AccessShareLock))
         return SchemaNeed::Nothing;
+    Relation rel = try_table_open(relid, NoLock);
+    if (rel == nullptr) {
+        UnlockRelationOid(relid, AccessShareLock);
+        return SchemaNeed::Nothing;
+    }
     TableInfo *info = nullptr;
     bool refused = Refusal(rel, &info) != nullptr;
     table_close(rel, AccessShareLock);

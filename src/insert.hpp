@@ -24,14 +24,15 @@ namespace influx {
  * flush transaction's xid (invalid if it wrote nothing) and the bytes written to the
  * handback area just before each flush commits.  handback is the area (records, chunk.hpp)
  * for the lines of groups whose table another session had locked: they are handed back
- * to the listener instead of holding up the flush; handback_writable says whether the
- * area may be written now.
+ * to the listener instead of holding up the flush.
  */
 struct WorkerHooks {
     void (*announce_commit)(TransactionId xid, size_t handback_len);
     char *handback;
     size_t handback_capacity;
-    bool (*handback_writable)(void);
+    bool (*handback_allowed)(void);      /* false while stopping: nobody may take lines back */
+    bool (*handback_writable)(void);     /* false while the last lines are not taken yet */
+    void (*handback_rolled_back)(void);  /* a flush attempt failed: forget what it wrote */
 };
 
 /* Once per worker process, after connecting: memory contexts, invalidation callbacks. */

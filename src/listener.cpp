@@ -540,7 +540,12 @@ void RetryPending(void)
 {
     for (int i = 0; i < kMaxRings; i++) {
         Ring *r = &L->rings[i];
-        if (!r->in_use || r->detached)
+        if (!r->in_use)
+            continue;
+        /* Whatever the ring's state: a worker may wait for its handed-back lines to go. */
+        ForgetDone(r);
+        TakeHandback(r, DonePosition(r));
+        if (r->detached)
             continue;
         if (r->pending) {
             SentChunk *c = SentAt(r, r->sent_count - 1);
@@ -555,8 +560,6 @@ void RetryPending(void)
                 continue;
             }
         }
-        ForgetDone(r);
-        TakeHandback(r, DonePosition(r));
         if (r->retiring && !r->pending && !L->stopping) {
             shm_mq_detach(r->mqh);
             r->mqh = nullptr;
@@ -722,7 +725,7 @@ void TakeHandback(Ring *r, RingPosition done)
     memcpy(c.data, RingHandback(h, r->queue_size), len);
     c.len = len;
     c.seq = 0;
-    pg_write_barrier();
+    pg_memory_barrier(); /* the area is read before the worker may write it again */
     pg_atomic_write_u32(&h->handback_full, 0);
     Count(L->slot, kLinesRerouted, ChunkLines(c.data, c.len));
     if (L->nhanded_back == L->handed_back_capacity) {

@@ -128,6 +128,25 @@ bool HandbackWritable(void)
 }
 
 /*
+ * Lines may be handed back only while the listener will take them: not once the worker
+ * stops, its ring is retired, or the listener has detached (then the flush waits for the
+ * lock, as any flush did before hand-back).
+ */
+bool ring_detached = false;
+
+bool HandbackAllowed(void)
+{
+    return !stop_requested && !ring_detached && pg_atomic_read_u32(&header->retired) == 0;
+}
+
+/* A flush attempt failed: what it handed back belongs to no commit. */
+void HandbackRolledBack(void)
+{
+    if (pg_atomic_read_u32(&header->handback_full) != 0 && HandbackIsThisFlush())
+        pg_atomic_write_u32(&header->handback_full, 0);
+}
+
+/*
  * Before a flush commits: the lines it hands back (already in the area), where it gets
  * to, and its xid (see RingHeader).
  */
@@ -250,7 +269,9 @@ void WorkerMain(Datum main_arg)
     hooks.announce_commit = AnnounceCommit;
     hooks.handback = RingHandback(header, args.queue_size);
     hooks.handback_capacity = kHandbackBytes;
+    hooks.handback_allowed = HandbackAllowed;
     hooks.handback_writable = HandbackWritable;
+    hooks.handback_rolled_back = HandbackRolledBack;
     InsertInit(slot, &hooks);
 
     MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -319,6 +340,7 @@ void WorkerMain(Datum main_arg)
         RingPosition here = {received, 0};
         if (res == SHM_MQ_DETACHED) {
             /* The listener sent everything it will ever send on this ring. */
+            ring_detached = true;
             Flush(&pending_since, here);
             break;
         }
