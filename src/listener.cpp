@@ -821,7 +821,8 @@ void GiveBackMemory(TimestampTz now)
         L->quiet_since = 0;
         return;
     }
-    if (L->held_peak < kTrimAbove)
+    /* Worth it after a stall, or when the pool has kept spare buffers from a busy moment. */
+    if (L->held_peak < kTrimAbove && static_cast<Size>(npool) * kPooledSize < kTrimAbove / 4)
         return;
     if (L->quiet_since == 0) {
         L->quiet_since = now;
