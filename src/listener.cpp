@@ -676,20 +676,25 @@ void StartWorker(int index)
     r->queue_size = qsize;
 }
 
+/* Room for one more entry at the end of a growable array in TopMemoryContext. */
+template <typename T> void RoomForOneMore(T **array, int count, int *capacity)
+{
+    if (count < *capacity)
+        return;
+    int cap = Max(16, *capacity * 2);
+    auto *grown = static_cast<T *>(MemoryContextAlloc(TopMemoryContext, sizeof(T) * cap));
+    if (count > 0)
+        memcpy(grown, *array, sizeof(T) * count);
+    if (*array != nullptr)
+        pfree(*array);
+    *array = grown;
+    *capacity = cap;
+}
+
 /* Adds a chunk to the ones to send before new data (they own its buffer). */
 void Requeue(const SentChunk *chunk)
 {
-    if (L->nrequeued == L->requeued_capacity) {
-        int cap = Max(16, L->requeued_capacity * 2);
-        auto *grown = static_cast<SentChunk *>(
-            MemoryContextAlloc(TopMemoryContext, sizeof(SentChunk) * cap));
-        if (L->nrequeued > 0)
-            memcpy(grown, L->requeued, sizeof(SentChunk) * L->nrequeued);
-        if (L->requeued != nullptr)
-            pfree(L->requeued);
-        L->requeued = grown;
-        L->requeued_capacity = cap;
-    }
+    RoomForOneMore(&L->requeued, L->nrequeued, &L->requeued_capacity);
     L->requeued[L->nrequeued++] = *chunk;
 }
 
@@ -728,17 +733,7 @@ void TakeHandback(Ring *r, RingPosition done)
     pg_memory_barrier(); /* the area is read before the worker may write it again */
     pg_atomic_write_u32(&h->handback_full, 0);
     Count(L->slot, kLinesRerouted, ChunkLines(c.data, c.len));
-    if (L->nhanded_back == L->handed_back_capacity) {
-        int cap = Max(8, L->handed_back_capacity * 2);
-        auto *grown = static_cast<HandedBack *>(
-            MemoryContextAlloc(TopMemoryContext, sizeof(HandedBack) * cap));
-        if (L->nhanded_back > 0)
-            memcpy(grown, L->handed_back, sizeof(HandedBack) * L->nhanded_back);
-        if (L->handed_back != nullptr)
-            pfree(L->handed_back);
-        L->handed_back = grown;
-        L->handed_back_capacity = cap;
-    }
+    RoomForOneMore(&L->handed_back, L->nhanded_back, &L->handed_back_capacity);
     L->handed_back[L->nhanded_back++] =
         HandedBack{c, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kHandbackDelayMs)};
     L->requeued_bytes += c.len;
