@@ -49,13 +49,14 @@ def workers_waiting_on_a_lock(c):
                     "AND wait_event_type = 'Lock'")
 
 
-class HeldLock:
-    """LOCK TABLE ... ACCESS EXCLUSIVE in an open transaction until release()."""
+class HeldTransaction:
+    """Another session's open transaction that has run `sql`, until release() rolls it
+    back."""
 
-    def __init__(self, c, table):
+    def __init__(self, c, sql):
         self.conn = c.connect()
         self.conn.autocommit = False
-        self.conn.cursor().execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        self.conn.cursor().execute(sql)
 
     def release(self):
         if self.conn is not None:
@@ -64,21 +65,17 @@ class HeldLock:
             self.conn = None
 
 
-class HeldKey:
-    """Another session's uncommitted row with v = 0 in a table with UNIQUE (v): a worker
-    inserting v = 0 waits for that transaction (a lock on a transaction, not on the table,
-    so the worker cannot hand the table's lines back) until release() rolls it back."""
+def HeldLock(c, table):
+    """LOCK TABLE ... ACCESS EXCLUSIVE: a worker's flush hands the table's lines back (or,
+    when it cannot, waits) until release()."""
+    return HeldTransaction(c, f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
 
-    def __init__(self, c, table):
-        self.conn = c.connect()
-        self.conn.autocommit = False
-        self.conn.cursor().execute(f"INSERT INTO {table} (v) VALUES (0)")
 
-    def release(self):
-        if self.conn is not None:
-            self.conn.rollback()
-            self.conn.close()
-            self.conn = None
+def HeldKey(c, table):
+    """An uncommitted row with v = 0 in a table with UNIQUE (v): a worker inserting v = 0
+    waits for that transaction (a lock on a transaction, not on the table, so the worker
+    cannot hand the table's lines back) until release() rolls it back."""
+    return HeldTransaction(c, f"INSERT INTO {table} (v) VALUES (0)")
 
 
 def keyed_table(c, table):
