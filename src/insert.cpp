@@ -768,6 +768,29 @@ bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
     return ok;
 }
 
+/*
+ * A table still locked by another session after this long is handed back; a shorter
+ * conflict (another worker creating a table, a quick ALTER) is waited out, as any INSERT
+ * would.
+ */
+constexpr int kHandBackAfterMs = 1000;
+
+/* Takes RowExclusiveLock on a table if it can within `ms`; false (not taken) otherwise. */
+bool LockWithin(Oid relid, int ms)
+{
+    constexpr int kStepMs = 10;
+    for (int waited = 0;; waited += kStepMs) {
+        if (ConditionalLockRelationOid(relid, RowExclusiveLock))
+            return true;
+        if (waited >= ms)
+            return false;
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kStepMs,
+                         PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    }
+}
+
 /* Handback bytes of rows [lo, hi) of a group: one record of their lines, each with '\n'. */
 size_t GroupLineBytes(BatchGroup *g, int lo, int hi)
 {
@@ -865,7 +888,7 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
              * must not hold up the other tables' rows: if there is room, this group's
              * lines are handed back to the listener, which sends them again a moment later.
              */
-            if (!ConditionalLockRelationOid(relid, RowExclusiveLock)) {
+            if (!LockWithin(relid, kHandBackAfterMs)) {
                 /* All the group's rows: WriteHandback writes them all, whatever range. */
                 size_t need = GroupLineBytes(g, 0, g->nrows);
                 if (park_bytes + need > hooks->handback_capacity) {
