@@ -228,3 +228,34 @@ LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION influx.insert(text, text, name, boolean, boolean) IS
 'Inserts line protocol into the measurement tables like the insertion workers do; returns rows inserted (problems are WARNINGs)';
+
+-- ---------------------------------------------------------------------------------------
+-- The default writing identity and schema (docs/security.md)
+-- ---------------------------------------------------------------------------------------
+
+-- In the database the workers write to, with the default influx.role: the role
+-- influx_writer (LOGIN only because PostgreSQL 15 background workers need it; no
+-- password, no other attribute) and influx.schema, owned by that role, so that lines land
+-- in a schema of their own and never as a superuser.  Existing roles and schemas are left
+-- as they are.  The schema is not part of the extension: DROP EXTENSION keeps the data.
+DO $provision$
+DECLARE
+    writer text := coalesce(current_setting('influx.role', true), 'influx_writer');
+    target text := coalesce(current_setting('influx.schema', true), 'influx_metrics');
+BEGIN
+    IF current_database() <> coalesce(current_setting('influx.database', true), 'postgres') THEN
+        RETURN;
+    END IF;
+    IF writer = 'influx_writer' AND NOT EXISTS (SELECT FROM pg_roles WHERE rolname = writer) THEN
+        CREATE ROLE influx_writer LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+            NOBYPASSRLS NOINHERIT;
+        COMMENT ON ROLE influx_writer IS
+            'pg_influx: the role the insertion workers connect and insert as (influx.role)';
+    END IF;
+    IF writer <> '' AND EXISTS (SELECT FROM pg_roles WHERE rolname = writer)
+       AND NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = target) THEN
+        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', target, writer);
+        EXECUTE format('ALTER EXTENSION pg_influx DROP SCHEMA %I', target);
+    END IF;
+END
+$provision$;

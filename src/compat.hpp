@@ -40,6 +40,27 @@
 #define InfluxCreateWaitEventSet(n) CreateWaitEventSet(TopMemoryContext, (n))
 #endif
 
+/* Rounding a timestamp to a column's precision (timestamp(p)); false if it cannot be. */
+#if PG_VERSION_NUM >= 160000
+#define InfluxAdjustTimestampForTypmod(ts, typmod) AdjustTimestampForTypmod((ts), (typmod), NULL)
+#else
+extern "C" {
+#include "utils/datetime.h"
+}
+static inline bool InfluxAdjustTimestampForTypmod(Timestamp *ts, int32 typmod)
+{
+    bool error = false;
+    return AdjustTimestampForTypmodError(ts, typmod, &error) && !error;
+}
+#endif
+
+/* build_attrmap_by_name gained "missing_ok" in 16. */
+#if PG_VERSION_NUM >= 160000
+#define InfluxBuildAttrmapByName(in, out) build_attrmap_by_name((in), (out), false)
+#else
+#define InfluxBuildAttrmapByName(in, out) build_attrmap_by_name((in), (out))
+#endif
+
 /* Range tables carry separate permission info from 16 on. */
 #if PG_VERSION_NUM >= 160000
 #define INFLUX_HAS_RTEPERMINFO 1

@@ -19,12 +19,14 @@ extern "C" {
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 }
 
+#include "compat.hpp"
 #include "convert.hpp"
 
 namespace influx
@@ -390,8 +392,11 @@ bool TimeToDatum(const ColumnInfo *col, int64 time_ns, Datum *out, char *reason)
     int64 us = time_ns / 1000;
     if (time_ns % 1000 < 0)
         us--;
-    int64 ts = us - (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-    if (!IS_VALID_TIMESTAMP(ts)) {
+    Timestamp ts = us - (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+    /* timestamptz(p): rounded to the column's precision, as INSERT's assignment cast does. */
+    if (!IS_VALID_TIMESTAMP(ts) ||
+        (col->typmod >= 0 && !InfluxAdjustTimestampForTypmod(&ts, col->typmod)) ||
+        !IS_VALID_TIMESTAMP(ts)) {
         strlcpy(reason, "timestamp out of range", INFLUX_REASON_SIZE);
         return false;
     }

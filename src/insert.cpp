@@ -32,6 +32,7 @@
 extern "C" {
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -53,6 +54,7 @@ extern "C" {
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -67,6 +69,7 @@ extern "C" {
 
 #include "batch.hpp"
 #include "chunk.hpp"
+#include "identity.hpp"
 #include "insert.hpp"
 #include "pg_cpp.hpp"
 #include "report.hpp"
@@ -681,6 +684,37 @@ Datum KeyArray(ArrayBuildState *state)
  * SPI with parameters (no SQL text is built from incoming data) and returns the table it
  * reports.  Errors propagate: the caller's isolation turns them into rejected rows.
  */
+/*
+ * influx.max_tables: whether the schema holds that many tables (ordinary, partitioned and
+ * foreign, partitions included) already, so that lines naming new measurements create no
+ * more.  Workers creating different tables at once may overshoot by one each.
+ */
+bool TableLimitReached(Oid nspid, char *reason, size_t size)
+{
+    if (influx_max_tables <= 0)
+        return false;
+    ScanKeyData key;
+    ScanKeyInit(&key, Anum_pg_class_relnamespace, BTEqualStrategyNumber, F_OIDEQ,
+                ObjectIdGetDatum(nspid));
+    Relation pg_class = table_open(RelationRelationId, AccessShareLock);
+    SysScanDesc scan = systable_beginscan(pg_class, InvalidOid, false, nullptr, 1, &key);
+    int count = 0;
+    HeapTuple tup;
+    while ((tup = systable_getnext(scan)) != nullptr) {
+        char kind = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relkind;
+        if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE ||
+            kind == RELKIND_FOREIGN_TABLE)
+            count++;
+    }
+    systable_endscan(scan);
+    table_close(pg_class, AccessShareLock);
+    if (count < influx_max_tables)
+        return false;
+    pg_snprintf(reason, size, "the schema holds %d tables, influx.max_tables allows %d: no table is created",
+                count, influx_max_tables);
+    return true;
+}
+
 Oid CreateTable(const char *schema, Oid nspid, BatchGroup *g, int lo, int hi)
 {
     /*
@@ -863,6 +897,11 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
                 RejectRange(g, lo, hi, kRowsRejectedTable, reason);
                 return nullptr;
             }
+            char limit[128];
+            if (TableLimitReached(nspid, limit, sizeof(limit))) {
+                RejectRange(g, lo, hi, kRowsRejectedTable, limit);
+                return nullptr;
+            }
             relid = CreateTable(opts->schema, nspid, g, lo, hi);
             if (!OidIsValid(relid)) {
                 RejectRange(g, lo, hi, kRowsRejectedTable,
@@ -928,13 +967,10 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
  */
 const char *Refusal(Relation rel, TableInfo **info)
 {
-    Oid relid = RelationGetRelid(rel);
     *info = nullptr;
-    if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-        return "permission denied: INSERT privilege on the table is required";
-    if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
-        return "row-level security is enabled for the table and the role; pg_influx does "
-               "not insert through policies";
+    const char *refusal = IdentityRefusal(rel, GetUserId());
+    if (refusal != nullptr)
+        return refusal;
     *info = TableCacheGet(rel);
     if ((*info)->time_unsupported)
         return "column \"_time\" must be timestamptz, timestamp or bigint";
@@ -958,6 +994,11 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
         char reason[NAMEDATALEN + 32];
         pg_snprintf(reason, sizeof(reason), "schema \"%s\" does not exist", opts->schema);
         RejectRange(g, lo, hi, kRowsRejectedTable, reason);
+        return 0;
+    }
+    const char *schema_refusal = SchemaRefusal(nspid, GetUserId());
+    if (schema_refusal != nullptr) {
+        RejectRange(g, lo, hi, kRowsRejectedTable, schema_refusal);
         return 0;
     }
     Relation rel = OpenTable(opts, nspid, g, lo, hi);
@@ -993,7 +1034,7 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     /* Each group is a statement: it sees what the previous ones wrote. */
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
-    int64 n = WriteRows(rel, info, g, lo, hi, &progress, ReparseRow);
+    int64 n = WriteRows(rel, info, GetUserId(), g, lo, hi, &progress, ReparseRow);
     PopActiveSnapshot();
     table_close(rel, NoLock);
     return n;
@@ -1099,6 +1140,18 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
 int64 InsertAll(const FlushOptions *opts, bool isolate)
 {
     int64 total = 0;
+    if (opts->worker) {
+        /*
+         * The role may have been made a superuser since the worker started: then nothing
+         * is written, and the flush waits (its rows kept) until the role is fixed.
+         */
+        const char *problem =
+            WriterRoleProblem(superuser_arg(GetUserId()), has_bypassrls_privilege(GetUserId()));
+        if (problem != nullptr)
+            ereport(ERROR, (errcode(ERRCODE_CANNOT_CONNECT_NOW),
+                            errmsg("role \"%s\" (influx.role) %s", GetUserNameFromId(GetUserId(), false),
+                                   problem)));
+    }
     /* Each attempt decides afresh which groups to hand back (a lock may have gone). */
     may_park = opts->worker && hooks != nullptr && hooks->handback_allowed();
     park_bytes = 0;
@@ -1256,6 +1309,9 @@ void MakeGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
     LockMeasurementName(nspid, g->measurement);
     Oid relid = TableCacheLookup(nspid, g->measurement);
     if (!OidIsValid(relid)) {
+        char limit[128];
+        if (TableLimitReached(nspid, limit, sizeof(limit)))
+            return; /* the flush rejects the rows, with the reason */
         relid = CreateTable(opts->schema, nspid, g, 0, g->nrows);
         if (!OidIsValid(relid))
             return; /* the flush calls the hook again and rejects the rows */

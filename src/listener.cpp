@@ -67,6 +67,7 @@ extern "C" {
 
 #include "chunk.hpp"
 #include "compat.hpp"
+#include "identity.hpp"
 #include "line_protocol.hpp"
 #include "listener.hpp"
 #include "pg_cpp.hpp"
@@ -161,6 +162,7 @@ struct ListenerState {
     bool endpoints_ok;
     TimestampTz next_bind_attempt;
     bool targets_ok;
+    bool superuser_warned; /* the warning about a privileged influx.role was given */
 
     Connection **conns;
     int nconns;
@@ -1248,6 +1250,7 @@ void BindSockets(void)
 bool CheckTargets(void)
 {
     char problem[256] = "";
+    bool superuser_allowed = false; /* a privileged role, let through by the setting */
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
     (void) GetTransactionSnapshot();
@@ -1275,6 +1278,7 @@ bool CheckTargets(void)
                  influx_database);
     } else if (influx_role != nullptr && influx_role[0] != '\0') {
         bool role_found = false, can_login = false;
+        const char *privileged = nullptr;
         rel = table_open(AuthIdRelationId, AccessShareLock);
         scan = table_beginscan_catalog(rel, 0, nullptr);
         while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
@@ -1282,6 +1286,8 @@ bool CheckTargets(void)
             if (strcmp(NameStr(role->rolname), influx_role) == 0) {
                 role_found = true;
                 can_login = role->rolcanlogin;
+                privileged = WriterRoleProblem(role->rolsuper, role->rolbypassrls);
+                superuser_allowed = role->rolsuper || role->rolbypassrls;
                 break;
             }
         }
@@ -1293,9 +1299,27 @@ bool CheckTargets(void)
         else if (!can_login)
             snprintf(problem, sizeof(problem),
                      "role \"%s\" (influx.role) is not permitted to log in", influx_role);
+        else if (privileged != nullptr)
+            snprintf(problem, sizeof(problem), "role \"%s\" (influx.role) %s", influx_role,
+                     privileged);
+    } else if (!influx_allow_superuser) {
+        snprintf(problem, sizeof(problem),
+                 "influx.role is empty, which means the bootstrap superuser (set "
+                 "influx.allow_superuser to insert as it anyway)");
+    } else {
+        superuser_allowed = true;
     }
     CommitTransactionCommand();
 
+    if (superuser_allowed && problem[0] == '\0' && !L->superuser_warned)
+        ereport(WARNING,
+                (errmsg("influx workers insert as role \"%s\", which is a superuser or bypasses "
+                        "row-level security",
+                        influx_role && influx_role[0] ? influx_role : "(bootstrap superuser)"),
+                 errdetail("Anyone who can reach the influx ports writes with its privileges; "
+                           "influx.allow_superuser is on."),
+                 errhint("Set influx.role to a role without these attributes.")));
+    L->superuser_warned = superuser_allowed && problem[0] == '\0';
     bool was_reported = strcmp(L->target_problem, problem) == 0;
     strlcpy(L->target_problem, problem, sizeof(L->target_problem));
     RefreshStatus();
@@ -1580,6 +1604,7 @@ void ListenerMain(void)
 
     WaitEvent events[64];
     TimestampTz last_supervision = GetCurrentTimestamp();
+    TimestampTz last_target_check = last_supervision;
     for (;;) {
         if (shutdown_requested)
             Shutdown();
@@ -1650,6 +1675,17 @@ void ListenerMain(void)
             PollUdpDrops();
             CloseIdleConnections(now);
             last_supervision = now;
+        }
+        /*
+         * The role or database may be created (CREATE EXTENSION creates the default role),
+         * or the role changed (made a superuser), without a reload.
+         */
+        if (TimestampDifferenceExceeds(last_target_check, now, L->targets_ok ? 10000 : 1000)) {
+            bool was_ok = L->targets_ok;
+            L->targets_ok = CheckTargets();
+            last_target_check = now;
+            if (L->targets_ok != was_ok)
+                SuperviseWorkers(false);
         }
     }
 }

@@ -10,6 +10,8 @@
  *  - influx.database and influx.role are SIGHUP too; a change makes the listener restart
  *    itself and its workers, since a background process cannot switch databases.
  */
+#include <climits>
+
 extern "C" {
 #include "postgres.h"
 
@@ -23,6 +25,8 @@ extern "C" {
 char *influx_database = nullptr;
 char *influx_role = nullptr;
 char *influx_schema = nullptr;
+bool influx_allow_superuser = false;
+int influx_max_tables = 10000;
 int influx_workers = 2;
 char *influx_listen_addresses = nullptr;
 int influx_udp_port = 8089;
@@ -76,14 +80,30 @@ void InitSettings(void)
 
     DefineCustomStringVariable(
         "influx.role", "Role the insertion workers connect and insert as.",
-        "Empty means the bootstrap superuser.  The role needs LOGIN and INSERT on the target "
-        "tables; its privileges and row-level security policies are honoured.",
-        &influx_role, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+        "CREATE EXTENSION pg_influx creates the default role.  The role needs LOGIN and INSERT "
+        "on the target tables; its privileges and row-level security policies are honoured.  "
+        "Empty means the bootstrap superuser, which needs influx.allow_superuser.",
+        &influx_role, "influx_writer", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomBoolVariable(
+        "influx.allow_superuser",
+        "Let the workers insert as a role that is a superuser or bypasses row-level security.",
+        "Off: such a role in influx.role starts no workers.", &influx_allow_superuser, false,
+        PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomStringVariable("influx.schema",
-                               "Schema that holds one table per measurement.", nullptr,
-                               &influx_schema, "public", PGC_SIGHUP, 0, nullptr, nullptr,
-                               nullptr);
+                               "Schema that holds one table per measurement.",
+                               "CREATE EXTENSION pg_influx creates it, owned by influx.role, "
+                               "if it does not exist.",
+                               &influx_schema, "influx_metrics", PGC_SIGHUP, 0, nullptr,
+                               nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.max_tables",
+                            "Most tables influx.schema may hold before lines stop creating "
+                            "more.",
+                            "0: no limit.  Lines for existing tables are not affected.",
+                            &influx_max_tables, 10000, 0, INT_MAX, PGC_SIGHUP, 0, nullptr,
+                            nullptr, nullptr);
 
     DefineCustomIntVariable("influx.workers", "Number of insertion workers.",
                             "A reload starts or stops workers to match.", &influx_workers, 2,

@@ -13,6 +13,8 @@
 extern char *influx_database;
 extern char *influx_role;
 extern char *influx_schema;
+extern bool influx_allow_superuser;
+extern int influx_max_tables; /* 0: no limit */
 extern int influx_workers;
 extern char *influx_listen_addresses;
 extern int influx_udp_port;

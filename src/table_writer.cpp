@@ -19,6 +19,7 @@
 extern "C" {
 #include "postgres.h"
 
+#include "access/attmap.h"
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -34,9 +35,12 @@ extern "C" {
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
+#include "rewrite/rowsecurity.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
@@ -44,6 +48,7 @@ extern "C" {
 
 #include "compat.hpp"
 #include "convert.hpp"
+#include "identity.hpp"
 #include "report.hpp"
 #include "table_writer.hpp"
 
@@ -152,11 +157,80 @@ struct Writer {
     bool *default_null;
 
     bool *is_set; /* per row: columns that got a value from the line */
+    Oid writer;           /* the role the write is made for (identity.hpp) */
+    const bool *writable; /* per column: the writer may set it; NULL: every column */
+    List *checks;         /* the table's row-level security WITH CHECK options, planned */
     int64 inserted;
 
     ColumnMemo field_memo; /* zeroed by palloc0: no key remembered yet */
     ColumnMemo tag_memo;
 };
+
+/* Gives a result relation the WITH CHECK options it evaluates before each row is stored. */
+void SetChecks(ResultRelInfo *rri, List *checks)
+{
+    List *exprs = NIL;
+    ListCell *lc;
+    foreach (lc, checks) {
+        auto *wco = lfirst_node(WithCheckOption, lc);
+        exprs = lappend(exprs, ExecInitQual(reinterpret_cast<List *>(wco->qual), nullptr));
+    }
+    rri->ri_WithCheckOptions = checks;
+    rri->ri_WithCheckOptionExprs = exprs;
+}
+
+/* The root's checks in a leaf partition's column numbers (as ExecInitPartitionInfo does). */
+List *MapToPartition(List *checks, Relation partition, Relation root)
+{
+    AttrMap *map = InfluxBuildAttrmapByName(RelationGetDescr(partition), RelationGetDescr(root));
+    bool whole_row = false;
+    return reinterpret_cast<List *>(map_variable_attnos(static_cast<Node *>(copyObjectImpl(checks)),
+                                                         1, 0, map,
+                                                         RelationGetForm(partition)->reltype,
+                                                         &whole_row));
+}
+
+/*
+ * The WITH CHECK options an INSERT by `writer` would get from the table's row-level
+ * security policies (none when they are not in force for it), planned for evaluation.
+ * Policies are chosen for the writer; their expressions run as the acting user.
+ */
+List *RowSecurityChecks(Relation rel, Oid writer)
+{
+    if (check_enable_rls(RelationGetRelid(rel), writer, false) != RLS_ENABLED)
+        return NIL;
+    Query *query = makeNode(Query);
+    query->commandType = CMD_INSERT;
+    query->resultRelation = 1;
+    RangeTblEntry *rte = makeNode(RangeTblEntry);
+    rte->rtekind = RTE_RELATION;
+    rte->relid = RelationGetRelid(rel);
+    rte->relkind = rel->rd_rel->relkind;
+    rte->rellockmode = RowExclusiveLock;
+#ifdef INFLUX_HAS_RTEPERMINFO
+    RTEPermissionInfo *perm = addRTEPermissionInfo(&query->rteperminfos, rte);
+    perm->checkAsUser = writer;
+    perm->requiredPerms = ACL_INSERT;
+#else
+    rte->checkAsUser = writer;
+    rte->requiredPerms = ACL_INSERT;
+#endif
+    query->rtable = list_make1(rte);
+
+    List *quals = NIL, *checks = NIL;
+    bool has_row_security = false, has_sublinks = false;
+    get_row_security_policies(query, rte, 1, &quals, &checks, &has_row_security, &has_sublinks);
+    if (has_sublinks) /* IdentityRefusal turns such tables away first */
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("row-level security policies with subqueries are not supported")));
+    ListCell *lc;
+    foreach (lc, checks) {
+        auto *wco = lfirst_node(WithCheckOption, lc);
+        Expr *planned = expression_planner(reinterpret_cast<Expr *>(wco->qual));
+        wco->qual = reinterpret_cast<Node *>(make_ands_implicit(planned));
+    }
+    return checks;
+}
 
 /* Sets up a target: decides bulk or slow path as COPY does (copyfrom.c CIM_*). */
 Target *AddTarget(Writer *w, ResultRelInfo *rri)
@@ -171,6 +245,8 @@ Target *AddTarget(Writer *w, ResultRelInfo *rri)
     t->partition_check = r->rd_rel->relispartition && (w->proute == nullptr || t->before_row);
     if (r->rd_rel->relkind == RELKIND_RELATION)
         t->bistate = GetBulkInsertState();
+    if (w->checks != NIL && rri != w->root)
+        SetChecks(rri, MapToPartition(w->checks, r, w->rel));
     if (t->multi) {
         t->slots = static_cast<TupleTableSlot **>(palloc0(sizeof(TupleTableSlot *) * kMaxBuffered));
         t->rows = static_cast<int *>(palloc(sizeof(int) * kMaxBuffered));
@@ -298,6 +374,8 @@ void InsertOne(Writer *w, Target *t, TupleTableSlot *slot)
             return;
         ExecARInsertTriggers(estate, rri, slot, NIL, w->tcs);
     } else {
+        if (rri->ri_WithCheckOptions != NIL)
+            ExecWithCheckOptions(WCO_RLS_INSERT_CHECK, rri, slot, estate);
         if (r->rd_att->constr != nullptr)
             ExecConstraints(rri, slot, estate);
         if (t->partition_check)
@@ -502,6 +580,18 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
     } else if (!FillFromLine(w, row, slot)) {
         return false;
     }
+    if (w->writable != nullptr) {
+        /* INSERT with column privileges: every column the row sets must be granted. */
+        for (int c = 0; c < natts; c++) {
+            if (w->is_set[c] && !w->writable[c]) {
+                row->rejected = true;
+                Problem(kRowsRejectedTable, 1,
+                        "row rejected: table \"%s\": permission denied for column \"%s\"",
+                        get_rel_name(w->info->relid), w->info->columns[c].name);
+                return false;
+            }
+        }
+    }
 
     ExprContext *econtext = GetPerTupleExprContext(w->estate);
     for (int d = 0; d < w->ndefaults; d++) {
@@ -608,6 +698,10 @@ void SetUp(Writer *w)
 
     bool volatile_defaults = PrepareDefaults(w);
     w->single_only = volatile_defaults || (partitioned && w->tcs != nullptr);
+
+    w->checks = RowSecurityChecks(rel, w->writer);
+    if (w->checks != NIL)
+        SetChecks(rri, w->checks);
 
     w->targets_capacity = 4;
     w->targets = static_cast<Target **>(palloc(sizeof(Target *) * w->targets_capacity));
@@ -812,11 +906,13 @@ bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &s
     });
 }
 
-int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi,
+int64 WriteRows(Relation rel, TableInfo *info, Oid writer, BatchGroup *group, int lo, int hi,
                 volatile WriteProgress *progress, ReparseFn reparse)
 {
     Writer *w = static_cast<Writer *>(palloc0(sizeof(Writer)));
     w->rel = rel;
+    w->writer = writer;
+    w->writable = ColumnsWritable(rel, writer);
     w->info = info;
     w->group = group;
     w->progress = progress;
@@ -825,6 +921,9 @@ int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi
     progress->row = -1;
     progress->column = nullptr;
 
+    /* The table's own code, from its defaults to its AFTER triggers, runs as `acting`. */
+    Acting acting;
+    BeginActing(&acting, ActingUser(rel, writer));
     SetUp(w);
     EState *estate = w->estate;
     progress->stage = WriteStage::Rows;
@@ -865,6 +964,8 @@ int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi
         } else {
             if (t->has_generated)
                 ExecComputeStoredGenerated(t->rri, estate, slot, CMD_INSERT);
+            if (t->rri->ri_WithCheckOptions != NIL)
+                ExecWithCheckOptions(WCO_RLS_INSERT_CHECK, t->rri, slot, estate);
             if (t->rri->ri_RelationDesc->rd_att->constr != nullptr)
                 ExecConstraints(t->rri, slot, estate);
             if (t->partition_check)
@@ -882,6 +983,7 @@ int64 WriteRows(Relation rel, TableInfo *info, BatchGroup *group, int lo, int hi
     }
 
     Finish(w);
+    EndActing(&acting);
     return w->inserted;
 }
 

@@ -10,6 +10,8 @@ when the tests run as root.  A module can add or override settings with a module
 
     CLUSTER_CONF = {"influx.max_line_length": "1kB"}
 
+(a value of None leaves that setting out, so that its default applies)
+
 Fixtures, from the least to the most that must work:
 
     cluster   the server is up (library preloaded); nothing else is assumed
@@ -47,6 +49,12 @@ DEFAULT_CONF = {
     "synchronous_commit": "off",
     "log_line_prefix": "'%m [%p] %b '",
     "influx.database": "'postgres'",
+    # Most modules test ingestion, not identity: they write as the test superuser into
+    # public (an administrator's explicit choice).  test_security.py runs on the defaults
+    # (CLUSTER_CONF sets these three to None).
+    "influx.role": "'postgres'",
+    "influx.allow_superuser": "on",
+    "influx.schema": "'public'",
     "influx.listen_addresses": "'localhost'",
     "influx.workers": "2",
     "influx.flush_interval": str(FLUSH_INTERVAL_MS),
@@ -192,6 +200,8 @@ class Cluster:
             }
         )
         self.conf.update(conf or {})
+        # A setting a module sets to None is left out: the server's default applies.
+        self.conf = {k: v for k, v in self.conf.items() if v is not None}
         # Ports a module's CLUSTER_CONF overrides are the ones in force.
         self.udp_port = int(self.conf["influx.udp_port"])
         self.tcp_port = int(self.conf["influx.tcp_port"])

@@ -1,0 +1,128 @@
+/*
+ * identity.cpp — who a write is made as, and who runs the table's own code (identity.hpp).
+ */
+extern "C" {
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+#include "rewrite/rowsecurity.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+}
+
+#include "identity.hpp"
+#include "settings.hpp"
+
+namespace influx
+{
+
+namespace
+{
+
+/* Triggers that may fire only at commit, when the write's user is back in force. */
+bool HasDeferrableTriggers(Relation rel)
+{
+    const TriggerDesc *td = rel->trigdesc;
+    if (td == nullptr)
+        return false;
+    for (int i = 0; i < td->numtriggers; i++) {
+        const Trigger *t = &td->triggers[i];
+        /* Foreign-key triggers are internal and run their queries as the tables' owners. */
+        if (t->tgdeferrable && !t->tgisinternal)
+            return true;
+    }
+    return false;
+}
+
+/* Policies for INSERT with a subquery: PostgreSQL plans those only as part of a query. */
+bool HasInsertPolicyWithSubquery(Relation rel)
+{
+    if (rel->rd_rsdesc == nullptr)
+        return false;
+    ListCell *lc;
+    foreach (lc, rel->rd_rsdesc->policies) {
+        auto *policy = static_cast<RowSecurityPolicy *>(lfirst(lc));
+        if ((policy->polcmd == '*' || policy->polcmd == ACL_INSERT_CHR) && policy->hassublinks)
+            return true;
+    }
+    return false;
+}
+
+} // namespace
+
+Oid ActingUser(Relation rel, Oid writer)
+{
+    Oid owner = rel->rd_rel->relowner;
+    return has_privs_of_role(owner, writer) ? writer : owner;
+}
+
+const char *IdentityRefusal(Relation rel, Oid writer)
+{
+    Oid relid = RelationGetRelid(rel);
+    if (pg_class_aclcheck(relid, writer, ACL_INSERT) != ACLCHECK_OK &&
+        pg_attribute_aclcheck_all(relid, writer, ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
+        return "permission denied: INSERT privilege on the table is required";
+    if (check_enable_rls(relid, writer, false) == RLS_ENABLED && HasInsertPolicyWithSubquery(rel))
+        return "a row-level security policy for INSERT has a subquery, which pg_influx cannot "
+               "evaluate";
+    if (ActingUser(rel, writer) != writer && HasDeferrableTriggers(rel))
+        return "the table has deferrable constraint triggers and its owner does not hold the "
+               "writing role's privileges: they would run at commit as that role";
+    return nullptr;
+}
+
+bool *ColumnsWritable(Relation rel, Oid writer)
+{
+    Oid relid = RelationGetRelid(rel);
+    if (pg_class_aclcheck(relid, writer, ACL_INSERT) == ACLCHECK_OK)
+        return nullptr;
+    TupleDesc desc = RelationGetDescr(rel);
+    bool *writable = static_cast<bool *>(palloc0(Max(desc->natts, 1)));
+    for (int i = 0; i < desc->natts; i++) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        if (!att->attisdropped)
+            writable[i] =
+                pg_attribute_aclcheck(relid, att->attnum, writer, ACL_INSERT) == ACLCHECK_OK;
+    }
+    return writable;
+}
+
+const char *SchemaRefusal(Oid nspid, Oid writer)
+{
+    if (pg_namespace_aclcheck(nspid, writer, ACL_USAGE) != ACLCHECK_OK)
+        return "permission denied: USAGE privilege on the schema is required";
+    return nullptr;
+}
+
+const char *WriterRoleProblem(bool is_superuser, bool bypassrls)
+{
+    if (influx_allow_superuser)
+        return nullptr;
+    if (is_superuser)
+        return "is a superuser (set influx.allow_superuser to insert as it anyway)";
+    if (bypassrls)
+        return "bypasses row-level security (set influx.allow_superuser to insert as it "
+               "anyway)";
+    return nullptr;
+}
+
+void BeginActing(Acting *acting, Oid user)
+{
+    GetUserIdAndSecContext(&acting->saved_user, &acting->saved_context);
+    SetUserIdAndSecContext(user, acting->saved_context | SECURITY_RESTRICTED_OPERATION);
+    acting->guc_level = NewGUCNestLevel();
+    (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+                             GUC_ACTION_SAVE, true, 0, false);
+}
+
+void EndActing(const Acting *acting)
+{
+    AtEOXact_GUC(false, acting->guc_level);
+    SetUserIdAndSecContext(acting->saved_user, acting->saved_context);
+}
+
+} // namespace influx

@@ -1,0 +1,283 @@
+"""
+test_security.py — who pg_influx writes as, on its default configuration.
+
+The cluster runs with nothing configured for identity (influx.role, influx.schema and
+influx.allow_superuser at their defaults).  A hostile table owner, `mallory`, may create
+tables in the schema the workers write to (an administrator granted it CREATE there) and
+tries to act with the rights of whoever inserts: through a trigger, a column DEFAULT, a
+CHECK constraint and an index expression.  Each of her functions records current_user and
+tries to make her a superuser and to drop a table of the writing role.  One line sent to
+the port must land with none of that succeeding.
+"""
+
+import psycopg2
+import pytest
+
+from conftest import send_tcp, wait_for
+
+CLUSTER_CONF = {
+    "influx.role": None,
+    "influx.allow_superuser": None,
+    "influx.schema": None,
+    "influx.workers": "1",
+}
+
+
+def schema(c):
+    return c.scalar("SELECT current_setting('influx.schema')")
+
+
+def as_role(c, role, sql, params=None):
+    conn = c.connect(user=role)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def counter(c, name):
+    return c.stat_total(name)
+
+
+@pytest.fixture(scope="module")
+def mallory(listener):
+    """Role mallory, allowed to create tables in the workers' schema, with her functions."""
+    c = listener
+    s = schema(c)
+    # The writing role's own table, which mallory must not be able to drop through it.
+    send_tcp(c.tcp_port, "victim v=1\n")
+    wait_for(lambda: c.row_count(f"{s}.victim") == 1, what="victim created by the workers")
+    c.execute("CREATE ROLE mallory LOGIN")
+    c.execute(f"GRANT USAGE, CREATE ON SCHEMA {s} TO mallory")
+    c.execute("CREATE SCHEMA mallory AUTHORIZATION mallory")
+    as_role(c, "mallory", f"""
+        CREATE TABLE mallory.log (tbl text, who text);
+        -- Tries what only the inserting identity could do; records who it ran as.
+        CREATE FUNCTION mallory.grab(tbl text) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO mallory.log VALUES (tbl, current_user);
+            BEGIN
+                ALTER ROLE mallory SUPERUSER;
+            EXCEPTION WHEN OTHERS THEN NULL;
+            END;
+            BEGIN
+                DROP TABLE {s}.victim;
+            EXCEPTION WHEN OTHERS THEN NULL;
+            END;
+            RETURN true;
+        END $$;
+        CREATE FUNCTION mallory.on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM mallory.grab(TG_TABLE_NAME);
+            RETURN NULL;
+        END $$;
+        -- Index expressions must be IMMUTABLE; a volatile call inside still runs.
+        CREATE FUNCTION mallory.idx(v double precision) RETURNS double precision
+        LANGUAGE plpgsql IMMUTABLE AS $$
+        BEGIN
+            PERFORM mallory.grab('by_index');
+            RETURN v;
+        END $$;
+        CREATE TABLE {s}.by_trigger (_time timestamptz, v double precision);
+        CREATE TRIGGER grab AFTER INSERT ON {s}.by_trigger
+            FOR EACH ROW EXECUTE FUNCTION mallory.on_insert();
+        CREATE TABLE {s}.by_default (_time timestamptz, v double precision,
+                                    grabbed boolean DEFAULT mallory.grab('by_default'));
+        CREATE TABLE {s}.by_check (_time timestamptz, v double precision,
+                                  CHECK (mallory.grab('by_check')));
+        CREATE TABLE {s}.by_index (_time timestamptz, v double precision);
+        CREATE INDEX ON {s}.by_index (mallory.idx(v));
+        GRANT INSERT ON {s}.by_trigger, {s}.by_default, {s}.by_check, {s}.by_index TO PUBLIC;
+        GRANT USAGE ON SCHEMA mallory TO PUBLIC;
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mallory TO PUBLIC;
+        GRANT INSERT ON mallory.log TO PUBLIC;
+    """)
+    return c
+
+
+def test_defaults_write_as_an_unprivileged_role_into_a_dedicated_schema(listener, db):
+    c = listener
+    s = schema(c)
+    assert s != "public"
+    role = c.scalar("SELECT current_setting('influx.role')")
+    assert role, "influx.role has a default"
+    sup, bypass = c.query("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s",
+                          (role,))[0]
+    assert (sup, bypass) == (False, False)
+    send_tcp(c.tcp_port, "defaults_cpu,host=a usage=1.5\n")
+    wait_for(lambda: c.row_count(f"{s}.defaults_cpu") == 1, what="the row in the schema")
+    assert c.scalar("SELECT to_regclass('public.defaults_cpu')") is None
+    owner = c.scalar("SELECT tableowner FROM pg_tables WHERE schemaname = %s "
+                     "AND tablename = 'defaults_cpu'", (s,))
+    assert owner == role
+    users = {r[0] for r in c.query(
+        "SELECT usename FROM pg_stat_activity WHERE backend_type = 'influx worker'")}
+    assert users == {role}
+
+
+@pytest.mark.parametrize("table", ["by_trigger", "by_default", "by_check", "by_index"])
+def test_a_table_owner_cannot_act_with_the_writers_rights(mallory, table):
+    c = mallory
+    s = schema(c)
+    send_tcp(c.tcp_port, f"{table} v=1\n")
+    wait_for(lambda: c.row_count(f"{s}.{table}") == 1, what=f"the row in {table}")
+    who = {r[0] for r in c.query("SELECT who FROM mallory.log WHERE tbl = %s", (table,))}
+    assert who == {"mallory"}, f"{table}'s code ran as {who}"
+    assert c.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") is False
+    assert c.scalar(f"SELECT to_regclass('{s}.victim') IS NOT NULL")
+
+
+def test_a_measurement_cannot_name_another_schema(listener):
+    c = listener
+    s = schema(c)
+    c.execute("CREATE SCHEMA other")
+    c.execute("CREATE TABLE other.t (_time timestamptz, v double precision)")
+    c.execute("GRANT USAGE ON SCHEMA other TO PUBLIC")
+    c.execute("GRANT INSERT ON other.t TO PUBLIC")
+    send_tcp(c.tcp_port, "other.t v=1\n")
+    wait_for(lambda: c.row_count(f'{s}."other.t"') == 1, what="the row in the dotted table")
+    assert c.row_count("other.t") == 0
+
+
+def test_insert_checks_schema_usage(listener):
+    c = listener
+    c.execute("CREATE ROLE walled_user LOGIN")
+    c.execute("CREATE SCHEMA walled")
+    c.execute("CREATE TABLE walled.t (_time timestamptz, v double precision)")
+    c.execute("GRANT INSERT ON walled.t TO walled_user")
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        as_role(c, "walled_user", "INSERT INTO walled.t VALUES (now(), 1)")
+    inserted = as_role(c, "walled_user",
+                       "SELECT influx.insert('t v=2 1', schema_name => 'walled')")[0][0]
+    assert inserted == 0
+    assert c.row_count("walled.t") == 0
+
+
+def test_values_get_their_columns_typmods_as_insert_does(listener):
+    c = listener
+    s = schema(c)
+    role = c.scalar("SELECT current_setting('influx.role')")
+    c.execute(f"CREATE TABLE {s}.typmods (_time timestamptz(0), n numeric(5,2), s varchar(3))")
+    c.execute(f"GRANT INSERT ON {s}.typmods TO {role}")
+    c.execute("CREATE TABLE typmods_ref (_time timestamptz(0), n numeric(5,2), s varchar(3))")
+    c.execute("INSERT INTO typmods_ref VALUES "
+              "(to_timestamp(1700000000.987654), 1.234, 'abc'), "
+              "(to_timestamp(1700000001.4), 999.994, 'xy')")
+    before = counter(c, "rows_rejected_value") + counter(c, "rows_rejected_insert")
+    send_tcp(c.tcp_port,
+             'typmods n=1.234,s="abc" 1700000000987654000\n'
+             'typmods n=999.994,s="xy" 1700000001400000000\n'
+             'typmods n=12345.6,s="ok" 1700000002000000000\n'   # numeric overflow
+             'typmods n=1.0,s="abcd" 1700000003000000000\n')    # too long for varchar(3)
+    wait_for(lambda: counter(c, "rows_rejected_value") + counter(c, "rows_rejected_insert")
+             - before == 2, what="the two rows INSERT would refuse, rejected")
+    got = c.query(f"SELECT _time, n, s FROM {s}.typmods ORDER BY _time")
+    want = c.query("SELECT _time, n, s FROM typmods_ref ORDER BY _time")
+    assert got == want
+
+
+def test_row_level_security_applies_with_check_per_row(listener):
+    c = listener
+    s = schema(c)
+    role = c.scalar("SELECT current_setting('influx.role')")
+    c.execute(f"CREATE TABLE {s}.guarded (_time timestamptz, host text, v double precision)")
+    c.execute(f"CREATE TABLE {s}.guarded_parts (_time timestamptz, host text, v double precision)"
+              " PARTITION BY LIST (host)")
+    c.execute(f"CREATE TABLE {s}.guarded_parts_a PARTITION OF {s}.guarded_parts "
+              "FOR VALUES IN ('a', 'b')")
+    for t in ("guarded", "guarded_parts"):
+        c.execute(f"GRANT INSERT ON {s}.{t} TO {role}")
+        c.execute(f"ALTER TABLE {s}.{t} ENABLE ROW LEVEL SECURITY")
+        c.execute(f"CREATE POLICY small ON {s}.{t} FOR INSERT TO {role} WITH CHECK (v < 100)")
+    before = counter(c, "rows_rejected_insert")
+    lines = "".join(f"{t},host={h} v={v}\n" for t in ("guarded", "guarded_parts")
+                    for h, v in (("a", 1), ("b", 500), ("a", 2)))
+    send_tcp(c.tcp_port, lines)
+    wait_for(lambda: counter(c, "rows_rejected_insert") - before == 2,
+             what="the rows the policy refuses, rejected")
+    for t in ("guarded", "guarded_parts"):
+        wait_for(lambda: c.row_count(f"{s}.{t}") == 2, what=f"the rows of {t} that pass")
+        assert sorted(r[0] for r in c.query(f"SELECT v FROM {s}.{t}")) == [1, 2]
+
+
+def test_insert_applies_the_callers_row_level_security(listener):
+    c = listener
+    c.execute("CREATE ROLE rls_user LOGIN")
+    c.execute("CREATE SCHEMA rls AUTHORIZATION postgres")
+    c.execute("GRANT USAGE ON SCHEMA rls TO rls_user")
+    c.execute("CREATE TABLE rls.t (_time timestamptz, host text, v double precision)")
+    c.execute("GRANT INSERT ON rls.t TO rls_user")
+    c.execute("ALTER TABLE rls.t ENABLE ROW LEVEL SECURITY")
+    c.execute("CREATE POLICY own_host ON rls.t FOR INSERT TO rls_user "
+              "WITH CHECK (host = current_user)")
+    n = as_role(c, "rls_user", "SELECT influx.insert("
+                "E't,host=rls_user v=1 1\\nt,host=other v=2 2', schema_name => 'rls')")[0][0]
+    assert n == 1
+    assert c.query("SELECT host, v FROM rls.t") == [("rls_user", 1.0)]
+
+
+def test_column_privileges_are_checked_per_row(listener):
+    c = listener
+    s = schema(c)
+    role = c.scalar("SELECT current_setting('influx.role')")
+    c.execute(f"CREATE TABLE {s}.colpriv (_time timestamptz, host text, v double precision, "
+              "secret text)")
+    c.execute(f"GRANT INSERT (_time, host, v) ON {s}.colpriv TO {role}")
+    before = counter(c, "rows_rejected_table")
+    send_tcp(c.tcp_port, 'colpriv,host=a v=1\ncolpriv,host=b v=2,secret="x"\n'
+                         "colpriv,host=c v=3\n")
+    wait_for(lambda: counter(c, "rows_rejected_table") - before == 1,
+             what="the row that sets an ungranted column, rejected")
+    wait_for(lambda: c.row_count(f"{s}.colpriv") == 2, what="the other rows")
+    assert c.scalar(f"SELECT count(*) FROM {s}.colpriv WHERE secret IS NOT NULL") == 0
+
+
+def test_table_creation_is_bounded(listener):
+    c = listener
+    s = schema(c)
+    have = c.scalar("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace "
+                    "AND relkind IN ('r', 'p', 'f')", (s,))
+    c.execute(f"ALTER SYSTEM SET influx.max_tables = {have + 2}")
+    c.execute("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: c.scalar(
+            "SELECT setting::int FROM pg_settings WHERE name = 'influx.max_tables'") == have + 2)
+        before = counter(c, "rows_rejected_table")
+        send_tcp(c.tcp_port, "".join(f"bounded_{i} v=1\n" for i in range(5)))
+        wait_for(lambda: counter(c, "rows_rejected_table") - before == 3,
+                 what="rows of the tables beyond the limit, rejected")
+        created = c.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = %s "
+                           "AND tablename LIKE 'bounded%%'", (s,))
+        assert created == 2
+        assert "influx.max_tables" in c.log_tail(200)
+    finally:
+        c.execute("ALTER SYSTEM RESET influx.max_tables")
+        c.execute("SELECT pg_reload_conf()")
+
+
+def test_a_superuser_role_starts_no_workers_unless_allowed(listener):
+    c = listener
+    s = schema(c)
+    c.execute("ALTER SYSTEM SET influx.role = 'postgres'")
+    c.execute("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: "superuser" in (c.listener_status() or {}).get("status", ""),
+                 timeout=30, what="the listener refusing the superuser role")
+        wait_for(lambda: not c.backend_pids("influx worker"), timeout=30,
+                 what="no workers")
+        c.execute("ALTER SYSTEM SET influx.allow_superuser = on")
+        c.execute("SELECT pg_reload_conf()")
+        send_tcp(c.tcp_port, "as_superuser v=1\n")
+        wait_for(lambda: c.row_count(f"{s}.as_superuser") == 1, timeout=30,
+                 what="the row written once allowed")
+        assert "which is a superuser" in c.log_tail(400)
+    finally:
+        c.execute("ALTER SYSTEM RESET influx.role")
+        c.execute("ALTER SYSTEM RESET influx.allow_superuser")
+        c.execute("SELECT pg_reload_conf()")
+    role = c.scalar("SELECT current_setting('influx.role')")
+    wait_for(lambda: {r[0] for r in c.query(
+        "SELECT usename FROM pg_stat_activity WHERE backend_type = 'influx worker'")} == {role},
+        timeout=30, what="workers back as the default role")
