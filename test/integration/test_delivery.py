@@ -197,7 +197,8 @@ def test_statement_timeout_of_the_database_bounds_a_flush(listener):
         CREATE TABLE stslow (_time timestamptz, host text, v bigint);
         CREATE FUNCTION stslow_wait() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF EXISTS (SELECT 1 FROM slowflag) THEN PERFORM pg_sleep(2); END IF;
+            -- Table code runs with search_path = pg_catalog, pg_temp (docs/security.md).
+            IF EXISTS (SELECT 1 FROM public.slowflag) THEN PERFORM pg_sleep(2); END IF;
             RETURN NULL;
         END $$;
         CREATE TRIGGER stslow_wait AFTER INSERT ON stslow

@@ -2,14 +2,14 @@
 -- documented type, default (boot value), unit, range and context (docs/settings.md), no
 -- undocumented setting exists, and the influx. prefix is reserved.
 BEGIN;
-SELECT plan(27);
+SELECT plan(29);
 
 -- Every influx.* setting, and nothing else.
 SELECT set_eq(
     $$SELECT name FROM pg_settings WHERE name LIKE 'influx.%'$$,
-    ARRAY['influx.add_columns', 'influx.batch_size', 'influx.create_tables', 'influx.database',
+    ARRAY['influx.add_columns', 'influx.allow_superuser', 'influx.batch_size', 'influx.create_tables', 'influx.database',
           'influx.flush_idle', 'influx.flush_interval', 'influx.listen_addresses', 'influx.max_connections',
-          'influx.max_line_length', 'influx.precision', 'influx.queue_size', 'influx.restart_delay',
+          'influx.max_line_length', 'influx.max_tables', 'influx.precision', 'influx.queue_size', 'influx.restart_delay',
           'influx.role', 'influx.schema', 'influx.synchronous_commit', 'influx.tcp_idle_timeout', 'influx.tcp_port',
           'influx.udp_port', 'influx.udp_receive_buffer', 'influx.workers'],
     'the influx.* settings are exactly the documented ones');
@@ -26,11 +26,17 @@ SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.database')$$,
     $$VALUES ('string', 'postgres', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
     'influx.database: string, default postgres, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.role')$$,
-    $$VALUES ('string', '', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
-    'influx.role: string, default empty (bootstrap superuser), sighup');
+    $$VALUES ('string', 'influx_writer', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.role: string, default influx_writer, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.allow_superuser')$$,
+    $$VALUES ('bool', 'off', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.allow_superuser: bool, default off, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.schema')$$,
-    $$VALUES ('string', 'public', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
-    'influx.schema: string, default public, sighup');
+    $$VALUES ('string', 'influx_metrics', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.schema: string, default influx_metrics, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.max_tables')$$,
+    $$VALUES ('integer', '10000', NULL, 'sighup', '0', '2147483647', NULL::text[])$$,
+    'influx.max_tables: integer 0..2147483647, default 10000, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.workers')$$,
     $$VALUES ('integer', '2', NULL, 'sighup', '0', '64', NULL::text[])$$,
     'influx.workers: integer 0..64, default 2, sighup');
