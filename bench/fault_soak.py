@@ -158,7 +158,7 @@ def main():
         c.start()
         db = benchrun.Psql(c.dir, c.port)
         db.query("CREATE EXTENSION IF NOT EXISTS pg_influx")
-        db.query("CREATE SCHEMA influx_fleet")
+        benchrun.writer_schema(db, "influx_fleet")
         b = benchrun.Bench(argparse.Namespace(**vars(a), variants=[], udp_rates=[]))
         if not b.wait_listener(db, timeout=30):
             raise SystemExit(f"listener not ready:\n{c.log_tail()}")

@@ -334,10 +334,9 @@ def main():
         c.start()
         db = benchrun.Psql(c.dir, c.port)
         db.query("CREATE EXTENSION IF NOT EXISTS pg_influx")
-        db.query("CREATE SCHEMA influx_lat")
         ddl = benchrun.run([benchrun.LOADGEN, "--mode", "ddl", "--dataset", "cpu"]).stdout
-        db.query(ddl.replace("public.", "influx_lat."))
-        db.query("CREATE TABLE influx_lat.probe (_time timestamptz NOT NULL, src text, marker int8)")
+        benchrun.writer_schema(db, "influx_lat", ddl + "\nCREATE TABLE public.probe "
+                               "(_time timestamptz NOT NULL, src text, marker int8);")
         lp = os.path.join(c.files, "cpu.lp")
         log(f"generating {a.lines} cpu lines")
         benchrun.loadgen(["--mode", "lp", "--out", lp, "--lines", a.lines, "--threads", 2])

@@ -389,6 +389,20 @@ def loadgen(args_list, timeout=900):
     return dict(kv.split("=", 1) for kv in m.group(1).split())
 
 
+
+def writer_schema(db, schema, ddl=None):
+    """Creates `schema` (if missing) and the tables of `ddl` in it (its "public." names
+    renamed) as the role the workers write as (influx.role): the tables pg_influx writes are
+    then the writer's own, as the ones it creates are (docs/security.md)."""
+    writer = db.value("SELECT current_setting('influx.role')")
+    db.query(f'CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION "{writer}"')
+    if ddl:
+        db.query(f'SET ROLE "{writer}"')
+        try:
+            db.query(ddl.replace("public.", schema + "."))
+        finally:
+            db.query("RESET ROLE")
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -431,10 +445,13 @@ class Bench:
 
     def create_tables(self, db, variants):
         for v in variants:
-            for schema in (v.copy_schema, v.influx_schema):
-                db.query(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-                db.query(f"CREATE SCHEMA {schema}")
-                db.query(v.ddl.replace("public.", schema + "."))
+            db.query(f"DROP SCHEMA IF EXISTS {v.copy_schema} CASCADE")
+            db.query(f"CREATE SCHEMA {v.copy_schema}")
+            db.query(v.ddl.replace("public.", v.copy_schema + "."))
+            if self.args.no_influx:
+                continue
+            db.query(f"DROP SCHEMA IF EXISTS {v.influx_schema} CASCADE")
+            writer_schema(db, v.influx_schema, v.ddl)
 
     def table_file(self, v, mode, table):
         path = self.files[(v.name, mode)]

@@ -77,9 +77,8 @@ def main():
         c.start()
         db = benchrun.Psql(c.dir, c.port)
         db.query("CREATE EXTENSION IF NOT EXISTS pg_influx")
-        db.query("CREATE SCHEMA influx_soak")
         ddl = benchrun.run([benchrun.LOADGEN, "--mode", "ddl", "--dataset", "cpu"]).stdout
-        db.query(ddl.replace("public.", "influx_soak."))
+        benchrun.writer_schema(db, "influx_soak", ddl)
         b = benchrun.Bench(a)
         db.query("SELECT influx.restart_workers()")  # fresh workers, schema settled
         if not b.wait_listener(db, timeout=30):
