@@ -89,7 +89,12 @@ def mallory(listener):
                                   CHECK (mallory.grab('by_check')));
         CREATE TABLE {s}.by_index (_time timestamptz, v double precision);
         CREATE INDEX ON {s}.by_index (mallory.idx(v));
-        GRANT INSERT ON {s}.by_trigger, {s}.by_default, {s}.by_check, {s}.by_index TO PUBLIC;
+        -- Would fire at commit, after the write's user is back: refused.
+        CREATE TABLE {s}.by_deferred (_time timestamptz, v double precision);
+        CREATE CONSTRAINT TRIGGER grab AFTER INSERT ON {s}.by_deferred
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mallory.on_insert();
+        GRANT INSERT ON {s}.by_trigger, {s}.by_default, {s}.by_check, {s}.by_index,
+            {s}.by_deferred TO PUBLIC;
         GRANT USAGE ON SCHEMA mallory TO PUBLIC;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mallory TO PUBLIC;
         GRANT INSERT ON mallory.log TO PUBLIC;
@@ -127,6 +132,37 @@ def test_a_table_owner_cannot_act_with_the_writers_rights(mallory, table):
     assert who == {"mallory"}, f"{table}'s code ran as {who}"
     assert c.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") is False
     assert c.scalar(f"SELECT to_regclass('{s}.victim') IS NOT NULL")
+
+
+def test_deferred_triggers_of_an_untrusted_owner_are_refused(mallory):
+    c = mallory
+    s = schema(c)
+    before = counter(c, "rows_rejected_table")
+    send_tcp(c.tcp_port, "by_deferred v=1\n")
+    wait_for(lambda: counter(c, "rows_rejected_table") == before + 1,
+             what="the row refused with its table")
+    assert "deferrable constraint triggers" in c.log_tail(100)
+    assert c.row_count(f"{s}.by_deferred") == 0
+    assert c.scalar("SELECT count(*) FROM mallory.log WHERE tbl = 'by_deferred'") == 0
+    assert c.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") is False
+
+
+def test_a_writer_made_superuser_stops_writing_and_keeps_its_lines(listener):
+    c = listener
+    s = schema(c)
+    role = c.scalar("SELECT current_setting('influx.role')")
+    c.execute(f'ALTER ROLE "{role}" SUPERUSER')
+    try:
+        retries = counter(c, "flush_retries")
+        send_tcp(c.tcp_port, "made_super v=1\nmade_super v=2\n")
+        wait_for(lambda: counter(c, "flush_retries") > retries, 20,
+                 what="the worker refusing to write as a superuser")
+        assert c.row_count(f"{s}.made_super") == 0
+        assert "is a superuser" in " ".join(r["last_error"] or "" for r in c.stats())
+    finally:
+        c.execute(f'ALTER ROLE "{role}" NOSUPERUSER')
+    wait_for(lambda: c.row_count(f"{s}.made_super") == 2, 30, what="the lines, once fixed")
+    assert counter(c, "lines_lost") == 0
 
 
 def test_a_measurement_cannot_name_another_schema(listener):
