@@ -67,6 +67,7 @@ extern "C" {
 
 #include "batch.hpp"
 #include "chunk.hpp"
+#include "convert.hpp"
 #include "insert.hpp"
 #include "pg_cpp.hpp"
 #include "report.hpp"
@@ -1546,8 +1547,10 @@ static Datum insert(FunctionCallInfo fcinfo)
     PG_TRY();
     {
         ResetBatch();
-        (void) ParseChunk(VARDATA_ANY(lines), VARSIZE_ANY_EXHDR(lines), precision, opts.schema,
-                          INT_MAX, false);
+        /* The parser reads UTF-8; values go back to the database encoding as stored. */
+        size_t size = VARSIZE_ANY_EXHDR(lines);
+        const char *data = ServerToUtf8(VARDATA_ANY(lines), &size);
+        (void) ParseChunk(data, size, precision, opts.schema, INT_MAX, false);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */
         volatile int64 n = 0;
