@@ -26,7 +26,10 @@ REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_c
                --load-extension=$(EXTENSION) --encoding=UTF8 --no-locale
 
 PG_CPPFLAGS = -Isrc
-PG_CXXFLAGS = -std=c++17 -Wno-register -Wno-missing-field-initializers $(if $(CI),-Werror)
+# Hidden by default: only the entry points PostgreSQL looks up by name are exported
+# (PGDLLEXPORT, see src/compat.hpp; test/check-exports.sh checks the list).
+PG_CXXFLAGS = -std=c++17 -fvisibility=hidden -fvisibility-inlines-hidden \
+              -Wno-register -Wno-missing-field-initializers $(if $(CI),-Werror)
 PG_CFLAGS   = $(if $(CI),-Werror)
 SHLIB_LINK  = -lstdc++
 
@@ -40,6 +43,12 @@ EXTRA_CLEAN = tmp_check results regression.diffs regression.out \
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Linux: a version script hides the rest too (what libstdc++'s headers declare visible).
+ifeq ($(PORTNAME),linux)
+SHLIB_LINK += -Wl,--version-script=$(srcdir)/src/exports.map
+$(shlib): src/exports.map
+endif
 
 # PGXS tracks no header dependencies: a changed header rebuilds every object, so that no
 # object keeps an old struct layout.

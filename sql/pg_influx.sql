@@ -96,25 +96,7 @@ LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION influx.restart_workers() IS
 'Asks the listener to replace every insertion worker (each drains and commits its queue first)';
 
-CREATE FUNCTION influx.send_udp(lines text, port int DEFAULT NULL, host text DEFAULT 'localhost')
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'pg_influx_send_udp'
-LANGUAGE C VOLATILE;
-
-COMMENT ON FUNCTION influx.send_udp(text, int, text) IS
-'Sends lines as one UDP datagram (port: influx.udp_port when NULL); returns bytes sent';
-
-CREATE FUNCTION influx.send_tcp(lines text, port int DEFAULT NULL, host text DEFAULT 'localhost')
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'pg_influx_send_tcp'
-LANGUAGE C VOLATILE;
-
-COMMENT ON FUNCTION influx.send_tcp(text, int, text) IS
-'Sends lines over one TCP connection (port: influx.tcp_port when NULL); returns bytes sent';
-
 REVOKE ALL ON FUNCTION influx.restart_workers() FROM PUBLIC;
-REVOKE ALL ON FUNCTION influx.send_udp(text, int, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION influx.send_tcp(text, int, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION influx.stats() FROM PUBLIC;
 REVOKE ALL ON influx.stats FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION influx.stats() TO pg_monitor;

@@ -10,6 +10,16 @@
 #error "pg_influx needs PostgreSQL 15 or later"
 #endif
 
+/*
+ * pg_influx is built with -fvisibility=hidden: only what PostgreSQL looks up by name
+ * (the module magic, _PG_init, the bgworker mains, the SQL functions and their pg_finfo_*)
+ * is exported.  From 16 on PGDLLEXPORT says so itself; in 15 it is empty outside Windows.
+ */
+#if PG_VERSION_NUM < 160000 && !defined(WIN32)
+#undef PGDLLEXPORT
+#define PGDLLEXPORT __attribute__((visibility("default")))
+#endif
+
 /* ExecInsertIndexTuples gained "onlySummarizing" in 16. */
 #if PG_VERSION_NUM >= 160000
 #define InfluxExecInsertIndexTuples(rri, slot, estate)                                             \

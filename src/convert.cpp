@@ -14,6 +14,7 @@
 extern "C" {
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "common/shortest_dec.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -57,7 +58,8 @@ int NumberText(const Field &f, char *buf)
 
 /*
  * Unescaped, NUL-terminated copy of a string value in the database encoding (palloc).
- * False when it contains a NUL byte, which no PostgreSQL text can hold.
+ * False when it contains a NUL byte, which no PostgreSQL text can hold, or a character
+ * the database encoding has no equivalent for.
  */
 bool StringCopy(const Text &t, char **out, int *len, char *reason)
 {
@@ -70,12 +72,14 @@ bool StringCopy(const Text &t, char **out, int *len, char *reason)
     n = t.escaped ? Unescape(t, s) : (memcpy(s, t.data, n), n);
     s[n] = '\0';
     if (NeedEncodingConversion()) {
-        char *conv = pg_any_to_server(s, static_cast<int>(n), PG_UTF8);
-        if (conv != s) {
-            pfree(s);
-            s = conv;
-            n = strlen(conv);
-        }
+        char *conv;
+        int conv_len;
+        bool ok = Utf8ToServer(s, n, &conv, &conv_len, reason);
+        pfree(s);
+        if (!ok)
+            return false;
+        s = conv;
+        n = static_cast<size_t>(conv_len);
     }
     *out = s;
     *len = static_cast<int>(n);
@@ -250,6 +254,52 @@ bool NeedEncodingConversion(void)
 {
     int enc = GetDatabaseEncoding();
     return enc != PG_UTF8 && enc != PG_SQL_ASCII;
+}
+
+const char *ServerToUtf8(const char *data, size_t *len)
+{
+    if (!NeedEncodingConversion() || *len == 0)
+        return data;
+    /* Every character of a server encoding has a Unicode equivalent: this cannot fail. */
+    char *conv = pg_server_to_any(data, static_cast<int>(*len), PG_UTF8);
+    if (conv != data)
+        *len = strlen(conv);
+    return conv;
+}
+
+bool Utf8ToServer(const char *s, size_t len, char **out, int *out_len, char *reason)
+{
+    /* The conversion function, looked up once: a process stays in one database. */
+    static Oid proc = InvalidOid;
+    const int enc = GetDatabaseEncoding();
+    if (!OidIsValid(proc))
+        proc = FindDefaultConversionProc(PG_UTF8, enc);
+    if (!OidIsValid(proc)) {
+        /* No conversion to call without an ERROR: pg_any_to_server raises the usual one. */
+        *out = pg_any_to_server(s, static_cast<int>(len), PG_UTF8);
+        *out_len = static_cast<int>(strlen(*out));
+        return true;
+    }
+    const size_t cap = len * MAX_CONVERSION_GROWTH + 1;
+    auto *dst = static_cast<unsigned char *>(palloc(cap));
+    auto *src = reinterpret_cast<unsigned char *>(const_cast<char *>(s));
+    int done = pg_do_encoding_conversion_buf(proc, PG_UTF8, enc, src, static_cast<int>(len), dst,
+                                             static_cast<int>(cap), true);
+    if (static_cast<size_t>(done) < len) {
+        pfree(dst);
+        const unsigned char *bad = src + done;
+        if (pg_utf8_islegal(bad, Min(pg_utf_mblen(bad), static_cast<int>(len) - done)))
+            pg_snprintf(reason, INFLUX_REASON_SIZE,
+                        "character U+%04X has no equivalent in encoding \"%s\"",
+                        static_cast<unsigned>(utf8_to_unicode(bad)), GetDatabaseEncodingName());
+        else
+            pg_snprintf(reason, INFLUX_REASON_SIZE, "invalid UTF-8 for encoding \"%s\"",
+                        GetDatabaseEncodingName());
+        return false;
+    }
+    *out = reinterpret_cast<char *>(dst);
+    *out_len = static_cast<int>(strlen(*out));
+    return true;
 }
 
 bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)

@@ -60,7 +60,27 @@ void DescribeValue(ValueRef value, char *buf, size_t size);
 bool TagsToJsonb(const Tag *const *tags, int ntags, Datum *out, char *reason);
 bool FieldsToJsonb(const Field *const *fields, int nfields, Datum *out, char *reason);
 
+/*
+ * Encodings.  Line protocol is UTF-8, and the parser checks it; PostgreSQL text is in the
+ * database encoding.  In a database that is not UTF-8 (nor SQL_ASCII, which takes bytes
+ * as they come), text arguments are converted to UTF-8 before parsing (ServerToUtf8) and
+ * every string value back to the database encoding as it is stored (Utf8ToServer).
+ */
+
 /* True when incoming UTF-8 must be converted to the database encoding. */
 bool NeedEncodingConversion(void);
+
+/*
+ * Text in the database encoding (a SQL argument) as UTF-8 for the parser: `data` itself
+ * when no conversion is needed, else a palloc'd copy (*len updated).  Cannot fail.
+ */
+const char *ServerToUtf8(const char *data, size_t *len);
+
+/*
+ * UTF-8 bytes s[0..len) in the database encoding, palloc'd and NUL-terminated; false
+ * and *reason (no ERROR) when a character has no equivalent there, e.g. U+20AC (euro)
+ * in LATIN1.  Needs a transaction (the conversion function is looked up in the catalog).
+ */
+bool Utf8ToServer(const char *s, size_t len, char **out, int *out_len, char *reason);
 
 } // namespace influx

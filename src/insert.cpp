@@ -69,6 +69,7 @@ extern "C" {
 
 #include "batch.hpp"
 #include "chunk.hpp"
+#include "convert.hpp"
 #include "identity.hpp"
 #include "insert.hpp"
 #include "pg_cpp.hpp"
@@ -579,7 +580,7 @@ void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *rea
     for (int i = lo; i < hi; i++)
         g->rows[i].rejected = true;
     Problem(counter, n, "%lld row%s for \"%s\" rejected: %s", static_cast<long long>(n),
-            n == 1 ? "" : "s", g->measurement, reason);
+            n == 1 ? "" : "s", LogName(g->measurement), reason);
 }
 
 /* Keys of a group as text[] arrays for the hooks: tags, fields and field types. */
@@ -791,7 +792,8 @@ bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
         /* A lock or statement timeout, a cancel: the whole flush is tried again, columns too. */
         if (ErrorIsTransient(sqlstate))
             RaiseAgain(sqlstate, message);
-        Problem(kErrors, 0, "could not add columns to \"%s\": %s", g->measurement, message);
+        Problem(kErrors, 0, "could not add columns to \"%s\": %s", LogName(g->measurement),
+                message);
         ok = false;
     }
     PG_END_TRY();
@@ -890,10 +892,10 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
         bool created = false;
         if (!OidIsValid(relid)) {
             if (!opts->create_tables) {
-                char reason[NAMEDATALEN * 2 + 64];
+                char reason[NAMEDATALEN * 5 + 64];
                 pg_snprintf(reason, sizeof(reason),
                             "no table \"%s.%s\" and influx.create_tables is off", opts->schema,
-                            g->measurement);
+                            LogName(g->measurement));
                 RejectRange(g, lo, hi, kRowsRejectedTable, reason);
                 return nullptr;
             }
@@ -936,7 +938,7 @@ Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, i
                     /* The last lines handed back are not taken yet: try again shortly. */
                     ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
                                     errmsg("table \"%s\" is locked by another session",
-                                           g->measurement)));
+                                           LogName(g->measurement))));
                 } else {
                     park_bytes += need;
                     g->parked = true;
@@ -1114,8 +1116,8 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
         if (stage == WriteStage::Rows && row >= lo && row < hi) {
             g->rows[row].rejected = true;
             Problem(in_value ? kRowsRejectedValue : kRowsRejectedInsert, 1,
-                    "row rejected: table \"%s\"%s%s%s: %s", g->measurement,
-                    in_value ? ", column \"" : "", in_value ? progress.column : "",
+                    "row rejected: table \"%s\"%s%s%s: %s", LogName(g->measurement),
+                    in_value ? ", column \"" : "", in_value ? LogName(progress.column) : "",
                     in_value ? "\"" : "", message);
             if (row > lo)
                 total += InsertGroupIsolated(opts, g, lo, row);
@@ -1124,8 +1126,8 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
         }
         if (hi - lo == 1) {
             g->rows[lo].rejected = true;
-            Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": %s", g->measurement,
-                    message);
+            Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": %s",
+                    LogName(g->measurement), message);
             break;
         }
         int mid = lo + (hi - lo) / 2;
@@ -1370,10 +1372,10 @@ void PrepareSchema(const FlushOptions *opts)
         if (needs[i] == SchemaNeed::Nothing)
             continue;
         BatchGroup *g = batch.groups[i];
-        char activity[NAMEDATALEN * 2 + 64];
+        char activity[NAMEDATALEN * 5 + 64];
         pg_snprintf(activity, sizeof(activity), "%s %s.%s",
                     needs[i] == SchemaNeed::Create ? "creating table" : "adding columns to",
-                    opts->schema, g->measurement);
+                    opts->schema, LogName(g->measurement));
         pgstat_report_activity(STATE_RUNNING, activity);
         SetSlotActivity(my_slot, activity);
         if (!InOwnTransaction(
@@ -1601,8 +1603,10 @@ static Datum insert(FunctionCallInfo fcinfo)
     PG_TRY();
     {
         ResetBatch();
-        (void) ParseChunk(VARDATA_ANY(lines), VARSIZE_ANY_EXHDR(lines), precision, opts.schema,
-                          INT_MAX, false);
+        /* The parser reads UTF-8; values go back to the database encoding as stored. */
+        size_t size = VARSIZE_ANY_EXHDR(lines);
+        const char *data = ServerToUtf8(VARDATA_ANY(lines), &size);
+        (void) ParseChunk(data, size, precision, opts.schema, INT_MAX, false);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */
         volatile int64 n = 0;

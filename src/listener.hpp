@@ -3,6 +3,8 @@
  */
 #pragma once
 
+#include "compat.hpp" /* PGDLLEXPORT */
+
 namespace influx {
 /* Registers the static listener worker; only from _PG_init during the preload. */
 void RegisterListener(void);

@@ -23,6 +23,8 @@ extern "C" {
 #include "utils/elog.h"
 }
 
+#include "compat.hpp"
+
 namespace influx {
 
 /* Where a caught C++ exception's message waits until the catch block has been left. */
@@ -56,7 +58,9 @@ void CaptureCppException(CppError *err) noexcept;
 /*
  * INFLUX_SQL_FUNCTION(name) defines the SQL-callable C symbol pg_influx_<name>, which calls
  * the C++ implementation `static Datum name(FunctionCallInfo fcinfo)` inside a try block
- * and converts any escaped exception into an ERROR.  Use as:
+ * and converts any escaped exception into an ERROR.  The symbol and its pg_finfo_ record
+ * are exported (PGDLLEXPORT, see compat.hpp); everything else in the library is hidden.
+ * Use as:
  *
  *     static Datum parse(FunctionCallInfo fcinfo);
  *     INFLUX_SQL_FUNCTION(parse)
@@ -64,6 +68,7 @@ void CaptureCppException(CppError *err) noexcept;
  */
 #define INFLUX_SQL_FUNCTION(name)                                                                  \
     extern "C" {                                                                                   \
+    PGDLLEXPORT Datum pg_influx_##name(PG_FUNCTION_ARGS);                                          \
     PG_FUNCTION_INFO_V1(pg_influx_##name);                                                         \
     Datum pg_influx_##name(PG_FUNCTION_ARGS)                                                       \
     {                                                                                              \

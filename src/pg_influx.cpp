@@ -14,6 +14,7 @@ extern "C" {
 #include "miscadmin.h"
 }
 
+#include "compat.hpp"
 #include "listener.hpp"
 #include "settings.hpp"
 #include "shared_state.hpp"

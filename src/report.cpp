@@ -23,6 +23,42 @@ bool sql_call = false;
 int warnings_shown = 0;
 uint64 local_counts[kCounterCount];
 
+/*
+ * Copies `in` to out[size] with every control character as \xNN: C0 (below 0x20), DEL,
+ * and C1 (U+0080..U+009F) in its UTF-8 form, byte by byte.  Bytes that are no UTF-8
+ * sequence are taken one at a time.  A text too long is cut between characters, never
+ * inside an escape or a UTF-8 sequence.
+ */
+void EscapeControls(const char *in, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const auto *p = reinterpret_cast<const unsigned char *>(in);
+    size_t o = 0;
+    while (*p != '\0') {
+        unsigned char c = p[0];
+        int n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+        for (int i = 1; i < n; i++)
+            if ((p[i] & 0xC0) != 0x80) /* not UTF-8 (or cut): its bytes one by one */
+                n = 1;
+        bool control = c < 0x20 || c == 0x7F || (c == 0xC2 && n == 2 && p[1] < 0xA0);
+        size_t need = control ? 4 * static_cast<size_t>(n) : static_cast<size_t>(n);
+        if (o + need >= size)
+            break;
+        for (int i = 0; i < n; i++) {
+            if (control) {
+                out[o++] = '\\';
+                out[o++] = 'x';
+                out[o++] = hex[p[i] >> 4];
+                out[o++] = hex[p[i] & 0xF];
+            } else {
+                out[o++] = static_cast<char>(p[i]);
+            }
+        }
+        p += n;
+    }
+    out[o] = '\0';
+}
+
 } // namespace
 
 void ReportToSlot(ProcessSlot *slot)
@@ -48,11 +84,14 @@ void Note(Counter counter, uint64 n)
 
 void Problem(Counter counter, uint64 n, const char *fmt, ...)
 {
-    char text[INFLUX_ERROR_TEXT];
+    char raw[INFLUX_ERROR_TEXT];
     va_list args;
     va_start(args, fmt);
-    pg_vsnprintf(text, sizeof(text), fmt, args);
+    pg_vsnprintf(raw, sizeof(raw), fmt, args);
     va_end(args);
+    /* Names are LogName()'d by the callers; PostgreSQL's own messages may quote them raw. */
+    char text[INFLUX_ERROR_TEXT];
+    EscapeControls(raw, text, sizeof(text));
 
     Note(counter, n);
     if (!sql_call) {
@@ -70,6 +109,17 @@ void Problem(Counter counter, uint64 n, const char *fmt, ...)
 uint64 LocalCount(Counter counter)
 {
     return local_counts[counter];
+}
+
+const char *LogName(const char *name)
+{
+    /* A name has at most NAMEDATALEN - 1 bytes, each at most 4 escaped. */
+    static char buffers[4][4 * NAMEDATALEN];
+    static int next = 0;
+    char *buf = buffers[next];
+    next = (next + 1) % 4;
+    EscapeControls(name != nullptr ? name : "(null)", buf, sizeof(buffers[0]));
+    return buf;
 }
 
 } // namespace influx

@@ -8,6 +8,12 @@
  * raised as a WARNING to the caller (up to a limit per call), and the counts are kept
  * locally so the function can return them.
  *
+ * Names in messages: measurement, table, column, tag and field names can come from the
+ * network and may hold any byte but NUL.  Every message shows them through LogName(),
+ * which escapes control characters, so that a name cannot start a forged log line (CR,
+ * LF) or send terminal escape sequences (ESC) to whoever reads the log; Problem() does the
+ * same to its whole text, for PostgreSQL error messages that quote such a name.
+ *
  * Include after postgres.h.
  */
 #pragma once
@@ -29,5 +35,12 @@ void Problem(Counter counter, uint64 n, const char *fmt, ...) pg_attribute_print
 
 /* The local tally since the last ReportToSlot()/ReportToSqlCall(). */
 uint64 LocalCount(Counter counter);
+
+/*
+ * A name for a message, control characters escaped as \xNN (C0, DEL, and C1 encoded in
+ * UTF-8): "m\x1b[2J".  The result is one of four static buffers used in turn, so a
+ * message may show up to four names; each stays valid until the fourth next call.
+ */
+const char *LogName(const char *name);
 
 } // namespace influx

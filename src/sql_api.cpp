@@ -1,21 +1,14 @@
 /*
  * sql_api.cpp — SQL functions to observe and manage the listener and workers:
- * influx.stats(), influx.listener_status(), influx.restart_workers(), influx.send_udp(),
- * influx.send_tcp().
+ * influx.stats(), influx.listener_status(), influx.restart_workers().
  *
  * All of them read the fixed shared block (shared_state.hpp), which exists only when
  * pg_influx is in shared_preload_libraries; without it they raise an error with a hint.
  */
-#include <cerrno>
 #include <cstring>
 
 extern "C" {
 #include "postgres.h"
-
-#include <netdb.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include "access/htup_details.h"
 #include "fmgr.h"
@@ -28,7 +21,6 @@ extern "C" {
 }
 
 #include "pg_cpp.hpp"
-#include "settings.hpp"
 #include "shared_state.hpp"
 
 namespace {
@@ -200,92 +192,5 @@ Datum restart_workers(FunctionCallInfo)
     PG_RETURN_BOOL(true);
 }
 INFLUX_SQL_FUNCTION(restart_workers)
-
-/* Sends `data` to host:port over UDP (one datagram) or TCP; returns bytes sent. */
-int64 SendTo(const char *host, int port, int socktype, const char *data, size_t len)
-{
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = socktype;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    struct addrinfo *list = nullptr;
-    int rc = getaddrinfo(host, service, &hints, &list);
-    if (rc != 0)
-        ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION),
-                        errmsg("could not resolve \"%s\": %s", host, gai_strerror(rc))));
-
-    int fd = -1;
-    int saved_errno = 0;
-    for (struct addrinfo *ai = list; ai != nullptr; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        struct timeval tv = {10, 0};
-        (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        saved_errno = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(list);
-    if (fd < 0) {
-        errno = saved_errno;
-        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                        errmsg("could not connect to %s port %d: %m", host, port)));
-    }
-
-    size_t sent = 0;
-    while (sent < len) {
-        ssize_t n = send(fd, data + sent, len - sent, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            saved_errno = errno;
-            close(fd);
-            errno = saved_errno;
-            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                            errmsg("could not send to %s port %d: %m", host, port)));
-        }
-        sent += n;
-        if (socktype == SOCK_DGRAM)
-            break;
-    }
-    close(fd);
-    return (int64) sent;
-}
-
-Datum SendCommon(FunctionCallInfo fcinfo, int socktype, int default_port)
-{
-    if (PG_ARGISNULL(0))
-        PG_RETURN_NULL();
-    text *lines = PG_GETARG_TEXT_PP(0);
-    int port = PG_ARGISNULL(1) ? default_port : PG_GETARG_INT32(1);
-    char *host = PG_ARGISNULL(2) ? pstrdup("localhost") : text_to_cstring(PG_GETARG_TEXT_PP(2));
-    if (port <= 0 || port > 65535)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("port %d is out of range", port),
-                        errhint("The %s port is off (0); pass a port explicitly.",
-                                socktype == SOCK_DGRAM ? "UDP" : "TCP")));
-    size_t len = VARSIZE_ANY_EXHDR(lines);
-    if (socktype == SOCK_DGRAM && len > 65507)
-        ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                        errmsg("a UDP datagram holds at most 65507 bytes, got %zu", len)));
-    PG_RETURN_INT64(SendTo(host, port, socktype, VARDATA_ANY(lines), len));
-}
-
-Datum send_udp(FunctionCallInfo fcinfo)
-{
-    return SendCommon(fcinfo, SOCK_DGRAM, influx_udp_port);
-}
-INFLUX_SQL_FUNCTION(send_udp)
-
-Datum send_tcp(FunctionCallInfo fcinfo)
-{
-    return SendCommon(fcinfo, SOCK_STREAM, influx_tcp_port);
-}
-INFLUX_SQL_FUNCTION(send_tcp)
 
 } // namespace

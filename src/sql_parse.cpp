@@ -8,6 +8,10 @@
  * A valid line gives measurement, tags, fields, field_types and time_ns (NULL without a
  * timestamp); an invalid one gives only its number and the error text.
  *
+ * Encoding: the input is text in the database encoding and the parser reads UTF-8, so in
+ * a database that is neither UTF-8 nor SQL_ASCII the input is converted to UTF-8 first
+ * and every name and string of the result back (error columns count UTF-8 bytes).
+ *
  * The parser is pure C++ with vectors inside; it lives in a process-wide static object, so
  * no C++ destructor is ever skipped when a PostgreSQL call below raises an error.  ParseLine
  * itself never throws and never calls PostgreSQL.
@@ -22,6 +26,7 @@ extern "C" {
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -30,23 +35,35 @@ extern "C" {
 #include "utils/tuplestore.h"
 }
 
-#include "line_protocol.hpp"
+#include "line_protocol.hpp" /* before convert.hpp, which uses its types */
+#include "convert.hpp"
 #include "pg_cpp.hpp"
 
 namespace {
 
 enum ParseColumn { kLine, kMeasurement, kTags, kFields, kFieldTypes, kTimeNs, kError, kNumColumns };
 
-/* The unescaped bytes of a slice, palloc'd (or the slice itself when nothing to unescape). */
+/*
+ * The unescaped bytes of a slice in the database encoding, palloc'd (or the slice itself
+ * when there is nothing to unescape or convert).  They came from text in that encoding,
+ * so every character converts back.
+ */
 const char *TextBytes(const influx::Text &t, size_t *len)
 {
-    if (!t.escaped) {
-        *len = t.size;
-        return t.data;
+    const char *bytes = t.data;
+    *len = t.size;
+    if (t.escaped) {
+        char *buf = static_cast<char *>(palloc(influx::UnescapedSize(t) + 1));
+        *len = influx::Unescape(t, buf);
+        bytes = buf;
     }
-    char *buf = static_cast<char *>(palloc(influx::UnescapedSize(t) + 1));
-    *len = influx::Unescape(t, buf);
-    return buf;
+    if (influx::NeedEncodingConversion() && *len > 0) {
+        char *conv = pg_any_to_server(bytes, static_cast<int>(*len), PG_UTF8);
+        if (conv != bytes)
+            *len = strlen(conv);
+        bytes = conv;
+    }
+    return bytes;
 }
 
 void PushString(JsonbParseState **state, JsonbIteratorToken token, const char *data, size_t len)
@@ -184,8 +201,8 @@ static Datum parse(FunctionCallInfo fcinfo)
     MemoryContext row_context =
         AllocSetContextCreate(CurrentMemoryContext, "influx.parse row", ALLOCSET_DEFAULT_SIZES);
 
-    const char *data = VARDATA_ANY(input);
-    const size_t size = VARSIZE_ANY_EXHDR(input);
+    size_t size = VARSIZE_ANY_EXHDR(input);
+    const char *data = influx::ServerToUtf8(VARDATA_ANY(input), &size);
     influx::LineScanner scanner;
     size_t pos = 0;
     int line_no = 1;

@@ -399,7 +399,7 @@ void RejectValue(Writer *w, BatchRow *row, const ColumnInfo *col, ValueRef value
     DescribeValue(value, desc, sizeof(desc));
     row->rejected = true;
     Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"%s\", %s: %s",
-            get_rel_name(w->info->relid), col->name, desc, reason);
+            LogName(get_rel_name(w->info->relid)), LogName(col->name), desc, reason);
 }
 
 /* Assigns one tag or field value to its column; false when the row is rejected. */
@@ -481,7 +481,7 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
         /* Built for another version of the table, and its line does not parse again. */
         row->rejected = true;
         Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": its line no longer parses",
-                get_rel_name(info->relid));
+                LogName(get_rel_name(info->relid)));
         return false;
     }
     for (int i = 0; i < natts; i++)
@@ -494,7 +494,7 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
         if (!TimeToDatum(&info->columns[tc], row->time_ns, &slot->tts_values[tc], reason)) {
             row->rejected = true;
             Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_time\": %s",
-                    get_rel_name(info->relid), reason);
+                    LogName(get_rel_name(info->relid)), reason);
             return false;
         }
         slot->tts_isnull[tc] = false;
@@ -537,7 +537,7 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
         if (!TagsToJsonb(left_tags, nleft_tags, &slot->tts_values[c], reason)) {
             row->rejected = true;
             Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_tags\": %s",
-                    get_rel_name(info->relid), reason);
+                    LogName(get_rel_name(info->relid)), reason);
             return false;
         }
         slot->tts_isnull[c] = false;
@@ -548,7 +548,7 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
         if (!FieldsToJsonb(left_fields, nleft_fields, &slot->tts_values[c], reason)) {
             row->rejected = true;
             Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_fields\": %s",
-                    get_rel_name(info->relid), reason);
+                    LogName(get_rel_name(info->relid)), reason);
             return false;
         }
         slot->tts_isnull[c] = false;

@@ -3,6 +3,8 @@
  */
 #pragma once
 
+#include "compat.hpp" /* PGDLLEXPORT */
+
 extern "C" {
 PGDLLEXPORT void pg_influx_worker_main(Datum arg);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run-tests.sh — builds pg_influx with CI warnings (errors) and runs every test suite:
 #
+#   exports      test/check-exports.sh         the installed pg_influx.so exports only entry points
 #   unittest     make unittest                 GoogleTest, pure C++ (parser, chunking, ...)
 #   fuzz         make fuzz                     libFuzzer smoke run of the parser (1 test)
 #   regress      make installcheck             pg_regress, temporary preloaded instance
@@ -22,7 +23,7 @@ set -euo pipefail
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS_DIR=${PG_INFLUX_RESULTS_DIR:-$SRC_DIR/log/test-results}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
-SUITES=${PG_INFLUX_SUITES:-unittest fuzz regress pgtap integration}
+SUITES=${PG_INFLUX_SUITES:-exports unittest fuzz regress pgtap integration}
 PG_USER=postgres
 PYTHON=/usr/bin/python3
 
@@ -101,6 +102,25 @@ if [[ ${PG_INFLUX_SKIP_BUILD:-0} != 1 ]]; then
     fi
 fi
 BINDIR=$(pg_config --bindir)
+
+# ---------------------------------------------------------------------------------------
+# exported symbols — test/check-exports.sh on the installed library (TAP, 2 tests)
+# ---------------------------------------------------------------------------------------
+run_exports() {
+    local log=$RESULTS_DIR/exports.log rc=0 passed failed lib
+    lib=$(pg_config --pkglibdir)/pg_influx.so
+    say "exports: test/check-exports.sh $lib"
+    "$SRC_DIR/test/check-exports.sh" "$lib" >"$log" 2>&1 || rc=$?
+    passed=$(grep -cE '^ok [0-9]+' "$log" || true)
+    failed=$(grep -cE '^not ok [0-9]+' "$log" || true)
+    [[ $failed -gt 0 ]] && head -n 40 "$log"
+    if [[ $rc -ne 0 && $failed -eq 0 ]]; then
+        tail -n 10 "$log"
+        record exports "$passed" 1 "check-exports.sh failed (exit $rc); see exports.log"
+        return
+    fi
+    record exports "$passed" "$failed"
+}
 
 # ---------------------------------------------------------------------------------------
 # (a) unit tests — GoogleTest
@@ -318,7 +338,7 @@ run_integration() {
     record integration "$passed" "$failed" "${summary//=/}"
 }
 
-for suite in unittest fuzz regress pgtap integration; do
+for suite in exports unittest fuzz regress pgtap integration; do
     if want "$suite"; then
         "run_$suite" || record "$suite" 0 1 "runner crashed"
     fi

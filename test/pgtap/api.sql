@@ -2,7 +2,7 @@
 -- functions with their argument and result types, and the influx.stats view.
 -- Catalog checks only: behaviour is covered by pg_regress and the integration tests.
 BEGIN;
-SELECT plan(52);
+SELECT plan(45);
 
 -- The OUT columns of a function as "name type, ..." (NULL if the function is missing).
 CREATE FUNCTION pg_temp.out_columns(fn regprocedure) RETURNS text LANGUAGE sql AS $$
@@ -74,24 +74,6 @@ SELECT has_function('influx', 'restart_workers', ARRAY[]::name[]);
 SELECT function_returns('influx', 'restart_workers', ARRAY[]::name[], 'boolean');
 SELECT volatility_is('influx', 'restart_workers', ARRAY[]::name[], 'volatile');
 
--- influx.send_udp(lines text, port int DEFAULT NULL, host text DEFAULT 'localhost')
-SELECT has_function('influx', 'send_udp', ARRAY['text', 'integer', 'text']);
-SELECT function_returns('influx', 'send_udp', ARRAY['text', 'integer', 'text'], 'bigint');
-SELECT volatility_is('influx', 'send_udp', ARRAY['text', 'integer', 'text'], 'volatile');
-SELECT isnt_strict('influx', 'send_udp', ARRAY['text', 'integer', 'text']);
-SELECT is(pg_get_function_arguments(to_regprocedure('influx.send_udp(text,integer,text)')),
-          'lines text, port integer DEFAULT NULL::integer, host text DEFAULT ''localhost''::text',
-          'influx.send_udp() arguments and defaults');
-
--- influx.send_tcp(lines text, port int DEFAULT NULL, host text DEFAULT 'localhost')
-SELECT has_function('influx', 'send_tcp', ARRAY['text', 'integer', 'text']);
-SELECT function_returns('influx', 'send_tcp', ARRAY['text', 'integer', 'text'], 'bigint');
-SELECT volatility_is('influx', 'send_tcp', ARRAY['text', 'integer', 'text'], 'volatile');
-SELECT isnt_strict('influx', 'send_tcp', ARRAY['text', 'integer', 'text']);
-SELECT is(pg_get_function_arguments(to_regprocedure('influx.send_tcp(text,integer,text)')),
-          'lines text, port integer DEFAULT NULL::integer, host text DEFAULT ''localhost''::text',
-          'influx.send_tcp() arguments and defaults');
-
 -- influx.insert(lines, precision, schema_name, create_tables, add_columns)
 SELECT has_function('influx', 'insert', ARRAY['text', 'text', 'name', 'boolean', 'boolean']);
 SELECT function_returns('influx', 'insert', ARRAY['text', 'text', 'name', 'boolean', 'boolean'], 'bigint');
@@ -111,6 +93,15 @@ SELECT results_eq(
     $$VALUES ('float', 'double precision'), ('integer', 'bigint'), ('unsigned', 'numeric'),
              ('boolean', 'boolean'), ('string', 'text')$$,
     'field types map to double precision, bigint, numeric, boolean, text');
+
+-- Exactly these functions: none opens network connections from the server (the former
+-- send_udp()/send_tcp() test helpers are gone; tests send with their own clients).
+SELECT functions_are('influx', ARRAY[
+    'parse', 'stats', 'listener_status', 'restart_workers', 'insert',
+    'create_measurement_table', 'add_measurement_columns', 'field_column_type'],
+    'schema influx has exactly the functions of the SQL API');
+SELECT hasnt_function('influx', 'send_udp', 'there is no influx.send_udp()');
+SELECT hasnt_function('influx', 'send_tcp', 'there is no influx.send_tcp()');
 
 -- Every C function is bound to a pg_influx_<name> symbol of the module.
 SELECT is((SELECT count(*) FROM pg_proc

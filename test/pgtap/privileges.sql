@@ -1,8 +1,8 @@
 -- privileges.sql — pgTAP contract of who may call what.  influx.parse() is for everyone;
--- the monitoring functions are for pg_monitor; sending test traffic and restarting
--- workers are for superusers (and whoever they grant them to).
+-- the monitoring functions are for pg_monitor; restarting workers is for superusers (and
+-- whoever they grant it to).
 BEGIN;
-SELECT plan(28);
+SELECT plan(22);
 
 CREATE ROLE influx_tap_nobody NOLOGIN;
 CREATE ROLE influx_tap_monitor NOLOGIN IN ROLE pg_monitor;
@@ -35,10 +35,6 @@ SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influ
           'PUBLIC cannot execute influx.listener_status()');
 SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.restart_workers()'), 'EXECUTE'),
           'PUBLIC cannot execute influx.restart_workers()');
-SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.send_udp(text,integer,text)'), 'EXECUTE'),
-          'PUBLIC cannot execute influx.send_udp()');
-SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.send_tcp(text,integer,text)'), 'EXECUTE'),
-          'PUBLIC cannot execute influx.send_tcp()');
 
 -- pg_monitor
 SELECT ok(has_function_privilege('pg_monitor', to_regprocedure('influx.stats()'), 'EXECUTE'),
@@ -49,10 +45,6 @@ SELECT ok(has_function_privilege('pg_monitor', to_regprocedure('influx.listener_
           'pg_monitor can execute influx.listener_status()');
 SELECT ok(NOT has_function_privilege('pg_monitor', to_regprocedure('influx.restart_workers()'), 'EXECUTE'),
           'pg_monitor cannot execute influx.restart_workers()');
-SELECT ok(NOT has_function_privilege('pg_monitor', to_regprocedure('influx.send_udp(text,integer,text)'), 'EXECUTE'),
-          'pg_monitor cannot execute influx.send_udp()');
-SELECT ok(NOT has_function_privilege('pg_monitor', to_regprocedure('influx.send_tcp(text,integer,text)'), 'EXECUTE'),
-          'pg_monitor cannot execute influx.send_tcp()');
 SELECT ok(has_function_privilege('influx_tap_monitor', to_regprocedure('influx.stats()'), 'EXECUTE'),
           'a member of pg_monitor can execute influx.stats()');
 
@@ -65,10 +57,6 @@ SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT count(*) FROM influx.
           '42501', 'PUBLIC gets permission denied from the influx.stats view');
 SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT influx.restart_workers()'),
           '42501', 'PUBLIC gets permission denied from influx.restart_workers()');
-SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', $$SELECT influx.send_udp('cpu value=1')$$),
-          '42501', 'PUBLIC gets permission denied from influx.send_udp()');
-SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', $$SELECT influx.send_tcp('cpu value=1')$$),
-          '42501', 'PUBLIC gets permission denied from influx.send_tcp()');
 SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT count(*) FROM influx.stats'),
           NULL, 'a pg_monitor member reads influx.stats');
 SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT count(*) FROM influx.stats()'),
@@ -79,11 +67,11 @@ SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT influx.restart_worke
           '42501', 'a pg_monitor member gets permission denied from influx.restart_workers()');
 
 -- A superuser can grant the management functions on.
-GRANT EXECUTE ON FUNCTION influx.send_udp(text, integer, text) TO influx_tap_nobody;
-SELECT ok(has_function_privilege('influx_tap_nobody', to_regprocedure('influx.send_udp(text,integer,text)'), 'EXECUTE'),
-          'EXECUTE on influx.send_udp() can be granted');
-SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.send_tcp(text,integer,text)'), 'EXECUTE'),
-          'granting send_udp does not grant send_tcp');
+GRANT EXECUTE ON FUNCTION influx.restart_workers() TO influx_tap_nobody;
+SELECT ok(has_function_privilege('influx_tap_nobody', to_regprocedure('influx.restart_workers()'), 'EXECUTE'),
+          'EXECUTE on influx.restart_workers() can be granted');
+SELECT ok(NOT has_function_privilege('influx_tap_nobody', to_regprocedure('influx.stats()'), 'EXECUTE'),
+          'granting restart_workers does not grant stats');
 
 SELECT * FROM finish();
 ROLLBACK;
