@@ -42,6 +42,7 @@ extern "C" {
 #include "commands/trigger.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "pgstat.h"
@@ -306,6 +307,35 @@ bool ReadShapedLine(std::string_view line, int64 now_ns, bool plain)
 }
 
 /*
+ * Whether names must be ASCII: the database encoding is neither UTF-8 (names go to the
+ * catalog as they came) nor SQL_ASCII (bytes stored as they are).  In LATIN1, say, a
+ * non-ASCII measurement or key would otherwise name a table or column in mis-decoded
+ * bytes; such lines are rejected with the reason instead.
+ */
+bool names_need_ascii = false;
+
+bool IsAscii(const Text &t)
+{
+    for (uint32 i = 0; i < t.size; i++)
+        if (static_cast<unsigned char>(t.data[i]) >= 0x80)
+            return false;
+    return true;
+}
+
+bool NamesAreAscii(const Point &point)
+{
+    if (!IsAscii(point.measurement))
+        return false;
+    for (uint32 i = 0; i < point.ntags; i++)
+        if (!IsAscii(point.tags[i].key))
+            return false;
+    for (uint32 i = 0; i < point.nfields; i++)
+        if (!IsAscii(point.fields[i].key))
+            return false;
+    return true;
+}
+
+/*
  * Parses one line into the batch.  Rejected lines are counted and reported; points whose
  * measurement cannot name a table (longer than 63 bytes, NUL byte) are rejected here
  * rather than truncated into some other table's name.
@@ -342,6 +372,14 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
                 len >= NAMEDATALEN ? "row rejected: measurement name longer than 63 bytes: \"%s\""
                                    : "row rejected: measurement name contains a NUL byte: \"%s\"",
                 excerpt);
+        return;
+    }
+    if (!plain && names_need_ascii && !NamesAreAscii(point)) {
+        char excerpt[80];
+        Excerpt(line, false, excerpt, sizeof(excerpt));
+        Problem(kRowsRejectedValue, 1,
+                "row rejected: names must be ASCII in a database with encoding %s: \"%s\"",
+                GetDatabaseEncodingName(), excerpt);
         return;
     }
     len = Unescape(point.measurement, name);
@@ -427,6 +465,7 @@ size_t ParseChunk(const char *data, size_t size, Precision precision, const char
 
     char *copy = BatchCopyBytes(&batch, data, size);
     int64 now_ns = NowNs();
+    names_need_ascii = GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII;
     /* One pass over the chunk spares every line its own UTF-8, quote and escape checks. */
     bool plain = IsPlain(copy, size);
     return ForEachLineUntil(

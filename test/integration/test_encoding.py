@@ -116,3 +116,24 @@ def test_workers_convert_and_reject_what_latin1_cannot_hold(l1, latin1):
     log = wait_for(lambda: (lambda s: s if "U+20AC" in s else None)(log_since(latin1, offset)),
                    10, what="the reason in the server log")
     assert 'character U+20AC has no equivalent in encoding "LATIN1"' in log
+
+
+def test_non_ascii_names_are_rejected_not_mis_decoded(l1, latin1):
+    """A measurement or key name is a table or column name: in LATIN1 the UTF-8 bytes of
+    'mé' would name a table 'mÃ©'.  Such lines are rejected with the reason (counted)."""
+    with l1.cursor() as cur:
+        cur.execute("CREATE TABLE enc_names (_time timestamptz, t text, f double precision)")
+        cur.execute("SELECT influx.insert(E'encé f=1 1\\nenc_names,té=a f=2 2\\n"
+                    "enc_names f=3,fé=4 3\\nenc_names,t=ok f=5 4', 's')")
+        assert cur.fetchone()[0] == 1
+    before = stat_total(l1, "rows_rejected_value")
+    send_tcp(latin1.tcp_port, 'encé f=1 1000000000\nenc_names,té=b f=6 5000000000\n'
+                              'enc_names,t=net f=7 6000000000\n')
+    wait_for(lambda: stat_total(l1, "rows_rejected_value") == before + 2, 15,
+             what="the worker rejecting the two lines with non-ASCII names")
+    wait_for(lambda: one(l1, "SELECT count(*) FROM enc_names")[0] == 2, 15,
+             what="the rows with ASCII names")
+    assert one(l1, "SELECT count(*) FROM pg_class WHERE relname LIKE 'enc%%' "
+                   "AND relname NOT IN ('enc_names', 'enc_sql', 'enc_net')")[0] == 0
+    assert one(l1, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'enc_names'::regclass "
+                   "AND attnum > 0")[0] == 3
