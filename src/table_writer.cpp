@@ -587,7 +587,7 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
                 row->rejected = true;
                 Problem(kRowsRejectedTable, 1,
                         "row rejected: table \"%s\": permission denied for column \"%s\"",
-                        get_rel_name(w->info->relid), w->info->columns[c].name);
+                        LogName(get_rel_name(w->info->relid)), LogName(w->info->columns[c].name));
                 return false;
             }
         }
