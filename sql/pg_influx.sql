@@ -238,6 +238,12 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = target) THEN
         EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', target, writer);
         EXECUTE format('ALTER EXTENSION pg_influx DROP SCHEMA %I', target);
+    ELSIF EXISTS (SELECT FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+                  WHERE n.nspname = target AND r.rolname <> writer AND NOT r.rolsuper) THEN
+        -- Whoever owns the schema may drop or replace the tables the workers write.
+        RAISE WARNING 'schema "%" (influx.schema) already exists and is owned by "%", not by "%"',
+            target, (SELECT nspowner::regrole FROM pg_namespace WHERE nspname = target), writer
+            USING HINT = 'Its owner can drop or replace the tables pg_influx writes; make sure that is intended.';
     END IF;
 END
 $provision$;

@@ -23,18 +23,31 @@ namespace influx
 namespace
 {
 
-/* Triggers that may fire only at commit, when the write's user is back in force. */
+/*
+ * Triggers that may fire at commit, when the write's user is back in force: deferrable
+ * constraint triggers, and the internal ones of deferrable foreign keys and unique or
+ * exclusion constraints (PostgreSQL refuses to queue those inside a security-restricted
+ * operation anyway).
+ */
 bool HasDeferrableTriggers(Relation rel)
 {
     const TriggerDesc *td = rel->trigdesc;
     if (td == nullptr)
         return false;
-    for (int i = 0; i < td->numtriggers; i++) {
-        const Trigger *t = &td->triggers[i];
-        /* Foreign-key triggers are internal and run their queries as the tables' owners. */
-        if (t->tgdeferrable && !t->tgisinternal)
+    for (int i = 0; i < td->numtriggers; i++)
+        if (td->triggers[i].tgdeferrable)
             return true;
-    }
+    return false;
+}
+
+/* Rewrite rules that an INSERT would apply (pg_influx writes the table itself). */
+bool HasInsertRules(Relation rel)
+{
+    if (rel->rd_rules == nullptr)
+        return false;
+    for (int i = 0; i < rel->rd_rules->numLocks; i++)
+        if (rel->rd_rules->rules[i]->event == CMD_INSERT)
+            return true;
     return false;
 }
 
@@ -57,7 +70,11 @@ bool HasInsertPolicyWithSubquery(Relation rel)
 Oid ActingUser(Relation rel, Oid writer)
 {
     Oid owner = rel->rd_rel->relowner;
-    return has_privs_of_role(owner, writer) ? writer : owner;
+    if (has_privs_of_role(owner, writer))
+        return writer;
+    if (has_privs_of_role(writer, owner))
+        return owner;
+    return InvalidOid;
 }
 
 const char *IdentityRefusal(Relation rel, Oid writer)
@@ -66,12 +83,24 @@ const char *IdentityRefusal(Relation rel, Oid writer)
     if (pg_class_aclcheck(relid, writer, ACL_INSERT) != ACLCHECK_OK &&
         pg_attribute_aclcheck_all(relid, writer, ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
         return "permission denied: INSERT privilege on the table is required";
-    if (check_enable_rls(relid, writer, false) == RLS_ENABLED && HasInsertPolicyWithSubquery(rel))
+    if (HasInsertRules(rel))
+        return "the table has rules ON INSERT, which pg_influx does not apply";
+    bool rls = check_enable_rls(relid, writer, false) == RLS_ENABLED;
+    if (rls && HasInsertPolicyWithSubquery(rel))
         return "a row-level security policy for INSERT has a subquery, which pg_influx cannot "
                "evaluate";
-    if (ActingUser(rel, writer) != writer && HasDeferrableTriggers(rel))
-        return "the table has deferrable constraint triggers and its owner does not hold the "
-               "writing role's privileges: they would run at commit as that role";
+    Oid acting = ActingUser(rel, writer);
+    if (!OidIsValid(acting))
+        return "neither the table's owner nor the writing role holds the other's privileges: "
+               "the table's triggers and defaults would run with rights one of them does not have";
+    if (acting != writer) {
+        if (HasDeferrableTriggers(rel))
+            return "the table has deferrable constraints or triggers, which would run at commit "
+                   "as the writing role rather than as the table's owner";
+        if (rls)
+            return "row-level security is in force and the table's code runs as its owner, so "
+                   "policies would see the owner as current_user";
+    }
     return nullptr;
 }
 
@@ -110,10 +139,11 @@ const char *WriterRoleProblem(bool is_superuser, bool bypassrls)
     return nullptr;
 }
 
-void BeginActing(Acting *acting, Oid user)
+void BeginActing(Acting *acting, Oid user, bool restricted)
 {
     GetUserIdAndSecContext(&acting->saved_user, &acting->saved_context);
-    SetUserIdAndSecContext(user, acting->saved_context | SECURITY_RESTRICTED_OPERATION);
+    SetUserIdAndSecContext(user, acting->saved_context |
+                                     (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
     acting->guc_level = NewGUCNestLevel();
     (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
                              GUC_ACTION_SAVE, true, 0, false);

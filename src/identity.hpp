@@ -11,15 +11,19 @@
  *            input functions of its column types — runs while rows are written.
  *   acting   the user that code runs as: the writer when the owner already holds every
  *            privilege of the writer (the owner is the writer, a superuser, or a member of
- *            the writer), else the owner.  An owner can therefore never act with rights it
- *            does not already have; this is the rule PostgreSQL 16 applies to logical
- *            replication (the apply worker acts as the table owner unless run_as_owner).
+ *            it); the owner when the writer holds every privilege of the owner (a superuser
+ *            calling influx.insert() on a user's table).  Either way neither gains a right
+ *            through the other's code.  When neither holds the other's privileges, the table
+ *            is refused: running the code as the writer would give the owner the writer's
+ *            rights, running it as the owner would give the writer the owner's.  This is
+ *            the rule PostgreSQL 16 applies to logical replication (the apply worker acts
+ *            as the table owner, which the subscription owner must be able to SET ROLE to).
  *
- * Whoever acts, the table's code runs as a security-restricted operation (no SET ROLE, no
- * SET SESSION AUTHORIZATION, no temporary objects that would outlive it), with its setting
- * changes undone afterwards and search_path = pg_catalog, pg_temp — what VACUUM, ANALYZE,
- * CREATE INDEX and REFRESH MATERIALIZED VIEW do for index expressions.  docs/security.md
- * has the threat table.
+ * When the owner acts, its code runs as a security-restricted operation (no SET ROLE, no
+ * SET SESSION AUTHORIZATION, no temporary objects or deferred triggers that would outlive
+ * it), as VACUUM and CREATE INDEX run index expressions.  Whoever acts, setting changes
+ * are undone afterwards and search_path is pg_catalog, pg_temp.  docs/security.md has the
+ * threat table.
  *
  * Include after postgres.h.
  */
@@ -32,14 +36,19 @@ extern "C" {
 namespace influx
 {
 
-/* The user a table's code runs as when `writer` writes into `rel` (see above). */
+/*
+ * The user a table's code runs as when `writer` writes into `rel` (see above); InvalidOid
+ * when neither holds the other's privileges (IdentityRefusal then refuses the table).
+ */
 Oid ActingUser(Relation rel, Oid writer);
 
 /*
  * Why `writer` may not write into `rel`, or NULL.  Checks INSERT on the table or on at
  * least one column (the columns a row sets are checked per row: ColumnsWritable), and
- * refuses what cannot be made safe: an owner who does not hold the writer's privileges and
- * has deferrable constraint triggers (they would fire at commit, as the writer).
+ * refuses what cannot be made equivalent to INSERT or safe: rules ON INSERT, INSERT
+ * policies with subqueries, an owner and writer that do not trust each other, and, when
+ * the owner acts, deferrable constraints or triggers (they would fire at commit, as the
+ * writer) and row-level security (its policies would see the owner as current_user).
  */
 const char *IdentityRefusal(Relation rel, Oid writer);
 
@@ -69,8 +78,11 @@ struct Acting {
     int guc_level;
 };
 
-/* Runs what follows as `user`, security-restricted, with a safe search_path. */
-void BeginActing(Acting *acting, Oid user);
+/*
+ * Runs what follows as `user` (security-restricted if `restricted`: the owner acting for
+ * a writer), with setting changes undone by EndActing and a safe search_path.
+ */
+void BeginActing(Acting *acting, Oid user, bool restricted);
 void EndActing(const Acting *acting);
 
 } // namespace influx

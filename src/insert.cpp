@@ -727,32 +727,54 @@ Datum KeyArray(ArrayBuildState *state)
 /*
  * influx.max_tables: whether the schema holds that many tables (ordinary, partitioned and
  * foreign, partitions included) already, so that lines naming new measurements create no
- * more.  Workers creating different tables at once may overshoot by one each.
+ * more.  Workers creating different tables at once may overshoot by one each.  Counting
+ * scans pg_class, so a count is reused for a second (counting the tables this process
+ * created meanwhile): a sender inventing a measurement per line costs one scan a second,
+ * not one per line.
  */
+struct TableCount {
+    Oid nspid;
+    int count;
+    TimestampTz at;
+};
+TableCount table_count = {InvalidOid, 0, 0};
+
 bool TableLimitReached(Oid nspid, char *reason, size_t size)
 {
     if (influx_max_tables <= 0)
         return false;
-    ScanKeyData key;
-    ScanKeyInit(&key, Anum_pg_class_relnamespace, BTEqualStrategyNumber, F_OIDEQ,
-                ObjectIdGetDatum(nspid));
-    Relation pg_class = table_open(RelationRelationId, AccessShareLock);
-    SysScanDesc scan = systable_beginscan(pg_class, InvalidOid, false, nullptr, 1, &key);
-    int count = 0;
-    HeapTuple tup;
-    while ((tup = systable_getnext(scan)) != nullptr) {
-        char kind = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relkind;
-        if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE ||
-            kind == RELKIND_FOREIGN_TABLE)
-            count++;
+    TimestampTz now = GetCurrentTimestamp();
+    if (table_count.nspid != nspid || TimestampDifferenceExceeds(table_count.at, now, 1000)) {
+        ScanKeyData key;
+        ScanKeyInit(&key, Anum_pg_class_relnamespace, BTEqualStrategyNumber, F_OIDEQ,
+                    ObjectIdGetDatum(nspid));
+        Relation pg_class = table_open(RelationRelationId, AccessShareLock);
+        SysScanDesc scan = systable_beginscan(pg_class, InvalidOid, false, nullptr, 1, &key);
+        int count = 0;
+        HeapTuple tup;
+        while ((tup = systable_getnext(scan)) != nullptr) {
+            char kind = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relkind;
+            if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE ||
+                kind == RELKIND_FOREIGN_TABLE)
+                count++;
+        }
+        systable_endscan(scan);
+        table_close(pg_class, AccessShareLock);
+        table_count = {nspid, count, now};
     }
-    systable_endscan(scan);
-    table_close(pg_class, AccessShareLock);
-    if (count < influx_max_tables)
+    if (table_count.count < influx_max_tables)
         return false;
-    pg_snprintf(reason, size, "the schema holds %d tables, influx.max_tables allows %d: no table is created",
-                count, influx_max_tables);
+    pg_snprintf(reason, size,
+                "the schema holds %d tables, influx.max_tables allows %d: no table is created",
+                table_count.count, influx_max_tables);
     return true;
+}
+
+/* A table this process created counts at once, before the next scan. */
+void CountCreatedTable(Oid nspid)
+{
+    if (table_count.nspid == nspid)
+        table_count.count++;
 }
 
 Oid CreateTable(const char *schema, Oid nspid, BatchGroup *g, int lo, int hi)
@@ -789,6 +811,8 @@ Oid CreateTable(const char *schema, Oid nspid, BatchGroup *g, int lo, int hi)
     }
     SPI_finish();
     CommandCounterIncrement();
+    if (OidIsValid(relid))
+        CountCreatedTable(nspid);
     return relid;
 }
 
@@ -1178,6 +1202,8 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
 }
 
 /* One pass over all groups: plain (errors propagate) or isolated. */
+void SetConstraintsImmediate(void);
+
 int64 InsertAll(const FlushOptions *opts, bool isolate)
 {
     int64 total = 0;
@@ -1201,6 +1227,9 @@ int64 InsertAll(const FlushOptions *opts, bool isolate)
     for (int i = 0; i < batch.ngroups; i++) {
         BatchGroup *g = batch.groups[i];
         if (isolate) {
+            /* A trigger of an earlier table may have deferred the constraints again. */
+            if (opts->worker)
+                SetConstraintsImmediate();
             total += InsertGroupIsolated(opts, g, 0, g->nrows);
         } else {
             MemoryContextReset(attempt_cxt);

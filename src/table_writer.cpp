@@ -158,6 +158,7 @@ struct Writer {
 
     bool *is_set; /* per row: columns that got a value from the line */
     Oid writer;           /* the role the write is made for (identity.hpp) */
+    Oid acting;           /* the user the table's code runs as */
     const bool *writable; /* per column: the writer may set it; NULL: every column */
     List *checks;         /* the table's row-level security WITH CHECK options, planned */
     int64 inserted;
@@ -245,8 +246,18 @@ Target *AddTarget(Writer *w, ResultRelInfo *rri)
     t->partition_check = r->rd_rel->relispartition && (w->proute == nullptr || t->before_row);
     if (r->rd_rel->relkind == RELKIND_RELATION)
         t->bistate = GetBulkInsertState();
-    if (w->checks != NIL && rri != w->root)
-        SetChecks(rri, MapToPartition(w->checks, r, w->rel));
+    if (rri != w->root) {
+        /* A leaf's own triggers and defaults run as the partitioned table's acting user. */
+        if (ActingUser(r, w->writer) != w->acting)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                     errmsg("partition \"%s\" has an owner whose code cannot run as \"%s\": "
+                            "rows routed to it are refused",
+                            LogName(RelationGetRelationName(r)),
+                            LogName(GetUserNameFromId(w->acting, false)))));
+        if (w->checks != NIL)
+            SetChecks(rri, MapToPartition(w->checks, r, w->rel));
+    }
     if (t->multi) {
         t->slots = static_cast<TupleTableSlot **>(palloc0(sizeof(TupleTableSlot *) * kMaxBuffered));
         t->rows = static_cast<int *>(palloc(sizeof(int) * kMaxBuffered));
@@ -738,7 +749,8 @@ void Finish(Writer *w)
         ExecCleanupTupleRouting(w->mtstate, w->proute);
     if (w->root->ri_FdwRoutine != nullptr && w->root->ri_FdwRoutine->EndForeignInsert != nullptr)
         w->root->ri_FdwRoutine->EndForeignInsert(estate, w->root);
-    ExecCloseIndices(w->root);
+    /* The root's indexes, and the relations AFTER ROW triggers of leaves opened. */
+    ExecCloseResultRelations(estate);
     ExecResetTupleTable(estate->es_tupleTable, false);
     FreeExecutorState(estate);
 }
@@ -923,7 +935,12 @@ int64 WriteRows(Relation rel, TableInfo *info, Oid writer, BatchGroup *group, in
 
     /* The table's own code, from its defaults to its AFTER triggers, runs as `acting`. */
     Acting acting;
-    BeginActing(&acting, ActingUser(rel, writer));
+    w->acting = ActingUser(rel, writer);
+    if (!OidIsValid(w->acting)) /* IdentityRefusal turns such tables away first */
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("the table's owner and the writing role do not hold each "
+                               "other's privileges")));
+    BeginActing(&acting, w->acting, w->acting != writer);
     SetUp(w);
     EState *estate = w->estate;
     progress->stage = WriteStage::Rows;

@@ -38,6 +38,7 @@ extern "C" {
 #include "access/transam.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
@@ -192,6 +193,12 @@ void Flush(TimestampTz *pending_since, RingPosition pos)
         proc_exit(1);
     }
     PublishDone(pos);
+    /*
+     * Session advisory locks a table's trigger took (pg_advisory_lock) would outlive its
+     * flush and block other sessions for as long as the worker lives: nothing of the
+     * worker's own is session-level, so all of them go.
+     */
+    LockReleaseSession(USER_LOCKMETHOD);
     /* Lines handed back are for the listener to take now: this flush is done. */
     if (pg_atomic_read_u32(&header->handback_full) != 0)
         WakeListener();
