@@ -720,11 +720,6 @@ Datum KeyArray(ArrayBuildState *state)
 }
 
 /*
- * Calls influx.create_measurement_table(schema, measurement, tags, fields, types) through
- * SPI with parameters (no SQL text is built from incoming data) and returns the table it
- * reports.  Errors propagate: the caller's isolation turns them into rejected rows.
- */
-/*
  * influx.max_tables: whether the schema holds that many tables (ordinary, partitioned and
  * foreign, partitions included) already, so that lines naming new measurements create no
  * more.  Workers creating different tables at once may overshoot by one each.  Counting
@@ -777,6 +772,11 @@ void CountCreatedTable(Oid nspid)
         table_count.count++;
 }
 
+/*
+ * Calls influx.create_measurement_table(schema, measurement, tags, fields, types) through
+ * SPI with parameters (no SQL text is built from incoming data) and returns the table it
+ * reports.  Errors propagate: the caller's isolation turns them into rejected rows.
+ */
 Oid CreateTable(const char *schema, Oid nspid, BatchGroup *g, int lo, int hi)
 {
     /*
