@@ -135,7 +135,7 @@ pg_influx is listening: UDP $UDP_PORT, TCP $TCP_PORT (localhost); PostgreSQL on 
 Send a line:
     echo 'cpu,host=a usage=1.5' | nc -q1 localhost $TCP_PORT
 See it:
-    psql -h localhost -p $PG_PORT -U postgres -c 'select * from cpu'
+    psql -h localhost -p $PG_PORT -U postgres -c 'select * from influx_metrics.cpu'
 Counters:
     psql -h localhost -p $PG_PORT -U postgres -c 'select * from influx.stats'
 Stop:
