@@ -11,11 +11,14 @@ EXTENSION  = pg_influx
 EXTVERSION = 1.0
 MODULE_big = pg_influx
 
-SRCS = $(sort $(wildcard src/*.cpp))
+# src/<area>/*.cpp: the areas are described in src/README.md.
+SRCS = $(sort $(wildcard src/*.cpp src/*/*.cpp))
+HEADERS = $(wildcard src/*.hpp src/*/*.hpp)
 OBJS = $(SRCS:.cpp=.o)
 
-# Pure C++ modules: no PostgreSQL headers, linked into unit tests and fuzzers too.
-PURE_SRCS = src/line_protocol.cpp
+# Pure C++ modules (src/protocol): no PostgreSQL headers, linked into unit tests and
+# fuzzers too.
+PURE_SRCS = $(sort $(wildcard src/protocol/*.cpp))
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
@@ -27,7 +30,7 @@ REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_c
 
 PG_CPPFLAGS = -Isrc
 # Hidden by default: only the entry points PostgreSQL looks up by name are exported
-# (PGDLLEXPORT, see src/compat.hpp; test/check-exports.sh checks the list).
+# (PGDLLEXPORT, see src/core/compat.hpp; test/check-exports.sh checks the list).
 PG_CXXFLAGS = -std=c++17 -fvisibility=hidden -fvisibility-inlines-hidden \
               -Wno-register -Wno-missing-field-initializers $(if $(CI),-Werror)
 PG_CFLAGS   = $(if $(CI),-Werror)
@@ -52,7 +55,7 @@ endif
 
 # PGXS tracks no header dependencies: a changed header rebuilds every object, so that no
 # object keeps an old struct layout.
-$(OBJS): $(wildcard src/*.hpp)
+$(OBJS): $(HEADERS)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
@@ -73,14 +76,14 @@ installcheck: check-schedule
 # ---- pure C++ tests and tools (no server needed) ----
 CXX_TOOL_FLAGS = -std=c++17 -O2 -g -Wall -Wextra $(if $(CI),-Werror) -Isrc
 
-test/unit/unittest: $(PURE_SRCS) $(wildcard test/unit/*.cpp) $(wildcard src/*.hpp)
+test/unit/unittest: $(PURE_SRCS) $(wildcard test/unit/*.cpp) $(HEADERS)
 	$(CXX) $(CXX_TOOL_FLAGS) -o $@ $(PURE_SRCS) $(wildcard test/unit/*.cpp) -lgtest -lgtest_main -lpthread
 
 .PHONY: unittest
 unittest: test/unit/unittest
 	./test/unit/unittest
 
-test/fuzz/fuzz_line_protocol: $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(wildcard src/*.hpp)
+test/fuzz/fuzz_line_protocol: $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(HEADERS)
 	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -o $@ $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp
 
@@ -91,7 +94,7 @@ fuzz: test/fuzz/fuzz_line_protocol
 	./test/fuzz/fuzz_line_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  test/fuzz/corpus.work test/fuzz/corpus
 
-bench/parser_bench: $(PURE_SRCS) bench/parser_bench.cpp $(wildcard src/*.hpp)
+bench/parser_bench: $(PURE_SRCS) bench/parser_bench.cpp $(HEADERS)
 	$(CXX) -std=c++17 -O2 -DNDEBUG -Isrc -o $@ $(PURE_SRCS) bench/parser_bench.cpp -lbenchmark -lpthread
 
 .PHONY: parser-bench

@@ -1,5 +1,5 @@
 /*
- * parser_bench.cpp — Google Benchmark of the line-protocol parser (src/line_protocol.cpp).
+ * parser_bench.cpp — Google Benchmark of the line-protocol parser (src/protocol/line_protocol.cpp).
  *
  * Datasets are shaped like what Telegraf sends:
  *   cpu    — 3 tags, the 10 float fields of inputs.cpu, a nanosecond timestamp;
@@ -30,7 +30,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include "line_protocol.hpp"
+#include "protocol/line_protocol.hpp"
 
 namespace {
 

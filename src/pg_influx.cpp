@@ -14,10 +14,10 @@ extern "C" {
 #include "miscadmin.h"
 }
 
-#include "compat.hpp"
-#include "listener.hpp"
-#include "settings.hpp"
-#include "shared_state.hpp"
+#include "core/compat.hpp"
+#include "net/listener.hpp"
+#include "core/settings.hpp"
+#include "core/shared_state.hpp"
 
 extern "C" {
 

@@ -27,7 +27,7 @@ expected=$(
         echo _PG_init
         grep -oE "'MODULE_PATHNAME', *'pg_influx_[a-z0-9_]+'" "$SRC_DIR/sql/pg_influx.sql" \
             | grep -oE "pg_influx_[a-z0-9_]+" | sed 'p; s/^/pg_finfo_/'
-        grep -ohE '"pg_influx_[a-z0-9_]+_main"' "$SRC_DIR"/src/*.cpp | tr -d '"'
+        grep -rohE --include='*.cpp' '"pg_influx_[a-z0-9_]+_main"' "$SRC_DIR"/src | tr -d '"'
     } | sort -u
 )
 exported=$(nm -D --defined-only "$LIB" | awk '{ print $NF }' | sort -u)

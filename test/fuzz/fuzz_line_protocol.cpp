@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "line_protocol.hpp"
+#include "protocol/line_protocol.hpp"
 
 using namespace influx;
 

@@ -31,7 +31,7 @@ CLUSTER_CONF = {
     # without new data). So the 1,000-measurement TCP test (which lowers influx.workers to 1
     # first) hands one worker a single batch naming all of them. The worker itself still
     # commits such a batch in several transactions: it flushes once a batch names a fixed
-    # number of tables (kMaxTablesPerFlush in src/insert.cpp, 256 in the build under test),
+    # number of tables (kMaxTablesPerFlush in src/ingest/insert.cpp, 256 in the build under test),
     # so that test checks that transactions wrote far more than 64 tables each, not one.
     "influx.batch_size": "1000000",
     "influx.flush_interval": "20s",

@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "chunk.hpp"
+#include "ipc/chunk.hpp"
 
 using namespace influx;
 

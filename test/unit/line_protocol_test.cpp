@@ -1,5 +1,5 @@
 /*
- * line_protocol_test.cpp — unit tests of the line-protocol parser (src/line_protocol.cpp).
+ * line_protocol_test.cpp — unit tests of the line-protocol parser (src/protocol/line_protocol.cpp).
  *
  * Each test states one rule of InfluxDB 1.x line protocol as pg_influx implements it
  * (docs/line-protocol.md), including the deliberate differences.
@@ -16,7 +16,7 @@
 
 #include <gtest/gtest.h>
 
-#include "line_protocol.hpp"
+#include "protocol/line_protocol.hpp"
 
 using namespace influx;
 

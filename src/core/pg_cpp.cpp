@@ -9,7 +9,7 @@ extern "C" {
 #include "postgres.h"
 }
 
-#include "pg_cpp.hpp"
+#include "core/pg_cpp.hpp"
 
 namespace influx {
 

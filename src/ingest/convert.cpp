@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "line_protocol.hpp"
+#include "protocol/line_protocol.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -27,8 +27,8 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
-#include "compat.hpp"
-#include "convert.hpp"
+#include "core/compat.hpp"
+#include "ingest/convert.hpp"
 
 namespace influx
 {

@@ -12,7 +12,7 @@ extern "C" {
 #include "storage/lwlock.h"
 }
 
-#include "shared_state.hpp"
+#include "core/shared_state.hpp"
 
 namespace influx {
 

@@ -15,7 +15,8 @@
 
 #include <cstddef>
 
-#include "shared_state.hpp"
+#include "core/shared_state.hpp"
+#include "protocol/line_protocol.hpp"
 
 namespace influx {
 
@@ -57,5 +58,24 @@ size_t InsertPendingRows(void);
  * was committed, and its lines are for the listener to hand to another worker.
  */
 bool InsertFlush(void);
+
+/* influx.insert()'s arguments, NULLs already replaced by the settings they stand for. */
+struct InsertOptions {
+    Precision precision;
+    const char *schema;
+    bool create_tables;
+    bool add_columns;
+};
+
+/*
+ * influx.insert() (src/sql/insert.cpp): the same path in the caller's session and
+ * transaction, with the caller as the writer.  `data` is text in the database encoding.
+ * Problems are WARNINGs; errors that are not about the rows (a cancel, a lock timeout)
+ * are raised.  Returns the rows inserted.
+ */
+int64 InsertLines(const char *data, size_t size, const InsertOptions *options);
+
+/* Whether the insert path is running in this process (a flush, or influx.insert()). */
+bool InsertIsActive(void);
 
 } // namespace influx

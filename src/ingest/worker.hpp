@@ -3,7 +3,7 @@
  */
 #pragma once
 
-#include "compat.hpp" /* PGDLLEXPORT */
+#include "core/compat.hpp" /* PGDLLEXPORT */
 
 extern "C" {
 PGDLLEXPORT void pg_influx_worker_main(Datum arg);

@@ -22,7 +22,7 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
-#include "settings.hpp"
+#include "core/settings.hpp"
 
 namespace influx {
 

@@ -24,7 +24,7 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
-#include "table_cache.hpp"
+#include "ingest/table_cache.hpp"
 
 namespace influx
 {

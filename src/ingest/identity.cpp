@@ -14,8 +14,8 @@ extern "C" {
 #include "utils/rls.h"
 }
 
-#include "identity.hpp"
-#include "settings.hpp"
+#include "ingest/identity.hpp"
+#include "core/settings.hpp"
 
 namespace influx
 {

@@ -19,8 +19,8 @@ extern "C" {
 #include "utils/guc.h"
 }
 
-#include "line_protocol.hpp"
-#include "settings.hpp"
+#include "protocol/line_protocol.hpp"
+#include "core/settings.hpp"
 
 char *influx_database = nullptr;
 char *influx_role = nullptr;

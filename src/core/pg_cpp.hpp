@@ -23,7 +23,7 @@ extern "C" {
 #include "utils/elog.h"
 }
 
-#include "compat.hpp"
+#include "core/compat.hpp"
 
 namespace influx {
 

@@ -46,13 +46,13 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
-#include "chunk.hpp"
-#include "insert.hpp"
-#include "pg_cpp.hpp"
-#include "ring.hpp"
-#include "settings.hpp"
-#include "shared_state.hpp"
-#include "worker.hpp"
+#include "ipc/chunk.hpp"
+#include "ingest/insert.hpp"
+#include "core/pg_cpp.hpp"
+#include "ipc/ring.hpp"
+#include "core/settings.hpp"
+#include "core/shared_state.hpp"
+#include "ingest/worker.hpp"
 
 namespace influx {
 namespace {

@@ -16,7 +16,7 @@ extern "C" {
 #include "utils/memutils.h"
 }
 
-#include "sockets.hpp"
+#include "net/sockets.hpp"
 
 namespace influx {
 namespace {

@@ -13,7 +13,7 @@ extern "C" {
 #include "utils/memutils.h"
 }
 
-#include "batch.hpp"
+#include "ingest/batch.hpp"
 
 namespace influx
 {

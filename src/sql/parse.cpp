@@ -1,5 +1,5 @@
 /*
- * sql_parse.cpp — influx.parse(lines text, precision text DEFAULT 'ns'): the line-protocol
+ * parse.cpp — influx.parse(lines text, precision text DEFAULT 'ns'): the line-protocol
  * parser as a set-returning SQL function, for users checking what their agents send and
  * for tests comparing the parser with InfluxDB.
  *
@@ -35,9 +35,9 @@ extern "C" {
 #include "utils/tuplestore.h"
 }
 
-#include "line_protocol.hpp" /* before convert.hpp, which uses its types */
-#include "convert.hpp"
-#include "pg_cpp.hpp"
+#include "protocol/line_protocol.hpp" /* before convert.hpp, which uses its types */
+#include "ingest/convert.hpp"
+#include "core/pg_cpp.hpp"
 
 namespace {
 

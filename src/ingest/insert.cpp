@@ -27,7 +27,7 @@
  */
 #include <cstring>
 
-#include "line_protocol.hpp"
+#include "protocol/line_protocol.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -68,17 +68,17 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
-#include "batch.hpp"
-#include "chunk.hpp"
-#include "convert.hpp"
-#include "identity.hpp"
-#include "insert.hpp"
-#include "pg_cpp.hpp"
-#include "report.hpp"
-#include "settings.hpp"
-#include "table_cache.hpp"
-#include "table_writer.hpp"
-#include "worker.hpp"
+#include "ingest/batch.hpp"
+#include "ipc/chunk.hpp"
+#include "ingest/convert.hpp"
+#include "ingest/identity.hpp"
+#include "ingest/insert.hpp"
+#include "core/pg_cpp.hpp"
+#include "core/report.hpp"
+#include "core/settings.hpp"
+#include "ingest/table_cache.hpp"
+#include "ingest/table_writer.hpp"
+#include "ingest/worker.hpp"
 
 namespace influx
 {
@@ -1632,36 +1632,18 @@ bool InsertFlushBatch(void)
     return true;
 }
 
-/*
- * influx.insert(lines, precision, schema_name, create_tables, add_columns): the insert path,
- * synchronously, in the caller's transaction and with the caller's privileges.  Problems
- * are raised as WARNINGs; returns the number of rows inserted.
- */
-static Datum insert(FunctionCallInfo fcinfo)
+bool InsertIsActive(void)
 {
-    if (PG_ARGISNULL(0))
-        PG_RETURN_NULL();
-    if (sql_call_active || flush_active)
+    return sql_call_active || flush_active;
+}
+
+int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
+{
+    if (InsertIsActive())
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                         errmsg("influx.insert() cannot be called while %s is running",
                                flush_active ? "an influx worker's flush" : "it")));
-
-    Precision precision = static_cast<Precision>(influx_precision);
-    if (!PG_ARGISNULL(1)) {
-        char *p = text_to_cstring(PG_GETARG_TEXT_PP(1));
-        if (!ParsePrecision(p, &precision))
-            ereport(ERROR,
-                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                     errmsg("invalid precision \"%s\"", p), errhint("Use ns, us, ms or s.")));
-    }
-    FlushOptions opts = {influx_schema, influx_create_tables, influx_add_columns, false};
-    if (!PG_ARGISNULL(2))
-        opts.schema = pstrdup(NameStr(*PG_GETARG_NAME(2)));
-    if (!PG_ARGISNULL(3))
-        opts.create_tables = PG_GETARG_BOOL(3);
-    if (!PG_ARGISNULL(4))
-        opts.add_columns = PG_GETARG_BOOL(4);
-    text *lines = PG_GETARG_TEXT_PP(0);
+    FlushOptions opts = {options->schema, options->create_tables, options->add_columns, false};
 
     EnsureInitialized();
     sql_call_active = true;
@@ -1672,9 +1654,8 @@ static Datum insert(FunctionCallInfo fcinfo)
     {
         ResetBatch();
         /* The parser reads UTF-8; values go back to the database encoding as stored. */
-        size_t size = VARSIZE_ANY_EXHDR(lines);
-        const char *data = ServerToUtf8(VARDATA_ANY(lines), &size);
-        (void) ParseChunk(data, size, precision, opts.schema, INT_MAX, false);
+        const char *utf8 = ServerToUtf8(data, &size);
+        (void) ParseChunk(utf8, size, options->precision, opts.schema, INT_MAX, false);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */
         volatile int64 n = 0;
@@ -1715,10 +1696,7 @@ static Datum insert(FunctionCallInfo fcinfo)
         ReportToSlot(my_slot);
     }
     PG_END_TRY();
-    PG_RETURN_INT64(inserted);
+    return inserted;
 }
 
 } // namespace influx
-
-using influx::insert;
-INFLUX_SQL_FUNCTION(insert)

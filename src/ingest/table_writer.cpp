@@ -14,7 +14,7 @@
  */
 #include <cstring>
 
-#include "line_protocol.hpp"
+#include "protocol/line_protocol.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -46,11 +46,11 @@ extern "C" {
 #endif
 }
 
-#include "compat.hpp"
-#include "convert.hpp"
-#include "identity.hpp"
-#include "report.hpp"
-#include "table_writer.hpp"
+#include "core/compat.hpp"
+#include "ingest/convert.hpp"
+#include "ingest/identity.hpp"
+#include "core/report.hpp"
+#include "ingest/table_writer.hpp"
 
 namespace influx
 {

@@ -21,8 +21,8 @@
  */
 #pragma once
 
-#include "batch.hpp"
-#include "table_cache.hpp"
+#include "ingest/batch.hpp"
+#include "ingest/table_cache.hpp"
 
 namespace influx
 {

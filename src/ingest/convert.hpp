@@ -18,7 +18,7 @@
  */
 #pragma once
 
-#include "table_cache.hpp"
+#include "ingest/table_cache.hpp"
 
 namespace influx
 {

@@ -3,7 +3,7 @@
  */
 #pragma once
 
-#include "compat.hpp" /* PGDLLEXPORT */
+#include "core/compat.hpp" /* PGDLLEXPORT */
 
 namespace influx {
 /* Registers the static listener worker; only from _PG_init during the preload. */

@@ -42,8 +42,8 @@
 
 #include <fast_float/fast_float.h>
 
-#include "line_protocol.hpp"
-#include "cpp_only.hpp"
+#include "protocol/line_protocol.hpp"
+#include "core/cpp_only.hpp"
 
 namespace influx {
 

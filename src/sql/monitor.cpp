@@ -1,5 +1,5 @@
 /*
- * sql_api.cpp — SQL functions to observe and manage the listener and workers:
+ * monitor.cpp — SQL functions to observe and manage the listener and workers:
  * influx.stats(), influx.listener_status(), influx.restart_workers().
  *
  * All of them read the fixed shared block (shared_state.hpp), which exists only when
@@ -20,8 +20,8 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
-#include "pg_cpp.hpp"
-#include "shared_state.hpp"
+#include "core/pg_cpp.hpp"
+#include "core/shared_state.hpp"
 
 namespace {
 

@@ -18,7 +18,7 @@
  */
 #pragma once
 
-#include "shared_state.hpp"
+#include "core/shared_state.hpp"
 
 namespace influx
 {

@@ -65,17 +65,17 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
-#include "chunk.hpp"
-#include "compat.hpp"
-#include "identity.hpp"
-#include "line_protocol.hpp"
-#include "listener.hpp"
-#include "pg_cpp.hpp"
-#include "ring.hpp"
-#include "settings.hpp"
-#include "shared_state.hpp"
-#include "sockets.hpp"
-#include "worker.hpp"
+#include "ipc/chunk.hpp"
+#include "core/compat.hpp"
+#include "ingest/identity.hpp"
+#include "protocol/line_protocol.hpp"
+#include "net/listener.hpp"
+#include "core/pg_cpp.hpp"
+#include "ipc/ring.hpp"
+#include "core/settings.hpp"
+#include "core/shared_state.hpp"
+#include "net/sockets.hpp"
+#include "ingest/worker.hpp"
 
 namespace influx {
 namespace {

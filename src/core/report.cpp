@@ -7,7 +7,7 @@ extern "C" {
 #include "postgres.h"
 }
 
-#include "report.hpp"
+#include "core/report.hpp"
 
 namespace influx
 {

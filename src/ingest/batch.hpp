@@ -24,7 +24,7 @@
  */
 #pragma once
 
-#include "line_protocol.hpp"
+#include "protocol/line_protocol.hpp"
 
 namespace influx
 {
