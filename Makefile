@@ -6,6 +6,8 @@
 #   make unittest        GoogleTest unit tests for the pure C++ modules
 #   make fuzz            libFuzzer target for the line-protocol parser (clang)
 #   make parser-bench    Google Benchmark of the parser
+#   make format          apply .clang-format to every C++ source
+#   make format-check    list the C++ sources .clang-format would change (fails if any)
 
 EXTENSION  = pg_influx
 EXTVERSION = 1.0
@@ -100,3 +102,19 @@ bench/parser_bench: $(PURE_SRCS) bench/parser_bench.cpp $(HEADERS)
 .PHONY: parser-bench
 parser-bench: bench/parser_bench
 	./bench/parser_bench
+
+# ---- formatting (.clang-format) ----
+FORMAT_SRCS = $(sort $(wildcard src/*.cpp src/*.hpp src/*/*.cpp src/*/*.hpp test/unit/*.cpp \
+                                test/fuzz/*.cpp bench/*.cpp))
+
+.PHONY: format format-check
+format:
+	clang-format -i $(FORMAT_SRCS)
+
+# TAP, one test per file, so that test/run-tests.sh counts them.
+format-check:
+	@n=0; bad=0; echo "1..$(words $(FORMAT_SRCS))"; \
+	for f in $(FORMAT_SRCS); do n=$$((n+1)); \
+	  if clang-format $$f | cmp -s - $$f; then echo "ok $$n - $$f"; \
+	  else echo "not ok $$n - $$f (make format)"; bad=1; fi; \
+	done; exit $$bad

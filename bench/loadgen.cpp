@@ -52,7 +52,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace {
+namespace
+{
 
 // ------------------------------------------------------------------------------------------
 // Schemas
@@ -149,9 +150,11 @@ const std::vector<size_t> &TagColumns(int meas)
         for (const MeasDef &m : Measurements()) {
             std::vector<size_t> c;
             for (size_t t = 0; t < m.tags.size(); ++t)
-                if (std::string_view(m.tags[t]) == "host") c.push_back(t);
+                if (std::string_view(m.tags[t]) == "host")
+                    c.push_back(t);
             for (size_t t = 0; t < m.tags.size(); ++t)
-                if (std::string_view(m.tags[t]) != "host") c.push_back(t);
+                if (std::string_view(m.tags[t]) != "host")
+                    c.push_back(t);
             all.push_back(std::move(c));
         }
         return all;
@@ -168,12 +171,12 @@ struct Options {
     std::string dataset = "cpu";
     uint64_t lines = 1000000;
     uint64_t seed = 42;
-    long hosts = -1; // -1: dataset default
-    int cpus = 4;    // per host, plus cpu-total
+    long hosts = -1;                                // -1: dataset default
+    int cpus = 4;                                   // per host, plus cpu-total
     int64_t start_ns = 1704067200LL * 1000000000LL; // 2024-01-01T00:00:00Z
     int64_t interval_ns = 10LL * 1000000000LL;
     std::string out;
-    std::string in;           // tcp/udp: send this line-protocol file instead of generating
+    std::string in;              // tcp/udp: send this line-protocol file instead of generating
     std::string shape = "typed"; // csv/binary/ddl: typed | jsonb
     std::string schema = "public";
     bool index = false;
@@ -196,28 +199,28 @@ struct Options {
 
 void Usage()
 {
-    std::fprintf(stderr,
-                 "usage: loadgen --mode lp|csv|binary|ddl|tcp|udp [options]\n"
-                 "  --dataset cpu|mixed|cpu-hc   (default cpu)\n"
-                 "  --lines N          lines to generate (default 1000000)\n"
-                 "  --seed S           PRNG seed (default 42)\n"
-                 "  --hosts H          distinct host tags (default 100; cpu-hc 100000)\n"
-                 "  --cpus C           per-cpu series per host, plus cpu-total (default 4)\n"
-                 "  --start-ns T       first timestamp (default 2024-01-01T00:00:00Z)\n"
-                 "  --interval-ns I    collection interval (default 10 s)\n"
-                 "  --out PATH         output file (lp/csv/binary); for mixed csv/binary PATH must\n"
-                 "                     contain %%m, replaced by the measurement name\n"
-                 "  --shape typed|jsonb  columns of the twin table for csv/binary/ddl\n"
-                 "  --schema NAME      schema for ddl (default public)\n"
-                 "  --index            ddl: add a btree index on (host, _time)\n"
-                 "  --threads N        generator threads (default 1)\n"
-                 "  --host A --port P  destination for tcp/udp (default 127.0.0.1)\n"
-                 "  --connections N    tcp connections (default 1)\n"
-                 "  --rate R           udp lines per second, 0 = unpaced (default 0)\n"
-                 "  --datagram-size B  largest udp payload (default 1400; e.g. 8192)\n"
-                 "  --in FILE          tcp/udp: send this line-protocol file (no generation)\n"
-                 "  --max-seconds S    give up sending after S seconds (default 600)\n"
-                 "  --quiet            only the final result line\n");
+    std::fprintf(
+        stderr, "usage: loadgen --mode lp|csv|binary|ddl|tcp|udp [options]\n"
+                "  --dataset cpu|mixed|cpu-hc   (default cpu)\n"
+                "  --lines N          lines to generate (default 1000000)\n"
+                "  --seed S           PRNG seed (default 42)\n"
+                "  --hosts H          distinct host tags (default 100; cpu-hc 100000)\n"
+                "  --cpus C           per-cpu series per host, plus cpu-total (default 4)\n"
+                "  --start-ns T       first timestamp (default 2024-01-01T00:00:00Z)\n"
+                "  --interval-ns I    collection interval (default 10 s)\n"
+                "  --out PATH         output file (lp/csv/binary); for mixed csv/binary PATH must\n"
+                "                     contain %%m, replaced by the measurement name\n"
+                "  --shape typed|jsonb  columns of the twin table for csv/binary/ddl\n"
+                "  --schema NAME      schema for ddl (default public)\n"
+                "  --index            ddl: add a btree index on (host, _time)\n"
+                "  --threads N        generator threads (default 1)\n"
+                "  --host A --port P  destination for tcp/udp (default 127.0.0.1)\n"
+                "  --connections N    tcp connections (default 1)\n"
+                "  --rate R           udp lines per second, 0 = unpaced (default 0)\n"
+                "  --datagram-size B  largest udp payload (default 1400; e.g. 8192)\n"
+                "  --in FILE          tcp/udp: send this line-protocol file (no generation)\n"
+                "  --max-seconds S    give up sending after S seconds (default 600)\n"
+                "  --quiet            only the final result line\n");
     std::exit(2);
 }
 
@@ -227,43 +230,71 @@ Options ParseArgs(int argc, char **argv)
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto val = [&]() -> std::string {
-            if (i + 1 >= argc) Die("missing value for " + a);
+            if (i + 1 >= argc)
+                Die("missing value for " + a);
             return argv[++i];
         };
-        if (a == "--mode") o.mode = val();
-        else if (a == "--dataset") o.dataset = val();
-        else if (a == "--lines") o.lines = std::stoull(val());
-        else if (a == "--seed") o.seed = std::stoull(val());
-        else if (a == "--hosts") o.hosts = std::stol(val());
-        else if (a == "--cpus") o.cpus = std::stoi(val());
-        else if (a == "--start-ns") o.start_ns = std::stoll(val());
-        else if (a == "--interval-ns") o.interval_ns = std::stoll(val());
-        else if (a == "--out") o.out = val();
-        else if (a == "--in") o.in = val();
-        else if (a == "--shape") o.shape = val();
-        else if (a == "--schema") o.schema = val();
-        else if (a == "--index") o.index = true;
-        else if (a == "--threads") o.threads = std::stoi(val());
-        else if (a == "--host") o.host = val();
-        else if (a == "--port") o.port = std::stoi(val());
-        else if (a == "--connections") o.connections = std::stoi(val());
-        else if (a == "--rate") o.rate = std::stod(val());
-        else if (a == "--datagram-size") o.datagram_size = std::stoi(val());
-        else if (a == "--block-lines") o.block_lines = std::stoi(val());
-        else if (a == "--max-seconds") o.max_seconds = std::stod(val());
-        else if (a == "--quiet") o.quiet = true;
-        else if (a == "-h" || a == "--help") Usage();
-        else Die("unknown option " + a);
+        if (a == "--mode")
+            o.mode = val();
+        else if (a == "--dataset")
+            o.dataset = val();
+        else if (a == "--lines")
+            o.lines = std::stoull(val());
+        else if (a == "--seed")
+            o.seed = std::stoull(val());
+        else if (a == "--hosts")
+            o.hosts = std::stol(val());
+        else if (a == "--cpus")
+            o.cpus = std::stoi(val());
+        else if (a == "--start-ns")
+            o.start_ns = std::stoll(val());
+        else if (a == "--interval-ns")
+            o.interval_ns = std::stoll(val());
+        else if (a == "--out")
+            o.out = val();
+        else if (a == "--in")
+            o.in = val();
+        else if (a == "--shape")
+            o.shape = val();
+        else if (a == "--schema")
+            o.schema = val();
+        else if (a == "--index")
+            o.index = true;
+        else if (a == "--threads")
+            o.threads = std::stoi(val());
+        else if (a == "--host")
+            o.host = val();
+        else if (a == "--port")
+            o.port = std::stoi(val());
+        else if (a == "--connections")
+            o.connections = std::stoi(val());
+        else if (a == "--rate")
+            o.rate = std::stod(val());
+        else if (a == "--datagram-size")
+            o.datagram_size = std::stoi(val());
+        else if (a == "--block-lines")
+            o.block_lines = std::stoi(val());
+        else if (a == "--max-seconds")
+            o.max_seconds = std::stod(val());
+        else if (a == "--quiet")
+            o.quiet = true;
+        else if (a == "-h" || a == "--help")
+            Usage();
+        else
+            Die("unknown option " + a);
     }
-    if (o.mode.empty()) Usage();
+    if (o.mode.empty())
+        Usage();
     if (o.dataset != "cpu" && o.dataset != "mixed" && o.dataset != "cpu-hc")
         Die("unknown dataset " + o.dataset);
-    if (o.hosts < 0) o.hosts = (o.dataset == "cpu-hc") ? 100000 : 100;
+    if (o.hosts < 0)
+        o.hosts = (o.dataset == "cpu-hc") ? 100000 : 100;
     if (o.hosts < 1 || o.cpus < 0 || o.threads < 1 || o.threads > 64 || o.connections < 1 ||
         o.connections > 1024 || o.block_lines < 1 || o.datagram_size < 64 ||
         o.datagram_size > 65507 || o.interval_ns < 1000)
         Die("option out of range");
-    if (o.shape != "typed" && o.shape != "jsonb") Die("--shape must be typed or jsonb");
+    if (o.shape != "typed" && o.shape != "jsonb")
+        Die("--shape must be typed or jsonb");
     return o;
 }
 
@@ -284,7 +315,10 @@ struct Rng {
     explicit Rng(uint64_t seed) : s(seed) {}
     uint64_t Next() { return s = SplitMix(s); }
     double Uniform(double lo, double hi) { return lo + (hi - lo) * ((Next() >> 11) * 0x1.0p-53); }
-    int64_t Int(int64_t lo, int64_t hi) { return lo + static_cast<int64_t>(Next() % uint64_t(hi - lo + 1)); }
+    int64_t Int(int64_t lo, int64_t hi)
+    {
+        return lo + static_cast<int64_t>(Next() % uint64_t(hi - lo + 1));
+    }
 };
 
 struct FieldVal {
@@ -316,7 +350,8 @@ class Dataset
     // Measurements present in this dataset (index into Measurements()).
     std::vector<int> Present() const
     {
-        if (!mixed_) return {M_CPU};
+        if (!mixed_)
+            return {M_CPU};
         return {M_CPU, M_MEM, M_DISK, M_NET, M_SYSTEM, M_DOCKER};
     }
 
@@ -329,7 +364,8 @@ class Dataset
         Rng rng(SplitMix(o_.seed * 0x100000001b3ULL ^ SplitMix(i)));
         // Every host reports at its own offset within the interval (microsecond aligned, so
         // that a timestamptz holds it exactly and every loader produces the same value).
-        uint64_t jitter_us = SplitMix(o_.seed ^ (h * 0x9e37ULL)) % std::max<uint64_t>(1, uint64_t(o_.interval_ns / 2000));
+        uint64_t jitter_us = SplitMix(o_.seed ^ (h * 0x9e37ULL)) %
+                             std::max<uint64_t>(1, uint64_t(o_.interval_ns / 2000));
         r.ts_ns = o_.start_ns + int64_t(tick) * o_.interval_ns + int64_t(jitter_us) * 1000;
         HostName(h);
         uint64_t cpu_lines = uint64_t(o_.cpus) + 1;
@@ -337,7 +373,8 @@ class Dataset
             r.meas = M_CPU;
             // tags: cpu, host
             r.tags[1] = host_;
-            if (k == uint64_t(o_.cpus)) r.tags[0] = "cpu-total";
+            if (k == uint64_t(o_.cpus))
+                r.tags[0] = "cpu-total";
             else {
                 r.tags[0] = "cpu";
                 AppendInt(r.tags[0], int64_t(k));
@@ -424,10 +461,12 @@ class Dataset
             AppendInt(s, up / 86400);
             s += (up / 86400 == 1) ? " day, " : " days, ";
             int64_t hh = (up % 86400) / 3600, mm = (up % 3600) / 60;
-            if (hh < 10) s += ' ';
+            if (hh < 10)
+                s += ' ';
             AppendInt(s, hh);
             s += ':';
-            if (mm < 10) s += '0';
+            if (mm < 10)
+                s += '0';
             AppendInt(s, mm);
             return;
         }
@@ -443,7 +482,8 @@ class Dataset
         id.clear();
         static const char hex[] = "0123456789abcdef";
         uint64_t x = SplitMix(h * 2 + (web ? 0 : 1));
-        for (int c = 0; c < 12; ++c) id += hex[(x >> (c * 4)) & 15];
+        for (int c = 0; c < 12; ++c)
+            id += hex[(x >> (c * 4)) & 15];
         r.fields[1].i = running ? 0 : 137;
         r.fields[2].b = !running && (rng.Next() % 2 == 0);
         r.fields[3].i = running ? rng.Int(100, 400000) : 0;
@@ -462,7 +502,8 @@ class Dataset
   private:
     void HostName(uint64_t h) const
     {
-        if (h == last_host_) return;
+        if (h == last_host_)
+            return;
         last_host_ = h;
         host_ = "host-";
         AppendInt(host_, int64_t(h));
@@ -497,7 +538,8 @@ void AppendLineProtocol(std::string &out, const Row &r)
         out += m.tags[t];
         out += '=';
         for (char c : r.tags[t]) { // tag values: escape comma, equals, space
-            if (c == ',' || c == '=' || c == ' ') out += '\\';
+            if (c == ',' || c == '=' || c == ' ')
+                out += '\\';
             out += c;
         }
     }
@@ -507,17 +549,25 @@ void AppendLineProtocol(std::string &out, const Row &r)
         out += '=';
         const FieldVal &v = r.fields[f];
         switch (m.fields[f].type) {
-        case FT::Float: AppendDouble(out, v.d); break;
-        case FT::Int: Dataset::AppendInt(out, v.i); out += 'i'; break;
-        case FT::Bool: out += v.b ? "true" : "false"; break;
-        case FT::Str:
-            out += '"';
-            for (char c : v.s) {
-                if (c == '"' || c == '\\') out += '\\';
-                out += c;
-            }
-            out += '"';
-            break;
+            case FT::Float:
+                AppendDouble(out, v.d);
+                break;
+            case FT::Int:
+                Dataset::AppendInt(out, v.i);
+                out += 'i';
+                break;
+            case FT::Bool:
+                out += v.b ? "true" : "false";
+                break;
+            case FT::Str:
+                out += '"';
+                for (char c : v.s) {
+                    if (c == '"' || c == '\\')
+                        out += '\\';
+                    out += c;
+                }
+                out += '"';
+                break;
         }
     }
     out += ' ';
@@ -529,9 +579,15 @@ void AppendLineProtocol(std::string &out, const Row &r)
 void AppendTimestamp(std::string &out, int64_t us)
 {
     int64_t secs = us / 1000000, frac = us % 1000000;
-    if (frac < 0) { frac += 1000000; secs -= 1; }
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
     int64_t days = secs / 86400, sod = secs % 86400;
-    if (sod < 0) { sod += 86400; days -= 1; }
+    if (sod < 0) {
+        sod += 86400;
+        days -= 1;
+    }
     // civil_from_days (H. Hinnant)
     int64_t z = days + 719468;
     int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -542,11 +598,12 @@ void AppendTimestamp(std::string &out, int64_t us)
     int64_t mp = (5 * doy + 2) / 153;
     int64_t d = doy - (153 * mp + 2) / 5 + 1;
     int64_t mo = mp < 10 ? mp + 3 : mp - 9;
-    if (mo <= 2) y += 1;
+    if (mo <= 2)
+        y += 1;
     char buf[40];
     int n = std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lld %02lld:%02lld:%02lld.%06lld+00",
-                          (long long)y, (long long)mo, (long long)d, (long long)(sod / 3600),
-                          (long long)(sod % 3600 / 60), (long long)(sod % 60), (long long)frac);
+                          (long long) y, (long long) mo, (long long) d, (long long) (sod / 3600),
+                          (long long) (sod % 3600 / 60), (long long) (sod % 60), (long long) frac);
     out.append(buf, n);
 }
 
@@ -554,12 +611,15 @@ void AppendJsonString(std::string &out, const std::string &s)
 {
     out += '"';
     for (unsigned char c : s) {
-        if (c == '"' || c == '\\') { out += '\\'; out += char(c); }
-        else if (c < 0x20) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += char(c);
+        } else if (c < 0x20) {
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\u%04x", c);
             out += buf;
-        } else out += char(c);
+        } else
+            out += char(c);
     }
     out += '"';
 }
@@ -569,7 +629,8 @@ void AppendJsonTags(std::string &out, const Row &r)
     const MeasDef &m = Measurements()[r.meas];
     out += '{';
     for (size_t t = 0; t < m.tags.size(); ++t) {
-        if (t) out += ", ";
+        if (t)
+            out += ", ";
         out += '"';
         out += m.tags[t];
         out += "\": ";
@@ -583,16 +644,25 @@ void AppendJsonFields(std::string &out, const Row &r)
     const MeasDef &m = Measurements()[r.meas];
     out += '{';
     for (size_t f = 0; f < m.fields.size(); ++f) {
-        if (f) out += ", ";
+        if (f)
+            out += ", ";
         out += '"';
         out += m.fields[f].name;
         out += "\": ";
         const FieldVal &v = r.fields[f];
         switch (m.fields[f].type) {
-        case FT::Float: AppendDouble(out, v.d); break;
-        case FT::Int: Dataset::AppendInt(out, v.i); break;
-        case FT::Bool: out += v.b ? "true" : "false"; break;
-        case FT::Str: AppendJsonString(out, v.s); break;
+            case FT::Float:
+                AppendDouble(out, v.d);
+                break;
+            case FT::Int:
+                Dataset::AppendInt(out, v.i);
+                break;
+            case FT::Bool:
+                out += v.b ? "true" : "false";
+                break;
+            case FT::Str:
+                AppendJsonString(out, v.s);
+                break;
         }
     }
     out += '}';
@@ -602,7 +672,8 @@ void AppendCsvQuoted(std::string &out, const std::string &s)
 {
     out += '"';
     for (char c : s) {
-        if (c == '"') out += '"';
+        if (c == '"')
+            out += '"';
         out += c;
     }
     out += '"';
@@ -632,10 +703,18 @@ void AppendCsv(std::string &out, const Row &r, bool jsonb, std::string &tmp)
         out += ',';
         const FieldVal &v = r.fields[f];
         switch (m.fields[f].type) {
-        case FT::Float: AppendDouble(out, v.d); break;
-        case FT::Int: Dataset::AppendInt(out, v.i); break;
-        case FT::Bool: out += v.b ? "true" : "false"; break;
-        case FT::Str: AppendCsvQuoted(out, v.s); break;
+            case FT::Float:
+                AppendDouble(out, v.d);
+                break;
+            case FT::Int:
+                Dataset::AppendInt(out, v.i);
+                break;
+            case FT::Bool:
+                out += v.b ? "true" : "false";
+                break;
+            case FT::Str:
+                AppendCsvQuoted(out, v.s);
+                break;
         }
     }
     out += '\n';
@@ -692,20 +771,29 @@ void AppendBinary(std::string &out, const Row &r, bool jsonb, std::string &tmp)
     Put16(out, uint16_t(1 + m.tags.size() + m.fields.size()));
     Put32(out, 8);
     Put64(out, uint64_t(r.ts_ns / 1000 - kPgEpochUs));
-    for (size_t t : TagColumns(r.meas)) PutText(out, r.tags[t]);
+    for (size_t t : TagColumns(r.meas))
+        PutText(out, r.tags[t]);
     for (size_t f = 0; f < m.fields.size(); ++f) {
         const FieldVal &v = r.fields[f];
         switch (m.fields[f].type) {
-        case FT::Float: {
-            uint64_t bits;
-            std::memcpy(&bits, &v.d, 8);
-            Put32(out, 8);
-            Put64(out, bits);
-            break;
-        }
-        case FT::Int: Put32(out, 8); Put64(out, uint64_t(v.i)); break;
-        case FT::Bool: Put32(out, 1); out += v.b ? '\1' : '\0'; break;
-        case FT::Str: PutText(out, v.s); break;
+            case FT::Float: {
+                uint64_t bits;
+                std::memcpy(&bits, &v.d, 8);
+                Put32(out, 8);
+                Put64(out, bits);
+                break;
+            }
+            case FT::Int:
+                Put32(out, 8);
+                Put64(out, uint64_t(v.i));
+                break;
+            case FT::Bool:
+                Put32(out, 1);
+                out += v.b ? '\1' : '\0';
+                break;
+            case FT::Str:
+                PutText(out, v.s);
+                break;
         }
     }
 }
@@ -713,10 +801,14 @@ void AppendBinary(std::string &out, const Row &r, bool jsonb, std::string &tmp)
 const char *SqlType(FT t)
 {
     switch (t) {
-    case FT::Float: return "float8";
-    case FT::Int: return "int8";
-    case FT::Str: return "text";
-    case FT::Bool: return "boolean";
+        case FT::Float:
+            return "float8";
+        case FT::Int:
+            return "int8";
+        case FT::Str:
+            return "text";
+        case FT::Bool:
+            return "boolean";
     }
     return "text";
 }
@@ -737,8 +829,10 @@ using BlockQueue = boost::lockfree::spsc_queue<Block *, boost::lockfree::capacit
 
 inline void Backoff(int &spins)
 {
-    if (++spins < 64) std::this_thread::yield();
-    else std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if (++spins < 64)
+        std::this_thread::yield();
+    else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
 // Produces the lines [first, last) as blocks of block_lines, in order, using `threads`
@@ -751,8 +845,7 @@ class Pipeline
     {
     }
 
-    template <typename Consumer>
-    void Run(uint64_t first, uint64_t last, Consumer &&consume)
+    template <typename Consumer> void Run(uint64_t first, uint64_t last, Consumer &&consume)
     {
         uint64_t nblocks = (last - first + o_.block_lines - 1) / o_.block_lines;
         std::vector<std::unique_ptr<BlockQueue>> full(threads_), free_(threads_);
@@ -778,19 +871,27 @@ class Pipeline
                     Block *blk = nullptr;
                     int spins = 0;
                     while (!free_[t]->pop(blk)) {
-                        if (stop.load(std::memory_order_relaxed)) return;
+                        if (stop.load(std::memory_order_relaxed))
+                            return;
                         Backoff(spins);
                     }
                     blk->first = first + b * o_.block_lines;
                     blk->count = std::min<uint64_t>(o_.block_lines, last - blk->first);
-                    for (auto &s : blk->bufs) s.clear();
+                    for (auto &s : blk->bufs)
+                        s.clear();
                     for (uint64_t i = blk->first; i < blk->first + blk->count; ++i) {
                         ds.Generate(i, row);
                         std::string &out = blk->bufs[outputs_ > 1 ? OutputOf(row.meas) : 0];
                         switch (fmt_) {
-                        case Format::LineProtocol: AppendLineProtocol(out, row); break;
-                        case Format::Csv: AppendCsv(out, row, jsonb_, tmp); break;
-                        case Format::Binary: AppendBinary(out, row, jsonb_, tmp); break;
+                            case Format::LineProtocol:
+                                AppendLineProtocol(out, row);
+                                break;
+                            case Format::Csv:
+                                AppendCsv(out, row, jsonb_, tmp);
+                                break;
+                            case Format::Binary:
+                                AppendBinary(out, row, jsonb_, tmp);
+                                break;
                         }
                     }
                     full[t]->push(blk); // cannot fail: capacity > blocks in flight
@@ -802,12 +903,14 @@ class Pipeline
             int t = int(b % threads_);
             Block *blk = nullptr;
             int spins = 0;
-            while (!full[t]->pop(blk)) Backoff(spins);
+            while (!full[t]->pop(blk))
+                Backoff(spins);
             ok = consume(*blk);
             free_[t]->push(blk);
         }
         stop = true;
-        for (auto &g : gens) g.join();
+        for (auto &g : gens)
+            g.join();
     }
 
     void SetOutputMap(std::vector<int> map) { out_of_meas_ = std::move(map); }
@@ -833,11 +936,12 @@ double Now()
 void Report(const Options &o, const char *what, uint64_t lines, uint64_t bytes, uint64_t datagrams,
             uint64_t errors, double secs)
 {
-    if (secs <= 0) secs = 1e-9;
+    if (secs <= 0)
+        secs = 1e-9;
     std::printf("loadgen: mode=%s dataset=%s lines=%llu bytes=%llu datagrams=%llu errors=%llu "
                 "seconds=%.3f lines_per_s=%.0f MiB_per_s=%.1f\n",
-                what, o.dataset.c_str(), (unsigned long long)lines, (unsigned long long)bytes,
-                (unsigned long long)datagrams, (unsigned long long)errors, secs, lines / secs,
+                what, o.dataset.c_str(), (unsigned long long) lines, (unsigned long long) bytes,
+                (unsigned long long) datagrams, (unsigned long long) errors, secs, lines / secs,
                 bytes / secs / 1048576.0);
     std::fflush(stdout);
 }
@@ -851,7 +955,8 @@ void WriteAll(int fd, const char *p, size_t n, const std::string &path)
     while (n > 0) {
         ssize_t w = ::write(fd, p, n);
         if (w < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             Die("write " + path + ": " + std::strerror(errno));
         }
         p += w;
@@ -861,8 +966,11 @@ void WriteAll(int fd, const char *p, size_t n, const std::string &path)
 
 int RunFile(const Options &o)
 {
-    if (o.out.empty()) Die("--out is required");
-    Format fmt = o.mode == "lp" ? Format::LineProtocol : o.mode == "csv" ? Format::Csv : Format::Binary;
+    if (o.out.empty())
+        Die("--out is required");
+    Format fmt = o.mode == "lp"    ? Format::LineProtocol
+                 : o.mode == "csv" ? Format::Csv
+                                   : Format::Binary;
     Dataset ds(o);
     bool jsonb = (o.shape == "jsonb");
     std::vector<int> present = ds.Present();
@@ -870,7 +978,8 @@ int RunFile(const Options &o)
     std::vector<std::string> paths;
     std::vector<int> map(M_COUNT, 0);
     if (per_meas) {
-        if (o.out.find("%m") == std::string::npos) Die("--out must contain %m for a mixed csv/binary dataset");
+        if (o.out.find("%m") == std::string::npos)
+            Die("--out must contain %m for a mixed csv/binary dataset");
         for (size_t k = 0; k < present.size(); ++k) {
             std::string p = o.out;
             p.replace(p.find("%m"), 2, Measurements()[present[k]].name);
@@ -879,13 +988,15 @@ int RunFile(const Options &o)
         }
     } else {
         std::string p = o.out;
-        if (p.find("%m") != std::string::npos) p.replace(p.find("%m"), 2, "cpu");
+        if (p.find("%m") != std::string::npos)
+            p.replace(p.find("%m"), 2, "cpu");
         paths.push_back(p);
     }
     std::vector<int> fds;
     for (auto &p : paths) {
         int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) Die("open " + p + ": " + std::strerror(errno));
+        if (fd < 0)
+            Die("open " + p + ": " + std::strerror(errno));
         fds.push_back(fd);
         if (fmt == Format::Binary) {
             std::string h = BinaryHeader();
@@ -909,7 +1020,8 @@ int RunFile(const Options &o)
             Put16(t, 0xffff); // trailer: -1
             WriteAll(fds[k], t.data(), t.size(), paths[k]);
         }
-        if (::close(fds[k]) != 0) Die("close " + paths[k] + ": " + std::strerror(errno));
+        if (::close(fds[k]) != 0)
+            Die("close " + paths[k] + ": " + std::strerror(errno));
     }
     Report(o, o.mode.c_str(), o.lines, bytes, 0, 0, Now() - t0);
     return 0;
@@ -924,13 +1036,16 @@ int RunDdl(const Options &o)
         if (o.shape == "jsonb") {
             std::printf(", _tags jsonb, _fields jsonb");
         } else {
-            for (size_t t : TagColumns(m)) std::printf(", %s text", d.tags[t]);
-            for (auto &f : d.fields) std::printf(", %s %s", f.name, SqlType(f.type));
+            for (size_t t : TagColumns(m))
+                std::printf(", %s text", d.tags[t]);
+            for (auto &f : d.fields)
+                std::printf(", %s %s", f.name, SqlType(f.type));
         }
         std::printf(");\n");
         if (o.index) {
             if (o.shape == "jsonb")
-                std::printf("CREATE INDEX ON %s.%s ((_tags->>'host'), _time);\n", o.schema.c_str(), d.name);
+                std::printf("CREATE INDEX ON %s.%s ((_tags->>'host'), _time);\n", o.schema.c_str(),
+                            d.name);
             else
                 std::printf("CREATE INDEX ON %s.%s (host, _time);\n", o.schema.c_str(), d.name);
         }
@@ -944,12 +1059,14 @@ int RunDdl(const Options &o)
 
 sockaddr_storage Resolve(const Options &o, int socktype, socklen_t &len)
 {
-    if (o.port <= 0 || o.port > 65535) Die("--port is required");
+    if (o.port <= 0 || o.port > 65535)
+        Die("--port is required");
     addrinfo hints{}, *res = nullptr;
     hints.ai_socktype = socktype;
     std::string port = std::to_string(o.port);
     int rc = getaddrinfo(o.host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0 || !res) Die("cannot resolve " + o.host + ": " + gai_strerror(rc));
+    if (rc != 0 || !res)
+        Die("cannot resolve " + o.host + ": " + gai_strerror(rc));
     sockaddr_storage ss{};
     std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
     len = res->ai_addrlen;
@@ -961,11 +1078,14 @@ int ConnectTcp(const sockaddr_storage &ss, socklen_t len, double deadline)
 {
     for (;;) {
         int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) Die(std::string("socket: ") + std::strerror(errno));
-        if (::connect(fd, reinterpret_cast<const sockaddr *>(&ss), len) == 0) return fd;
+        if (fd < 0)
+            Die(std::string("socket: ") + std::strerror(errno));
+        if (::connect(fd, reinterpret_cast<const sockaddr *>(&ss), len) == 0)
+            return fd;
         int err = errno;
         ::close(fd);
-        if (Now() > deadline) Die(std::string("connect: ") + std::strerror(err));
+        if (Now() > deadline)
+            Die(std::string("connect: ") + std::strerror(err));
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
 }
@@ -976,7 +1096,8 @@ bool SendAll(int fd, const char *p, size_t n, double deadline, std::atomic<uint6
     while (n > 0) {
         ssize_t w = ::send(fd, p, std::min<size_t>(n, 1 << 20), MSG_NOSIGNAL);
         if (w < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             std::fprintf(stderr, "loadgen: send: %s\n", std::strerror(errno));
             return false;
         }
@@ -999,14 +1120,17 @@ struct Mapped {
 Mapped MapFile(const std::string &path)
 {
     int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) Die("open " + path + ": " + std::strerror(errno));
+    if (fd < 0)
+        Die("open " + path + ": " + std::strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) Die("stat " + path);
+    if (fstat(fd, &st) != 0)
+        Die("stat " + path);
     Mapped m;
     m.size = size_t(st.st_size);
     if (m.size > 0) {
         void *p = mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-        if (p == MAP_FAILED) Die("mmap " + path + ": " + std::strerror(errno));
+        if (p == MAP_FAILED)
+            Die("mmap " + path + ": " + std::strerror(errno));
         m.data = static_cast<const char *>(p);
         madvise(p, m.size, MADV_SEQUENTIAL);
     }
@@ -1020,7 +1144,10 @@ uint64_t CountLines(const char *p, size_t n)
     const char *end = p + n;
     while (p < end) {
         const char *q = static_cast<const char *>(std::memchr(p, '\n', size_t(end - p)));
-        if (!q) { ++c; break; } // last line without '\n'
+        if (!q) {
+            ++c;
+            break;
+        } // last line without '\n'
         ++c;
         p = q + 1;
     }
@@ -1045,7 +1172,8 @@ int RunTcp(const Options &o)
         cuts.push_back(0);
         for (int c = 1; c < C; ++c) {
             size_t pos = std::max(cuts.back(), file.size * size_t(c) / size_t(C));
-            while (pos < file.size && pos > 0 && file.data[pos - 1] != '\n') ++pos;
+            while (pos < file.size && pos > 0 && file.data[pos - 1] != '\n')
+                ++pos;
             cuts.push_back(pos);
         }
         cuts.push_back(file.size);
@@ -1054,7 +1182,8 @@ int RunTcp(const Options &o)
     // send time; then say on stdout that sending starts (bench/run.py times from there).
     uint64_t file_lines = o.in.empty() ? 0 : CountLines(file.data, file.size);
     std::vector<int> fds;
-    for (int c = 0; c < C; ++c) fds.push_back(ConnectTcp(ss, len, deadline));
+    for (int c = 0; c < C; ++c)
+        fds.push_back(ConnectTcp(ss, len, deadline));
     if (!o.quiet) {
         std::printf("sending: %d connection(s)\n", C);
         std::fflush(stdout);
@@ -1066,8 +1195,10 @@ int RunTcp(const Options &o)
             if (!o.in.empty()) {
                 const char *p = file.data + cuts[c];
                 size_t n = cuts[c + 1] - cuts[c];
-                if (c == 0) lines.fetch_add(file_lines);
-                if (!SendAll(fd, p, n, deadline, bytes)) failures++;
+                if (c == 0)
+                    lines.fetch_add(file_lines);
+                if (!SendAll(fd, p, n, deadline, bytes))
+                    failures++;
             } else {
                 uint64_t first = o.lines * uint64_t(c) / uint64_t(C);
                 uint64_t last = o.lines * uint64_t(c + 1) / uint64_t(C);
@@ -1092,7 +1223,8 @@ int RunTcp(const Options &o)
             ::close(fd);
         });
     }
-    for (auto &t : th) t.join();
+    for (auto &t : th)
+        t.join();
     double secs = Now() - t0;
     Report(o, "tcp", lines.load(), bytes.load(), 0, uint64_t(failures.load()), secs);
     return failures.load() ? 1 : 0;
@@ -1105,7 +1237,8 @@ class UdpSender
     {
         ss_ = Resolve(o, SOCK_DGRAM, len_);
         fd_ = ::socket(ss_.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) Die(std::string("socket: ") + std::strerror(errno));
+        if (fd_ < 0)
+            Die(std::string("socket: ") + std::strerror(errno));
         if (::connect(fd_, reinterpret_cast<const sockaddr *>(&ss_), len_) != 0)
             Die(std::string("connect udp: ") + std::strerror(errno));
         int sndbuf = 4 << 20;
@@ -1125,7 +1258,8 @@ class UdpSender
             const char *line_end = q ? q + 1 : end;
             size_t ln = size_t(line_end - p);
             if (!dgram_.empty() && dgram_.size() + ln > size_t(o_.datagram_size))
-                if (!Flush()) return false;
+                if (!Flush())
+                    return false;
             dgram_.append(p, ln);
             ++pending_lines_;
             p = line_end;
@@ -1135,7 +1269,8 @@ class UdpSender
 
     bool Flush()
     {
-        if (dgram_.empty()) return true;
+        if (dgram_.empty())
+            return true;
         // Pace: the first line of this datagram is due at t0 + lines_sent / rate.
         if (o_.rate > 0) {
             double due = t0_ + double(lines_) / o_.rate;
@@ -1150,8 +1285,10 @@ class UdpSender
         }
         for (;;) {
             ssize_t w = ::send(fd_, dgram_.data(), dgram_.size(), 0);
-            if (w >= 0) break;
-            if (errno == EINTR) continue;
+            if (w >= 0)
+                break;
+            if (errno == EINTR)
+                continue;
             if (errno == ENOBUFS || errno == EAGAIN) { // local queue full: retry shortly
                 std::this_thread::sleep_for(std::chrono::microseconds(50));
                 continue;
@@ -1208,7 +1345,8 @@ int RunUdp(const Options &o)
         ok = s.Feed(b.bufs[0].data(), b.bufs[0].size());
         return ok;
     });
-    if (ok) ok = s.Flush();
+    if (ok)
+        ok = s.Flush();
     s.Report();
     return ok ? 0 : 1;
 }
@@ -1219,10 +1357,14 @@ int main(int argc, char **argv)
 {
     try {
         Options o = ParseArgs(argc, argv);
-        if (o.mode == "lp" || o.mode == "csv" || o.mode == "binary") return RunFile(o);
-        if (o.mode == "ddl") return RunDdl(o);
-        if (o.mode == "tcp") return RunTcp(o);
-        if (o.mode == "udp") return RunUdp(o);
+        if (o.mode == "lp" || o.mode == "csv" || o.mode == "binary")
+            return RunFile(o);
+        if (o.mode == "ddl")
+            return RunDdl(o);
+        if (o.mode == "tcp")
+            return RunTcp(o);
+        if (o.mode == "udp")
+            return RunUdp(o);
         Die("unknown mode " + o.mode);
     } catch (const std::exception &e) {
         Die(e.what());

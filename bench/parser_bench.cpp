@@ -32,7 +32,8 @@
 
 #include "protocol/line_protocol.hpp"
 
-namespace {
+namespace
+{
 
 constexpr int kLines = 4096;
 
@@ -40,8 +41,9 @@ std::string CpuLines()
 {
     std::mt19937_64 rng(42);
     std::uniform_real_distribution<double> pct(0.0, 100.0);
-    const char *fields[] = {"usage_user",   "usage_system", "usage_idle",  "usage_nice",  "usage_iowait",
-                            "usage_irq",    "usage_softirq", "usage_steal", "usage_guest", "usage_guest_nice"};
+    const char *fields[] = {"usage_user",   "usage_system",    "usage_idle",    "usage_nice",
+                            "usage_iowait", "usage_irq",       "usage_softirq", "usage_steal",
+                            "usage_guest",  "usage_guest_nice"};
     std::string out;
     char num[64];
     int64_t ts = 1700000000000000000;
@@ -69,35 +71,40 @@ std::string MixedLines()
         const std::string t = " " + std::to_string(ts + i * 10000000LL) + "\n";
         const std::string host = "host=db" + std::to_string(i % 20);
         switch (i % 5) {
-        case 0:
-            out += "mem," + host + " total=" + std::to_string(rng() % (1ULL << 36)) +
-                   "i,available=" + std::to_string(rng() % (1ULL << 35)) + "i,used_percent=" +
-                   std::to_string(static_cast<double>(rng() % 10000) / 100.0) + ",swap_free=" +
-                   std::to_string(rng()) + "u" + t;
-            break;
-        case 1:
-            out += "disk," + host + ",device=nvme0n1p" + std::to_string(i % 4) +
-                   ",fstype=ext4,mode=rw,path=/var/lib/postgresql free=" + std::to_string(rng() % (1ULL << 40)) +
-                   "i,used=" + std::to_string(rng() % (1ULL << 40)) + "i,inodes_free=" +
-                   std::to_string(rng() % 100000000) + "u,used_percent=" +
-                   std::to_string(static_cast<double>(rng() % 10000) / 100.0) + t;
-            break;
-        case 2:
-            out += "net," + host + ",interface=eth" + std::to_string(i % 2) +
-                   " bytes_recv=" + std::to_string(rng() % (1ULL << 50)) + "u,bytes_sent=" +
-                   std::to_string(rng() % (1ULL << 50)) + "u,err_in=0i,err_out=" + std::to_string(rng() % 3) +
-                   "i,up=" + (rng() % 2 ? "true" : "false") + t;
-            break;
-        case 3:
-            out += "system," + host + " load1=" + std::to_string(static_cast<double>(rng() % 800) / 100.0) +
-                   ",n_cpus=16i,uptime=" + std::to_string(rng() % 10000000) + "i,uptime_format=\"" +
-                   std::to_string(rng() % 100) + " days, 3:07\"" + t;
-            break;
-        default:
-            out += "procstat," + host + ",process_name=postgres,user=postgres pid=" +
-                   std::to_string(rng() % 65536) + "i,cmdline=\"postgres: writer \\\"main\\\" -D /var/lib\"" +
-                   ",running=t,cpu_usage=" + std::to_string(static_cast<double>(rng() % 10000) / 100.0) + t;
-            break;
+            case 0:
+                out += "mem," + host + " total=" + std::to_string(rng() % (1ULL << 36)) +
+                       "i,available=" + std::to_string(rng() % (1ULL << 35)) + "i,used_percent=" +
+                       std::to_string(static_cast<double>(rng() % 10000) / 100.0) +
+                       ",swap_free=" + std::to_string(rng()) + "u" + t;
+                break;
+            case 1:
+                out += "disk," + host + ",device=nvme0n1p" + std::to_string(i % 4) +
+                       ",fstype=ext4,mode=rw,path=/var/lib/postgresql free=" +
+                       std::to_string(rng() % (1ULL << 40)) +
+                       "i,used=" + std::to_string(rng() % (1ULL << 40)) +
+                       "i,inodes_free=" + std::to_string(rng() % 100000000) + "u,used_percent=" +
+                       std::to_string(static_cast<double>(rng() % 10000) / 100.0) + t;
+                break;
+            case 2:
+                out += "net," + host + ",interface=eth" + std::to_string(i % 2) +
+                       " bytes_recv=" + std::to_string(rng() % (1ULL << 50)) +
+                       "u,bytes_sent=" + std::to_string(rng() % (1ULL << 50)) +
+                       "u,err_in=0i,err_out=" + std::to_string(rng() % 3) +
+                       "i,up=" + (rng() % 2 ? "true" : "false") + t;
+                break;
+            case 3:
+                out += "system," + host +
+                       " load1=" + std::to_string(static_cast<double>(rng() % 800) / 100.0) +
+                       ",n_cpus=16i,uptime=" + std::to_string(rng() % 10000000) +
+                       "i,uptime_format=\"" + std::to_string(rng() % 100) + " days, 3:07\"" + t;
+                break;
+            default:
+                out += "procstat," + host +
+                       ",process_name=postgres,user=postgres pid=" + std::to_string(rng() % 65536) +
+                       "i,cmdline=\"postgres: writer \\\"main\\\" -D /var/lib\"" +
+                       ",running=t,cpu_usage=" +
+                       std::to_string(static_cast<double>(rng() % 10000) / 100.0) + t;
+                break;
         }
     }
     return out;
@@ -132,8 +139,10 @@ void BM_ParseLine(benchmark::State &state)
     }
     if (bad)
         state.SkipWithError("dataset has invalid lines");
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
-    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(lines.size()));
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(buf.size()));
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(lines.size()));
     state.SetLabel(state.range(0) == 0 ? "cpu" : "mixed");
 }
 
@@ -154,7 +163,8 @@ void BM_ScanAndParse(benchmark::State &state)
             },
             plain);
     }
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(buf.size()));
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(count));
     state.SetLabel(state.range(0) == 0 ? "cpu" : "mixed");
 }
@@ -178,7 +188,8 @@ void BM_ScanAndMatch(benchmark::State &state)
                 /* The last line's layout first, then the map (the worker: its batch's hash). */
                 const influx::LineShape *shape = last;
                 if (shape == nullptr || line.size() <= shape->measurement.size ||
-                    (line[shape->measurement.size] != ',' && line[shape->measurement.size] != ' ') ||
+                    (line[shape->measurement.size] != ',' &&
+                     line[shape->measurement.size] != ' ') ||
                     line.compare(0, shape->measurement.size, shape->measurement.raw()) != 0) {
                     auto it = shapes.find(line.substr(0, influx::PlainMeasurementLength(line)));
                     shape = it == shapes.end() ? nullptr : &it->second;
@@ -190,7 +201,8 @@ void BM_ScanAndMatch(benchmark::State &state)
                     benchmark::DoNotOptimize(sv);
                     return;
                 }
-                if (parser.ParseLine(line, &pt, plain) == influx::ParseStatus::Ok && influx::LearnShape(pt, &scratch)) {
+                if (parser.ParseLine(line, &pt, plain) == influx::ParseStatus::Ok &&
+                    influx::LearnShape(pt, &scratch)) {
                     influx::LineShape &slot = shapes[pt.measurement.raw()];
                     slot = scratch;
                     last = &slot;
@@ -199,10 +211,12 @@ void BM_ScanAndMatch(benchmark::State &state)
             },
             plain);
     }
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(buf.size()));
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(count));
     state.SetLabel(std::string(state.range(0) == 0 ? "cpu" : "mixed") + ", " +
-                   std::to_string(100 * matched / std::max<size_t>(1, count * state.iterations())) + "% matched");
+                   std::to_string(100 * matched / std::max<size_t>(1, count * state.iterations())) +
+                   "% matched");
 }
 
 void BM_Scan(benchmark::State &state)
@@ -210,9 +224,11 @@ void BM_Scan(benchmark::State &state)
     const std::string &buf = Dataset(static_cast<int>(state.range(0)));
     size_t count = 0;
     for (auto _ : state) {
-        count = influx::ForEachLine(buf.data(), buf.size(), [](std::string_view line) { benchmark::DoNotOptimize(line); });
+        count = influx::ForEachLine(buf.data(), buf.size(),
+                                    [](std::string_view line) { benchmark::DoNotOptimize(line); });
     }
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(buf.size()));
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(count));
     state.SetLabel(state.range(0) == 0 ? "cpu" : "mixed");
 }

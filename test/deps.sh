@@ -17,6 +17,7 @@ PACKAGES=(
     libfast-float-dev           # float parsing in the line-protocol parser
     clang                       # make fuzz (libFuzzer)
     libclang-rt-14-dev          # libFuzzer and sanitizer runtimes for clang 14
+    clang-format                # make format-check (the .clang-format of this tree: version 14)
     postgresql-15-pgtap         # CREATE EXTENSION pgtap
     pgtap                       # pg_prove
     python3                     # integration tests

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run-tests.sh — builds pg_influx with CI warnings (errors) and runs every test suite:
 #
+#   format       make format-check             every C++ source is as .clang-format formats it
 #   exports      test/check-exports.sh         the installed pg_influx.so exports only entry points
 #   unittest     make unittest                 GoogleTest, pure C++ (parser, chunking, ...)
 #   fuzz         make fuzz                     libFuzzer smoke run of the parser (1 test)
@@ -23,7 +24,7 @@ set -euo pipefail
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS_DIR=${PG_INFLUX_RESULTS_DIR:-$SRC_DIR/log/test-results}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
-SUITES=${PG_INFLUX_SUITES:-exports unittest fuzz regress pgtap integration}
+SUITES=${PG_INFLUX_SUITES:-format exports unittest fuzz regress pgtap integration}
 PG_USER=postgres
 PYTHON=/usr/bin/python3
 
@@ -104,6 +105,22 @@ fi
 BINDIR=$(pg_config --bindir)
 
 # ---------------------------------------------------------------------------------------
+# formatting — make format-check (TAP, one test per C++ source)
+run_format() {
+    local log=$RESULTS_DIR/format.log rc=0 passed failed
+    say "format: make format-check"
+    make -s format-check >"$log" 2>&1 || rc=$?
+    passed=$(grep -cE '^ok [0-9]+' "$log" || true)
+    failed=$(grep -cE '^not ok [0-9]+' "$log" || true)
+    [[ $failed -gt 0 ]] && grep -E '^not ok' "$log" | head -n 20
+    if [[ $rc -ne 0 && $failed -eq 0 ]]; then
+        tail -n 10 "$log"
+        record format "$passed" 1 "make format-check failed (exit $rc); see format.log"
+        return
+    fi
+    record format "$passed" "$failed"
+}
+
 # exported symbols — test/check-exports.sh on the installed library (TAP, 2 tests)
 # ---------------------------------------------------------------------------------------
 run_exports() {
@@ -338,7 +355,7 @@ run_integration() {
     record integration "$passed" "$failed" "${summary//=/}"
 }
 
-for suite in exports unittest fuzz regress pgtap integration; do
+for suite in format exports unittest fuzz regress pgtap integration; do
     if want "$suite"; then
         "run_$suite" || record "$suite" 0 1 "runner crashed"
     fi

@@ -11,7 +11,8 @@ extern "C" {
 
 #include "core/pg_cpp.hpp"
 
-namespace influx {
+namespace influx
+{
 
 /* Called inside a catch(...) block: remember what was thrown, allocate nothing. */
 void CaptureCppException(CppError *err) noexcept

@@ -25,7 +25,8 @@ extern "C" {
 
 #include "core/compat.hpp"
 
-namespace influx {
+namespace influx
+{
 
 /* Where a caught C++ exception's message waits until the catch block has been left. */
 struct CppError {

@@ -45,7 +45,8 @@ int influx_udp_receive_buffer = 8 * 1024 * 1024;
 int influx_synchronous_commit = SYNCHRONOUS_COMMIT_ON;
 int influx_restart_delay = 5;
 
-namespace {
+namespace
+{
 
 const struct config_enum_entry precision_options[] = {
     {"ns", static_cast<int>(influx::Precision::Nanoseconds), false},
@@ -69,14 +70,15 @@ const struct config_enum_entry synchronous_commit_options[] = {
 
 } // namespace
 
-namespace influx {
+namespace influx
+{
 
 void InitSettings(void)
 {
     DefineCustomStringVariable(
         "influx.database", "Database the influx listener and workers connect to.",
-        "A change makes the listener restart itself and its workers.", &influx_database,
-        "postgres", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+        "A change makes the listener restart itself and its workers.", &influx_database, "postgres",
+        PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomStringVariable(
         "influx.role", "Role the insertion workers connect and insert as.",
@@ -91,23 +93,22 @@ void InitSettings(void)
         "Off: such a role in influx.role starts no workers.", &influx_allow_superuser, false,
         PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
-    DefineCustomStringVariable("influx.schema",
-                               "Schema that holds one table per measurement.",
+    DefineCustomStringVariable("influx.schema", "Schema that holds one table per measurement.",
                                "CREATE EXTENSION pg_influx creates it, owned by influx.role, "
                                "if it does not exist.",
-                               &influx_schema, "influx_metrics", PGC_SIGHUP, 0, nullptr,
-                               nullptr, nullptr);
+                               &influx_schema, "influx_metrics", PGC_SIGHUP, 0, nullptr, nullptr,
+                               nullptr);
 
     DefineCustomIntVariable("influx.max_tables",
                             "Most tables influx.schema may hold before lines stop creating "
                             "more.",
                             "0: no limit.  Lines for existing tables are not affected.",
-                            &influx_max_tables, 10000, 0, INT_MAX, PGC_SIGHUP, 0, nullptr,
-                            nullptr, nullptr);
+                            &influx_max_tables, 10000, 0, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr,
+                            nullptr);
 
     DefineCustomIntVariable("influx.workers", "Number of insertion workers.",
-                            "A reload starts or stops workers to match.", &influx_workers, 2,
-                            0, INFLUX_MAX_WORKERS, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+                            "A reload starts or stops workers to match.", &influx_workers, 2, 0,
+                            INFLUX_MAX_WORKERS, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomStringVariable(
         "influx.listen_addresses", "Addresses the listener binds, comma-separated.",
@@ -124,20 +125,19 @@ void InitSettings(void)
                             "0 turns TCP off.", &influx_tcp_port, 8094, 0, 65535, PGC_SIGHUP, 0,
                             nullptr, nullptr, nullptr);
 
-    DefineCustomIntVariable("influx.batch_size",
-                            "Rows a worker collects before it inserts and commits.", nullptr,
-                            &influx_batch_size, 10000, 1, 1000000, PGC_SIGHUP, 0, nullptr,
-                            nullptr, nullptr);
+    DefineCustomIntVariable(
+        "influx.batch_size", "Rows a worker collects before it inserts and commits.", nullptr,
+        &influx_batch_size, 10000, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.flush_interval",
-                            "Longest time a received row waits before it is committed.",
-                            nullptr, &influx_flush_interval, 200, 1, 60000, PGC_SIGHUP,
-                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
+                            "Longest time a received row waits before it is committed.", nullptr,
+                            &influx_flush_interval, 200, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
 
     DefineCustomIntVariable("influx.flush_idle",
                             "Commit pending rows once no new data has arrived for this long.",
-                            "0 waits for influx.flush_interval.", &influx_flush_idle, 20, 0,
-                            60000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+                            "0 waits for influx.flush_interval.", &influx_flush_idle, 20, 0, 60000,
+                            PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.queue_size",
                             "Size of each insertion worker's shared-memory ring.",
@@ -155,53 +155,48 @@ void InitSettings(void)
                              "Create a table for a measurement that has none.",
                              "Tables are created by influx.create_measurement_table(), which "
                              "may be replaced.",
-                             &influx_create_tables, true, PGC_SIGHUP, 0, nullptr, nullptr,
-                             nullptr);
+                             &influx_create_tables, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomBoolVariable("influx.add_columns",
                              "Add a column when a line carries a new tag or field.",
                              "Off: values without a column go to _tags/_fields if those exist, "
                              "otherwise they are ignored.",
-                             &influx_add_columns, false, PGC_SIGHUP, 0, nullptr, nullptr,
-                             nullptr);
+                             &influx_add_columns, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.max_line_length", "Longest accepted line.",
                             "Longer lines are rejected and counted.", &influx_max_line_length,
-                            1024 * 1024, 1024, 64 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE,
-                            nullptr, nullptr, nullptr);
+                            1024 * 1024, 1024, 64 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, nullptr,
+                            nullptr, nullptr);
 
     DefineCustomIntVariable("influx.max_connections", "Most TCP connections open at once.",
                             "Connections beyond it are refused and counted.",
-                            &influx_max_connections, 100, 1, 10000, PGC_SIGHUP, 0, nullptr,
-                            nullptr, nullptr);
+                            &influx_max_connections, 100, 1, 10000, PGC_SIGHUP, 0, nullptr, nullptr,
+                            nullptr);
 
-    DefineCustomIntVariable("influx.tcp_idle_timeout",
-                            "Closes a TCP connection that has sent nothing for this long.",
-                            "0 keeps idle connections open.  Dead peers are also found by TCP "
-                            "keepalive (about two minutes).",
-                            &influx_tcp_idle_timeout, 300, 0, 86400, PGC_SIGHUP, GUC_UNIT_S,
-                            nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "influx.tcp_idle_timeout", "Closes a TCP connection that has sent nothing for this long.",
+        "0 keeps idle connections open.  Dead peers are also found by TCP "
+        "keepalive (about two minutes).",
+        &influx_tcp_idle_timeout, 300, 0, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
 
-    DefineCustomIntVariable("influx.udp_receive_buffer",
-                            "Kernel receive buffer requested for the UDP socket.",
-                            "Bounded by net.core.rmem_max.", &influx_udp_receive_buffer,
-                            8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024, PGC_SIGHUP,
-                            GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "influx.udp_receive_buffer", "Kernel receive buffer requested for the UDP socket.",
+        "Bounded by net.core.rmem_max.", &influx_udp_receive_buffer, 8 * 1024 * 1024, 64 * 1024,
+        1024 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
 
     DefineCustomEnumVariable("influx.synchronous_commit",
                              "synchronous_commit of the insertion workers' transactions.",
                              "off trades the last few hundred milliseconds of rows after a "
                              "server crash for fewer WAL flushes.",
                              &influx_synchronous_commit, SYNCHRONOUS_COMMIT_ON,
-                             synchronous_commit_options, PGC_SIGHUP, 0, nullptr, nullptr,
-                             nullptr);
+                             synchronous_commit_options, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.restart_delay",
                             "Seconds before a failed listener, worker or socket bind is retried.",
                             "The postmaster's restart delay of the listener itself is the "
                             "value at server start.",
-                            &influx_restart_delay, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S,
-                            nullptr, nullptr, nullptr);
+                            &influx_restart_delay, 5, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr,
+                            nullptr, nullptr);
 
     MarkGUCPrefixReserved("influx");
 }

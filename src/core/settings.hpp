@@ -33,6 +33,7 @@ extern int influx_udp_receive_buffer;
 extern int influx_synchronous_commit; /* a SyncCommitLevel for the workers' transactions */
 extern int influx_restart_delay;
 
-namespace influx {
+namespace influx
+{
 void InitSettings(void);
 }

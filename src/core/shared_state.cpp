@@ -14,11 +14,13 @@ extern "C" {
 
 #include "core/shared_state.hpp"
 
-namespace influx {
+namespace influx
+{
 
 SharedState *shared_state = nullptr;
 
-namespace {
+namespace
+{
 
 shmem_request_hook_type prev_shmem_request_hook = nullptr;
 shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
@@ -35,12 +37,24 @@ TimestampTz last_logged_at = 0;
 uint64 suppressed_since_log = 0;
 
 const char *const counter_names[kCounterCount] = {
-    "bytes_received",       "lines_received",  "lines_rejected_syntax",
-    "lines_rejected_too_long", "rows_rejected_value", "rows_rejected_insert",
-    "rows_rejected_table",  "rows_inserted",   "batches",
-    "errors",               "queue_full",      "datagrams_dropped",
-    "connections_accepted", "connections_refused", "flush_retries",
-    "lines_rerouted",       "lines_lost",      "connections_closed_idle",
+    "bytes_received",
+    "lines_received",
+    "lines_rejected_syntax",
+    "lines_rejected_too_long",
+    "rows_rejected_value",
+    "rows_rejected_insert",
+    "rows_rejected_table",
+    "rows_inserted",
+    "batches",
+    "errors",
+    "queue_full",
+    "datagrams_dropped",
+    "connections_accepted",
+    "connections_refused",
+    "flush_retries",
+    "lines_rerouted",
+    "lines_lost",
+    "connections_closed_idle",
     "lines_rejected_memory",
 };
 

@@ -24,31 +24,32 @@ extern "C" {
 
 #include "core/settings.hpp"
 
-namespace influx {
+namespace influx
+{
 
 enum class ProcessKind : int { None = 0, Listener = 1, Worker = 2 };
 
 /* Counters reported by influx.stats(); keep in sync with CounterName(). */
 enum Counter : int {
-    kBytesReceived,        /* bytes read from sockets (listener) or rings (worker) */
-    kLinesReceived,        /* lines received (listener: from sockets; worker: from its ring) */
-    kLinesRejectedSyntax,  /* lines the parser rejected */
-    kLinesRejectedTooLong, /* lines longer than influx.max_line_length */
-    kRowsRejectedValue,    /* a value that does not convert to its column type */
-    kRowsRejectedInsert,   /* constraint, trigger or other errors raised by the insert */
-    kRowsRejectedTable,    /* no table and none created, or no privilege to insert */
-    kRowsInserted,         /* rows committed */
-    kBatches,              /* committed transactions */
-    kErrors,               /* errors of any kind (each is also logged, rate-limited) */
-    kQueueFull,            /* listener: a ring was full when a chunk was to be sent */
-    kDatagramsDropped,     /* UDP datagrams lost: not queued, or dropped by the kernel */
-    kConnectionsAccepted,  /* TCP connections accepted */
-    kConnectionsRefused,   /* TCP connections refused (influx.max_connections) */
-    kFlushRetries,         /* worker: flushes rolled back by a transient error, tried again */
-    kLinesRerouted,        /* listener: lines a worker had not committed, sent to another */
-    kLinesLost,            /* listener: lines no worker committed before it had to exit */
+    kBytesReceived,         /* bytes read from sockets (listener) or rings (worker) */
+    kLinesReceived,         /* lines received (listener: from sockets; worker: from its ring) */
+    kLinesRejectedSyntax,   /* lines the parser rejected */
+    kLinesRejectedTooLong,  /* lines longer than influx.max_line_length */
+    kRowsRejectedValue,     /* a value that does not convert to its column type */
+    kRowsRejectedInsert,    /* constraint, trigger or other errors raised by the insert */
+    kRowsRejectedTable,     /* no table and none created, or no privilege to insert */
+    kRowsInserted,          /* rows committed */
+    kBatches,               /* committed transactions */
+    kErrors,                /* errors of any kind (each is also logged, rate-limited) */
+    kQueueFull,             /* listener: a ring was full when a chunk was to be sent */
+    kDatagramsDropped,      /* UDP datagrams lost: not queued, or dropped by the kernel */
+    kConnectionsAccepted,   /* TCP connections accepted */
+    kConnectionsRefused,    /* TCP connections refused (influx.max_connections) */
+    kFlushRetries,          /* worker: flushes rolled back by a transient error, tried again */
+    kLinesRerouted,         /* listener: lines a worker had not committed, sent to another */
+    kLinesLost,             /* listener: lines no worker committed before it had to exit */
     kConnectionsClosedIdle, /* TCP connections closed after influx.tcp_idle_timeout */
-    kLinesRejectedMemory,  /* lines the parser ran out of memory on */
+    kLinesRejectedMemory,   /* lines the parser ran out of memory on */
     kCounterCount
 };
 

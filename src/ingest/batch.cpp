@@ -135,8 +135,7 @@ namespace
 {
 
 /* A new row at the end of a group, with everything but its content set. */
-BatchRow *AppendRow(Batch *batch, BatchGroup *g, int64_t time_ns, const char *line,
-                    size_t line_len)
+BatchRow *AppendRow(Batch *batch, BatchGroup *g, int64_t time_ns, const char *line, size_t line_len)
 {
     if (g->nrows == g->capacity) {
         g->capacity *= 2;
@@ -172,8 +171,8 @@ void SetRowArrays(Batch *batch, BatchRow *row, const Point &point)
 
 } // namespace
 
-void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_ns,
-                 const char *line, size_t line_len)
+void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_ns, const char *line,
+                 size_t line_len)
 {
     SetRowArrays(batch, AppendRow(batch, g, time_ns, line, line_len), point);
 }

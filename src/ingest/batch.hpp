@@ -30,14 +30,14 @@ namespace influx
 {
 
 struct BatchRow {
-    const Tag *tags;     /* NULL (and ntags, nfields 0) for a built row */
+    const Tag *tags; /* NULL (and ntags, nfields 0) for a built row */
     const Field *fields;
     uint32_t ntags;
     uint32_t nfields;
     const Datum *values; /* built row: nvalues Datums, then their nvalues column indexes
                           * (int16, attnum - 1); else NULL */
-    int64_t time_ns;  /* Unix time in nanoseconds (server time when the line had none) */
-    const char *line; /* the line: for error messages, and to parse a built row again */
+    int64_t time_ns;     /* Unix time in nanoseconds (server time when the line had none) */
+    const char *line;    /* the line: for error messages, and to parse a built row again */
     uint32_t line_len;
     uint16_t nvalues; /* built row: columns it gives a value */
     bool rejected;    /* a value did not convert; never retried, counted once */
@@ -50,11 +50,11 @@ struct BatchGroup {
     int nrows;
     int capacity;
     BatchGroup *next_in_bucket;
-    Oid schema_relid; /* the table a worker's schema pass gave all columns (insert.cpp) */
-    bool build_checked;                /* build_info was looked up for this batch */
+    Oid schema_relid;   /* the table a worker's schema pass gave all columns (insert.cpp) */
+    bool build_checked; /* build_info was looked up for this batch */
     const struct TableInfo *build_info; /* what built rows were converted against, or NULL */
-    struct BuildMemo *build_memo;      /* BuildRow's lookups from the previous row */
-    int build_refusals;                /* lines BuildRow refused in a row */
+    struct BuildMemo *build_memo;       /* BuildRow's lookups from the previous row */
+    int build_refusals;                 /* lines BuildRow refused in a row */
     bool parked; /* this flush attempt hands its rows back: the table was locked (insert.cpp) */
 };
 
@@ -88,8 +88,8 @@ BatchGroup *BatchLookupGroup(Batch *batch, const char *measurement, size_t measu
  * Appends a parsed point to a group.  The point's tag and field arrays are copied; their
  * slices must already point into memory owned by the batch.
  */
-void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_ns,
-                 const char *line, size_t line_len);
+void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_ns, const char *line,
+                 size_t line_len);
 
 /* Appends a built row (values allocated in the batch's context) to a group. */
 void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nvalues,

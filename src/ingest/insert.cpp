@@ -286,7 +286,8 @@ bool ReadShapedLine(std::string_view line, int64 now_ns, bool plain)
         if (len >= NAMEDATALEN || len >= line.size())
             return false;
         g = BatchLookupGroup(&batch, line.data(), len);
-        if (g == nullptr || g->build_memo == nullptr || (shape = RowShape(g->build_memo)) == nullptr)
+        if (g == nullptr || g->build_memo == nullptr ||
+            (shape = RowShape(g->build_memo)) == nullptr)
             return false;
     }
     ShapeValues &sv = shape_values;
@@ -358,8 +359,7 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
         Counter reason = e.cls == ErrorClass::TooLong       ? kLinesRejectedTooLong
                          : e.cls == ErrorClass::OutOfMemory ? kLinesRejectedMemory
                                                             : kLinesRejectedSyntax;
-        Problem(reason, 1,
-                "line rejected: %s: \"%s\"", e.message, excerpt);
+        Problem(reason, 1, "line rejected: %s: \"%s\"", e.message, excerpt);
         return;
     }
 
@@ -431,8 +431,8 @@ bool ReparseRow(const BatchRow *row, Point *point)
     options.max_line_length = SIZE_MAX;
     options.precision = Precision::Nanoseconds;
     parser->set_options(options);
-    bool ok = parser->ParseLine(std::string_view(row->line, row->line_len), point) ==
-              ParseStatus::Ok;
+    bool ok =
+        parser->ParseLine(std::string_view(row->line, row->line_len), point) == ParseStatus::Ok;
     parser->set_options(saved);
     return ok;
 }
@@ -496,8 +496,8 @@ int TakeError(char *message, size_t message_size)
                            (strstr(edata->hint, "max_locks_per_transaction") != nullptr ||
                             strstr(edata->hint, "max_pred_locks_per_transaction") != nullptr);
     if (error_was_timeout)
-        pg_snprintf(message, message_size,
-                    "canceling the flush due to statement_timeout (%d ms)", StatementTimeout);
+        pg_snprintf(message, message_size, "canceling the flush due to statement_timeout (%d ms)",
+                    StatementTimeout);
     else
         strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
     FreeErrorData(edata);
@@ -936,8 +936,9 @@ size_t WriteHandback(void)
         groups++;
     }
     Assert(pos <= park_bytes);
-    ReportProblem(my_slot, "%lld rows of %d table%s locked by another session handed back, to "
-                           "be sent again",
+    ReportProblem(my_slot,
+                  "%lld rows of %d table%s locked by another session handed back, to "
+                  "be sent again",
                   static_cast<long long>(rows), groups, groups == 1 ? "" : "s");
     return pos;
 }
@@ -1216,8 +1217,8 @@ int64 InsertAll(const FlushOptions *opts, bool isolate)
             WriterRoleProblem(superuser_arg(GetUserId()), has_bypassrls_privilege(GetUserId()));
         if (problem != nullptr)
             ereport(ERROR, (errcode(ERRCODE_CANNOT_CONNECT_NOW),
-                            errmsg("role \"%s\" (influx.role) %s", GetUserNameFromId(GetUserId(), false),
-                                   problem)));
+                            errmsg("role \"%s\" (influx.role) %s",
+                                   GetUserNameFromId(GetUserId(), false), problem)));
     }
     /* Each attempt decides afresh which groups to hand back (a lock may have gone). */
     may_park = opts->worker && hooks != nullptr && hooks->handback_allowed();
@@ -1447,8 +1448,8 @@ void PrepareSchema(const FlushOptions *opts)
         pgstat_report_activity(STATE_RUNNING, activity);
         SetSlotActivity(my_slot, activity);
         if (!InOwnTransaction(
-                [&]() { MakeGroupSchema(opts, TableCacheSchemaOid(opts->schema), g); },
-                &sqlstate, message, sizeof(message))) {
+                [&]() { MakeGroupSchema(opts, TableCacheSchemaOid(opts->schema), g); }, &sqlstate,
+                message, sizeof(message))) {
             /* The flush tries again and reports. */
             elog(DEBUG1, "pg_influx: %s failed: %s", activity, message);
             g->schema_relid = InvalidOid;
@@ -1607,7 +1608,8 @@ bool InsertFlushBatch(void)
         if (ok || !ErrorIsTransient(sqlstate))
             break;
         suspect_failures = ErrorAlwaysRetried(sqlstate) ? 0 : suspect_failures + 1;
-        Problem(kFlushRetries, 1, "flush of %lld rows rolled back (SQLSTATE %s), trying again in %d ms: %s",
+        Problem(kFlushRetries, 1,
+                "flush of %lld rows rolled back (SQLSTATE %s), trying again in %d ms: %s",
                 static_cast<long long>(AllPendingRows()), unpack_sql_state(sqlstate), wait_ms,
                 message);
         pgstat_report_activity(STATE_IDLE, nullptr);

@@ -18,7 +18,8 @@
 #include "core/shared_state.hpp"
 #include "protocol/line_protocol.hpp"
 
-namespace influx {
+namespace influx
+{
 
 /*
  * What a worker lends its insert path (worker.cpp).  announce_commit is called with the
@@ -31,9 +32,9 @@ struct WorkerHooks {
     void (*announce_commit)(TransactionId xid, size_t handback_len);
     char *handback;
     size_t handback_capacity;
-    bool (*handback_allowed)(void);      /* false while stopping: nobody may take lines back */
-    bool (*handback_writable)(void);     /* false while the last lines are not taken yet */
-    void (*handback_rolled_back)(void);  /* a flush attempt failed: forget what it wrote */
+    bool (*handback_allowed)(void);     /* false while stopping: nobody may take lines back */
+    bool (*handback_writable)(void);    /* false while the last lines are not taken yet */
+    void (*handback_rolled_back)(void); /* a flush attempt failed: forget what it wrote */
 };
 
 /* Once per worker process, after connecting: memory contexts, invalidation callbacks. */

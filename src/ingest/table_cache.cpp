@@ -230,9 +230,9 @@ void TableCacheInit(void)
     CreateNameMap();
 
     /* Callback slots are few and cannot be released: once per process. */
-    CacheRegisterRelcacheCallback(InvalidateRelation, (Datum)0);
-    CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateNames, (Datum)0);
-    CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateNames, (Datum)0);
+    CacheRegisterRelcacheCallback(InvalidateRelation, (Datum) 0);
+    CacheRegisterSyscacheCallback(RELNAMENSP, InvalidateNames, (Datum) 0);
+    CacheRegisterSyscacheCallback(NAMESPACEOID, InvalidateNames, (Datum) 0);
 }
 
 Oid TableCacheSchemaOid(const char *schema)

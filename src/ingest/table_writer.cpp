@@ -80,7 +80,7 @@ struct Target {
     TupleTableSlot **slots; /* bulk path: buffered rows */
     int *rows;              /* group row index of each buffered slot */
     int nused;
-    size_t bytes;           /* line bytes of the buffered rows */
+    size_t bytes;                /* line bytes of the buffered rows */
     TupleTableSlot *single_slot; /* slow path */
     TupleDesc slot_desc;         /* the slots' descriptor (CreateSlot) */
 };
@@ -144,7 +144,7 @@ struct Writer {
     CommandId cid;
     bool single_only; /* slow path for every target */
 
-    Target **targets; /* [0] is the table itself; leaf partitions follow */
+    Target **targets;      /* [0] is the table itself; leaf partitions follow */
     size_t buffered_bytes; /* line bytes buffered over all targets */
     int ntargets;
     int targets_capacity;
@@ -156,7 +156,7 @@ struct Writer {
     Datum *default_value;
     bool *default_null;
 
-    bool *is_set; /* per row: columns that got a value from the line */
+    bool *is_set;         /* per row: columns that got a value from the line */
     Oid writer;           /* the role the write is made for (identity.hpp) */
     Oid acting;           /* the user the table's code runs as */
     const bool *writable; /* per column: the writer may set it; NULL: every column */
@@ -185,10 +185,9 @@ List *MapToPartition(List *checks, Relation partition, Relation root)
 {
     AttrMap *map = InfluxBuildAttrmapByName(RelationGetDescr(partition), RelationGetDescr(root));
     bool whole_row = false;
-    return reinterpret_cast<List *>(map_variable_attnos(static_cast<Node *>(copyObjectImpl(checks)),
-                                                         1, 0, map,
-                                                         RelationGetForm(partition)->reltype,
-                                                         &whole_row));
+    return reinterpret_cast<List *>(
+        map_variable_attnos(static_cast<Node *>(copyObjectImpl(checks)), 1, 0, map,
+                            RelationGetForm(partition)->reltype, &whole_row));
 }
 
 /*
@@ -249,12 +248,11 @@ Target *AddTarget(Writer *w, ResultRelInfo *rri)
     if (rri != w->root) {
         /* A leaf's own triggers and defaults run as the partitioned table's acting user. */
         if (ActingUser(r, w->writer) != w->acting)
-            ereport(ERROR,
-                    (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                     errmsg("partition \"%s\" has an owner whose code cannot run as \"%s\": "
-                            "rows routed to it are refused",
-                            LogName(RelationGetRelationName(r)),
-                            LogName(GetUserNameFromId(w->acting, false)))));
+            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                            errmsg("partition \"%s\" has an owner whose code cannot run as \"%s\": "
+                                   "rows routed to it are refused",
+                                   LogName(RelationGetRelationName(r)),
+                                   LogName(GetUserNameFromId(w->acting, false)))));
         if (w->checks != NIL)
             SetChecks(rri, MapToPartition(w->checks, r, w->rel));
     }
@@ -764,7 +762,8 @@ namespace
  * The Datum of the tag value at position i of a row being built.  Text Datums are
  * immutable: rows with the same value at that position as the row before share one.
  */
-inline bool TagValueDatum(BuildMemo *memo, uint32 i, const ColumnInfo *col, const Text &v, Datum *out)
+inline bool TagValueDatum(BuildMemo *memo, uint32 i, const ColumnInfo *col, const Text &v,
+                          Datum *out)
 {
     const bool remembered = i < (uint32) kMemoKeys;
     if (remembered && memo->tag_value[i] != nullptr && memo->tag_value_len[i] == v.size &&
@@ -795,7 +794,8 @@ bool BuildValues(const TableInfo *info, const int16 *columns, int count, int64 t
     auto values = static_cast<Datum *>(palloc(count * (sizeof(Datum) + sizeof(int16))));
     int k = 0;
     char reason[INFLUX_REASON_SIZE];
-    if ((info->time_column >= 0 && !TimeToDatum(&info->columns[columns[k++]], time_ns, &values[0], reason)) ||
+    if ((info->time_column >= 0 &&
+         !TimeToDatum(&info->columns[columns[k++]], time_ns, &values[0], reason)) ||
         !fill(values, k)) {
         pfree(values);
         return false;
@@ -859,7 +859,8 @@ bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 
                 return false;
         }
         for (uint32 i = 0; i < point.ntags; i++, k++)
-            if (!TagValueDatum(memo, i, &info->columns[columns[k]], point.tags[i].value, &values[k]))
+            if (!TagValueDatum(memo, i, &info->columns[columns[k]], point.tags[i].value,
+                               &values[k]))
                 return false;
         return true;
     });
@@ -885,37 +886,39 @@ bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &s
 {
     const LineShape &shape = memo->shape;
     const int16 *columns = memo->shape_columns;
-    return BuildValues(info, columns, memo->shape_ncolumns, time_ns, out, nout, [&](Datum *values, int k) {
-        for (uint32 i = 0; i < shape.nfields; i++, k++) {
-            const ColumnInfo *col = &info->columns[columns[k]];
-            if (col->kind == ColumnKind::Float8 && shape.field_types[i] == FieldType::Float) {
-                values[k] = Float8GetDatum(sv.fields[i].f);
-                continue;
+    return BuildValues(
+        info, columns, memo->shape_ncolumns, time_ns, out, nout, [&](Datum *values, int k) {
+            for (uint32 i = 0; i < shape.nfields; i++, k++) {
+                const ColumnInfo *col = &info->columns[columns[k]];
+                if (col->kind == ColumnKind::Float8 && shape.field_types[i] == FieldType::Float) {
+                    values[k] = Float8GetDatum(sv.fields[i].f);
+                    continue;
+                }
+                Field field;
+                field.type = shape.field_types[i];
+                switch (field.type) {
+                    case FieldType::Float:
+                        field.value.f = sv.fields[i].f;
+                        break;
+                    case FieldType::Integer:
+                        field.value.i = sv.fields[i].i;
+                        break;
+                    case FieldType::Unsigned:
+                        field.value.u = sv.fields[i].u;
+                        break;
+                    default:
+                        field.value.b = sv.fields[i].b;
+                        break;
+                }
+                if (!SimpleValueToDatum(col, ValueRef{nullptr, &field}, &values[k]))
+                    return false;
             }
-            Field field;
-            field.type = shape.field_types[i];
-            switch (field.type) {
-            case FieldType::Float:
-                field.value.f = sv.fields[i].f;
-                break;
-            case FieldType::Integer:
-                field.value.i = sv.fields[i].i;
-                break;
-            case FieldType::Unsigned:
-                field.value.u = sv.fields[i].u;
-                break;
-            default:
-                field.value.b = sv.fields[i].b;
-                break;
-            }
-            if (!SimpleValueToDatum(col, ValueRef{nullptr, &field}, &values[k]))
-                return false;
-        }
-        for (uint32 i = 0; i < shape.ntags; i++, k++)
-            if (!TagValueDatum(memo, i, &info->columns[columns[k]], sv.tag_values[i], &values[k]))
-                return false;
-        return true;
-    });
+            for (uint32 i = 0; i < shape.ntags; i++, k++)
+                if (!TagValueDatum(memo, i, &info->columns[columns[k]], sv.tag_values[i],
+                                   &values[k]))
+                    return false;
+            return true;
+        });
 }
 
 int64 WriteRows(Relation rel, TableInfo *info, Oid writer, BatchGroup *group, int lo, int hi,

@@ -81,13 +81,12 @@ bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &s
  * Inserts the rows [lo, hi) of a group that are not marked rejected into `rel` (opened and
  * locked with RowExclusiveLock by the caller, IdentityRefusal and SchemaRefusal checked)
  * for `writer`: the columns a row sets must be granted to it, row-level security policies
- * are chosen for it, and the table's own code runs as ActingUser (identity.hpp).  Values that do not
- * convert reject their row (counted, marked).  Built rows built for another `info` get
- * their line parsed again with `reparse` (tag and field arrays valid until its next call;
- * false if the line does not parse).  Returns the number of rows written.  Raises
- * an ERROR for anything the table refuses (constraints, triggers, …); the caller isolates
- * it with a subtransaction.  Must run inside a transaction with an active snapshot; uses
- * and leaves garbage in CurrentMemoryContext.
+ * are chosen for it, and the table's own code runs as ActingUser (identity.hpp).  Values that do
+ * not convert reject their row (counted, marked).  Built rows built for another `info` get their
+ * line parsed again with `reparse` (tag and field arrays valid until its next call; false if the
+ * line does not parse).  Returns the number of rows written.  Raises an ERROR for anything the
+ * table refuses (constraints, triggers, …); the caller isolates it with a subtransaction.  Must run
+ * inside a transaction with an active snapshot; uses and leaves garbage in CurrentMemoryContext.
  */
 typedef bool (*ReparseFn)(const BatchRow *row, Point *point);
 

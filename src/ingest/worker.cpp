@@ -54,8 +54,10 @@ extern "C" {
 #include "core/shared_state.hpp"
 #include "ingest/worker.hpp"
 
-namespace influx {
-namespace {
+namespace influx
+{
+namespace
+{
 
 volatile sig_atomic_t stop_requested = false;
 
@@ -212,8 +214,7 @@ void Flush(TimestampTz *pending_since, RingPosition pos)
  * rest parsed after.  Returns false if the chunk is malformed; sets *full when the batch
  * should be flushed at the chunk's end.
  */
-bool AddChunk(const char *data, size_t size, uint64 seq, TimestampTz *pending_since,
-              bool *full)
+bool AddChunk(const char *data, size_t size, uint64 seq, TimestampTz *pending_since, bool *full)
 {
     size_t pos = 0;
     *full = false;
@@ -321,8 +322,7 @@ void WorkerMain(Datum main_arg)
             Count(slot, kBytesReceived, nbytes);
             received++;
             bool full = false;
-            if (!AddChunk(static_cast<const char *>(data), nbytes, received, &pending_since,
-                          &full))
+            if (!AddChunk(static_cast<const char *>(data), nbytes, received, &pending_since, &full))
                 ReportProblem(slot, "influx worker %d: received a malformed chunk of %zu bytes",
                               args.worker_index, (size_t) nbytes);
             RingPosition here = {received, 0};

@@ -9,7 +9,8 @@ extern "C" {
 PGDLLEXPORT void pg_influx_worker_main(Datum arg);
 }
 
-namespace influx {
+namespace influx
+{
 /*
  * How long a stopping worker waits for the listener to release its ring before it exits
  * anyway: longer than the listener's own shutdown deadline (listener.cpp
@@ -26,4 +27,4 @@ bool WorkerStopRequested(void);
  * (influx.restart_workers(), a reload lowering influx.workers).
  */
 bool WorkerShouldGiveUpRetrying(void);
-}
+} // namespace influx

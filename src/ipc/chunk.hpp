@@ -17,7 +17,8 @@
 #include <cstdint>
 #include <cstring>
 
-namespace influx {
+namespace influx
+{
 
 constexpr size_t kRecordHeader = sizeof(uint32_t);
 

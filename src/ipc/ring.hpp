@@ -22,7 +22,8 @@ extern "C" {
 #include "storage/shm_mq.h"
 }
 
-namespace influx {
+namespace influx
+{
 
 constexpr uint64 kRingMagic = 0x696e666c75780002ULL; /* "influx" + layout version */
 
@@ -83,8 +84,7 @@ inline Size RingSegmentSize(Size queue_size)
 /* The handback area of a ring whose queue has `queue_size` bytes: records (chunk.hpp). */
 inline char *RingHandback(RingHeader *header, Size queue_size)
 {
-    return reinterpret_cast<char *>(header) + MAXALIGN(sizeof(RingHeader)) +
-           MAXALIGN(queue_size);
+    return reinterpret_cast<char *>(header) + MAXALIGN(sizeof(RingHeader)) + MAXALIGN(queue_size);
 }
 
 /* Whether position a is at or after b. */

@@ -77,8 +77,10 @@ extern "C" {
 #include "net/sockets.hpp"
 #include "ingest/worker.hpp"
 
-namespace influx {
-namespace {
+namespace influx
+{
+namespace
+{
 
 constexpr size_t kReadSize = 64 * 1024;
 constexpr int kReadsPerWakeup = 4;       /* per connection, for fairness */
@@ -107,10 +109,10 @@ struct Buffer {
 
 struct Connection {
     int fd;
-    Buffer buf;        /* bytes of the line being received (and any unscanned bytes) */
-    size_t scanned;    /* bytes of buf already fed to scanner */
+    Buffer buf;     /* bytes of the line being received (and any unscanned bytes) */
+    size_t scanned; /* bytes of buf already fed to scanner */
     LineScanner scanner;
-    bool discarding;   /* skipping the rest of an over-long line */
+    bool discarding;       /* skipping the rest of an over-long line */
     TimestampTz last_data; /* when the peer last sent anything (influx.tcp_idle_timeout) */
 };
 
@@ -171,7 +173,7 @@ struct ListenerState {
     int next_ring; /* round-robin position */
     TimestampTz next_start[INFLUX_MAX_WORKERS];
 
-    Buffer chunk;  /* chunk being filled */
+    Buffer chunk; /* chunk being filled */
     /* Chunks to send before `chunk`: what workers that exited had not done. */
     SentChunk *requeued;
     int nrequeued;
@@ -180,9 +182,9 @@ struct ListenerState {
     int nhanded_back;
     int handed_back_capacity;
     Size requeued_bytes; /* in handed_back and requeued together */
-    bool blocked;  /* every ring is full: sockets are not read */
-    bool stopping; /* Shutdown has begun: retiring rings take chunks again (see CanTake) */
-    Size held_peak; /* most bytes of sent chunks held since memory was last given back */
+    bool blocked;        /* every ring is full: sockets are not read */
+    bool stopping;       /* Shutdown has begun: retiring rings take chunks again (see CanTake) */
+    Size held_peak;      /* most bytes of sent chunks held since memory was last given back */
     TimestampTz quiet_since; /* since when little has been held (GiveBackMemory), or 0 */
 
     WaitEventSet *wes;
@@ -371,9 +373,8 @@ SentChunk *SentAt(Ring *r, int k)
 uint64 ChunkLines(const char *data, size_t len)
 {
     uint64 lines = 0;
-    (void) ForEachRecord(data, len, [&lines](const char *rec, size_t n) {
-        lines += CountLines(rec, n);
-    });
+    (void) ForEachRecord(data, len,
+                         [&lines](const char *rec, size_t n) { lines += CountLines(rec, n); });
     return lines;
 }
 
@@ -382,8 +383,8 @@ SentChunk *KeepSent(Ring *r, const SentChunk *chunk)
 {
     if (r->sent_count == r->sent_capacity) {
         int cap = Max(16, r->sent_capacity * 2);
-        auto *grown = static_cast<SentChunk *>(
-            MemoryContextAlloc(TopMemoryContext, sizeof(SentChunk) * cap));
+        auto *grown =
+            static_cast<SentChunk *>(MemoryContextAlloc(TopMemoryContext, sizeof(SentChunk) * cap));
         for (int k = 0; k < r->sent_count; k++)
             grown[k] = *SentAt(r, k);
         if (r->sent != nullptr)
@@ -424,8 +425,7 @@ void ForgetDone(Ring *r)
     if (r->sent_count == 0)
         return;
     uint64 done = DonePosition(r).chunks;
-    while (r->sent_count > 0 && SentAt(r, 0)->seq <= done &&
-           !(r->pending && r->sent_count == 1))
+    while (r->sent_count > 0 && SentAt(r, 0)->seq <= done && !(r->pending && r->sent_count == 1))
         DropOldestSent(r);
 }
 
@@ -706,7 +706,6 @@ void Requeue(const SentChunk *chunk)
  */
 constexpr int kHandbackDelayMs = 1000;
 
-
 /*
  * Takes the lines a ring's worker handed back (ring.hpp RingHeader) once the flush that
  * handed them back is done (committed), as `done` says; they are sent again after
@@ -785,8 +784,9 @@ void ReleaseRing(Ring *r)
     }
     if (lines > 0) {
         Count(L->slot, kLinesRerouted, lines);
-        ReportProblem(L->slot, "influx worker %d exited with %llu lines it had not committed; "
-                               "they go to another worker",
+        ReportProblem(L->slot,
+                      "influx worker %d exited with %llu lines it had not committed; "
+                      "they go to another worker",
                       r->index, static_cast<unsigned long long>(lines));
     }
     if (r->mqh != nullptr)
@@ -852,14 +852,16 @@ void SuperviseWorkers(bool restart_all)
                          "influx worker %d exited before it was ready (can role \"%s\" "
                          "connect to database \"%s\"? see the server log); retrying every "
                          "%d s",
-                         r->index, influx_role && influx_role[0] ? influx_role : "(bootstrap superuser)",
+                         r->index,
+                         influx_role && influx_role[0] ? influx_role : "(bootstrap superuser)",
                          influx_database, influx_restart_delay);
                 ReportProblem(L->slot, "%s", L->worker_problem);
                 L->next_start[r->index] =
                     TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
             } else if ((!r->retiring && !r->detached) || r->failed) {
-                ReportProblem(L->slot, "influx worker %d exited unexpectedly; starting a "
-                                       "replacement",
+                ReportProblem(L->slot,
+                              "influx worker %d exited unexpectedly; starting a "
+                              "replacement",
                               r->index);
                 /* A worker that dies right after it starts would otherwise spin. */
                 if (!TimestampDifferenceExceeds(r->started_at, now, 10000))
@@ -968,13 +970,14 @@ void AcceptConnections(int listen_fd, int max_accepts)
         if (L->nconns >= influx_max_connections) {
             close(fd);
             Count(L->slot, kConnectionsRefused);
-            ReportProblem(L->slot, "refused a TCP connection: influx.max_connections (%d) "
-                                   "connections are open",
+            ReportProblem(L->slot,
+                          "refused a TCP connection: influx.max_connections (%d) "
+                          "connections are open",
                           influx_max_connections);
             continue;
         }
-        auto *c = static_cast<Connection *>(MemoryContextAllocZero(TopMemoryContext,
-                                                                  sizeof(Connection)));
+        auto *c =
+            static_cast<Connection *>(MemoryContextAllocZero(TopMemoryContext, sizeof(Connection)));
         c->fd = fd;
         c->last_data = GetCurrentTimestamp();
         SetKeepalive(fd);
@@ -1024,8 +1027,9 @@ void ProcessConnectionBytes(Connection *c)
         if (c->buf.len > (size_t) influx_max_line_length) {
             Count(L->slot, kLinesReceived);
             Count(L->slot, kLinesRejectedTooLong);
-            ReportProblem(L->slot, "rejected a line longer than influx.max_line_length (%d "
-                                   "bytes) on a TCP connection",
+            ReportProblem(L->slot,
+                          "rejected a line longer than influx.max_line_length (%d "
+                          "bytes) on a TCP connection",
                           influx_max_line_length);
             /*
              * The scanner has seen the whole buffer, which is all of this line so far:
@@ -1212,8 +1216,7 @@ void BindSockets(void)
     L->wes_dirty = true;
     char error[256] = "";
     L->endpoints_ok = BindEndpoints(influx_listen_addresses, influx_udp_port, influx_tcp_port,
-                                    influx_udp_receive_buffer, &L->endpoints, error,
-                                    sizeof(error));
+                                    influx_udp_receive_buffer, &L->endpoints, error, sizeof(error));
     memset(L->udp_drops_seen, 0, sizeof(L->udp_drops_seen));
 
     if (L->bound_addresses != nullptr)
@@ -1693,7 +1696,8 @@ void ListenerMain(void)
 } // namespace
 } // namespace influx
 
-namespace influx {
+namespace influx
+{
 
 void RegisterListener(void)
 {

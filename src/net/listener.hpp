@@ -5,10 +5,11 @@
 
 #include "core/compat.hpp" /* PGDLLEXPORT */
 
-namespace influx {
+namespace influx
+{
 /* Registers the static listener worker; only from _PG_init during the preload. */
 void RegisterListener(void);
-}
+} // namespace influx
 
 extern "C" {
 PGDLLEXPORT void pg_influx_listener_main(Datum arg);

@@ -18,8 +18,10 @@ extern "C" {
 
 #include "net/sockets.hpp"
 
-namespace influx {
-namespace {
+namespace influx
+{
+namespace
+{
 
 /* Binds every address getaddrinfo gives for host:port; returns the number bound. */
 int BindHost(const char *host, int port, int socktype, int udp_rcvbuf, int *fds, int *nfds,
@@ -43,8 +45,8 @@ int BindHost(const char *host, int port, int socktype, int udp_rcvbuf, int *fds,
 
     int bound = 0;
     for (struct addrinfo *ai = list; ai != nullptr && *nfds < kMaxEndpoints; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
             continue;
         int one = 1;
@@ -91,8 +93,8 @@ bool BindTransport(const char *addresses, int port, int socktype, int udp_rcvbuf
             continue;
         any_host = true;
         const char *host = strcmp(tok, "*") == 0 ? nullptr : tok;
-        int n = BindHost(host, port, socktype, udp_rcvbuf, fds, nfds, local_error,
-                         sizeof(local_error));
+        int n =
+            BindHost(host, port, socktype, udp_rcvbuf, fds, nfds, local_error, sizeof(local_error));
         bound += n;
     }
     pfree(copy);
@@ -113,15 +115,13 @@ bool BindEndpoints(const char *addresses, int udp_port, int tcp_port, int udp_rc
                    Endpoints *out, char *error, size_t error_size)
 {
     out->nudp = out->ntcp = 0;
-    if (udp_port > 0 &&
-        !BindTransport(addresses, udp_port, SOCK_DGRAM, udp_rcvbuf, out->udp, &out->nudp, error,
-                       error_size)) {
+    if (udp_port > 0 && !BindTransport(addresses, udp_port, SOCK_DGRAM, udp_rcvbuf, out->udp,
+                                       &out->nudp, error, error_size)) {
         CloseEndpoints(out);
         return false;
     }
-    if (tcp_port > 0 &&
-        !BindTransport(addresses, tcp_port, SOCK_STREAM, 0, out->tcp, &out->ntcp, error,
-                       error_size)) {
+    if (tcp_port > 0 && !BindTransport(addresses, tcp_port, SOCK_STREAM, 0, out->tcp, &out->ntcp,
+                                       error, error_size)) {
         CloseEndpoints(out);
         return false;
     }

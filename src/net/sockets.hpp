@@ -9,7 +9,8 @@
  */
 #pragma once
 
-namespace influx {
+namespace influx
+{
 
 constexpr int kMaxEndpoints = 16;
 

@@ -45,9 +45,11 @@
 #include "protocol/line_protocol.hpp"
 #include "core/cpp_only.hpp"
 
-namespace influx {
+namespace influx
+{
 
-namespace {
+namespace
+{
 
 /* InfluxDB's limit on measurement + tags (and on that + 4 + a field key). */
 constexpr size_t kMaxKeyLength = 65535;
@@ -57,7 +59,10 @@ constexpr int64_t kMaxNanoTime = std::numeric_limits<int64_t>::max() - 1;
 /* Up to this many tags or fields, duplicates are found by comparing every pair. */
 constexpr size_t kLinearDedupLimit = 16;
 
-inline bool IsDigitOrDot(char c) noexcept { return (c >= '0' && c <= '9') || c == '.'; }
+inline bool IsDigitOrDot(char c) noexcept
+{
+    return (c >= '0' && c <= '9') || c == '.';
+}
 
 /* Space, tab and NUL: what InfluxDB skips before the series key, fields and timestamp. */
 inline size_t SkipWhitespace(const char *b, size_t n, size_t i) noexcept
@@ -70,14 +75,14 @@ inline size_t SkipWhitespace(const char *b, size_t n, size_t i) noexcept
 inline bool IsEscapable(TextKind kind, char c) noexcept
 {
     switch (kind) {
-    case TextKind::Measurement:
-        return c == ',' || c == ' ';
-    case TextKind::FieldKey:
-        return c == ',' || c == ' ' || c == '=' || c == '"';
-    case TextKind::Key:
-        return c == ',' || c == ' ' || c == '=';
-    case TextKind::StringValue:
-        return c == '"' || c == '\\';
+        case TextKind::Measurement:
+            return c == ',' || c == ' ';
+        case TextKind::FieldKey:
+            return c == ',' || c == ' ' || c == '=' || c == '"';
+        case TextKind::Key:
+            return c == ',' || c == ' ' || c == '=';
+        case TextKind::StringValue:
+            return c == '"' || c == '\\';
     }
     return false;
 }
@@ -88,7 +93,9 @@ struct UnescapeCursor {
     const char *end;
     TextKind kind;
 
-    explicit UnescapeCursor(const Text &t) noexcept : p(t.data), end(t.data + t.size), kind(t.kind) {}
+    explicit UnescapeCursor(const Text &t) noexcept : p(t.data), end(t.data + t.size), kind(t.kind)
+    {
+    }
 
     bool Next(char *c) noexcept
     {
@@ -498,18 +505,18 @@ bool ScaleTime(int64_t ts, Precision precision, int64_t *out) noexcept
 {
     int64_t mult = 1;
     switch (precision) {
-    case Precision::Nanoseconds:
-        mult = 1;
-        break;
-    case Precision::Microseconds:
-        mult = 1000;
-        break;
-    case Precision::Milliseconds:
-        mult = 1000 * 1000;
-        break;
-    case Precision::Seconds:
-        mult = 1000 * 1000 * 1000;
-        break;
+        case Precision::Nanoseconds:
+            mult = 1;
+            break;
+        case Precision::Microseconds:
+            mult = 1000;
+            break;
+        case Precision::Milliseconds:
+            mult = 1000 * 1000;
+            break;
+        case Precision::Seconds:
+            mult = 1000 * 1000 * 1000;
+            break;
     }
     int64_t t;
     if (__builtin_mul_overflow(ts, mult, &t))
@@ -549,7 +556,8 @@ template <typename T> inline T &NextSlot(std::vector<T> &v, size_t *count)
     return v[(*count)++];
 }
 
-bool FailF(Scan &s, ErrorClass cls, size_t pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+bool FailF(Scan &s, ErrorClass cls, size_t pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 bool FailF(Scan &s, ErrorClass cls, size_t pos, const char *fmt, ...)
 {
@@ -754,7 +762,8 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
         if (k + 2 > len)
             return Fail(s, ErrorClass::Syntax, fs + k, "missing field value");
         if (series_key_len + 4 + (k - pos) > kMaxKeyLength)
-            return FailF(s, ErrorClass::Range, fs + pos, "series key too long (%zu bytes, limit %zu)",
+            return FailF(s, ErrorClass::Range, fs + pos,
+                         "series key too long (%zu bytes, limit %zu)",
                          series_key_len + 4 + (k - pos), kMaxKeyLength);
         const bool key_bs = std::memchr(f + pos, '\\', k - pos) != nullptr;
 
@@ -800,13 +809,16 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
             if (j - v < 2)
                 return Fail(s, ErrorClass::Syntax, fs + v, "unbalanced quotes");
             field.type = FieldType::String;
-            field.str = Text{f + v + 1, static_cast<uint32_t>(j - v - 2), false, TextKind::StringValue};
-            field.str.escaped = value_bs && std::memchr(field.str.data, '\\', field.str.size) != nullptr;
+            field.str =
+                Text{f + v + 1, static_cast<uint32_t>(j - v - 2), false, TextKind::StringValue};
+            field.str.escaped =
+                value_bs && std::memchr(field.str.data, '\\', field.str.size) != nullptr;
         } else {
-            const bool numeric = (first >= '0' && first <= '9') || first == '-' || first == '.' || first == 'n' ||
-                                 first == 'N' || first == 'i' || first == 'I' || first == 'u';
+            const bool numeric = (first >= '0' && first <= '9') || first == '-' || first == '.' ||
+                                 first == 'n' || first == 'N' || first == 'i' || first == 'I' ||
+                                 first == 'u';
             field.str = Text{vp, static_cast<uint32_t>(j - v), false, TextKind::StringValue};
-            FieldType type = !numeric ? FieldType::Boolean
+            FieldType type = !numeric      ? FieldType::Boolean
                              : last == 'i' ? FieldType::Integer
                              : last == 'u' ? FieldType::Unsigned
                                            : FieldType::Float;
@@ -819,18 +831,18 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
                 bool ok = false;
                 field.type = type;
                 switch (type) {
-                case FieldType::Integer:
-                    ok = ParseInt64(vp, f + j - 1, &field.value.i);
-                    break;
-                case FieldType::Unsigned:
-                    ok = ParseUint64(vp, f + j - 1, &field.value.u);
-                    break;
-                case FieldType::Float:
-                    ok = ParseDouble(vp, f + j, &field.value.f);
-                    break;
-                default:
-                    ok = ParseBool(vp, j - v, &field.value.b);
-                    break;
+                    case FieldType::Integer:
+                        ok = ParseInt64(vp, f + j - 1, &field.value.i);
+                        break;
+                    case FieldType::Unsigned:
+                        ok = ParseUint64(vp, f + j - 1, &field.value.u);
+                        break;
+                    case FieldType::Float:
+                        ok = ParseDouble(vp, f + j, &field.value.f);
+                        break;
+                    default:
+                        ok = ParseBool(vp, j - v, &field.value.b);
+                        break;
                 }
                 if (!ok)
                     return Fail(s, ErrorClass::Syntax, fs + v, "invalid field value");
@@ -852,7 +864,10 @@ bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
  * leaving no trace) on anything else — empty keys or values, odd number forms, duplicate
  * tags, out-of-range values, limits — and the full parser decides and explains.
  */
-inline bool IsDigit(char c) noexcept { return c >= '0' && c <= '9'; }
+inline bool IsDigit(char c) noexcept
+{
+    return c >= '0' && c <= '9';
+}
 
 /*
  * Offset of the first '=', ',' or ' ' in b[i..n), or n: where a key or a tag value ends
@@ -864,8 +879,9 @@ inline size_t FindKeyEnd(const char *b, size_t i, size_t n) noexcept
     const __m128i eq = _mm_set1_epi8('='), comma = _mm_set1_epi8(','), space = _mm_set1_epi8(' ');
     for (; i + 16 <= n; i += 16) {
         __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(b + i));
-        int m = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, eq), _mm_cmpeq_epi8(v, comma)),
-                                               _mm_cmpeq_epi8(v, space)));
+        int m = _mm_movemask_epi8(
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, eq), _mm_cmpeq_epi8(v, comma)),
+                         _mm_cmpeq_epi8(v, space)));
         if (m != 0)
             return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(m)));
     }
@@ -1120,9 +1136,11 @@ bool ParsePoint(Scan &s, Precision precision, bool fast_path, bool plain, Point 
     const size_t key_len = i;
     size_t dup = FindDuplicateTag(*s.tags, s.ntags, *s.slots);
     if (dup != std::string_view::npos)
-        return Fail(s, ErrorClass::Syntax, static_cast<size_t>((*s.tags)[dup].key.data - b), "duplicate tags");
+        return Fail(s, ErrorClass::Syntax, static_cast<size_t>((*s.tags)[dup].key.data - b),
+                    "duplicate tags");
     if (key_len > kMaxKeyLength)
-        return FailF(s, ErrorClass::Range, 0, "series key too long (%zu bytes, limit %zu)", key_len, kMaxKeyLength);
+        return FailF(s, ErrorClass::Range, 0, "series key too long (%zu bytes, limit %zu)", key_len,
+                     kMaxKeyLength);
 
     /* fields */
     const size_t fs = SkipWhitespace(b, n, i);
@@ -1183,14 +1201,14 @@ bool ParsePrecision(std::string_view text, Precision *out) noexcept
 const char *PrecisionName(Precision p) noexcept
 {
     switch (p) {
-    case Precision::Nanoseconds:
-        return "ns";
-    case Precision::Microseconds:
-        return "us";
-    case Precision::Milliseconds:
-        return "ms";
-    case Precision::Seconds:
-        return "s";
+        case Precision::Nanoseconds:
+            return "ns";
+        case Precision::Microseconds:
+            return "us";
+        case Precision::Milliseconds:
+            return "ms";
+        case Precision::Seconds:
+            return "s";
     }
     return "ns";
 }
@@ -1198,16 +1216,16 @@ const char *PrecisionName(Precision p) noexcept
 const char *FieldTypeName(FieldType t) noexcept
 {
     switch (t) {
-    case FieldType::Float:
-        return "float";
-    case FieldType::Integer:
-        return "integer";
-    case FieldType::Unsigned:
-        return "unsigned";
-    case FieldType::Boolean:
-        return "boolean";
-    case FieldType::String:
-        return "string";
+        case FieldType::Float:
+            return "float";
+        case FieldType::Integer:
+            return "integer";
+        case FieldType::Unsigned:
+            return "unsigned";
+        case FieldType::Boolean:
+            return "boolean";
+        case FieldType::String:
+            return "string";
     }
     return "float";
 }
@@ -1255,9 +1273,10 @@ ParseStatus LineParser::ParseLine(std::string_view line, Point *out, bool plain)
     size_t size = line.size();
     if (size > options_.max_line_length) {
         error_.cls = ErrorClass::TooLong;
-        error_.column = static_cast<uint32_t>(std::min<size_t>(options_.max_line_length + 1, UINT32_MAX));
-        std::snprintf(error_.message, sizeof(error_.message), "line too long (%zu bytes, limit %zu)", size,
-                      options_.max_line_length);
+        error_.column =
+            static_cast<uint32_t>(std::min<size_t>(options_.max_line_length + 1, UINT32_MAX));
+        std::snprintf(error_.message, sizeof(error_.message),
+                      "line too long (%zu bytes, limit %zu)", size, options_.max_line_length);
         return ParseStatus::Invalid;
     }
     /* A '\n' only ends up here escaped at the very end of a buffer; InfluxDB drops it too. */
@@ -1310,7 +1329,8 @@ void LineParser::Trim() noexcept
     trim(slots_);
 }
 
-namespace {
+namespace
+{
 
 /*
  * A name a shape can hold: no escapes, and none of the bytes that end a name in a plain
@@ -1334,7 +1354,8 @@ bool ShapeName(const Text &t, bool key) noexcept
 
 bool LearnShape(const Point &point, LineShape *shape) noexcept
 {
-    if (!ShapeName(point.measurement, false) || point.ntags > kShapeMaxKeys || point.nfields > kShapeMaxKeys)
+    if (!ShapeName(point.measurement, false) || point.ntags > kShapeMaxKeys ||
+        point.nfields > kShapeMaxKeys)
         return false;
     for (uint32_t i = 0; i < point.ntags; ++i)
         if (!ShapeName(point.tags[i].key, true))
@@ -1363,7 +1384,8 @@ bool LearnShape(const Point &point, LineShape *shape) noexcept
  * line) and free of '=', ',' and ' ' (LearnShape checks), so a line that matches has no
  * duplicate tags or fields, and each step below ends where the fast path's would.
  */
-bool LineParser::MatchShape(const LineShape &shape, std::string_view line, ShapeValues *out) const noexcept
+bool LineParser::MatchShape(const LineShape &shape, std::string_view line,
+                            ShapeValues *out) const noexcept
 {
     const char *b = line.data();
     const size_t n = line.size();
@@ -1403,47 +1425,48 @@ bool LineParser::MatchShape(const LineShape &shape, std::string_view line, Shape
                 return false;
             ++i;
         }
-        if (n - i < key.size + 2 || b[i + key.size] != '=' || !SameBytes(b + i, key.data, key.size) ||
-            key_len + 4 + key.size > kMaxKeyLength)
+        if (n - i < key.size + 2 || b[i + key.size] != '=' ||
+            !SameBytes(b + i, key.data, key.size) || key_len + 4 + key.size > kMaxKeyLength)
             return false;
         const size_t vs = i + key.size + 1;
         size_t ve;
         switch (shape.field_types[f]) {
-        case FieldType::Float: {
-            const char *end = ParseSimpleDouble(b + vs, b + n, &out->fields[f].f);
-            if (end == nullptr)
+            case FieldType::Float: {
+                const char *end = ParseSimpleDouble(b + vs, b + n, &out->fields[f].f);
+                if (end == nullptr)
+                    return false;
+                ve = static_cast<size_t>(end - b);
+                break;
+            }
+            case FieldType::Integer:
+            case FieldType::Unsigned: {
+                const bool integer = shape.field_types[f] == FieldType::Integer;
+                size_t j = vs + (integer && b[vs] == '-' ? 1 : 0);
+                const size_t digits = j;
+                while (j < n && IsDigit(b[j]))
+                    ++j;
+                if (j == digits || j >= n || b[j] != (integer ? 'i' : 'u') ||
+                    !(integer ? ParseInt64(b + vs, b + j, &out->fields[f].i)
+                              : ParseUint64(b + vs, b + j, &out->fields[f].u)))
+                    return false;
+                ve = j + 1;
+                if (ve < n && b[ve] != ',' && b[ve] != ' ')
+                    return false;
+                break;
+            }
+            case FieldType::Boolean:
+                /* What the fast path takes for a boolean: anything but a number, then the spelling.
+                 */
+                if (IsDigit(b[vs]) || (b[vs] == '-' && vs + 1 < n && IsDigit(b[vs + 1])))
+                    return false;
+                ve = vs;
+                while (ve < n && b[ve] != ',' && b[ve] != ' ')
+                    ++ve;
+                if (!ParseBool(b + vs, ve - vs, &out->fields[f].b))
+                    return false;
+                break;
+            default:
                 return false;
-            ve = static_cast<size_t>(end - b);
-            break;
-        }
-        case FieldType::Integer:
-        case FieldType::Unsigned: {
-            const bool integer = shape.field_types[f] == FieldType::Integer;
-            size_t j = vs + (integer && b[vs] == '-' ? 1 : 0);
-            const size_t digits = j;
-            while (j < n && IsDigit(b[j]))
-                ++j;
-            if (j == digits || j >= n || b[j] != (integer ? 'i' : 'u') ||
-                !(integer ? ParseInt64(b + vs, b + j, &out->fields[f].i)
-                          : ParseUint64(b + vs, b + j, &out->fields[f].u)))
-                return false;
-            ve = j + 1;
-            if (ve < n && b[ve] != ',' && b[ve] != ' ')
-                return false;
-            break;
-        }
-        case FieldType::Boolean:
-            /* What the fast path takes for a boolean: anything but a number, then the spelling. */
-            if (IsDigit(b[vs]) || (b[vs] == '-' && vs + 1 < n && IsDigit(b[vs + 1])))
-                return false;
-            ve = vs;
-            while (ve < n && b[ve] != ',' && b[ve] != ' ')
-                ++ve;
-            if (!ParseBool(b + vs, ve - vs, &out->fields[f].b))
-                return false;
-            break;
-        default:
-            return false;
         }
         i = ve;
     }
@@ -1483,7 +1506,8 @@ bool IsPlain(const char *data, size_t size) noexcept
     return true;
 }
 
-namespace {
+namespace
+{
 
 /*
  * The number of '\n' in data[0..n), or false when the bytes contain a '"' or a '\\' (then
@@ -1494,14 +1518,16 @@ bool CountUnquotedNewlines(const char *data, size_t n, uint64_t *count) noexcept
     uint64_t c = 0;
     size_t i = 0;
 #ifdef __SSE2__
-    const __m128i nl = _mm_set1_epi8('\n'), quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+    const __m128i nl = _mm_set1_epi8('\n'), quote = _mm_set1_epi8('"'),
+                  backslash = _mm_set1_epi8('\\');
     const __m128i zero = _mm_setzero_si128();
     /* Per-byte counts (a match is -1, subtracted), summed into 64 bits before they wrap. */
     __m128i counts = zero, total = zero;
     unsigned rounds = 0;
     for (; i + 16 <= n; i += 16) {
         __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(data + i));
-        if (_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash))) != 0)
+        if (_mm_movemask_epi8(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash))) != 0)
             return false;
         counts = _mm_sub_epi8(counts, _mm_cmpeq_epi8(v, nl));
         if (++rounds == 255) {
@@ -1581,36 +1607,36 @@ size_t LineScanner::FindLineEnd(const char *data, size_t size) noexcept
     }
     for (; i < size; ++i) {
         switch (data[i]) {
-        case '\\':
-            if (i + 1 < size) {
-                ++i;
-            } else {
-                escape_ = true;
-            }
-            break;
-        case ' ':
-            in_fields_ = true;
-            break;
-        case '=':
-            if (in_fields_ && !quoted_)
-                ++equals_;
-            break;
-        case ',':
-            if (in_fields_ && !quoted_)
-                ++commas_;
-            break;
-        case '"':
-            if (in_fields_ && equals_ > commas_)
-                quoted_ = !quoted_;
-            break;
-        case '\n':
-            if (!quoted_) {
-                Reset();
-                return i + 1;
-            }
-            break;
-        default:
-            break;
+            case '\\':
+                if (i + 1 < size) {
+                    ++i;
+                } else {
+                    escape_ = true;
+                }
+                break;
+            case ' ':
+                in_fields_ = true;
+                break;
+            case '=':
+                if (in_fields_ && !quoted_)
+                    ++equals_;
+                break;
+            case ',':
+                if (in_fields_ && !quoted_)
+                    ++commas_;
+                break;
+            case '"':
+                if (in_fields_ && equals_ > commas_)
+                    quoted_ = !quoted_;
+                break;
+            case '\n':
+                if (!quoted_) {
+                    Reset();
+                    return i + 1;
+                }
+                break;
+            default:
+                break;
         }
     }
     return npos;

@@ -27,7 +27,8 @@
 #include <string_view>
 #include <vector>
 
-namespace influx {
+namespace influx
+{
 
 /* Unit of the timestamps in incoming lines. */
 enum class Precision : uint8_t { Nanoseconds, Microseconds, Milliseconds, Seconds };
@@ -183,7 +184,7 @@ enum class ErrorClass : uint8_t { None, Syntax, Range, TooLong, Encoding, OutOfM
 
 struct ParseError {
     ErrorClass cls = ErrorClass::None;
-    uint32_t column = 0;  /* 1-based byte offset in the line where the problem was found */
+    uint32_t column = 0;     /* 1-based byte offset in the line where the problem was found */
     char message[160] = {0}; /* e.g. "invalid field value at column 17: missing 'i' ..." */
 };
 
@@ -194,8 +195,9 @@ struct ParserOptions {
     bool fast_path = true;
 };
 
-class LineParser {
-public:
+class LineParser
+{
+  public:
     explicit LineParser(ParserOptions options = {}) : options_(options) {}
 
     void set_options(const ParserOptions &options) noexcept { options_ = options; }
@@ -229,7 +231,7 @@ public:
     /* Entries the scratch arrays keep across Trim(): a few hundred keys per line. */
     static constexpr size_t kKeptSlots = 1024;
 
-private:
+  private:
     ParserOptions options_;
     ParseError error_;
     std::vector<Tag> tags_;
@@ -252,8 +254,9 @@ bool IsPlain(const char *data, size_t size) noexcept;
  * double-quoted string field value.  State survives between calls, so a stream can be fed
  * in pieces of any size (TCP); Reset() starts a new stream.
  */
-class LineScanner {
-public:
+class LineScanner
+{
+  public:
     /*
      * Scans data[0..size) and returns the offset just past the first line end ('\n'), or
      * npos if the bytes contain no complete line yet (then all of them were consumed into
@@ -272,7 +275,7 @@ public:
 
     static constexpr size_t npos = static_cast<size_t>(-1);
 
-private:
+  private:
     bool in_fields_ = false;
     bool quoted_ = false;
     bool escape_ = false;
@@ -292,7 +295,8 @@ size_t ForEachLineUntil(const char *data, size_t size, Fn &&fn, bool plain = fal
     if (plain) {
         while (pos < size) {
             const void *nl = std::memchr(data + pos, '\n', size - pos);
-            size_t end = nl != nullptr ? static_cast<size_t>(static_cast<const char *>(nl) - data) : size;
+            size_t end =
+                nl != nullptr ? static_cast<size_t>(static_cast<const char *>(nl) - data) : size;
             bool go_on = fn(std::string_view(data + pos, end - pos));
             pos = end < size ? end + 1 : size;
             if (!go_on)
@@ -320,7 +324,8 @@ size_t ForEachLineUntil(const char *data, size_t size, Fn &&fn, bool plain = fal
  * lack its '\n'), using LineScanner's rules; returns the number of lines seen.  `plain`:
  * the caller has checked the buffer with IsPlain(), so every '\n' ends a line.
  */
-template <typename Fn> size_t ForEachLine(const char *data, size_t size, Fn &&fn, bool plain = false)
+template <typename Fn>
+size_t ForEachLine(const char *data, size_t size, Fn &&fn, bool plain = false)
 {
     size_t count = 0;
     ForEachLineUntil(

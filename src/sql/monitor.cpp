@@ -23,7 +23,8 @@ extern "C" {
 #include "core/pg_cpp.hpp"
 #include "core/shared_state.hpp"
 
-namespace {
+namespace
+{
 
 using influx::shared_state;
 
@@ -121,7 +122,8 @@ Datum stats(FunctionCallInfo fcinfo)
         nulls[col++] = true; /* started_at */
         values[col++] = CStringGetTextDatum("exited");
         for (int c = 0; c < influx::kCounterCount; c++)
-            values[col++] = Int64GetDatum((int64) pg_atomic_read_u64(&shared_state->retired[kind][c]));
+            values[col++] =
+                Int64GetDatum((int64) pg_atomic_read_u64(&shared_state->retired[kind][c]));
         nulls[col++] = true;
         nulls[col++] = true;
         AddStatsRow(rsinfo, values, nulls);

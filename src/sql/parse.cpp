@@ -39,7 +39,8 @@ extern "C" {
 #include "ingest/convert.hpp"
 #include "core/pg_cpp.hpp"
 
-namespace {
+namespace
+{
 
 enum ParseColumn { kLine, kMeasurement, kTags, kFields, kFieldTypes, kTimeNs, kError, kNumColumns };
 
@@ -87,8 +88,8 @@ void PushNumber(JsonbParseState **state, const char *digits)
 {
     JsonbValue v;
     v.type = jbvNumeric;
-    v.val.numeric = DatumGetNumeric(
-        DirectFunctionCall3(numeric_in, CStringGetDatum(digits), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+    v.val.numeric = DatumGetNumeric(DirectFunctionCall3(
+        numeric_in, CStringGetDatum(digits), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
     pushJsonbValue(state, WJB_VALUE, &v);
 }
 
@@ -98,23 +99,23 @@ void PushFieldValue(JsonbParseState **state, const influx::Field &f)
     std::to_chars_result r{};
     JsonbValue v;
     switch (f.type) {
-    case influx::FieldType::Float:
-        r = std::to_chars(digits, digits + sizeof(digits) - 1, f.value.f);
-        break;
-    case influx::FieldType::Integer:
-        r = std::to_chars(digits, digits + sizeof(digits) - 1, f.value.i);
-        break;
-    case influx::FieldType::Unsigned:
-        r = std::to_chars(digits, digits + sizeof(digits) - 1, f.value.u);
-        break;
-    case influx::FieldType::Boolean:
-        v.type = jbvBool;
-        v.val.boolean = f.value.b;
-        pushJsonbValue(state, WJB_VALUE, &v);
-        return;
-    case influx::FieldType::String:
-        PushText(state, WJB_VALUE, f.str);
-        return;
+        case influx::FieldType::Float:
+            r = std::to_chars(digits, digits + sizeof(digits) - 1, f.value.f);
+            break;
+        case influx::FieldType::Integer:
+            r = std::to_chars(digits, digits + sizeof(digits) - 1, f.value.i);
+            break;
+        case influx::FieldType::Unsigned:
+            r = std::to_chars(digits, digits + sizeof(digits) - 1, f.value.u);
+            break;
+        case influx::FieldType::Boolean:
+            v.type = jbvBool;
+            v.val.boolean = f.value.b;
+            pushJsonbValue(state, WJB_VALUE, &v);
+            return;
+        case influx::FieldType::String:
+            PushText(state, WJB_VALUE, f.str);
+            return;
     }
     *r.ptr = '\0';
     PushNumber(state, digits);
@@ -234,7 +235,8 @@ static Datum parse(FunctionCallInfo fcinfo)
         if (status == influx::ParseStatus::Ok) {
             size_t len;
             const char *name = TextBytes(pt.measurement, &len);
-            values[kMeasurement] = PointerGetDatum(cstring_to_text_with_len(name, static_cast<int>(len)));
+            values[kMeasurement] =
+                PointerGetDatum(cstring_to_text_with_len(name, static_cast<int>(len)));
             values[kTags] = TagsJsonb(pt);
             values[kFields] = FieldsJsonb(pt, false);
             values[kFieldTypes] = FieldsJsonb(pt, true);

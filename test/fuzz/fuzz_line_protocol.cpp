@@ -28,7 +28,8 @@
 
 using namespace influx;
 
-namespace {
+namespace
+{
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -43,7 +44,8 @@ std::vector<size_t> EndsWhole(const uint8_t *data, size_t size)
 {
     std::vector<size_t> ends;
     ForEachLine(reinterpret_cast<const char *>(data), size, [&](std::string_view line) {
-        ends.push_back(static_cast<size_t>(line.data() - reinterpret_cast<const char *>(data)) + line.size());
+        ends.push_back(static_cast<size_t>(line.data() - reinterpret_cast<const char *>(data)) +
+                       line.size());
     });
     return ends;
 }
@@ -60,7 +62,8 @@ void LastEndsInPieces(const uint8_t *data, size_t size, uint32_t seed, size_t ex
         size_t piece = 1 + (seed >> 16) % 300;
         if (piece > size - pos)
             piece = size - pos;
-        size_t end = scanner.FindLastLineEnd(reinterpret_cast<const char *>(data) + pos, piece, &lines);
+        size_t end =
+            scanner.FindLastLineEnd(reinterpret_cast<const char *>(data) + pos, piece, &lines);
         if (end != LineScanner::npos) {
             CHECK(end >= 1 && end <= piece && data[pos + end - 1] == '\n');
             last = pos + end;
@@ -85,7 +88,8 @@ std::vector<size_t> EndsInPieces(const uint8_t *data, size_t size, uint32_t seed
             piece = size - pos;
         size_t off = 0;
         while (off < piece) {
-            size_t end = scanner.FindLineEnd(reinterpret_cast<const char *>(data) + pos + off, piece - off);
+            size_t end =
+                scanner.FindLineEnd(reinterpret_cast<const char *>(data) + pos + off, piece - off);
             if (end == LineScanner::npos)
                 break;
             CHECK(end >= 1 && end <= piece - off);
@@ -125,22 +129,22 @@ std::string Describe(const Point &pt)
         d += "|" + UnescapeToString(f.key) + ":" + FieldTypeName(f.type) + "=";
         char buf[64];
         switch (f.type) {
-        case FieldType::Float:
-            std::snprintf(buf, sizeof(buf), "%a", f.value.f);
-            d += buf;
-            break;
-        case FieldType::Integer:
-            d += std::to_string(f.value.i);
-            break;
-        case FieldType::Unsigned:
-            d += std::to_string(f.value.u);
-            break;
-        case FieldType::Boolean:
-            d += f.value.b ? "t" : "f";
-            break;
-        case FieldType::String:
-            d += UnescapeToString(f.str);
-            break;
+            case FieldType::Float:
+                std::snprintf(buf, sizeof(buf), "%a", f.value.f);
+                d += buf;
+                break;
+            case FieldType::Integer:
+                d += std::to_string(f.value.i);
+                break;
+            case FieldType::Unsigned:
+                d += std::to_string(f.value.u);
+                break;
+            case FieldType::Boolean:
+                d += f.value.b ? "t" : "f";
+                break;
+            case FieldType::String:
+                d += UnescapeToString(f.str);
+                break;
         }
         if (f.type != FieldType::String) /* the value as written, used for exact numeric */
             d += "(" + std::string(f.str.raw()) + ")";
@@ -225,20 +229,20 @@ void CheckShape(const LineShape &shape, const ParserOptions &options, std::strin
         CHECK(f.key.raw() == shape.field_keys[i].raw());
         CHECK(f.type == shape.field_types[i]);
         switch (f.type) {
-        case FieldType::Float:
-            CHECK(std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) == 0);
-            break;
-        case FieldType::Integer:
-            CHECK(f.value.i == sv.fields[i].i);
-            break;
-        case FieldType::Unsigned:
-            CHECK(f.value.u == sv.fields[i].u);
-            break;
-        case FieldType::Boolean:
-            CHECK(f.value.b == sv.fields[i].b);
-            break;
-        case FieldType::String:
-            CHECK(false); /* a shape has no string fields */
+            case FieldType::Float:
+                CHECK(std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) == 0);
+                break;
+            case FieldType::Integer:
+                CHECK(f.value.i == sv.fields[i].i);
+                break;
+            case FieldType::Unsigned:
+                CHECK(f.value.u == sv.fields[i].u);
+                break;
+            case FieldType::Boolean:
+                CHECK(f.value.b == sv.fields[i].b);
+                break;
+            case FieldType::String:
+                CHECK(false); /* a shape has no string fields */
         }
     }
     CHECK(pt.has_time == sv.has_time);
@@ -275,8 +279,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ForEachLine(
             reinterpret_cast<const char *>(data), size,
             [&](std::string_view line) {
-                ends.push_back(static_cast<size_t>(line.data() - reinterpret_cast<const char *>(data)) +
-                               line.size());
+                ends.push_back(
+                    static_cast<size_t>(line.data() - reinterpret_cast<const char *>(data)) +
+                    line.size());
             },
             true);
         CHECK(ends == whole);
@@ -292,17 +297,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The layout of the last line that parsed, as a worker keeps it; the line stays in `data`. */
     LineShape shape;
     bool have_shape = false;
-    size_t count = ForEachLine(reinterpret_cast<const char *>(data), size, [&](std::string_view line) {
-        CheckLine(parser, fresh, line, plain);
-        fresh = LineParser(full);
-        const bool line_plain = plain || IsPlain(line.data(), line.size());
-        if (have_shape && line_plain)
-            CheckShape(shape, options, line);
-        LineParser learner(options);
-        Point pt;
-        if (learner.ParseLine(line, &pt, line_plain) == ParseStatus::Ok)
-            have_shape = LearnShape(pt, &shape);
-    });
+    size_t count =
+        ForEachLine(reinterpret_cast<const char *>(data), size, [&](std::string_view line) {
+            CheckLine(parser, fresh, line, plain);
+            fresh = LineParser(full);
+            const bool line_plain = plain || IsPlain(line.data(), line.size());
+            if (have_shape && line_plain)
+                CheckShape(shape, options, line);
+            LineParser learner(options);
+            Point pt;
+            if (learner.ParseLine(line, &pt, line_plain) == ParseStatus::Ok)
+                have_shape = LearnShape(pt, &shape);
+        });
     CHECK(count == whole.size());
     return 0;
 }

@@ -12,7 +12,8 @@
 
 using namespace influx;
 
-namespace {
+namespace
+{
 
 std::string Chunk(const std::vector<std::string> &records)
 {
@@ -28,9 +29,8 @@ std::string Chunk(const std::vector<std::string> &records)
 std::vector<std::string> Records(const std::string &chunk)
 {
     std::vector<std::string> out;
-    EXPECT_TRUE(ForEachRecord(chunk.data(), chunk.size(), [&](const char *d, size_t n) {
-        out.emplace_back(d, n);
-    }));
+    EXPECT_TRUE(ForEachRecord(chunk.data(), chunk.size(),
+                              [&](const char *d, size_t n) { out.emplace_back(d, n); }));
     return out;
 }
 

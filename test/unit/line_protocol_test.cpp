@@ -20,7 +20,8 @@
 
 using namespace influx;
 
-namespace {
+namespace
+{
 
 /* A parsed line as plain strings and values, easy to compare. */
 struct Parsed {
@@ -41,7 +42,8 @@ struct Parsed {
     const Field &field(const std::string &key) const { return fields.at(key); }
 };
 
-Parsed Parse(std::string_view line, Precision precision = Precision::Nanoseconds, size_t max_len = 64 * 1024 * 1024)
+Parsed Parse(std::string_view line, Precision precision = Precision::Nanoseconds,
+             size_t max_len = 64 * 1024 * 1024)
 {
     ParserOptions options;
     options.precision = precision;
@@ -72,9 +74,15 @@ Parsed Parse(std::string_view line, Precision precision = Precision::Nanoseconds
     return r;
 }
 
-bool Valid(std::string_view line) { return Parse(line).ok(); }
+bool Valid(std::string_view line)
+{
+    return Parse(line).ok();
+}
 
-double F(const Parsed &p, const char *key) { return p.field(key).value.f; }
+double F(const Parsed &p, const char *key)
+{
+    return p.field(key).value.f;
+}
 
 } // namespace
 
@@ -82,7 +90,8 @@ double F(const Parsed &p, const char *key) { return p.field(key).value.f; }
 
 TEST(LineProtocol, FullLine)
 {
-    Parsed p = Parse("cpu,host=a,region=eu usage=1.5,idle=2i,up=t,name=\"x y\" 1700000000000000000");
+    Parsed p =
+        Parse("cpu,host=a,region=eu usage=1.5,idle=2i,up=t,name=\"x y\" 1700000000000000000");
     ASSERT_TRUE(p.ok()) << p.error;
     EXPECT_EQ(p.measurement, "cpu");
     EXPECT_EQ(p.tags.size(), 2u);
@@ -119,9 +128,9 @@ TEST(LineProtocol, MissingMeasurement)
 
 TEST(LineProtocol, TrailingCommas)
 {
-    EXPECT_FALSE(Valid("cpu, value=1"));      /* comma after measurement needs a tag */
+    EXPECT_FALSE(Valid("cpu, value=1"));        /* comma after measurement needs a tag */
     EXPECT_FALSE(Valid("cpu,host=a, value=1")); /* trailing comma in the tag set */
-    EXPECT_FALSE(Valid("cpu value=1,"));      /* trailing comma in the field set */
+    EXPECT_FALSE(Valid("cpu value=1,"));        /* trailing comma in the field set */
     EXPECT_FALSE(Valid("cpu value=1, 123"));
     EXPECT_FALSE(Valid("cpu ,value=1"));
     EXPECT_FALSE(Valid("cpu,,host=a value=1"));
@@ -152,7 +161,7 @@ TEST(LineProtocol, DuplicateTagsRejected)
     Parsed p = Parse("cpu,host=a,host=b value=1");
     EXPECT_FALSE(p.ok());
     EXPECT_EQ(p.error, "duplicate tags at column 12");
-    EXPECT_FALSE(Valid("cpu,b=1,a=2,b=3 value=1")); /* not adjacent, not sorted */
+    EXPECT_FALSE(Valid("cpu,b=1,a=2,b=3 value=1"));  /* not adjacent, not sorted */
     EXPECT_TRUE(Valid("cpu,host=a,Host=b value=1")); /* keys are case sensitive */
     /* many tags take the hashed path */
     std::string line = "cpu";
@@ -215,7 +224,8 @@ TEST(LineProtocol, MeasurementEscapes)
 
 TEST(LineProtocol, KeyEscapes)
 {
-    Parsed p = Parse("cpu,region\\,zone=a\\,b,x\\ y=c\\ d,e\\=q=f\\=g k\\,1=1,k\\ 2=2,k\\=3=3,k\\\"4=4,k\\a=5");
+    Parsed p = Parse(
+        "cpu,region\\,zone=a\\,b,x\\ y=c\\ d,e\\=q=f\\=g k\\,1=1,k\\ 2=2,k\\=3=3,k\\\"4=4,k\\a=5");
     ASSERT_TRUE(p.ok()) << p.error;
     EXPECT_EQ(p.tags["region,zone"], "a,b");
     EXPECT_EQ(p.tags["x y"], "c d");
@@ -223,7 +233,7 @@ TEST(LineProtocol, KeyEscapes)
     EXPECT_EQ(F(p, "k,1"), 1);
     EXPECT_EQ(F(p, "k 2"), 2);
     EXPECT_EQ(F(p, "k=3"), 3);
-    EXPECT_EQ(F(p, "k\"4"), 4);  /* InfluxDB's field iterator unescapes \" in keys */
+    EXPECT_EQ(F(p, "k\"4"), 4); /* InfluxDB's field iterator unescapes \" in keys */
     EXPECT_EQ(F(p, "k\\a"), 5); /* unknown escape: backslash stays */
 
     /* \" is not an escape in tags */
@@ -272,7 +282,8 @@ TEST(LineProtocol, UnescapeApi)
 
 TEST(LineProtocol, Strings)
 {
-    Parsed p = Parse("cpu a=\"hello, world = x\",b=\"\",c=\"say \\\"hi\\\"\",d=\"c:\\\\dir\",e=\"\\n\"");
+    Parsed p =
+        Parse("cpu a=\"hello, world = x\",b=\"\",c=\"say \\\"hi\\\"\",d=\"c:\\\\dir\",e=\"\\n\"");
     ASSERT_TRUE(p.ok()) << p.error;
     EXPECT_EQ(p.strings["a"], "hello, world = x");
     EXPECT_EQ(p.strings["b"], "");
@@ -322,10 +333,22 @@ TEST(LineProtocol, FloatForms)
         const char *text;
         double value;
     } cases[] = {
-        {"1", 1.0},        {"1.0", 1.0},     {"-1.5", -1.5},        {"1e+78", 1e78},   {"1.E+78", 1e78},
-        {".5", 0.5},       {"5.", 5.0},      {"1e5", 1e5},          {"1E5", 1e5},      {"-1.5e-3", -1.5e-3},
-        {"0", 0.0},        {"-0.0", -0.0},   {"1.7976931348623157e308", 1.7976931348623157e308},
-        {"1e-400", 0.0},   {"007", 7.0},     {"0.1", 0.1},
+        {"1", 1.0},
+        {"1.0", 1.0},
+        {"-1.5", -1.5},
+        {"1e+78", 1e78},
+        {"1.E+78", 1e78},
+        {".5", 0.5},
+        {"5.", 5.0},
+        {"1e5", 1e5},
+        {"1E5", 1e5},
+        {"-1.5e-3", -1.5e-3},
+        {"0", 0.0},
+        {"-0.0", -0.0},
+        {"1.7976931348623157e308", 1.7976931348623157e308},
+        {"1e-400", 0.0},
+        {"007", 7.0},
+        {"0.1", 0.1},
     };
     for (const auto &c : cases) {
         Parsed p = Parse(std::string("m v=") + c.text);
@@ -339,9 +362,10 @@ TEST(LineProtocol, FloatForms)
 
 TEST(LineProtocol, BadFloats)
 {
-    for (const char *bad : {"NaN", "nan", "-NaN", "Inf", "-Inf", "+Inf", "inf", "1e400", "-1e400", "1.1.1", ".", "-.",
-                            "-", "1e", "1e+", "e5", "1ee5", "42+3", "1a", "+1", "0x10", "1_000", "1.5e5.5",
-                            "1ii", "-e-e-e"}) {
+    for (const char *bad :
+         {"NaN",   "nan", "-NaN", "Inf",   "-Inf",    "+Inf", "inf",   "1e400", "-1e400",
+          "1.1.1", ".",   "-.",   "-",     "1e",      "1e+",  "e5",    "1ee5",  "42+3",
+          "1a",    "+1",  "0x10", "1_000", "1.5e5.5", "1ii",  "-e-e-e"}) {
         Parsed p = Parse(std::string("m v=") + bad);
         EXPECT_FALSE(p.ok()) << bad;
     }
@@ -353,11 +377,44 @@ TEST(LineProtocol, BadFloats)
 /* The single-pass fast path must decide every number form exactly as the full parser does. */
 TEST(LineProtocol, FastPathAgreesWithFullParserOnNumbers)
 {
-    for (const char *v : {"1", "1.0", "-1.5", "5.", "1.E+78", ".5", "-.5", "1.e5", "1e5", "1E-5", "1e", "1e+",
-                          "-", "-1", "-1i", "1i", "-1u", "1u", "1.5i", "1e5i", "9223372036854775807i",
-                          "9223372036854775808i", "-9223372036854775808i", "18446744073709551615u",
-                          "18446744073709551616u", "1e400", "-inf", "-nan", "007", "1.5.5", "1=2", "1\t2",
-                          "0.0000001", "123456789012345678901234567890", "t", "-t", "true", "1x"}) {
+    for (const char *v : {"1",
+                          "1.0",
+                          "-1.5",
+                          "5.",
+                          "1.E+78",
+                          ".5",
+                          "-.5",
+                          "1.e5",
+                          "1e5",
+                          "1E-5",
+                          "1e",
+                          "1e+",
+                          "-",
+                          "-1",
+                          "-1i",
+                          "1i",
+                          "-1u",
+                          "1u",
+                          "1.5i",
+                          "1e5i",
+                          "9223372036854775807i",
+                          "9223372036854775808i",
+                          "-9223372036854775808i",
+                          "18446744073709551615u",
+                          "18446744073709551616u",
+                          "1e400",
+                          "-inf",
+                          "-nan",
+                          "007",
+                          "1.5.5",
+                          "1=2",
+                          "1\t2",
+                          "0.0000001",
+                          "123456789012345678901234567890",
+                          "t",
+                          "-t",
+                          "true",
+                          "1x"}) {
         for (const char *tail : {"", ",w=2", " 1700000000"}) {
             std::string line = std::string("m,t=a v=") + v + tail;
             Point full_point, fast_point;
@@ -373,8 +430,9 @@ TEST(LineProtocol, FastPathAgreesWithFullParserOnNumbers)
                 continue;
             ASSERT_EQ(full_point.nfields, fast_point.nfields) << line;
             EXPECT_EQ(full_point.fields[0].type, fast_point.fields[0].type) << line;
-            EXPECT_EQ(std::string_view(full_point.fields[0].str.data, full_point.fields[0].str.size),
-                      std::string_view(fast_point.fields[0].str.data, fast_point.fields[0].str.size))
+            EXPECT_EQ(
+                std::string_view(full_point.fields[0].str.data, full_point.fields[0].str.size),
+                std::string_view(fast_point.fields[0].str.data, fast_point.fields[0].str.size))
                 << line;
             if (full_point.fields[0].type == FieldType::Float) {
                 EXPECT_EQ(full_point.fields[0].value.f, fast_point.fields[0].value.f) << line;
@@ -437,7 +495,8 @@ TEST(LineProtocol, Booleans)
         EXPECT_EQ(p.field("v").type, FieldType::Boolean);
         EXPECT_FALSE(p.field("v").value.b) << f;
     }
-    for (const char *bad : {"tRUE", "tru", "truee", "fALSE", "FaLsE", "yes", "on", "x", "t1", "TRue"})
+    for (const char *bad :
+         {"tRUE", "tru", "truee", "fALSE", "FaLsE", "yes", "on", "x", "t1", "TRue"})
         EXPECT_FALSE(Valid(std::string("m v=") + bad)) << bad;
     EXPECT_NE(Parse("m v=tRUE").error.find("invalid boolean"), std::string::npos);
 }
@@ -454,7 +513,7 @@ TEST(LineProtocol, Timestamps)
     EXPECT_EQ(p.time_ns, -5);
     EXPECT_TRUE(Valid("m v=1 9223372036854775806"));
     EXPECT_TRUE(Valid("m v=1 -9223372036854775806"));
-    EXPECT_FALSE(Valid("m v=1 9223372036854775807"));  /* InfluxDB reserves the extremes */
+    EXPECT_FALSE(Valid("m v=1 9223372036854775807")); /* InfluxDB reserves the extremes */
     EXPECT_FALSE(Valid("m v=1 -9223372036854775807"));
     EXPECT_FALSE(Valid("m v=1 99999999999999999999"));
     EXPECT_EQ(Parse("m v=1 99999999999999999999").error, "timestamp out of range at column 7");
@@ -583,9 +642,9 @@ TEST(LineProtocol, EncodingRejected)
     EXPECT_FALSE(p.ok());
     EXPECT_EQ(p.cls, ErrorClass::Encoding);
     EXPECT_EQ(p.error, "invalid UTF-8 at column 10");
-    EXPECT_FALSE(Valid("cpu v=\"\xc3\""));          /* truncated */
-    EXPECT_FALSE(Valid("cpu v=\"\xc0\xaf\""));      /* overlong */
-    EXPECT_FALSE(Valid("cpu v=\"\xed\xa0\x80\""));  /* surrogate */
+    EXPECT_FALSE(Valid("cpu v=\"\xc3\""));             /* truncated */
+    EXPECT_FALSE(Valid("cpu v=\"\xc0\xaf\""));         /* overlong */
+    EXPECT_FALSE(Valid("cpu v=\"\xed\xa0\x80\""));     /* surrogate */
     EXPECT_FALSE(Valid("cpu v=\"\xf4\x90\x80\x80\"")); /* above U+10FFFF */
     p = Parse("c\xc3\xa9u,h\xc3\xb4te=\xe2\x82\xac v=\"\xf0\x9f\x98\x80\"");
     ASSERT_TRUE(p.ok()) << p.error;
@@ -638,7 +697,8 @@ TEST(LineProtocol, ParserReuse)
 
 /* ---- line scanning ---- */
 
-namespace {
+namespace
+{
 
 std::vector<std::string> LinesAtOnce(const std::string &buf)
 {
@@ -679,9 +739,8 @@ std::vector<std::string> LinesInPieces(const std::string &buf, size_t piece)
 TEST(LineScanner, SplitsAtNewlinesOutsideStrings)
 {
     std::string buf = "a v=1\nb s=\"x\ny\" 5\n# c\n\nc,t=\"q v=1\r\nd v=\"a\\\"\nb\"\ne\\\nf v=1";
-    std::vector<std::string> expect = {"a v=1",  "b s=\"x\ny\" 5", "# c",
-                                       "",       "c,t=\"q v=1\r",  "d v=\"a\\\"\nb\"",
-                                       "e\\\nf v=1"};
+    std::vector<std::string> expect = {"a v=1",         "b s=\"x\ny\" 5",   "# c",       "",
+                                       "c,t=\"q v=1\r", "d v=\"a\\\"\nb\"", "e\\\nf v=1"};
     EXPECT_EQ(LinesAtOnce(buf), expect);
     for (size_t piece : {1, 2, 3, 5, 7, 64})
         EXPECT_EQ(LinesInPieces(buf, piece), expect) << "piece " << piece;
@@ -691,7 +750,8 @@ TEST(LineScanner, ByteByByteEqualsWhole)
 {
     std::string buf;
     for (int i = 0; i < 50; ++i)
-        buf += "m,t=v" + std::to_string(i) + " a=1,s=\"x,y=z\n\\\"q\\\\\",b=t " + std::to_string(i) + "\n";
+        buf += "m,t=v" + std::to_string(i) + " a=1,s=\"x,y=z\n\\\"q\\\\\",b=t " +
+               std::to_string(i) + "\n";
     buf += "tail s=\"unterminated\nstill";
     auto whole = LinesAtOnce(buf);
     EXPECT_EQ(whole.size(), 51u);
@@ -713,12 +773,15 @@ TEST(ForEachLine, CountsAndLastLineWithoutNewline)
 {
     std::string buf = "a v=1\nb v=2";
     std::vector<std::string> lines;
-    size_t n = ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { lines.emplace_back(l); });
+    size_t n =
+        ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { lines.emplace_back(l); });
     EXPECT_EQ(n, 2u);
     EXPECT_EQ(lines, (std::vector<std::string>{"a v=1", "b v=2"}));
     buf = "a v=1\n";
     lines.clear();
-    EXPECT_EQ(ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { lines.emplace_back(l); }), 1u);
+    EXPECT_EQ(
+        ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { lines.emplace_back(l); }),
+        1u);
     EXPECT_EQ(ForEachLine("", 0, [&](std::string_view) {}), 0u);
 }
 
@@ -754,12 +817,13 @@ TEST(ForEachLineUntil, StopsAfterTheLineThatSaysStopAndReturnsItsEnd)
         ASSERT_EQ(seen.size(), 2u);
         EXPECT_EQ(buf.substr(used), "c v=3");
         /* Going on from there sees the rest, and the whole buffer is consumed. */
-        size_t rest = ForEachLineUntil(buf.data() + used, buf.size() - used,
-                                       [&](std::string_view l) {
-                                           seen.emplace_back(l);
-                                           return true;
-                                       },
-                                       plain);
+        size_t rest = ForEachLineUntil(
+            buf.data() + used, buf.size() - used,
+            [&](std::string_view l) {
+                seen.emplace_back(l);
+                return true;
+            },
+            plain);
         EXPECT_EQ(used + rest, buf.size());
         EXPECT_EQ(seen.size(), 3u);
         EXPECT_EQ(seen.back(), "c v=3");
@@ -769,8 +833,8 @@ TEST(ForEachLineUntil, StopsAfterTheLineThatSaysStopAndReturnsItsEnd)
     EXPECT_EQ(ForEachLineUntil(buf.data(), buf.size(), [](std::string_view) { return false; }),
               buf.size());
     buf = "a v=1";
-    EXPECT_EQ(ForEachLineUntil(buf.data(), buf.size(), [](std::string_view) { return false; },
-                               true),
+    EXPECT_EQ(ForEachLineUntil(
+                  buf.data(), buf.size(), [](std::string_view) { return false; }, true),
               buf.size());
 }
 
@@ -793,13 +857,14 @@ TEST(LineParser, TrimGivesBackScratchMemoryAndParsingGoesOn)
 
 /* ---- whole-buffer scanning ---- */
 
-namespace {
+namespace
+{
 
 /* Line ends of the pieces of buf, found one line at a time or all at once. */
 struct Ends {
     std::vector<size_t> last; /* per piece: offset in buf past its last line end, or npos */
     uint64_t lines = 0;
-    size_t final_end;         /* what a closing "\n" gives afterwards (state check) */
+    size_t final_end; /* what a closing "\n" gives afterwards (state check) */
 };
 
 Ends ScanPieces(const std::string &buf, size_t cut, bool at_once)
@@ -835,7 +900,8 @@ TEST(LineScanner, LastLineEndAgreesWithLineByLine)
     std::mt19937 rng(20261121);
     const char alphabet[] = {'a', '=', ',', ' ', '"', '\\', '\n', 'b', 'c', '1'};
     for (int round = 0; round < 20000; round++) {
-        /* Now and then a long one: the one-pass count sums its per-byte counters every 4080 bytes. */
+        /* Now and then a long one: the one-pass count sums its per-byte counters every 4080 bytes.
+         */
         std::string buf(round % 50 == 0 ? rng() % 9000 : rng() % 120, 'x');
         /* Mostly plain buffers, some with quotes and escapes. */
         size_t kinds = round % 3 == 0 ? sizeof(alphabet) : 4;
@@ -889,7 +955,8 @@ TEST(ForEachLine, PlainBuffersSplitAsTheScannerDoes)
             c = rng() % 6 == 0 ? '\n' : static_cast<char>('a' + rng() % 3);
         ASSERT_TRUE(IsPlain(buf.data(), buf.size()));
         std::vector<std::string> scanned, plain;
-        size_t n1 = ForEachLine(buf.data(), buf.size(), [&](std::string_view l) { scanned.emplace_back(l); });
+        size_t n1 = ForEachLine(buf.data(), buf.size(),
+                                [&](std::string_view l) { scanned.emplace_back(l); });
         size_t n2 = ForEachLine(
             buf.data(), buf.size(), [&](std::string_view l) { plain.emplace_back(l); }, true);
         ASSERT_EQ(n1, n2) << buf;
@@ -900,9 +967,10 @@ TEST(ForEachLine, PlainBuffersSplitAsTheScannerDoes)
 /* The plain hint only skips checks: every plain line parses exactly as without it. */
 TEST(LineProtocol, PlainHintGivesTheSameResult)
 {
-    for (const char *line : {"cpu,host=a,cpu=cpu0 usage_user=65.05015951482568,usage_nice=0 1704067200275413000",
-                             "m v=1i", "m v=1,v=2", "m,t=a,t=b v=1", "m v=", "m", "", "  # comment", "m v=t 12",
-                             "m,t=a v=1e400", "m v=-1u", "m v=1 1 2", "m=1 v=2\r"}) {
+    for (const char *line :
+         {"cpu,host=a,cpu=cpu0 usage_user=65.05015951482568,usage_nice=0 1704067200275413000",
+          "m v=1i", "m v=1,v=2", "m,t=a,t=b v=1", "m v=", "m", "", "  # comment", "m v=t 12",
+          "m,t=a v=1e400", "m v=-1u", "m v=1 1 2", "m=1 v=2\r"}) {
         ASSERT_TRUE(IsPlain(line, std::strlen(line))) << line;
         LineParser a, b;
         Point pa, pb;
@@ -924,11 +992,27 @@ TEST(LineProtocol, PlainHintGivesTheSameResult)
 /* Timestamps and keys of every length: the fast path's word-at-a-time scans must agree. */
 TEST(LineProtocol, FastPathAgreesWithFullParserOnTimestampsAndKeys)
 {
-    std::vector<std::string> stamps = {"0", "-0", "7", "-7", "12345678", "123456789", "1234567890123456",
-                                       "12345678901234567", "1700000000000000000", "9223372036854775807",
-                                       "-9223372036854775807", "-9223372036854775808", "9223372036854775808",
-                                       "-9223372036854775809", "99999999999999999999", "00000000000000000001",
-                                       "0000000000000000000000001", "1e5", "12a", "-", "--1"};
+    std::vector<std::string> stamps = {"0",
+                                       "-0",
+                                       "7",
+                                       "-7",
+                                       "12345678",
+                                       "123456789",
+                                       "1234567890123456",
+                                       "12345678901234567",
+                                       "1700000000000000000",
+                                       "9223372036854775807",
+                                       "-9223372036854775807",
+                                       "-9223372036854775808",
+                                       "9223372036854775808",
+                                       "-9223372036854775809",
+                                       "99999999999999999999",
+                                       "00000000000000000001",
+                                       "0000000000000000000000001",
+                                       "1e5",
+                                       "12a",
+                                       "-",
+                                       "--1"};
     std::vector<std::string> keys;
     for (size_t len = 1; len <= 40; len++)
         keys.push_back(std::string(len, 'k'));
@@ -965,27 +1049,43 @@ TEST(LineProtocol, FastPathAgreesWithFullParserOnTimestampsAndKeys)
 TEST(LineProtocol, FastPathFloatsAreBitForBitFastFloats)
 {
     std::mt19937_64 rng(4242);
-    std::vector<std::string> values = {"0", "-0", "0.0", "-0.0", "1", "9007199254740992", "9007199254740993",
-                                       "9007199254740993.5", "18446744073709551615", "9999999999999999999",
-                                       "99999999999999999999", "1.0000000000000000001", "0.1000000000000000055511151231257827",
-                                       "123456789012345678.9", "1234567890123456789.0", "00000000000000000001.5",
-                                       "2.2250738585072014", "4.9406564584124654", "1.7976931348623157",
-                                       "0.30000000000000004", "0.00000000000000000001", "100000000000000000000"};
+    std::vector<std::string> values = {"0",
+                                       "-0",
+                                       "0.0",
+                                       "-0.0",
+                                       "1",
+                                       "9007199254740992",
+                                       "9007199254740993",
+                                       "9007199254740993.5",
+                                       "18446744073709551615",
+                                       "9999999999999999999",
+                                       "99999999999999999999",
+                                       "1.0000000000000000001",
+                                       "0.1000000000000000055511151231257827",
+                                       "123456789012345678.9",
+                                       "1234567890123456789.0",
+                                       "00000000000000000001.5",
+                                       "2.2250738585072014",
+                                       "4.9406564584124654",
+                                       "1.7976931348623157",
+                                       "0.30000000000000004",
+                                       "0.00000000000000000001",
+                                       "100000000000000000000"};
     char buf[64];
     for (int i = 0; i < 200000; i++) {
         double d;
         switch (i % 4) {
-        case 0: /* percentages, as Telegraf's cpu input */
-            d = std::uniform_real_distribution<double>(0, 100)(rng);
-            break;
-        case 1: /* any magnitude */
-            d = std::ldexp(std::uniform_real_distribution<double>(0.5, 1)(rng),
-                           static_cast<int>(rng() % 140) - 70);
-            break;
-        case 2: /* integers near 2^53 and 2^63 */
-            d = static_cast<double>((rng() % 2 ? (1ULL << 53) : (1ULL << 63)) - rng() % 4096);
-            break;
-        default: /* random bit patterns */
+            case 0: /* percentages, as Telegraf's cpu input */
+                d = std::uniform_real_distribution<double>(0, 100)(rng);
+                break;
+            case 1: /* any magnitude */
+                d = std::ldexp(std::uniform_real_distribution<double>(0.5, 1)(rng),
+                               static_cast<int>(rng() % 140) - 70);
+                break;
+            case 2: /* integers near 2^53 and 2^63 */
+                d = static_cast<double>((rng() % 2 ? (1ULL << 53) : (1ULL << 63)) - rng() % 4096);
+                break;
+            default: /* random bit patterns */
             {
                 uint64_t bits = rng();
                 std::memcpy(&d, &bits, sizeof(d));
@@ -999,7 +1099,8 @@ TEST(LineProtocol, FastPathFloatsAreBitForBitFastFloats)
         if (style == 0) {
             std::snprintf(buf, sizeof(buf), "%.*g", 1 + static_cast<int>(rng() % 17), d);
         } else if (style == 1) {
-            std::snprintf(buf, sizeof(buf), "%.*f", static_cast<int>(rng() % 19), std::fmod(d, 1e6));
+            std::snprintf(buf, sizeof(buf), "%.*f", static_cast<int>(rng() % 19),
+                          std::fmod(d, 1e6));
         } else {
             /* random digits with a point somewhere */
             int n = 1 + static_cast<int>(rng() % 21), dot = static_cast<int>(rng() % (n + 1));
@@ -1026,7 +1127,8 @@ TEST(LineProtocol, FastPathFloatsAreBitForBitFastFloats)
                 continue;
             ASSERT_EQ(a.fields[0].type, b.fields[0].type) << line;
             if (a.fields[0].type == FieldType::Float) {
-                ASSERT_EQ(std::memcmp(&a.fields[0].value.f, &b.fields[0].value.f, sizeof(double)), 0)
+                ASSERT_EQ(std::memcmp(&a.fields[0].value.f, &b.fields[0].value.f, sizeof(double)),
+                          0)
                     << line << ": " << a.fields[0].value.f << " vs " << b.fields[0].value.f;
             }
             ASSERT_EQ(a.fields[0].str.raw(), b.fields[0].str.raw()) << line;
@@ -1039,26 +1141,31 @@ TEST(LineProtocol, FastPathFloatsAreBitForBitFastFloats)
  * that layout with the values MatchShape read.  Lines are made from a few layouts, then
  * values, spacing and single bytes are varied at random.
  */
-namespace {
+namespace
+{
 
 /* The parse of `line` as MatchShape describes it; false when they disagree. */
-::testing::AssertionResult SameAsParseWith(const LineShape &shape, const ShapeValues &sv, const std::string &line,
-                                           const ParserOptions &options)
+::testing::AssertionResult SameAsParseWith(const LineShape &shape, const ShapeValues &sv,
+                                           const std::string &line, const ParserOptions &options)
 {
     LineParser parser(options);
     Point pt;
     if (parser.ParseLine(line, &pt, true) != ParseStatus::Ok)
-        return ::testing::AssertionFailure() << "matched but does not parse: " << parser.error().message;
-    if (pt.measurement.raw() != shape.measurement.raw() || pt.ntags != shape.ntags || pt.nfields != shape.nfields)
+        return ::testing::AssertionFailure()
+               << "matched but does not parse: " << parser.error().message;
+    if (pt.measurement.raw() != shape.measurement.raw() || pt.ntags != shape.ntags ||
+        pt.nfields != shape.nfields)
         return ::testing::AssertionFailure() << "other measurement or key count";
     for (uint32_t i = 0; i < pt.ntags; i++)
-        if (pt.tags[i].key.raw() != shape.tag_keys[i].raw() || pt.tags[i].value.raw() != sv.tag_values[i].raw())
+        if (pt.tags[i].key.raw() != shape.tag_keys[i].raw() ||
+            pt.tags[i].value.raw() != sv.tag_values[i].raw())
             return ::testing::AssertionFailure() << "tag " << i << " differs";
     for (uint32_t i = 0; i < pt.nfields; i++) {
         const Field &f = pt.fields[i];
         if (f.key.raw() != shape.field_keys[i].raw() || f.type != shape.field_types[i])
             return ::testing::AssertionFailure() << "field " << i << " key or type differs";
-        bool same = f.type == FieldType::Float      ? std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) == 0
+        bool same = f.type == FieldType::Float
+                        ? std::memcmp(&f.value.f, &sv.fields[i].f, sizeof(double)) == 0
                     : f.type == FieldType::Integer  ? f.value.i == sv.fields[i].i
                     : f.type == FieldType::Unsigned ? f.value.u == sv.fields[i].u
                                                     : f.value.b == sv.fields[i].b;
@@ -1070,8 +1177,8 @@ namespace {
     return ::testing::AssertionSuccess();
 }
 
-::testing::AssertionResult SameAsParse(const LineShape &shape, const ShapeValues &sv, const std::string &line,
-                                       const ParserOptions &options)
+::testing::AssertionResult SameAsParse(const LineShape &shape, const ShapeValues &sv,
+                                       const std::string &line, const ParserOptions &options)
 {
     /* Both the single pass and the full parser must agree with the match. */
     for (bool fast_path : {true, false}) {
@@ -1149,15 +1256,68 @@ TEST(LineProtocol, ShapeMatchAgreesWithParseLine)
         "net,host=h,interface=eth0 bytes_recv=12u,up=true,err_in=0i,drop=f 1700000000",
     };
     const std::vector<std::string> values = {
-        "0", "-0", "1", "-1", "1.5", "-2.25", "96.123456789012", "1234567890123456789", "12345678901234567890",
-        "1e5", "1E-3", "1.", ".5", "-.5", "+1", "1i", "-1i", "9223372036854775807i", "9223372036854775808i",
-        "1u", "t", "false", "\"s\"", "", "-", "nan", "inf", "0x10", "1.5.5", "1i5", "00012", "-0i",
-        "0u", "-1u", "18446744073709551615u", "18446744073709551616u", "T", "FALSE", "tru", "yes", "-t",
-        "tRUE", "tRue", "fALSE", "True", "F",
-        "0.000000000000000000001234", "0000000000000000000001.5", "1" + std::string(25, '0'),
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "1.5",
+        "-2.25",
+        "96.123456789012",
+        "1234567890123456789",
+        "12345678901234567890",
+        "1e5",
+        "1E-3",
+        "1.",
+        ".5",
+        "-.5",
+        "+1",
+        "1i",
+        "-1i",
+        "9223372036854775807i",
+        "9223372036854775808i",
+        "1u",
+        "t",
+        "false",
+        "\"s\"",
+        "",
+        "-",
+        "nan",
+        "inf",
+        "0x10",
+        "1.5.5",
+        "1i5",
+        "00012",
+        "-0i",
+        "0u",
+        "-1u",
+        "18446744073709551615u",
+        "18446744073709551616u",
+        "T",
+        "FALSE",
+        "tru",
+        "yes",
+        "-t",
+        "tRUE",
+        "tRue",
+        "fALSE",
+        "True",
+        "F",
+        "0.000000000000000000001234",
+        "0000000000000000000001.5",
+        "1" + std::string(25, '0'),
     };
-    const std::vector<std::string> stamps = {"",   " 0", " -1", " 1700000000000000000", " 9223372036854775807",
-                                             " 99999999999999999999", " 1x", "  7", " 7 ", " 7  ", " -", " 1.5"};
+    const std::vector<std::string> stamps = {"",
+                                             " 0",
+                                             " -1",
+                                             " 1700000000000000000",
+                                             " 9223372036854775807",
+                                             " 99999999999999999999",
+                                             " 1x",
+                                             "  7",
+                                             " 7 ",
+                                             " 7  ",
+                                             " -",
+                                             " 1.5"};
     const std::string noise = ", =i.-09at\t\r\n#";
     std::mt19937_64 rng(777);
     for (Precision precision : {Precision::Nanoseconds, Precision::Seconds}) {
@@ -1208,7 +1368,8 @@ TEST(LineProtocol, ShapeMatchAgreesWithParseLine)
                 if (rng() % 4 == 0) {
                     const std::string &ts = stamps[rng() % stamps.size()];
                     line += ts;
-                    simple &= ts.empty() || ts == " 0" || ts == " -1" || ts == " 7 " || ts == " 7  " ||
+                    simple &= ts.empty() || ts == " 0" || ts == " -1" || ts == " 7 " ||
+                              ts == " 7  " ||
                               (ts == " 1700000000000000000" && precision == Precision::Nanoseconds);
                 } else if (had_time) {
                     line += layout.substr(layout.rfind(' '));
@@ -1218,14 +1379,14 @@ TEST(LineProtocol, ShapeMatchAgreesWithParseLine)
                     size_t at = rng() % line.size();
                     char c = noise[rng() % noise.size()];
                     switch (rng() % 3) {
-                    case 0:
-                        line[at] = c;
-                        break;
-                    case 1:
-                        line.insert(line.begin() + at, c);
-                        break;
-                    default:
-                        line.erase(at, 1);
+                        case 0:
+                            line[at] = c;
+                            break;
+                        case 1:
+                            line.insert(line.begin() + at, c);
+                            break;
+                        default:
+                            line.erase(at, 1);
                     }
                     simple = false;
                 }
@@ -1292,9 +1453,10 @@ TEST(LineProtocol, ShapeMatchRefusesOtherLayouts)
     EXPECT_TRUE(parser.MatchShape(shape, "net,host=b recv=18446744073709551615u,up=false", &sv));
     EXPECT_EQ(sv.fields[0].u, UINT64_MAX);
     EXPECT_FALSE(sv.fields[1].b);
-    for (const char *other : {"net,host=b recv=-1u,up=t", "net,host=b recv=1i,up=t", "net,host=b recv=1u,up=1",
-                              "net,host=b recv=1u,up=yes", "net,host=b recv=18446744073709551616u,up=t",
-                              "net,host=b recv=1u,up=tRUE", "net,host=b recv=1u,up=fALSE", "net,host=b recv=+1u,up=t"})
+    for (const char *other :
+         {"net,host=b recv=-1u,up=t", "net,host=b recv=1i,up=t", "net,host=b recv=1u,up=1",
+          "net,host=b recv=1u,up=yes", "net,host=b recv=18446744073709551616u,up=t",
+          "net,host=b recv=1u,up=tRUE", "net,host=b recv=1u,up=fALSE", "net,host=b recv=+1u,up=t"})
         EXPECT_FALSE(parser.MatchShape(shape, other, &sv)) << other;
     /*
      * A layout learned from a line with a string and a duplicate key (the last value wins,
