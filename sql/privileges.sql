@@ -5,7 +5,6 @@
 CREATE SCHEMA priv;
 CREATE ROLE influx_priv_user;
 GRANT USAGE ON SCHEMA priv TO influx_priv_user;
-GRANT USAGE ON SCHEMA influx TO influx_priv_user;  -- the extension does not grant it to PUBLIC
 CREATE TABLE priv.open (_time timestamptz, v float8);
 CREATE TABLE priv.closed (_time timestamptz, v float8);
 CREATE TABLE priv.rls (_time timestamptz, v float8);
@@ -28,5 +27,4 @@ SELECT influx.insert('rls v=50 5', schema_name => 'priv', create_tables => false
 SELECT v FROM priv.rls ORDER BY v;
 
 DROP SCHEMA priv CASCADE;
-REVOKE USAGE ON SCHEMA influx FROM influx_priv_user;
 DROP ROLE influx_priv_user;

@@ -25,7 +25,6 @@ PACKAGES=(
     python3-psycopg2
     python3-influxdb            # the real InfluxDB client (UDP) used by integration tests
     netcat-openbsd              # nc, for the README examples
-    libipc-run-perl             # PostgreSQL::Test::Cluster TAP tests
     sudo                        # README commands are written as `sudo ...`
     procps                      # ps/pgrep used by diagnostics
 )

@@ -21,7 +21,6 @@ constexpr int kMaxWarningsPerCall = 20;
 ProcessSlot *report_slot = nullptr;
 bool sql_call = false;
 int warnings_shown = 0;
-uint64 local_counts[kCounterCount];
 
 /*
  * Copies `in` to out[size] with every control character as \xNN: C0 (below 0x20), DEL,
@@ -65,7 +64,6 @@ void ReportToSlot(ProcessSlot *slot)
 {
     report_slot = slot;
     sql_call = false;
-    memset(local_counts, 0, sizeof(local_counts));
 }
 
 void ReportToSqlCall(void)
@@ -73,12 +71,10 @@ void ReportToSqlCall(void)
     report_slot = nullptr;
     sql_call = true;
     warnings_shown = 0;
-    memset(local_counts, 0, sizeof(local_counts));
 }
 
 void Note(Counter counter, uint64 n)
 {
-    local_counts[counter] += n;
     Count(report_slot, counter, n);
 }
 
@@ -98,17 +94,11 @@ void Problem(Counter counter, uint64 n, const char *fmt, ...)
         ReportProblem(report_slot, "%s", text);
         return;
     }
-    local_counts[kErrors]++;
     if (warnings_shown < kMaxWarningsPerCall)
         ereport(WARNING, (errmsg("pg_influx: %s", text)));
     else if (warnings_shown == kMaxWarningsPerCall)
         ereport(WARNING, (errmsg("pg_influx: further problems of this call are not shown")));
     warnings_shown++;
-}
-
-uint64 LocalCount(Counter counter)
-{
-    return local_counts[counter];
 }
 
 const char *LogName(const char *name)

@@ -5,8 +5,8 @@
  * the process's ProcessSlot and reported with its reason.  In an insertion worker,
  * reasons go to influx.stats().last_error and to the server log, rate-limited
  * (ReportProblem).  In a synchronous influx.insert() call there is no slot: each reason is
- * raised as a WARNING to the caller (up to a limit per call), and the counts are kept
- * locally so the function can return them.
+ * raised as a WARNING to the caller (up to a limit per call); counts have no slot to go
+ * to, and the function returns the rows it inserted.
  *
  * Names in messages: measurement, table, column, tag and field names can come from the
  * network and may hold any byte but NUL.  Every message shows them through LogName(),
@@ -32,9 +32,6 @@ void Note(Counter counter, uint64 n = 1);
 
 /* Adds n to a counter and reports the reason. */
 void Problem(Counter counter, uint64 n, const char *fmt, ...) pg_attribute_printf(3, 4);
-
-/* The local tally since the last ReportToSlot()/ReportToSqlCall(). */
-uint64 LocalCount(Counter counter);
 
 /*
  * A name for a message, control characters escaped as \xNN (C0, DEL, and C1 encoded in

@@ -170,8 +170,8 @@ void InitSettings(void)
 
     DefineCustomIntVariable("influx.max_connections", "Most TCP connections open at once.",
                             "Connections beyond it are refused and counted.",
-                            &influx_max_connections, 100, 1, 10000, PGC_SIGHUP, 0, nullptr, nullptr,
-                            nullptr);
+                            &influx_max_connections, 100, 1, INFLUX_MAX_CONNECTIONS, PGC_SIGHUP, 0,
+                            nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "influx.tcp_idle_timeout", "Closes a TCP connection that has sent nothing for this long.",

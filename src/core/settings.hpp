@@ -10,6 +10,9 @@
 /* Upper bound of influx.workers; also the number of stats slots in shared memory. */
 #define INFLUX_MAX_WORKERS 64
 
+/* Upper bound of influx.max_connections; the listener's connection table has this many. */
+#define INFLUX_MAX_CONNECTIONS 10000
+
 extern char *influx_database;
 extern char *influx_role;
 extern char *influx_schema;

@@ -36,28 +36,6 @@ uint32 shmem_initializations = 0;
 TimestampTz last_logged_at = 0;
 uint64 suppressed_since_log = 0;
 
-const char *const counter_names[kCounterCount] = {
-    "bytes_received",
-    "lines_received",
-    "lines_rejected_syntax",
-    "lines_rejected_too_long",
-    "rows_rejected_value",
-    "rows_rejected_insert",
-    "rows_rejected_table",
-    "rows_inserted",
-    "batches",
-    "errors",
-    "queue_full",
-    "datagrams_dropped",
-    "connections_accepted",
-    "connections_refused",
-    "flush_retries",
-    "lines_rerouted",
-    "lines_lost",
-    "connections_closed_idle",
-    "lines_rejected_memory",
-};
-
 void RequestSharedState(void)
 {
     if (prev_shmem_request_hook)
@@ -109,11 +87,6 @@ void ReleaseProcessSlot(int, Datum)
 }
 
 } // namespace
-
-const char *CounterName(int counter)
-{
-    return counter >= 0 && counter < kCounterCount ? counter_names[counter] : "?";
-}
 
 void InitSharedState(void)
 {

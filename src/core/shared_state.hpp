@@ -29,7 +29,11 @@ namespace influx
 
 enum class ProcessKind : int { None = 0, Listener = 1, Worker = 2 };
 
-/* Counters reported by influx.stats(); keep in sync with CounterName(). */
+/*
+ * Counters reported by influx.stats(), in the order of its OUT parameters after the fixed
+ * ones (sql/pg_influx.sql; src/sql/monitor.cpp copies them by position; test/pgtap/api.sql
+ * checks the names).  A new counter goes at the end of both.
+ */
 enum Counter : int {
     kBytesReceived,         /* bytes read from sockets (listener) or rings (worker) */
     kLinesReceived,         /* lines received (listener: from sockets; worker: from its ring) */
@@ -52,8 +56,6 @@ enum Counter : int {
     kLinesRejectedMemory,   /* lines the parser ran out of memory on */
     kCounterCount
 };
-
-const char *CounterName(int counter);
 
 #define INFLUX_ERROR_TEXT 256
 

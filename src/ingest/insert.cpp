@@ -505,6 +505,50 @@ int TakeError(char *message, size_t message_size)
 }
 
 /*
+ * Runs fn() in a subtransaction, in memory context `run_cxt`.  True when it was released;
+ * false, rolled back, when fn raised an ERROR: then on_error() runs first (while nothing
+ * else has happened yet: a timer to disarm, say), and the error's SQLSTATE and message are
+ * taken (TakeError) in the caller's memory context.  The caller's memory context and
+ * resource owner are current again either way.  The one subtransaction helper of the
+ * insert path: fn must not keep C++ objects with destructors alive (an ERROR longjmps).
+ */
+template <typename Fn, typename OnError>
+bool InSubtransaction(MemoryContext run_cxt, const Fn &fn, const OnError &on_error, int *sqlstate,
+                      char *message, size_t message_size)
+{
+    MemoryContext oldcxt = CurrentMemoryContext;
+    ResourceOwner oldowner = CurrentResourceOwner;
+    volatile bool ok = true;
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(run_cxt);
+    PG_TRY();
+    {
+        fn();
+        ReleaseCurrentSubTransaction();
+    }
+    PG_CATCH();
+    {
+        on_error();
+        MemoryContextSwitchTo(oldcxt);
+        *sqlstate = TakeError(message, message_size);
+        RollbackAndReleaseCurrentSubTransaction();
+        ok = false;
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(oldcxt);
+    CurrentResourceOwner = oldowner;
+    return ok;
+}
+
+template <typename Fn>
+bool InSubtransaction(MemoryContext run_cxt, const Fn &fn, int *sqlstate, char *message,
+                      size_t message_size)
+{
+    return InSubtransaction(
+        run_cxt, fn, []() {}, sqlstate, message, message_size);
+}
+
+/*
  * Raises again an error that TakeError took, keeping what ErrorIsTransient and
  * ErrorAlwaysRetried will want to know about it at the next level.
  */
@@ -829,39 +873,27 @@ bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
     if (keys.count == 0)
         return false;
 
-    MemoryContext oldcxt = CurrentMemoryContext;
-    ResourceOwner oldowner = CurrentResourceOwner;
-    volatile bool ok = true;
     Oid argtypes[4] = {REGCLASSOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
     Datum args[4] = {ObjectIdGetDatum(relid), KeyArray(keys.tags), KeyArray(keys.fields),
                      KeyArray(keys.types)};
-
-    BeginInternalSubTransaction(nullptr);
-    MemoryContextSwitchTo(oldcxt);
-    PG_TRY();
-    {
-        SPI_connect();
-        SPI_execute_with_args("SELECT influx.add_measurement_columns($1, $2, $3, $4)", 4, argtypes,
-                              args, nullptr, false, 1);
-        SPI_finish();
-        ReleaseCurrentSubTransaction();
-    }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(oldcxt);
-        char message[INFLUX_ERROR_TEXT];
-        int sqlstate = TakeError(message, sizeof(message));
-        RollbackAndReleaseCurrentSubTransaction();
+    char message[INFLUX_ERROR_TEXT];
+    int sqlstate = 0;
+    bool ok = InSubtransaction(
+        CurrentMemoryContext,
+        [&]() {
+            SPI_connect();
+            SPI_execute_with_args("SELECT influx.add_measurement_columns($1, $2, $3, $4)", 4,
+                                  argtypes, args, nullptr, false, 1);
+            SPI_finish();
+        },
+        &sqlstate, message, sizeof(message));
+    if (!ok) {
         /* A lock or statement timeout, a cancel: the whole flush is tried again, columns too. */
         if (ErrorIsTransient(sqlstate))
             RaiseAgain(sqlstate, message);
         Problem(kErrors, 0, "could not add columns to \"%s\": %s", LogName(g->measurement),
                 message);
-        ok = false;
     }
-    PG_END_TRY();
-    MemoryContextSwitchTo(oldcxt);
-    CurrentResourceOwner = oldowner;
     if (ok)
         CommandCounterIncrement();
     return ok;
@@ -1110,35 +1142,22 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
 bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int hi, int64 *n,
                           char *message, size_t message_size, int *sqlstate)
 {
-    MemoryContext oldcxt = CurrentMemoryContext;
-    ResourceOwner oldowner = CurrentResourceOwner;
-    volatile bool ok = true;
-
     MemoryContextReset(attempt_cxt);
-    BeginInternalSubTransaction(nullptr);
-    MemoryContextSwitchTo(attempt_cxt);
-    PG_TRY();
-    {
-        /* Each range gets the whole timeout, so that only a range that runs over fails. */
-        if (isolate_transient)
-            ArmFlushTimeout();
-        *n = InsertGroup(opts, g, lo, hi);
-        if (isolate_transient)
-            DisarmFlushTimeout();
-        ReleaseCurrentSubTransaction();
-    }
-    PG_CATCH();
-    {
-        if (isolate_transient)
-            DisarmFlushTimeout();
-        MemoryContextSwitchTo(work_cxt);
-        *sqlstate = TakeError(message, message_size);
-        RollbackAndReleaseCurrentSubTransaction();
-        ok = false;
-    }
-    PG_END_TRY();
-    MemoryContextSwitchTo(oldcxt);
-    CurrentResourceOwner = oldowner;
+    bool ok = InSubtransaction(
+        attempt_cxt,
+        [&]() {
+            /* Each range gets the whole timeout, so that only a range that runs over fails. */
+            if (isolate_transient)
+                ArmFlushTimeout();
+            *n = InsertGroup(opts, g, lo, hi);
+            if (isolate_transient)
+                DisarmFlushTimeout();
+        },
+        []() {
+            if (isolate_transient)
+                DisarmFlushTimeout();
+        },
+        sqlstate, message, message_size);
     MemoryContextReset(attempt_cxt);
 
     /*
@@ -1660,28 +1679,12 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
         (void) ParseChunk(utf8, size, options->precision, opts.schema, INT_MAX, false);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */
-        volatile int64 n = 0;
+        int64 n = 0;
         char message[INFLUX_ERROR_TEXT];
         int sqlstate = 0;
-        ResourceOwner oldowner = CurrentResourceOwner;
-        volatile bool ok = true;
-        BeginInternalSubTransaction(nullptr);
+        bool ok = InSubtransaction(
+            work_cxt, [&]() { n = InsertAll(&opts, false); }, &sqlstate, message, sizeof(message));
         MemoryContextSwitchTo(work_cxt);
-        PG_TRY();
-        {
-            n = InsertAll(&opts, false);
-            ReleaseCurrentSubTransaction();
-        }
-        PG_CATCH();
-        {
-            MemoryContextSwitchTo(work_cxt);
-            sqlstate = TakeError(message, sizeof(message));
-            RollbackAndReleaseCurrentSubTransaction();
-            ok = false;
-        }
-        PG_END_TRY();
-        MemoryContextSwitchTo(work_cxt);
-        CurrentResourceOwner = oldowner;
         /* Not about the rows (a cancel, a lock timeout, ...): the caller's to handle. */
         if (!ok && ErrorIsTransient(sqlstate))
             ereport(ERROR, (errcode(sqlstate), errmsg("%s", message)));

@@ -1,13 +1,14 @@
 /*
  * insert.hpp — the insertion worker's write path: lines in, committed rows out.
  *
- * Vocabulary: a *chunk* is a block of complete lines received from the worker's ring; a
- * *batch* is the set of rows collected from chunks until influx.batch_size rows or
+ * Vocabulary: a *record* is a block of complete lines (what one socket read or one
+ * datagram produced, ipc/chunk.hpp) taken from a chunk of the worker's ring; a *batch* is
+ * the set of rows collected from records until influx.batch_size rows or
  * influx.flush_interval have been reached, then inserted (table_multi_insert per target
  * table) and committed.
  *
- * Called only from the insertion worker's main loop (worker.cpp), outside any transaction
- * (influx.insert() runs the same path inside its caller's).
+ * Called from the insertion worker's main loop (worker.cpp), outside any transaction, and
+ * through InsertLines() from influx.insert(), inside its caller's transaction.
  * Data problems never escape these functions: a bad line or row is counted in the worker's
  * ProcessSlot, logged (rate-limited), and the rest of the batch lands.
  */

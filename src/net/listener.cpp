@@ -85,6 +85,8 @@ namespace
 constexpr size_t kReadSize = 64 * 1024;
 constexpr int kReadsPerWakeup = 4;       /* per connection, for fairness */
 constexpr int kDatagramsPerWakeup = 256; /* per UDP socket */
+/* Room for the largest UDP payload (65,507 bytes over IPv4) and then some; +1 for a NUL. */
+constexpr size_t kMaxDatagram = 65536;
 /* Accepts per listen socket and wakeup: a connect flood must not starve reads. */
 constexpr int kAcceptsPerWakeup = 64;
 /*
@@ -1155,7 +1157,7 @@ bool ReadDatagrams(int e, int max_datagrams)
 {
     int fd = L->endpoints.udp[e];
     for (int k = 0; k < max_datagrams && !L->blocked; k++) {
-        struct iovec iov = {L->udp_buf, 65536};
+        struct iovec iov = {L->udp_buf, kMaxDatagram};
         char control[CMSG_SPACE(sizeof(uint32))];
         struct msghdr msg;
         memset(&msg, 0, sizeof(msg));
@@ -1586,9 +1588,9 @@ void ListenerMain(void)
 
     L = static_cast<ListenerState *>(MemoryContextAllocZero(TopMemoryContext, sizeof(*L)));
     L->slot = AcquireProcessSlot(ProcessKind::Listener, -1);
-    L->conns = static_cast<Connection **>(
-        MemoryContextAllocZero(TopMemoryContext, sizeof(Connection *) * 10001));
-    L->udp_buf = static_cast<char *>(MemoryContextAlloc(TopMemoryContext, 65536 + 1));
+    L->conns = static_cast<Connection **>(MemoryContextAllocZero(
+        TopMemoryContext, sizeof(Connection *) * (INFLUX_MAX_CONNECTIONS + 1)));
+    L->udp_buf = static_cast<char *>(MemoryContextAlloc(TopMemoryContext, kMaxDatagram + 1));
     L->connected_database = MemoryContextStrdup(TopMemoryContext, influx_database);
     L->connected_role = MemoryContextStrdup(TopMemoryContext, influx_role ? influx_role : "");
 

@@ -52,11 +52,6 @@ const char *KindName(int kind)
 constexpr int kStatsColumns = 7 + influx::kCounterCount;
 
 /* One row of influx.stats(): counters plus identification. */
-void AddStatsRow(ReturnSetInfo *rsinfo, Datum *values, bool *nulls)
-{
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-}
-
 Datum stats(FunctionCallInfo fcinfo)
 {
     RequireSharedState();
@@ -104,7 +99,7 @@ Datum stats(FunctionCallInfo fcinfo)
             nulls[col++] = true;
             nulls[col++] = true;
         }
-        AddStatsRow(rsinfo, values, nulls);
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
 
     /* Totals of processes that have exited, one row per kind that has any. */
@@ -126,7 +121,7 @@ Datum stats(FunctionCallInfo fcinfo)
                 Int64GetDatum((int64) pg_atomic_read_u64(&shared_state->retired[kind][c]));
         nulls[col++] = true;
         nulls[col++] = true;
-        AddStatsRow(rsinfo, values, nulls);
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum) 0;
 }

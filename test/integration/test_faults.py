@@ -114,12 +114,9 @@ def test_fast_shutdown_keeps_everything_a_closed_connection_sent():
 
 
 def test_reload_changes_ports_and_worker_count(listener):
-    new_tcp = None
-    for _ in range(20):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            new_tcp = s.getsockname()[1]
-        break
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        new_tcp = s.getsockname()[1]
     listener.execute(f"ALTER SYSTEM SET influx.tcp_port = {new_tcp}")
     listener.execute("ALTER SYSTEM SET influx.workers = 3")
     listener.execute("SELECT pg_reload_conf()")
