@@ -239,6 +239,150 @@ bool AddChunk(const char *data, size_t size, uint64 seq, TimestampTz *pending_si
     return true;
 }
 
+/*
+ * Attaches to the ring the listener made for this worker (its DSM segment) as the
+ * receiver, lends the insert path the worker's hooks and tells the listener it may send.
+ */
+shm_mq_handle *AttachRing(Datum main_arg, const WorkerArgs &args, ProcessSlot *slot)
+{
+    /* Outside a transaction there is no resource owner: the mapping lasts until exit. */
+    dsm_segment *seg = dsm_attach(DatumGetUInt32(main_arg));
+    if (seg == nullptr)
+        ereport(ERROR, (errmsg("influx worker %d: its ring no longer exists", args.worker_index)));
+    header = static_cast<RingHeader *>(dsm_segment_address(seg));
+    if (header->magic != kRingMagic)
+        ereport(ERROR, (errmsg("influx worker %d: bad ring segment", args.worker_index)));
+
+    static WorkerHooks hooks;
+    hooks.announce_commit = AnnounceCommit;
+    hooks.handback = RingHandback(header, args.queue_size);
+    hooks.handback_capacity = kHandbackBytes;
+    hooks.handback_allowed = HandbackAllowed;
+    hooks.handback_writable = HandbackWritable;
+    hooks.handback_rolled_back = HandbackRolledBack;
+    InsertInit(slot, &hooks);
+
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    shm_mq *mq = RingQueue(header);
+    shm_mq_set_receiver(mq, MyProc);
+    shm_mq_handle *mqh = shm_mq_attach(mq, seg, nullptr);
+    MemoryContextSwitchTo(old);
+    WakeListener();
+    return mqh;
+}
+
+/* What the receive loop knows between chunks. */
+struct LoopState {
+    TimestampTz pending_since; /* 0: no rows pending */
+    TimestampTz last_data;     /* when the last chunk came, while rows are pending */
+    TimestampTz stop_since;
+    bool announced_stop;
+    uint64 received; /* chunks received: the number of the last one */
+};
+
+/* One chunk from the ring: into the batch, then a flush if it is due. */
+void TakeChunk(LoopState *st, ProcessSlot *slot, int index, const void *data, Size nbytes)
+{
+    Count(slot, kBytesReceived, nbytes);
+    st->received++;
+    bool full = false;
+    if (!AddChunk(static_cast<const char *>(data), nbytes, st->received, &st->pending_since, &full))
+        ReportProblem(slot, "influx worker %d: received a malformed chunk of %zu bytes", index,
+                      (size_t) nbytes);
+    RingPosition here = {st->received, 0};
+    if (full) {
+        Flush(&st->pending_since, here);
+    } else if (InsertPendingRows() == 0) {
+        /* Nothing to commit (comments, rejected lines): done with it already. */
+        PublishDone(here);
+        st->pending_since = 0;
+    } else if (st->pending_since == 0) {
+        st->pending_since = st->last_data = GetCurrentTimestamp();
+    } else {
+        TimestampTz now = GetCurrentTimestamp();
+        if (MillisecondsUntil(now, st->pending_since, influx_flush_interval) == 0)
+            Flush(&st->pending_since, here);
+        else
+            st->last_data = now;
+    }
+}
+
+/*
+ * Receives chunks until the listener detaches from the ring (it sent everything it ever
+ * will), flushing when rows are due; a stopping worker that the listener does not release
+ * gives up after kWorkerStopDeadlineMs.
+ */
+void ReceiveLoop(shm_mq_handle *mqh, ProcessSlot *slot, int index)
+{
+    LoopState st = {};
+    for (;;) {
+        /*
+         * pg_cancel_backend() cancels a flush in progress (it is tried again); between
+         * flushes there is nothing to cancel, and an ERROR here would end the worker.
+         */
+        QueryCancelPending = false;
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+        if (stop_requested && !st.announced_stop) {
+            st.announced_stop = true;
+            st.stop_since = GetCurrentTimestamp();
+            pg_atomic_write_u32(&header->stopping, 1);
+            SetSlotActivity(slot, "stopping");
+            WakeListener();
+        }
+
+        Size nbytes = 0;
+        void *data = nullptr;
+        shm_mq_result res = shm_mq_receive(mqh, &nbytes, &data, true);
+        if (res == SHM_MQ_SUCCESS) {
+            TakeChunk(&st, slot, index, data, nbytes);
+            continue;
+        }
+
+        RingPosition here = {st.received, 0};
+        if (res == SHM_MQ_DETACHED) {
+            /* The listener sent everything it will ever send on this ring. */
+            ring_detached = true;
+            Flush(&st.pending_since, here);
+            return;
+        }
+
+        /* SHM_MQ_WOULD_BLOCK: the ring is empty for now. */
+        long timeout = 1000;
+        if (st.pending_since != 0) {
+            timeout = MillisecondsUntilDue(st.pending_since, st.last_data);
+            if (timeout == 0) {
+                Flush(&st.pending_since, here);
+                WakeListener();
+                continue;
+            }
+        }
+        if (st.announced_stop) {
+            /*
+             * A stopping worker waits for the listener to detach.  If the listener does
+             * not (it is stuck or gone without detaching), do not hold up a shutdown.
+             */
+            Flush(&st.pending_since, here);
+            /* Longer than the listener's own shutdown deadline (listener.cpp). */
+            if (TimestampDifferenceExceeds(st.stop_since, GetCurrentTimestamp(),
+                                           kWorkerStopDeadlineMs)) {
+                ereport(LOG, (errmsg("influx worker %d: listener did not release its ring, "
+                                     "exiting",
+                                     index)));
+                return;
+            }
+            timeout = Min(timeout, 100);
+        }
+        SetSlotActivity(slot, st.pending_since != 0 ? "waiting to flush" : "idle");
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
+                         PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+}
+
 void WorkerMain(Datum main_arg)
 {
     WorkerArgs args;
@@ -259,131 +403,14 @@ void WorkerMain(Datum main_arg)
     const char *role = (influx_role != nullptr && influx_role[0] != '\0') ? influx_role : nullptr;
     BackgroundWorkerInitializeConnection(influx_database, role, 0);
 
-    /* Outside a transaction there is no resource owner: the mapping lasts until exit. */
-    dsm_segment *seg = dsm_attach(DatumGetUInt32(main_arg));
-    if (seg == nullptr)
-        ereport(ERROR, (errmsg("influx worker %d: its ring no longer exists", args.worker_index)));
-    header = static_cast<RingHeader *>(dsm_segment_address(seg));
-    if (header->magic != kRingMagic)
-        ereport(ERROR, (errmsg("influx worker %d: bad ring segment", args.worker_index)));
-
     char appname[64];
     snprintf(appname, sizeof(appname), "influx worker %d", args.worker_index);
     pgstat_report_appname(appname);
     pgstat_report_activity(STATE_IDLE, nullptr);
     SetSlotActivity(slot, "idle");
 
-    static WorkerHooks hooks;
-    hooks.announce_commit = AnnounceCommit;
-    hooks.handback = RingHandback(header, args.queue_size);
-    hooks.handback_capacity = kHandbackBytes;
-    hooks.handback_allowed = HandbackAllowed;
-    hooks.handback_writable = HandbackWritable;
-    hooks.handback_rolled_back = HandbackRolledBack;
-    InsertInit(slot, &hooks);
-
-    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-    shm_mq *mq = RingQueue(header);
-    shm_mq_set_receiver(mq, MyProc);
-    shm_mq_handle *mqh = shm_mq_attach(mq, seg, nullptr);
-    MemoryContextSwitchTo(old);
-    WakeListener();
-
-    TimestampTz pending_since = 0;
-    TimestampTz last_data = 0; /* when the last chunk came, while rows are pending */
-    TimestampTz stop_since = 0;
-    bool announced_stop = false;
-    uint64 received = 0; /* chunks received: the number of the last one */
-
-    for (;;) {
-        /*
-         * pg_cancel_backend() cancels a flush in progress (it is tried again); between
-         * flushes there is nothing to cancel, and an ERROR here would end the worker.
-         */
-        QueryCancelPending = false;
-        CHECK_FOR_INTERRUPTS();
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
-        }
-        if (stop_requested && !announced_stop) {
-            announced_stop = true;
-            stop_since = GetCurrentTimestamp();
-            pg_atomic_write_u32(&header->stopping, 1);
-            SetSlotActivity(slot, "stopping");
-            WakeListener();
-        }
-
-        Size nbytes = 0;
-        void *data = nullptr;
-        shm_mq_result res = shm_mq_receive(mqh, &nbytes, &data, true);
-
-        if (res == SHM_MQ_SUCCESS) {
-            Count(slot, kBytesReceived, nbytes);
-            received++;
-            bool full = false;
-            if (!AddChunk(static_cast<const char *>(data), nbytes, received, &pending_since, &full))
-                ReportProblem(slot, "influx worker %d: received a malformed chunk of %zu bytes",
-                              args.worker_index, (size_t) nbytes);
-            RingPosition here = {received, 0};
-            if (full) {
-                Flush(&pending_since, here);
-            } else if (InsertPendingRows() == 0) {
-                /* Nothing to commit (comments, rejected lines): done with it already. */
-                PublishDone(here);
-                pending_since = 0;
-            } else if (pending_since == 0) {
-                pending_since = last_data = GetCurrentTimestamp();
-            } else {
-                TimestampTz now = GetCurrentTimestamp();
-                if (MillisecondsUntil(now, pending_since, influx_flush_interval) == 0)
-                    Flush(&pending_since, here);
-                else
-                    last_data = now;
-            }
-            continue;
-        }
-
-        RingPosition here = {received, 0};
-        if (res == SHM_MQ_DETACHED) {
-            /* The listener sent everything it will ever send on this ring. */
-            ring_detached = true;
-            Flush(&pending_since, here);
-            break;
-        }
-
-        /* SHM_MQ_WOULD_BLOCK: the ring is empty for now. */
-        long timeout = 1000;
-        if (pending_since != 0) {
-            timeout = MillisecondsUntilDue(pending_since, last_data);
-            if (timeout == 0) {
-                Flush(&pending_since, here);
-                WakeListener();
-                continue;
-            }
-        }
-        if (announced_stop) {
-            /*
-             * A stopping worker waits for the listener to detach.  If the listener does
-             * not (it is stuck or gone without detaching), do not hold up a shutdown.
-             */
-            Flush(&pending_since, here);
-            /* Longer than the listener's own shutdown deadline (listener.cpp). */
-            if (TimestampDifferenceExceeds(stop_since, GetCurrentTimestamp(),
-                                           kWorkerStopDeadlineMs)) {
-                ereport(LOG, (errmsg("influx worker %d: listener did not release its ring, "
-                                     "exiting",
-                                     args.worker_index)));
-                break;
-            }
-            timeout = Min(timeout, 100);
-        }
-        SetSlotActivity(slot, pending_since != 0 ? "waiting to flush" : "idle");
-        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
-                         PG_WAIT_EXTENSION);
-        ResetLatch(MyLatch);
-    }
-
+    shm_mq_handle *mqh = AttachRing(main_arg, args, slot);
+    ReceiveLoop(mqh, slot, args.worker_index);
     shm_mq_detach(mqh);
     proc_exit(0);
 }

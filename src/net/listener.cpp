@@ -1248,75 +1248,86 @@ void BindSockets(void)
 }
 
 /*
- * Checks that influx.database exists and influx.role may log in, so that a mistake there
- * is a status users can query rather than workers failing in a loop.  Only shared catalogs
- * are read: the listener itself is not connected to a database.
+ * Plain heap scans of shared catalogs, as the autovacuum launcher does: without a database
+ * the relcache cannot build the catalog index descriptors a syscache lookup would need.
+ * Calls fn(tuple) for each row until it returns true.
+ */
+template <typename Fn> void ScanSharedCatalog(Oid catalog, const Fn &fn)
+{
+    Relation rel = table_open(catalog, AccessShareLock);
+    TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+    HeapTuple tup;
+    while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr)
+        if (fn(tup))
+            break;
+    table_endscan(scan);
+    table_close(rel, AccessShareLock);
+}
+
+/*
+ * Why influx.role cannot be the workers' role, into problem[size] (empty if it can).
+ * *privileged: it is a superuser or bypasses row-level security (allowed by the setting
+ * when problem stays empty).
+ */
+void CheckRole(char *problem, size_t size, bool *privileged)
+{
+    *privileged = false;
+    if (influx_role == nullptr || influx_role[0] == '\0') {
+        *privileged = true; /* the bootstrap superuser */
+        if (!influx_allow_superuser)
+            snprintf(problem, size,
+                     "influx.role is empty, which means the bootstrap superuser (set "
+                     "influx.allow_superuser to insert as it anyway)");
+        return;
+    }
+    bool found = false, can_login = false;
+    const char *refused = nullptr;
+    ScanSharedCatalog(AuthIdRelationId, [&](HeapTuple tup) {
+        auto *role = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
+        if (strcmp(NameStr(role->rolname), influx_role) != 0)
+            return false;
+        found = true;
+        can_login = role->rolcanlogin;
+        refused = WriterRoleProblem(role->rolsuper, role->rolbypassrls);
+        *privileged = role->rolsuper || role->rolbypassrls;
+        return true;
+    });
+    if (!found)
+        snprintf(problem, size, "role \"%s\" (influx.role) does not exist", influx_role);
+    else if (!can_login)
+        snprintf(problem, size, "role \"%s\" (influx.role) is not permitted to log in",
+                 influx_role);
+    else if (refused != nullptr)
+        snprintf(problem, size, "role \"%s\" (influx.role) %s", influx_role, refused);
+}
+
+/*
+ * Checks that influx.database exists and influx.role may log in and write (not a superuser unless
+ * allowed), so that a mistake there is a status users can query rather than workers failing in a
+ * loop.  Only shared catalogs are read: the listener itself is not connected to a database.
  */
 bool CheckTargets(void)
 {
     char problem[256] = "";
-    bool superuser_allowed = false; /* a privileged role, let through by the setting */
+    bool privileged = false;
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
     (void) GetTransactionSnapshot();
-
-    /*
-     * Plain heap scans, as the autovacuum launcher does: without a database the relcache
-     * cannot build the catalog index descriptors a syscache lookup would need.
-     */
     bool db_found = false;
-    Relation rel = table_open(DatabaseRelationId, AccessShareLock);
-    TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
-    HeapTuple tup;
-    while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
+    ScanSharedCatalog(DatabaseRelationId, [&](HeapTuple tup) {
         auto *db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tup));
-        if (strcmp(NameStr(db->datname), influx_database) == 0) {
-            db_found = true;
-            break;
-        }
-    }
-    table_endscan(scan);
-    table_close(rel, AccessShareLock);
-
-    if (!db_found) {
+        db_found = strcmp(NameStr(db->datname), influx_database) == 0;
+        return db_found;
+    });
+    if (!db_found)
         snprintf(problem, sizeof(problem), "database \"%s\" (influx.database) does not exist",
                  influx_database);
-    } else if (influx_role != nullptr && influx_role[0] != '\0') {
-        bool role_found = false, can_login = false;
-        const char *privileged = nullptr;
-        rel = table_open(AuthIdRelationId, AccessShareLock);
-        scan = table_beginscan_catalog(rel, 0, nullptr);
-        while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
-            auto *role = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
-            if (strcmp(NameStr(role->rolname), influx_role) == 0) {
-                role_found = true;
-                can_login = role->rolcanlogin;
-                privileged = WriterRoleProblem(role->rolsuper, role->rolbypassrls);
-                superuser_allowed = role->rolsuper || role->rolbypassrls;
-                break;
-            }
-        }
-        table_endscan(scan);
-        table_close(rel, AccessShareLock);
-        if (!role_found)
-            snprintf(problem, sizeof(problem), "role \"%s\" (influx.role) does not exist",
-                     influx_role);
-        else if (!can_login)
-            snprintf(problem, sizeof(problem),
-                     "role \"%s\" (influx.role) is not permitted to log in", influx_role);
-        else if (privileged != nullptr)
-            snprintf(problem, sizeof(problem), "role \"%s\" (influx.role) %s", influx_role,
-                     privileged);
-    } else if (!influx_allow_superuser) {
-        snprintf(problem, sizeof(problem),
-                 "influx.role is empty, which means the bootstrap superuser (set "
-                 "influx.allow_superuser to insert as it anyway)");
-    } else {
-        superuser_allowed = true;
-    }
+    else
+        CheckRole(problem, sizeof(problem), &privileged);
     CommitTransactionCommand();
 
-    if (superuser_allowed && problem[0] == '\0' && !L->superuser_warned)
+    bool allowed_privileged = privileged && problem[0] == '\0';
+    if (allowed_privileged && !L->superuser_warned)
         ereport(WARNING,
                 (errmsg("influx workers insert as role \"%s\", which is a superuser or bypasses "
                         "row-level security",
@@ -1324,7 +1335,7 @@ bool CheckTargets(void)
                  errdetail("Anyone who can reach the influx ports writes with its privileges; "
                            "influx.allow_superuser is on."),
                  errhint("Set influx.role to a role without these attributes.")));
-    L->superuser_warned = superuser_allowed && problem[0] == '\0';
+    L->superuser_warned = allowed_privileged;
     bool was_reported = strcmp(L->target_problem, problem) == 0;
     strlcpy(L->target_problem, problem, sizeof(L->target_problem));
     RefreshStatus();
