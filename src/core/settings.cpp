@@ -73,6 +73,7 @@ const struct config_enum_entry synchronous_commit_options[] = {
 namespace influx
 {
 
+/* One DefineCustom*Variable per setting, in docs/settings.md's order: long, and flat. */
 void InitSettings(void)
 {
     DefineCustomStringVariable(

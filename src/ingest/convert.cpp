@@ -302,6 +302,10 @@ bool Utf8ToServer(const char *s, size_t len, char **out, int *out_len, char *rea
     return true;
 }
 
+/*
+ * One case per column kind, each converting every line-protocol type (docs/mapping.md's
+ * table, row by row): long, and kept together so that the table can be checked against it.
+ */
 bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
 {
     const Field *f = v.field;

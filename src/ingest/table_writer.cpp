@@ -475,7 +475,7 @@ inline int MemoValueColumn(ColumnMemo *memo, const TableInfo *info, uint32 pos, 
 /*
  * The values a line gives a row, in the table's (root's) column order: time, fields, tags
  * (a field wins over a tag of the same name), leftovers as jsonb.  False when the row was
- * rejected.
+ * rejected.  Kept in one function: it is the mapping rule (see src/ingest/README.md).
  */
 bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
 {

@@ -576,27 +576,14 @@ void RetryPending(void)
 }
 
 /*
- * Creates a ring and registers the worker that reads it.  A failure (no DSM segment, no
- * background worker slot) is reported in the status and tried again after
- * influx.restart_delay.
+ * A new ring's DSM segment, its header initialised and its queue created with the listener
+ * as sender; NULL, with the reason in problem[size], when no segment can be had (the
+ * segment limit, or ENOSPC on a small /dev/shm, which raises an ERROR: reported, never a
+ * reason to exit).
  */
-void StartWorker(int index)
+dsm_segment *CreateRing(int index, Size qsize, char *problem, size_t size)
 {
-    int ri = -1;
-    for (int i = 0; i < kMaxRings; i++)
-        if (!L->rings[i].in_use) {
-            ri = i;
-            break;
-        }
-    if (ri < 0)
-        return;
-
-    TimestampTz now = GetCurrentTimestamp();
-    TimestampTz retry_at = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
-    Size qsize = MAXALIGN(Max((Size) influx_queue_size, shm_mq_minimum_size + 1024));
     dsm_segment *seg = nullptr;
-    char problem[INFLUX_ERROR_TEXT] = "";
-    /* ENOSPC on a small /dev/shm raises an ERROR: report it, do not exit over it. */
     MemoryContext cxt = CurrentMemoryContext;
     PG_TRY();
     {
@@ -607,22 +594,19 @@ void StartWorker(int index)
         MemoryContextSwitchTo(cxt);
         ErrorData *edata = CopyErrorData();
         FlushErrorState();
-        snprintf(problem, sizeof(problem), "could not create a ring for influx worker %d: %s",
-                 index, edata->message);
+        snprintf(problem, size, "could not create a ring for influx worker %d: %s", index,
+                 edata->message);
         FreeErrorData(edata);
         seg = nullptr;
     }
     PG_END_TRY();
-    if (seg == nullptr && problem[0] == '\0')
-        snprintf(problem, sizeof(problem),
-                 "could not create a ring for influx worker %d: too many dynamic shared "
-                 "memory segments",
-                 index);
     if (seg == nullptr) {
-        ReportProblem(L->slot, "%s", problem);
-        strlcpy(L->worker_problem, problem, sizeof(L->worker_problem));
-        L->next_start[index] = retry_at;
-        return;
+        if (problem[0] == '\0')
+            snprintf(problem, size,
+                     "could not create a ring for influx worker %d: too many dynamic shared "
+                     "memory segments",
+                     index);
+        return nullptr;
     }
     dsm_pin_mapping(seg);
 
@@ -642,6 +626,43 @@ void StartWorker(int index)
     pg_atomic_init_u64(&header->handback_len, 0);
     shm_mq *mq = shm_mq_create(RingQueue(header), qsize);
     shm_mq_set_sender(mq, MyProc);
+    return seg;
+}
+
+/* A worker that could not be started: the reason in the status, a retry later. */
+void WorkerNotStarted(int index, const char *problem, TimestampTz retry_at)
+{
+    ReportProblem(L->slot, "%s", problem);
+    strlcpy(L->worker_problem, problem, sizeof(L->worker_problem));
+    L->next_start[index] = retry_at;
+}
+
+/*
+ * Creates a ring and registers the worker that reads it.  A failure (no DSM segment, no
+ * background worker slot) is reported in the status and tried again after
+ * influx.restart_delay.
+ */
+void StartWorker(int index)
+{
+    int ri = -1;
+    for (int i = 0; i < kMaxRings; i++)
+        if (!L->rings[i].in_use) {
+            ri = i;
+            break;
+        }
+    if (ri < 0)
+        return;
+
+    TimestampTz now = GetCurrentTimestamp();
+    TimestampTz retry_at = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
+    Size qsize = MAXALIGN(Max((Size) influx_queue_size, shm_mq_minimum_size + 1024));
+    char problem[INFLUX_ERROR_TEXT] = "";
+    dsm_segment *seg = CreateRing(index, qsize, problem, sizeof(problem));
+    if (seg == nullptr) {
+        WorkerNotStarted(index, problem, retry_at);
+        return;
+    }
+    auto *header = static_cast<RingHeader *>(dsm_segment_address(seg));
 
     BackgroundWorker worker;
     DescribeProcess(&worker, "pg_influx_worker_main", "influx worker", BGW_NEVER_RESTART);
@@ -661,14 +682,12 @@ void StartWorker(int index)
                  "could not start influx worker %d: no free background worker slot (raise "
                  "max_worker_processes)",
                  index);
-        ReportProblem(L->slot, "%s", problem);
-        strlcpy(L->worker_problem, problem, sizeof(L->worker_problem));
-        L->next_start[index] = retry_at;
+        WorkerNotStarted(index, problem, retry_at);
         return;
     }
     Ring *r = &L->rings[ri];
     memset(r, 0, sizeof(*r));
-    r->mqh = shm_mq_attach(mq, seg, handle);
+    r->mqh = shm_mq_attach(RingQueue(header), seg, handle);
     MemoryContextSwitchTo(old);
 
     r->in_use = true;
@@ -1581,22 +1600,9 @@ void ClearListenerState(int, Datum)
  * Main loop
  * --------------------------------------------------------------------------------------- */
 
-void ListenerMain(void)
+/* The listener's state, its entry in shared memory, and the first look at its targets. */
+void StartListener(void)
 {
-    pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, ListenerSigterm);
-    /* pg_cancel_backend() has nothing to cancel here; it must not end the listener. */
-    pqsignal(SIGINT, SIG_IGN);
-    BackgroundWorkerUnblockSignals();
-
-    /*
-     * No database: the listener reads only shared catalogs (CheckTargets).  Connecting
-     * still makes it visible in pg_stat_activity and gives it the SIGUSR1 handling that
-     * wakes it when a worker starts or stops.
-     */
-    BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
-    pgstat_report_appname("influx listener");
-
     L = static_cast<ListenerState *>(MemoryContextAllocZero(TopMemoryContext, sizeof(*L)));
     L->slot = AcquireProcessSlot(ProcessKind::Listener, -1);
     L->conns = static_cast<Connection **>(MemoryContextAllocZero(
@@ -1617,6 +1623,74 @@ void ListenerMain(void)
     BindSockets();
     SuperviseWorkers(false);
     pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+/*
+ * Handles the events of one wait.  Every event of the batch is handled, even after one of
+ * them changed the set (the set is rebuilt before the next wait): a connection closed here
+ * is simply not found any more, and a reused pointer at worst reads a socket with nothing
+ * to read.  New connections come last, after the closes seen in the same batch, so that a
+ * client that just closed does not count against influx.max_connections.  Returns whether
+ * the latch was set.
+ */
+bool HandleEvents(const WaitEvent *events, int n)
+{
+    bool latch = false;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < n; k++) {
+            const WaitEvent *ev = &events[k];
+            if (ev->events & WL_LATCH_SET) {
+                latch = true;
+                continue;
+            }
+            intptr_t tag = reinterpret_cast<intptr_t>(ev->user_data);
+            bool is_listen_socket = tag < 0 && tag >= -kMaxEndpoints;
+            if (is_listen_socket != (pass == 1))
+                continue;
+            if (is_listen_socket) {
+                AcceptConnections(L->endpoints.tcp[-tag - 1], kAcceptsPerWakeup);
+            } else if (tag > 0 && tag <= kMaxEndpoints) {
+                (void) ReadDatagrams(tag - 1, kDatagramsPerWakeup);
+            } else {
+                auto *c = static_cast<Connection *>(ev->user_data);
+                for (int i = 0; i < L->nconns; i++)
+                    if (L->conns[i] == c) {
+                        (void) ReadConnection(i, kReadsPerWakeup);
+                        break;
+                    }
+            }
+        }
+    }
+    return latch;
+}
+
+/* How long the next wait may be: short while a chunk waits for room, so the retry is prompt. */
+long NextWaitMs(void)
+{
+    if (L->blocked || L->chunk.len > 0 || L->nrequeued > 0)
+        return 10;
+    for (int i = 0; i < kMaxRings; i++)
+        if (L->rings[i].in_use && (L->rings[i].pending || !L->rings[i].ready))
+            return 10;
+    return 1000;
+}
+
+void ListenerMain(void)
+{
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, ListenerSigterm);
+    /* pg_cancel_backend() has nothing to cancel here; it must not end the listener. */
+    pqsignal(SIGINT, SIG_IGN);
+    BackgroundWorkerUnblockSignals();
+
+    /*
+     * No database: the listener reads only shared catalogs (CheckTargets).  Connecting
+     * still makes it visible in pg_stat_activity and gives it the SIGUSR1 handling that
+     * wakes it when a worker starts or stops.
+     */
+    BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+    pgstat_report_appname("influx listener");
+    StartListener();
 
     WaitEvent events[64];
     TimestampTz last_supervision = GetCurrentTimestamp();
@@ -1634,46 +1708,8 @@ void ListenerMain(void)
         if (L->wes_dirty || L->wes == nullptr)
             RebuildWaitEventSet();
 
-        /* Short waits while a chunk waits for room, so the retry is prompt. */
-        long timeout = (L->blocked || L->chunk.len > 0 || L->nrequeued > 0) ? 10 : 1000;
-        for (int i = 0; i < kMaxRings && timeout > 10; i++)
-            if (L->rings[i].in_use && (L->rings[i].pending || !L->rings[i].ready))
-                timeout = 10;
-        int n = WaitEventSetWait(L->wes, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
-
-        /*
-         * Every event of the batch is handled, even after one of them changed the set (the
-         * set is rebuilt before the next wait): a connection closed here is simply not
-         * found any more, and a reused pointer at worst reads a socket with nothing to read.
-         * New connections come last, after the closes seen in the same batch, so that a
-         * client that just closed does not count against influx.max_connections.
-         */
-        bool latch = false;
-        for (int pass = 0; pass < 2; pass++) {
-            for (int k = 0; k < n; k++) {
-                WaitEvent *ev = &events[k];
-                if (ev->events & WL_LATCH_SET) {
-                    latch = true;
-                    continue;
-                }
-                intptr_t tag = reinterpret_cast<intptr_t>(ev->user_data);
-                bool is_listen_socket = tag < 0 && tag >= -kMaxEndpoints;
-                if (is_listen_socket != (pass == 1))
-                    continue;
-                if (is_listen_socket) {
-                    AcceptConnections(L->endpoints.tcp[-tag - 1], kAcceptsPerWakeup);
-                } else if (tag > 0 && tag <= kMaxEndpoints) {
-                    (void) ReadDatagrams(tag - 1, kDatagramsPerWakeup);
-                } else {
-                    auto *c = static_cast<Connection *>(ev->user_data);
-                    for (int i = 0; i < L->nconns; i++)
-                        if (L->conns[i] == c) {
-                            (void) ReadConnection(i, kReadsPerWakeup);
-                            break;
-                        }
-                }
-            }
-        }
+        int n = WaitEventSetWait(L->wes, NextWaitMs(), events, lengthof(events), PG_WAIT_EXTENSION);
+        bool latch = HandleEvents(events, n);
         if (latch) {
             ResetLatch(MyLatch);
             CHECK_FOR_INTERRUPTS();

@@ -737,6 +737,7 @@ bool ScanFields(Scan &s, size_t start, size_t *end)
  * runs to the first '=' not preceded by a backslash, a value to the first ',' outside
  * double quotes (where only \" and \\ are escapes).  The value's first and last characters
  * give its type.  Fields with an empty key or value are dropped, as InfluxDB drops them.
+ * Long on purpose: one loop per field with InfluxDB's quote and escape states inline.
  */
 bool WalkFields(Scan &s, size_t fs, size_t fe, size_t series_key_len)
 {
@@ -940,6 +941,12 @@ inline bool ReadTimestamp(const char *b, size_t n, size_t i, Precision precision
     return DigitsToInt64(b, ts, i, &t) && ScaleTime(t, precision, time_ns);
 }
 
+/*
+ * The one-pass reader of the usual line (ParsePoint falls back to the two passes when it
+ * declines).  Long on purpose: the whole fast path of one line, left to right, in one
+ * place; FastPathAgreesWithFullParser* in test/unit/line_protocol_test.cpp hold it to
+ * ParsePoint's results.
+ */
 bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
 {
     const char *b = s.b;
@@ -1061,7 +1068,12 @@ bool ParsePointFast(Scan &s, Precision precision, bool plain, Point *out)
     return true;
 }
 
-/* measurement[,tag=value...] field=value[,field=value...] [timestamp] */
+/*
+ * measurement[,tag=value...] field=value[,field=value...] [timestamp]
+ * Long on purpose: it follows InfluxDB's scanLine step by step (measurement, tags, the
+ * field block, the timestamp), each step with its own error, so that the two can be read
+ * side by side.
+ */
 bool ParsePoint(Scan &s, Precision precision, bool fast_path, bool plain, Point *out)
 {
     if (fast_path && ParsePointFast(s, precision, plain, out))
