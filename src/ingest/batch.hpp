@@ -12,7 +12,7 @@
  *           instead of mapping and converting every tag and field of a line that is no
  *           longer in the CPU cache.  Valid only while that description is the table's
  *           current one; otherwise the flush parses the line again, row by row, when it
- *           writes it (insert.cpp ReparseRow).
+ *           writes it (intake.cpp ReparseRow).
  *   group   the rows of one measurement, in arrival order; one group becomes one target
  *           table at flush time (the name → table lookup needs a transaction, parsing
  *           does not).
@@ -50,12 +50,12 @@ struct BatchGroup {
     int nrows;
     int capacity;
     BatchGroup *next_in_bucket;
-    Oid schema_relid;   /* the table a worker's schema pass gave all columns (insert.cpp) */
+    Oid schema_relid;   /* the table a worker's schema pass gave all columns (tables.cpp) */
     bool build_checked; /* build_info was looked up for this batch */
     const struct TableInfo *build_info; /* what built rows were converted against, or NULL */
     struct BuildMemo *build_memo;       /* BuildRow's lookups from the previous row */
     int build_refusals;                 /* lines BuildRow refused in a row */
-    bool parked; /* this flush attempt hands its rows back: the table was locked (insert.cpp) */
+    bool parked; /* this flush attempt hands its rows back: the table was locked (tables.cpp OpenTable) */
 };
 
 struct Batch {

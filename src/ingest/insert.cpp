@@ -1,5 +1,8 @@
 /*
- * insert.cpp — the insert path: chunks of lines in, committed rows out (see insert.hpp).
+ * insert.cpp — the insert path's flushes, and its API (insert.hpp): the batch's rows written
+ * and committed, transient errors retried, bad rows isolated, locked tables handed back.
+ * Lines reach the batch through intake.cpp; tables are found, made and checked in
+ * tables.cpp (insert_path.hpp).
  *
  * Vocabulary (see also batch.hpp and table_writer.hpp):
  *   flush     inserting the whole pending batch, group by group, in one transaction.
@@ -12,11 +15,11 @@
  *             about the rows (ErrorIsTransient: a lock or statement timeout, a cancel, a
  *             deadlock, ...) rolls the attempt back and the flush starts over after a wait
  *             (InsertFlushBatch): no row is rejected for it.
- *   resolve   finding a group's table: the name map, the creation hook for an unknown
+ *   resolve   (tables.cpp) finding a group's table: the name map, the creation hook for an unknown
  *             measurement, the column hook for new tags and fields, lock, privileges.
- *   schema pass  (workers only) before a flush, new tables and columns are made in short
- *             transactions of their own, one table each, so that the flush itself takes
- *             only RowExclusiveLock; see PrepareSchema.
+ *   schema pass  (tables.cpp; workers only) before a flush, new tables and columns are made in
+ * short transactions of their own, one table each, so that the flush itself takes only
+ * RowExclusiveLock; see PrepareSchema.
  *
  * The same code serves the insertion workers (InsertInit/InsertAddRecord/InsertFlush, each
  * flush its own transaction) and influx.insert() (one synchronous call inside the
@@ -73,6 +76,7 @@ extern "C" {
 #include "ingest/convert.hpp"
 #include "ingest/identity.hpp"
 #include "ingest/insert.hpp"
+#include "ingest/insert_path.hpp"
 #include "core/pg_cpp.hpp"
 #include "core/report.hpp"
 #include "core/settings.hpp"
@@ -83,16 +87,8 @@ extern "C" {
 namespace influx
 {
 
-namespace
+namespace insert_path
 {
-
-/* What a flush needs to know besides the batch: from the settings, or influx.insert(). */
-struct FlushOptions {
-    const char *schema;
-    bool create_tables;
-    bool add_columns;
-    bool worker; /* report activity, own transactions, may hand rows back */
-};
 
 bool initialized = false;
 ProcessSlot *my_slot = nullptr;
@@ -182,9 +178,6 @@ void FlushWatchdog(void)
     }
 }
 
-/* Refused builds in a row after which a group's lines take the ordinary path (batch.hpp). */
-constexpr int kBuildRefusalsToStop = 16;
-
 /*
  * Tables one worker transaction writes at most: a batch is flushed once it names this many
  * measurements.  Each table takes a lock (and its indexes one each) in the server's shared
@@ -208,9 +201,6 @@ constexpr int kRetryMaxWaitMs = 2000;
 
 /* Transient failures in a row after which a flush isolates them (ErrorAlwaysRetried). */
 constexpr int kTransientFailuresBeforeIsolating = 3;
-
-/* objsubid of the measurement-name locks in pg_locks (LockMeasurementName). */
-constexpr uint16 kMeasurementLockKind = 0x4848;
 
 /* Where the current write got to; volatile because it is read after a longjmp. */
 volatile WriteProgress progress;
@@ -244,241 +234,6 @@ void ResetBatch(void)
     shaped_group = nullptr;
 }
 
-/* Current time as Unix nanoseconds, for lines without a timestamp. */
-int64 NowNs(void)
-{
-    TimestampTz now = GetCurrentTimestamp();
-    return (now + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) * 1000;
-}
-
-/* A short, printable excerpt of a line for messages (at most 60 bytes). */
-void Excerpt(std::string_view line, bool ascii_only, char *buf, size_t size)
-{
-    size_t n = Min(line.size(), static_cast<size_t>(60));
-    while (n > 0 && n < line.size() && (static_cast<unsigned char>(line[n]) & 0xC0) == 0x80)
-        n--;
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 4 < size; i++) {
-        unsigned char c = static_cast<unsigned char>(line[i]);
-        buf[o++] = c < 0x20 || c == 0x7F || (ascii_only && c >= 0x80) ? '?' : static_cast<char>(c);
-    }
-    if (n < line.size() && o + 4 < size) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-}
-
-/*
- * ParseOne for a plain line (IsPlain; `plain`: its whole chunk is) with the layout of the
- * last line of its measurement that was converted in this batch: reads and converts it
- * against that layout.  False (nothing done) otherwise.
- */
-bool ReadShapedLine(std::string_view line, int64 now_ns, bool plain)
-{
-    BatchGroup *g = shaped_group;
-    const LineShape *shape = RowShape(g->build_memo); /* NULL if its last line had none */
-    /* Another measurement than the last line's: its own group's layout, if it has one. */
-    if (shape == nullptr || line.size() <= shape->measurement.size ||
-        (line[shape->measurement.size] != ',' && line[shape->measurement.size] != ' ') ||
-        !SameBytes(line.data(), shape->measurement.data, shape->measurement.size)) {
-        size_t len = PlainMeasurementLength(line);
-        if (len >= NAMEDATALEN || len >= line.size())
-            return false;
-        g = BatchLookupGroup(&batch, line.data(), len);
-        if (g == nullptr || g->build_memo == nullptr ||
-            (shape = RowShape(g->build_memo)) == nullptr)
-            return false;
-    }
-    ShapeValues &sv = shape_values;
-    if (!(plain || IsPlain(line.data(), line.size())) || !parser->MatchShape(*shape, line, &sv))
-        return false;
-    const Datum *values;
-    int nvalues;
-    int64 time_ns = sv.has_time ? sv.time_ns : now_ns;
-    MemoryContext old = MemoryContextSwitchTo(batch.cxt);
-    bool built = BuildShapedRow(g->build_info, g->build_memo, sv, time_ns, &values, &nvalues);
-    MemoryContextSwitchTo(old);
-    if (!built)
-        return false;
-    Note(kLinesReceived);
-    BatchAddBuiltRow(&batch, g, values, nvalues, time_ns, line.data(), line.size());
-    shaped_group = g;
-    return true;
-}
-
-/*
- * Whether names must be ASCII: the database encoding is neither UTF-8 (names go to the
- * catalog as they came) nor SQL_ASCII (bytes stored as they are).  In LATIN1, say, a
- * non-ASCII measurement or key would otherwise name a table or column in mis-decoded
- * bytes; such lines are rejected with the reason instead.
- */
-bool names_need_ascii = false;
-
-bool IsAscii(const Text &t)
-{
-    for (uint32 i = 0; i < t.size; i++)
-        if (static_cast<unsigned char>(t.data[i]) >= 0x80)
-            return false;
-    return true;
-}
-
-bool NamesAreAscii(const Point &point)
-{
-    if (!IsAscii(point.measurement))
-        return false;
-    for (uint32 i = 0; i < point.ntags; i++)
-        if (!IsAscii(point.tags[i].key))
-            return false;
-    for (uint32 i = 0; i < point.nfields; i++)
-        if (!IsAscii(point.fields[i].key))
-            return false;
-    return true;
-}
-
-/*
- * Parses one line into the batch.  Rejected lines are counted and reported; points whose
- * measurement cannot name a table (longer than 63 bytes, NUL byte) are rejected here
- * rather than truncated into some other table's name.
- */
-void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plain)
-{
-    /* The usual line has the layout of the last line of its measurement: read it so. */
-    if (shaped_group != nullptr && ReadShapedLine(line, now_ns, plain))
-        return;
-
-    Point point;
-    ParseStatus status = parser->ParseLine(line, &point, plain);
-    if (status == ParseStatus::Skip)
-        return;
-    Note(kLinesReceived);
-    if (status == ParseStatus::Invalid) {
-        const ParseError &e = parser->error();
-        char excerpt[80];
-        Excerpt(line, e.cls == ErrorClass::Encoding, excerpt, sizeof(excerpt));
-        Counter reason = e.cls == ErrorClass::TooLong       ? kLinesRejectedTooLong
-                         : e.cls == ErrorClass::OutOfMemory ? kLinesRejectedMemory
-                                                            : kLinesRejectedSyntax;
-        Problem(reason, 1, "line rejected: %s: \"%s\"", e.message, excerpt);
-        return;
-    }
-
-    char name[NAMEDATALEN];
-    size_t len = UnescapedSize(point.measurement);
-    if (len >= NAMEDATALEN || memchr(point.measurement.data, '\0', point.measurement.size)) {
-        char excerpt[80];
-        Excerpt(line, false, excerpt, sizeof(excerpt));
-        Problem(kRowsRejectedTable, 1,
-                len >= NAMEDATALEN ? "row rejected: measurement name longer than 63 bytes: \"%s\""
-                                   : "row rejected: measurement name contains a NUL byte: \"%s\"",
-                excerpt);
-        return;
-    }
-    if (!plain && names_need_ascii && !NamesAreAscii(point)) {
-        char excerpt[80];
-        Excerpt(line, false, excerpt, sizeof(excerpt));
-        Problem(kRowsRejectedValue, 1,
-                "row rejected: names must be ASCII in a database with encoding %s: \"%s\"",
-                GetDatabaseEncodingName(), excerpt);
-        return;
-    }
-    len = Unescape(point.measurement, name);
-    name[len] = '\0';
-    BatchGroup *g = BatchFindGroup(&batch, name, len);
-    int64 time_ns = point.has_time ? point.time_ns : now_ns;
-
-    /* A table the cache already knows: convert the row now, while the line is hot. */
-    if (!g->build_checked) {
-        g->build_checked = true;
-        g->build_info = TableCachePeek(schema, g->measurement);
-        if (g->build_info != nullptr) {
-            MemoryContext old = MemoryContextSwitchTo(batch.cxt);
-            g->build_memo = BuildMemoCreate(g->build_info);
-            MemoryContextSwitchTo(old);
-        }
-    }
-    /* Lines that need the ordinary path (leftover keys, say) usually keep needing it. */
-    if (g->build_info != nullptr && g->build_refusals < kBuildRefusalsToStop) {
-        const Datum *values;
-        int nvalues;
-        MemoryContext old = MemoryContextSwitchTo(batch.cxt);
-        bool built = BuildRow(g->build_info, g->build_memo, point, time_ns, &values, &nvalues);
-        MemoryContextSwitchTo(old);
-        if (built) {
-            g->build_refusals = 0;
-            BatchAddBuiltRow(&batch, g, values, nvalues, time_ns, line.data(), line.size());
-            if (LearnRowShape(g->build_memo, point, values, nvalues))
-                shaped_group = g;
-            return;
-        }
-        g->build_refusals++;
-    }
-    BatchAddRow(&batch, g, point, time_ns, line.data(), line.size());
-}
-
-/*
- * The tag and field arrays of a built row that goes to a table other than the one it was
- * built for (its table changed, or influx.schema): its line parsed again, into the
- * parser's own arrays, valid until the parser's next use.  Row by row, when needed, so a
- * changed table costs no batch's worth of arrays.  The line parsed before, so it parses
- * again; the row keeps its time, so any precision would do (nanoseconds never overflow),
- * and the length limit, which may have been lowered since, is lifted.
- */
-bool ReparseRow(const BatchRow *row, Point *point)
-{
-    ParserOptions saved = parser->options();
-    ParserOptions options = saved;
-    options.max_line_length = SIZE_MAX;
-    options.precision = Precision::Nanoseconds;
-    parser->set_options(options);
-    bool ok =
-        parser->ParseLine(std::string_view(row->line, row->line_len), point) == ParseStatus::Ok;
-    parser->set_options(saved);
-    return ok;
-}
-
-/*
- * Between lines: a worker honours a pending die (ProcDiePending: the postmaster's death
- * handling, or the flush watchdog's) but not a cancel, which is for flushes (worker.cpp);
- * influx.insert() honours both, as any statement does.
- */
-void ParseInterrupts(bool worker)
-{
-    if (worker)
-        QueryCancelPending = false;
-    CHECK_FOR_INTERRUPTS();
-}
-
-/*
- * Copies a block of lines into the batch and parses them (tables are looked for in
- * `schema`).  Stops after the line that gives the batch its `max_groups`th measurement and
- * returns the bytes it consumed (all of them unless it stopped): the rest starts with a
- * whole line.
- */
-size_t ParseChunk(const char *data, size_t size, Precision precision, const char *schema,
-                  int max_groups, bool worker)
-{
-    ParserOptions options;
-    options.precision = precision;
-    options.max_line_length = static_cast<size_t>(influx_max_line_length);
-    parser->set_options(options);
-
-    char *copy = BatchCopyBytes(&batch, data, size);
-    int64 now_ns = NowNs();
-    names_need_ascii = GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII;
-    /* One pass over the chunk spares every line its own UTF-8, quote and escape checks. */
-    bool plain = IsPlain(copy, size);
-    return ForEachLineUntil(
-        copy, size,
-        [now_ns, schema, plain, max_groups, worker](std::string_view line) {
-            if (unlikely(InterruptPending))
-                ParseInterrupts(worker);
-            ParseOne(line, now_ns, schema, plain);
-            return batch.ngroups < max_groups;
-        },
-        plain);
-}
-
 /*
  * In a PG_CATCH block: takes the current error out of the error state (the caller then
  * rolls back), copies its message into `message` and returns its SQLSTATE.  Allocates in
@@ -502,50 +257,6 @@ int TakeError(char *message, size_t message_size)
         strlcpy(message, edata->message ? edata->message : "unknown error", message_size);
     FreeErrorData(edata);
     return sqlstate;
-}
-
-/*
- * Runs fn() in a subtransaction, in memory context `run_cxt`.  True when it was released;
- * false, rolled back, when fn raised an ERROR: then on_error() runs first (while nothing
- * else has happened yet: a timer to disarm, say), and the error's SQLSTATE and message are
- * taken (TakeError) in the caller's memory context.  The caller's memory context and
- * resource owner are current again either way.  The one subtransaction helper of the
- * insert path: fn must not keep C++ objects with destructors alive (an ERROR longjmps).
- */
-template <typename Fn, typename OnError>
-bool InSubtransaction(MemoryContext run_cxt, const Fn &fn, const OnError &on_error, int *sqlstate,
-                      char *message, size_t message_size)
-{
-    MemoryContext oldcxt = CurrentMemoryContext;
-    ResourceOwner oldowner = CurrentResourceOwner;
-    volatile bool ok = true;
-    BeginInternalSubTransaction(nullptr);
-    MemoryContextSwitchTo(run_cxt);
-    PG_TRY();
-    {
-        fn();
-        ReleaseCurrentSubTransaction();
-    }
-    PG_CATCH();
-    {
-        on_error();
-        MemoryContextSwitchTo(oldcxt);
-        *sqlstate = TakeError(message, message_size);
-        RollbackAndReleaseCurrentSubTransaction();
-        ok = false;
-    }
-    PG_END_TRY();
-    MemoryContextSwitchTo(oldcxt);
-    CurrentResourceOwner = oldowner;
-    return ok;
-}
-
-template <typename Fn>
-bool InSubtransaction(MemoryContext run_cxt, const Fn &fn, int *sqlstate, char *message,
-                      size_t message_size)
-{
-    return InSubtransaction(
-        run_cxt, fn, []() {}, sqlstate, message, message_size);
 }
 
 /*
@@ -666,272 +377,6 @@ void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *rea
             n == 1 ? "" : "s", LogName(g->measurement), reason);
 }
 
-/* Keys of a group as text[] arrays for the hooks: tags, fields and field types. */
-struct KeySets {
-    ArrayBuildState *tags;
-    ArrayBuildState *fields;
-    ArrayBuildState *types;
-    int count;
-};
-
-/*
- * Collects the distinct tag and field keys of rows [lo, hi) that have no column in
- * `info` (every key when info is NULL).  A key that is both a tag and a field becomes a
- * field (the field's value wins, see docs/mapping.md).  Keys longer than 63 bytes cannot
- * be columns and are left out.
- */
-void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *keys)
-{
-    HASHCTL ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    ctl.keysize = NAMEDATALEN;
-    ctl.entrysize = NAMEDATALEN + sizeof(int);
-    ctl.hcxt = CurrentMemoryContext;
-    HTAB *seen = hash_create("influx keys", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-    memset(keys, 0, sizeof(*keys));
-
-    /* Fields first, so that a key used as both is typed by its field. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = lo; i < hi; i++) {
-            BatchRow *row = &g->rows[i];
-            if (row->rejected)
-                continue;
-            CHECK_FOR_INTERRUPTS();
-            Point point;
-            point.tags = row->tags;
-            point.ntags = row->ntags;
-            point.fields = row->fields;
-            point.nfields = row->nfields;
-            if (row->values != nullptr) {
-                /* Built for `info`: a column for every key.  Built for another: parse. */
-                if (info == g->build_info || !ReparseRow(row, &point))
-                    continue;
-            }
-            uint32 n = pass == 0 ? point.nfields : point.ntags;
-            for (uint32 k = 0; k < n; k++) {
-                const Text &key = pass == 0 ? point.fields[k].key : point.tags[k].key;
-                char name[NAMEDATALEN];
-                if (UnescapedSize(key) >= NAMEDATALEN || memchr(key.data, '\0', key.size))
-                    continue;
-                size_t len = Unescape(key, name);
-                name[len] = '\0';
-                if (strcmp(name, "_time") == 0)
-                    continue;
-                if (info != nullptr && TableInfoFindColumn(info, name, len) >= 0)
-                    continue;
-                bool found;
-                hash_search(seen, name, HASH_ENTER, &found);
-                if (found)
-                    continue;
-                Datum d = CStringGetTextDatum(name);
-                if (pass == 0) {
-                    keys->fields =
-                        accumArrayResult(keys->fields, d, false, TEXTOID, CurrentMemoryContext);
-                    Datum t = CStringGetTextDatum(FieldTypeName(point.fields[k].type));
-                    keys->types =
-                        accumArrayResult(keys->types, t, false, TEXTOID, CurrentMemoryContext);
-                } else {
-                    keys->tags =
-                        accumArrayResult(keys->tags, d, false, TEXTOID, CurrentMemoryContext);
-                }
-                keys->count++;
-            }
-        }
-    }
-}
-
-/*
- * Takes a transaction-level lock on a measurement name in a schema, for creating its
- * table.  It shows in pg_locks as an advisory lock on (schema oid, name hash) with
- * objsubid 18504 ('HH' in hex, apart from pg_advisory_lock's 1 and 2).  Processes
- * invalidations once it is granted, so that a table the previous holder made is seen.
- */
-void LockMeasurementName(Oid nspid, const char *name)
-{
-    LOCKTAG tag;
-    uint32 hash = hash_bytes(reinterpret_cast<const unsigned char *>(name), strlen(name));
-    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, nspid, hash, kMeasurementLockKind);
-    (void) LockAcquire(&tag, ExclusiveLock, false, false);
-    AcceptInvalidationMessages();
-}
-
-/* A text[] Datum of collected keys ('{}' when there were none). */
-Datum KeyArray(ArrayBuildState *state)
-{
-    if (state == nullptr)
-        return PointerGetDatum(construct_empty_array(TEXTOID));
-    return makeArrayResult(state, CurrentMemoryContext);
-}
-
-/*
- * influx.max_tables: whether the schema holds that many tables (ordinary, partitioned and
- * foreign, partitions included) already, so that lines naming new measurements create no
- * more.  Workers creating different tables at once may overshoot by one each.  Counting
- * scans pg_class, so a count is reused for a second (counting the tables this process
- * created meanwhile): a sender inventing a measurement per line costs one scan a second,
- * not one per line.
- */
-struct TableCount {
-    Oid nspid;
-    int count;
-    TimestampTz at;
-};
-TableCount table_count = {InvalidOid, 0, 0};
-
-bool TableLimitReached(Oid nspid, char *reason, size_t size)
-{
-    if (influx_max_tables <= 0)
-        return false;
-    TimestampTz now = GetCurrentTimestamp();
-    if (table_count.nspid != nspid || TimestampDifferenceExceeds(table_count.at, now, 1000)) {
-        ScanKeyData key;
-        ScanKeyInit(&key, Anum_pg_class_relnamespace, BTEqualStrategyNumber, F_OIDEQ,
-                    ObjectIdGetDatum(nspid));
-        Relation pg_class = table_open(RelationRelationId, AccessShareLock);
-        SysScanDesc scan = systable_beginscan(pg_class, InvalidOid, false, nullptr, 1, &key);
-        int count = 0;
-        HeapTuple tup;
-        while ((tup = systable_getnext(scan)) != nullptr) {
-            char kind = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relkind;
-            if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE ||
-                kind == RELKIND_FOREIGN_TABLE)
-                count++;
-        }
-        systable_endscan(scan);
-        table_close(pg_class, AccessShareLock);
-        table_count = {nspid, count, now};
-    }
-    if (table_count.count < influx_max_tables)
-        return false;
-    pg_snprintf(reason, size,
-                "the schema holds %d tables, influx.max_tables allows %d: no table is created",
-                table_count.count, influx_max_tables);
-    return true;
-}
-
-/* A table this process created counts at once, before the next scan. */
-void CountCreatedTable(Oid nspid)
-{
-    if (table_count.nspid == nspid)
-        table_count.count++;
-}
-
-/*
- * Calls influx.create_measurement_table(schema, measurement, tags, fields, types) through
- * SPI with parameters (no SQL text is built from incoming data) and returns the table it
- * reports.  Errors propagate: the caller's isolation turns them into rejected rows.
- */
-Oid CreateTable(const char *schema, Oid nspid, BatchGroup *g, int lo, int hi)
-{
-    /*
-     * Two processes creating the same table would both pass IF NOT EXISTS and one would
-     * fail on the catalog's unique index.  Creators of one name take turns instead; the
-     * one that waited finds the table made by the other.
-     */
-    LockMeasurementName(nspid, g->measurement);
-    Oid existing = TableCacheLookup(nspid, g->measurement);
-    if (OidIsValid(existing))
-        return existing;
-
-    KeySets keys;
-    CollectKeys(g, lo, hi, nullptr, &keys);
-    Oid argtypes[5] = {NAMEOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-    Datum args[5] = {
-        DirectFunctionCall1(namein, CStringGetDatum(schema)),
-        CStringGetTextDatum(g->measurement),
-        KeyArray(keys.tags),
-        KeyArray(keys.fields),
-        KeyArray(keys.types),
-    };
-    SPI_connect();
-    int rc = SPI_execute_with_args("SELECT influx.create_measurement_table($1, $2, $3, $4, $5)", 5,
-                                   argtypes, args, nullptr, false, 1);
-    Oid relid = InvalidOid;
-    if (rc == SPI_OK_SELECT && SPI_processed == 1) {
-        bool isnull;
-        Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-        if (!isnull)
-            relid = DatumGetObjectId(d);
-    }
-    SPI_finish();
-    CommandCounterIncrement();
-    if (OidIsValid(relid))
-        CountCreatedTable(nspid);
-    return relid;
-}
-
-/*
- * influx.add_columns: calls influx.add_measurement_columns(table, tags, fields, types) for
- * the keys of [lo, hi) that have no column yet, in a subtransaction of its own — if it
- * fails (e.g. the role does not own the table), the rows are still inserted without the
- * new columns.  Returns true if columns may have been added.
- */
-bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
-{
-    KeySets keys;
-    CollectKeys(g, lo, hi, info, &keys);
-    if (keys.count == 0)
-        return false;
-
-    Oid argtypes[4] = {REGCLASSOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-    Datum args[4] = {ObjectIdGetDatum(relid), KeyArray(keys.tags), KeyArray(keys.fields),
-                     KeyArray(keys.types)};
-    char message[INFLUX_ERROR_TEXT];
-    int sqlstate = 0;
-    bool ok = InSubtransaction(
-        CurrentMemoryContext,
-        [&]() {
-            SPI_connect();
-            SPI_execute_with_args("SELECT influx.add_measurement_columns($1, $2, $3, $4)", 4,
-                                  argtypes, args, nullptr, false, 1);
-            SPI_finish();
-        },
-        &sqlstate, message, sizeof(message));
-    if (!ok) {
-        /* A lock or statement timeout, a cancel: the whole flush is tried again, columns too. */
-        if (ErrorIsTransient(sqlstate))
-            RaiseAgain(sqlstate, message);
-        Problem(kErrors, 0, "could not add columns to \"%s\": %s", LogName(g->measurement),
-                message);
-    }
-    if (ok)
-        CommandCounterIncrement();
-    return ok;
-}
-
-/*
- * A table still locked by another session after this long is handed back; a shorter
- * conflict (another worker creating a table, a quick ALTER) is waited out, as any INSERT
- * would.
- */
-constexpr int kHandBackAfterMs = 1000;
-
-/* Takes RowExclusiveLock on a table if it can within `ms`; false (not taken) otherwise. */
-bool LockWithin(Oid relid, int ms)
-{
-    constexpr int kStepMs = 10;
-    for (int waited = 0;; waited += kStepMs) {
-        if (ConditionalLockRelationOid(relid, RowExclusiveLock))
-            return true;
-        if (waited >= ms)
-            return false;
-        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kStepMs,
-                         PG_WAIT_EXTENSION);
-        ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
-    }
-}
-
-/* Handback bytes of rows [lo, hi) of a group: one record of their lines, each with '\n'. */
-size_t GroupLineBytes(BatchGroup *g, int lo, int hi)
-{
-    size_t n = kRecordHeader;
-    for (int i = lo; i < hi; i++)
-        if (!g->rows[i].rejected)
-            n += g->rows[i].line_len + 1;
-    return n;
-}
-
 /*
  * Before a flush commits: writes the lines of the groups this attempt parked into the
  * handback area, one record per group, and returns the bytes written (0: nothing parked).
@@ -973,106 +418,6 @@ size_t WriteHandback(void)
                   "be sent again",
                   static_cast<long long>(rows), groups, groups == 1 ? "" : "s");
     return pos;
-}
-
-/*
- * Finds (or creates) and opens the group's table with RowExclusiveLock.  Locking processes
- * pending invalidations, so afterwards the name map is asked again: if the name now leads
- * elsewhere (renamed, dropped and re-created), start over.  NULL when the rows were
- * rejected (counted).
- */
-Relation OpenTable(const FlushOptions *opts, Oid nspid, BatchGroup *g, int lo, int hi)
-{
-    for (int attempt = 0; attempt < 5; attempt++) {
-        Oid relid = TableCacheLookup(nspid, g->measurement);
-        bool created = false;
-        if (!OidIsValid(relid)) {
-            if (!opts->create_tables) {
-                char reason[NAMEDATALEN * 5 + 64];
-                pg_snprintf(reason, sizeof(reason),
-                            "no table \"%s.%s\" and influx.create_tables is off", opts->schema,
-                            LogName(g->measurement));
-                RejectRange(g, lo, hi, kRowsRejectedTable, reason);
-                return nullptr;
-            }
-            char limit[128];
-            if (TableLimitReached(nspid, limit, sizeof(limit))) {
-                RejectRange(g, lo, hi, kRowsRejectedTable, limit);
-                return nullptr;
-            }
-            relid = CreateTable(opts->schema, nspid, g, lo, hi);
-            if (!OidIsValid(relid)) {
-                RejectRange(g, lo, hi, kRowsRejectedTable,
-                            "influx.create_measurement_table() returned NULL");
-                return nullptr;
-            }
-            created = true;
-        }
-
-        char relkind = get_rel_relkind(relid);
-        if (relkind == '\0')
-            continue; /* dropped since the lookup */
-        if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE &&
-            relkind != RELKIND_FOREIGN_TABLE) {
-            RejectRange(g, lo, hi, kRowsRejectedTable,
-                        "not a table (only tables, partitioned and foreign tables receive rows)");
-            return nullptr;
-        }
-        Relation rel;
-        if (may_park && !created) {
-            /*
-             * Another session holding the table (LOCK TABLE, VACUUM FULL, a slow ALTER)
-             * must not hold up the other tables' rows: if there is room, this group's
-             * lines are handed back to the listener, which sends them again a moment later.
-             */
-            if (!LockWithin(relid, kHandBackAfterMs)) {
-                /* All the group's rows: WriteHandback writes them all, whatever range. */
-                size_t need = GroupLineBytes(g, 0, g->nrows);
-                if (park_bytes + need > hooks->handback_capacity) {
-                    LockRelationOid(relid, RowExclusiveLock); /* too many: wait, as before */
-                } else if (!hooks->handback_writable()) {
-                    /* The last lines handed back are not taken yet: try again shortly. */
-                    ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-                                    errmsg("table \"%s\" is locked by another session",
-                                           LogName(g->measurement))));
-                } else {
-                    park_bytes += need;
-                    g->parked = true;
-                    return nullptr;
-                }
-            }
-            rel = try_table_open(relid, NoLock);
-            if (rel == nullptr) {
-                UnlockRelationOid(relid, RowExclusiveLock);
-                continue;
-            }
-        } else {
-            rel = try_table_open(relid, RowExclusiveLock);
-            if (rel == nullptr)
-                continue;
-        }
-        if (created || TableCacheLookup(nspid, g->measurement) == relid)
-            return rel;
-        table_close(rel, RowExclusiveLock);
-    }
-    RejectRange(g, lo, hi, kRowsRejectedTable, "the table kept changing while being opened");
-    return nullptr;
-}
-
-/*
- * Why rows cannot go into an open table, or NULL (then *info is its descriptor).
- * Nothing bypasses what the role could do with INSERT.
- */
-const char *Refusal(Relation rel, TableInfo **info)
-{
-    *info = nullptr;
-    const char *refusal = IdentityRefusal(rel, GetUserId());
-    if (refusal != nullptr)
-        return refusal;
-    *info = TableCacheGet(rel);
-    if ((*info)->time_unsupported)
-        return "column \"_time\" must be timestamptz, timestamp or bigint";
-    return nullptr;
 }
 
 /*
@@ -1279,54 +624,6 @@ void SetConstraintsImmediate(void)
 }
 
 /*
- * Runs fn() in a transaction of its own (with a snapshot, in work_cxt), as a statement
- * would run.  Returns false, rolled back, if anything raised an ERROR, whose code and
- * message are returned for the caller to report.
- */
-template <typename Fn>
-bool InOwnTransaction(const Fn &fn, int *sqlstate, char *message, size_t message_size,
-                      bool announce_commit = false)
-{
-    MemoryContext oldcxt = CurrentMemoryContext;
-    volatile bool ok = true;
-    PG_TRY();
-    {
-        SetCurrentStatementStartTimestamp();
-        StartTransactionCommand();
-        /*
-         * statement_timeout (of the role or database, as ALTER ROLE ... SET gives it)
-         * bounds each transaction as it bounds a statement; postgres.c arms it per
-         * statement, which a background worker never runs.  Its cancel is a transient
-         * error: the flush is tried again (InsertFlushBatch).
-         */
-        if (!isolate_transient)
-            ArmFlushTimeout();
-        PushActiveSnapshot(GetTransactionSnapshot());
-        MemoryContextSwitchTo(work_cxt);
-        fn();
-        MemoryContextSwitchTo(oldcxt);
-        PopActiveSnapshot();
-        if (announce_commit && hooks != nullptr)
-            hooks->announce_commit(GetTopTransactionIdIfAny(), WriteHandback());
-        CommitTransactionCommand();
-        DisarmFlushTimeout();
-    }
-    PG_CATCH();
-    {
-        HOLD_INTERRUPTS();
-        DisarmFlushTimeout();
-        MemoryContextSwitchTo(work_cxt);
-        *sqlstate = TakeError(message, message_size);
-        AbortOutOfAnyTransaction();
-        RESUME_INTERRUPTS();
-        ok = false;
-    }
-    PG_END_TRY();
-    MemoryContextSwitchTo(oldcxt);
-    return ok;
-}
-
-/*
  * A worker's flush attempt as one transaction of its own.  Returns false (rolled back) if
  * anything raised an ERROR, including the commit; *sqlstate and message say what.
  */
@@ -1346,134 +643,6 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted, i
     if (!ok && !isolate)
         elog(DEBUG1, "pg_influx: batch failed, retrying table by table: %s", message);
     return ok;
-}
-
-/* What the schema pass must do for a group. */
-enum class SchemaNeed : uint8 { Nothing, Create, Columns };
-
-/*
- * The schema pass: what a group's table lacks.  Marks the groups that lack nothing (with
- * influx.add_columns on, the flush then skips its own column check).
- */
-SchemaNeed CheckGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
-{
-    Oid relid = TableCacheLookup(nspid, g->measurement);
-    if (!OidIsValid(relid))
-        return opts->create_tables ? SchemaNeed::Create : SchemaNeed::Nothing;
-    if (!opts->add_columns)
-        return SchemaNeed::Nothing;
-    /* Anything odd (dropped, not a table, refused) is the flush's to report. */
-    char relkind = get_rel_relkind(relid);
-    if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE &&
-        relkind != RELKIND_FOREIGN_TABLE)
-        return SchemaNeed::Nothing;
-    /* A table another session holds is not waited for here: the flush hands it back. */
-    if (!ConditionalLockRelationOid(relid, AccessShareLock))
-        return SchemaNeed::Nothing;
-    Relation rel = try_table_open(relid, NoLock);
-    if (rel == nullptr) {
-        UnlockRelationOid(relid, AccessShareLock);
-        return SchemaNeed::Nothing;
-    }
-    TableInfo *info = nullptr;
-    bool refused = Refusal(rel, &info) != nullptr;
-    table_close(rel, AccessShareLock);
-    if (refused)
-        return SchemaNeed::Nothing;
-    KeySets keys;
-    CollectKeys(g, 0, g->nrows, info, &keys);
-    if (keys.count > 0)
-        return SchemaNeed::Columns;
-    g->schema_relid = relid;
-    return SchemaNeed::Nothing;
-}
-
-/*
- * The schema pass for one group, inside its own transaction.  The name lock makes workers
- * take turns on a table: two that add the same column would otherwise each hold ROW
- * EXCLUSIVE while waiting for the other's to upgrade to ACCESS EXCLUSIVE (a deadlock).
- * The one that waited sees the other's columns and has nothing left to add.
- */
-void MakeGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
-{
-    LockMeasurementName(nspid, g->measurement);
-    Oid relid = TableCacheLookup(nspid, g->measurement);
-    if (!OidIsValid(relid)) {
-        char limit[128];
-        if (TableLimitReached(nspid, limit, sizeof(limit)))
-            return; /* the flush rejects the rows, with the reason */
-        relid = CreateTable(opts->schema, nspid, g, 0, g->nrows);
-        if (!OidIsValid(relid))
-            return; /* the flush calls the hook again and rejects the rows */
-    }
-    if (opts->add_columns) {
-        Relation rel = try_table_open(relid, RowExclusiveLock);
-        if (rel == nullptr)
-            return;
-        TableInfo *info = nullptr;
-        bool refused = Refusal(rel, &info) != nullptr;
-        /* ALTER TABLE refuses a table this backend has open: close it, keep the lock. */
-        table_close(rel, NoLock);
-        if (refused)
-            return;
-        (void) AddColumns(relid, info, g, 0, g->nrows);
-        g->schema_relid = relid;
-    }
-}
-
-/*
- * A worker's schema pass, before the flush: the tables of new measurements and (with
- * influx.add_columns) the columns of new keys are made in short transactions, one table
- * each, committed before the rows' transaction starts.  The flush then takes only
- * RowExclusiveLock, which does not conflict with other workers' flushes, so:
- *   - workers whose batches name the same new tables in different orders do not
- *     deadlock (each would otherwise hold one new table and wait for the other's);
- *   - queries on a new or altered table do not wait for a whole batch to commit;
- *   - two workers creating one table take turns instead of failing on the catalog's
- *     unique index (LockMeasurementName).
- * Whatever fails here is tried again by the flush, which counts what it must reject.
- */
-void PrepareSchema(const FlushOptions *opts)
-{
-    if (!opts->create_tables && !opts->add_columns)
-        return;
-    SchemaNeed *needs = static_cast<SchemaNeed *>(
-        MemoryContextAllocZero(work_cxt, sizeof(SchemaNeed) * batch.ngroups));
-    bool any = false;
-    int sqlstate;
-    char message[INFLUX_ERROR_TEXT];
-    if (!InOwnTransaction(
-            [&]() {
-                Oid nspid = TableCacheSchemaOid(opts->schema);
-                if (!OidIsValid(nspid))
-                    return;
-                for (int i = 0; i < batch.ngroups; i++) {
-                    needs[i] = CheckGroupSchema(opts, nspid, batch.groups[i]);
-                    any |= needs[i] != SchemaNeed::Nothing;
-                }
-            },
-            &sqlstate, message, sizeof(message)))
-        elog(DEBUG1, "pg_influx: schema check failed: %s", message);
-    if (!any)
-        return;
-    for (int i = 0; i < batch.ngroups; i++) {
-        if (needs[i] == SchemaNeed::Nothing)
-            continue;
-        BatchGroup *g = batch.groups[i];
-        char activity[NAMEDATALEN * 5 + 64];
-        pg_snprintf(activity, sizeof(activity), "%s %s.%s",
-                    needs[i] == SchemaNeed::Create ? "creating table" : "adding columns to",
-                    opts->schema, LogName(g->measurement));
-        pgstat_report_activity(STATE_RUNNING, activity);
-        SetSlotActivity(my_slot, activity);
-        if (!InOwnTransaction(
-                [&]() { MakeGroupSchema(opts, TableCacheSchemaOid(opts->schema), g); }, &sqlstate,
-                message, sizeof(message))) {
-            /* The flush tries again and reports. */
-            elog(DEBUG1, "pg_influx: %s failed: %s", activity, message);
-            g->schema_relid = InvalidOid;
-        }
-    }
 }
 
 /* Sets synchronous_commit for the worker's transactions when influx.synchronous_commit changed. */
@@ -1514,7 +683,9 @@ void EndBatch(void)
     TableCacheEndOfBatch();
 }
 
-} // namespace
+} // namespace insert_path
+
+using namespace insert_path;
 
 void InsertInit(ProcessSlot *slot, const WorkerHooks *worker_hooks)
 {
