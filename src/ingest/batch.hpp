@@ -55,7 +55,8 @@ struct BatchGroup {
     const struct TableInfo *build_info; /* what built rows were converted against, or NULL */
     struct BuildMemo *build_memo;       /* BuildRow's lookups from the previous row */
     int build_refusals;                 /* lines BuildRow refused in a row */
-    bool parked; /* this flush attempt hands its rows back: the table was locked (tables.cpp OpenTable) */
+    bool parked; /* this flush attempt hands its rows back: the table was locked (tables.cpp
+                    OpenTable) */
 };
 
 struct Batch {
