@@ -8,7 +8,7 @@
  *           parser, whose arrays are reused for the next line) and its timestamp; or, for a
  *           built row, the column values themselves (see below).
  *   built   a row converted while it was parsed, against the cached description of its
- *           table (table_writer.hpp BuildRow): the flush copies its values into a slot
+ *           table (row_builder.hpp BuildRow): the flush copies its values into a slot
  *           instead of mapping and converting every tag and field of a line that is no
  *           longer in the CPU cache.  Valid only while that description is the table's
  *           current one; otherwise the flush parses the line again, row by row, when it

@@ -19,6 +19,7 @@
 #pragma once
 
 #include "ingest/table_cache.hpp"
+#include "protocol/line_protocol.hpp"
 
 namespace influx
 {

@@ -36,6 +36,7 @@ extern "C" {
 #include "core/settings.hpp"
 #include "ingest/identity.hpp"
 #include "ingest/insert_path.hpp"
+#include "ingest/row_builder.hpp"
 #include "ipc/chunk.hpp"
 
 namespace influx

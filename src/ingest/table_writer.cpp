@@ -49,6 +49,7 @@ extern "C" {
 #include "core/compat.hpp"
 #include "ingest/convert.hpp"
 #include "ingest/identity.hpp"
+#include "ingest/row_mapping.hpp"
 #include "core/report.hpp"
 #include "ingest/table_writer.hpp"
 
@@ -85,46 +86,7 @@ struct Target {
     TupleDesc slot_desc;         /* the slots' descriptor (CreateSlot) */
 };
 
-/*
- * The columns of the previous row's keys, by position.  Telegraf and client libraries send
- * a measurement's tags and fields in the same order on every line, so comparing a key with
- * the one at the same position of the previous row almost always answers the column
- * lookup without hashing the name.  Keys point into batch memory, valid for the flush.
- */
-constexpr int kMemoKeys = 64;
-static_assert(kShapeMaxKeys <= kMemoKeys, "a shape's tags index the tag value memo");
-
-struct ColumnMemo {
-    struct {
-        const char *key; /* NULL: nothing remembered at this position */
-        uint32 len;
-        bool escaped;
-        int column;
-    } at[kMemoKeys];
-};
-
 } // namespace
-
-/*
- * The key memos, the text Datum of the previous row's tag value at each position, and one
- * bit per column for the columns the current line sets (cleared after each line).
- */
-struct BuildMemo {
-    ColumnMemo fields;
-    ColumnMemo tags;
-    const char *tag_value[kMemoKeys];
-    uint32 tag_value_len[kMemoKeys];
-    Datum tag_datum[kMemoKeys];
-    uint64 *taken;
-    int16 *columns; /* room for one column per key of the line */
-    int columns_room;
-
-    /* RowShape: the last converted line's layout and its columns (time, fields, tags). */
-    bool has_shape;
-    LineShape shape;
-    int16 shape_columns[2 * kShapeMaxKeys + 1];
-    int shape_ncolumns;
-};
 
 namespace
 {
@@ -428,54 +390,10 @@ bool SetValue(Writer *w, BatchRow *row, int idx, ValueRef value, TupleTableSlot 
     return true;
 }
 
-/* Column index of a tag or field key that names a Value column, else -1. */
-int ValueColumn(const TableInfo *info, const Text &key)
-{
-    char buf[NAMEDATALEN];
-    const char *name = key.data;
-    size_t len = key.size;
-    if (key.escaped) {
-        len = UnescapedSize(key);
-        if (len >= NAMEDATALEN)
-            return -1;
-        len = Unescape(key, buf);
-        name = buf;
-    }
-    int idx = TableInfoFindColumn(info, name, len);
-    return idx >= 0 && info->columns[idx].role == ColumnRole::Value ? idx : -1;
-}
-
-/* MemoValueColumn when the memo does not know the key: look it up and remember it. */
-__attribute__((noinline)) int MemoMiss(ColumnMemo *memo, const TableInfo *info, uint32 pos,
-                                       const Text &key)
-{
-    int idx = ValueColumn(info, key);
-    if (pos < (uint32) kMemoKeys) {
-        auto &m = memo->at[pos];
-        m.key = key.data;
-        m.len = key.size;
-        m.escaped = key.escaped;
-        m.column = idx;
-    }
-    return idx;
-}
-
-/* ValueColumn, answered from the memo when the key at this position is the one seen last. */
-inline int MemoValueColumn(ColumnMemo *memo, const TableInfo *info, uint32 pos, const Text &key)
-{
-    if (likely(pos < (uint32) kMemoKeys)) {
-        const auto &m = memo->at[pos];
-        if (likely(m.key != nullptr && m.len == key.size && m.escaped == key.escaped &&
-                   SameBytes(m.key, key.data, key.size)))
-            return m.column;
-    }
-    return MemoMiss(memo, info, pos, key);
-}
-
 /*
  * The values a line gives a row, in the table's (root's) column order: time, fields, tags
  * (a field wins over a tag of the same name), leftovers as jsonb.  False when the row was
- * rejected.  Kept in one function: it is the mapping rule (see src/ingest/README.md).
+ * rejected.  Kept in one function: it applies the mapping rule (row_mapping.hpp) in order.
  */
 bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
 {
@@ -754,172 +672,6 @@ void Finish(Writer *w)
 }
 
 } // namespace
-
-namespace
-{
-
-/*
- * The Datum of the tag value at position i of a row being built.  Text Datums are
- * immutable: rows with the same value at that position as the row before share one.
- */
-inline bool TagValueDatum(BuildMemo *memo, uint32 i, const ColumnInfo *col, const Text &v,
-                          Datum *out)
-{
-    const bool remembered = i < (uint32) kMemoKeys;
-    if (remembered && memo->tag_value[i] != nullptr && memo->tag_value_len[i] == v.size &&
-        col->kind == ColumnKind::Text && SameBytes(memo->tag_value[i], v.data, v.size)) {
-        *out = memo->tag_datum[i];
-        return true;
-    }
-    if (!SimpleValueToDatum(col, ValueRef{&v, nullptr}, out))
-        return false;
-    if (remembered) {
-        memo->tag_value[i] = v.data;
-        memo->tag_value_len[i] = v.size;
-        memo->tag_datum[i] = *out;
-    }
-    return true;
-}
-
-/*
- * The values of a built row, for `count` columns (time first, if the table has it): the
- * time is converted here, `fill(values, k)` converts the rest from position k on.  On
- * success *out gets the Datums followed by the column indexes (palloc'd in
- * CurrentMemoryContext); when a conversion refuses, nothing is left allocated.
- */
-template <typename Fill>
-bool BuildValues(const TableInfo *info, const int16 *columns, int count, int64 time_ns,
-                 const Datum **out, int *nout, Fill fill)
-{
-    auto values = static_cast<Datum *>(palloc(count * (sizeof(Datum) + sizeof(int16))));
-    int k = 0;
-    char reason[INFLUX_REASON_SIZE];
-    if ((info->time_column >= 0 &&
-         !TimeToDatum(&info->columns[columns[k++]], time_ns, &values[0], reason)) ||
-        !fill(values, k)) {
-        pfree(values);
-        return false;
-    }
-    memcpy(values + count, columns, sizeof(int16) * count);
-    *out = values;
-    *nout = count;
-    return true;
-}
-
-} // namespace
-
-BuildMemo *BuildMemoCreate(const TableInfo *info)
-{
-    auto memo = static_cast<BuildMemo *>(palloc0(sizeof(BuildMemo)));
-    memo->taken = static_cast<uint64 *>(palloc0(sizeof(uint64) * (info->natts / 64 + 1)));
-    return memo;
-}
-
-bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 time_ns,
-              const Datum **out, int *nout)
-{
-    /* First the columns: most refusals (a key without a column) cost no conversion. */
-    int n = static_cast<int>(point.nfields + point.ntags) + 1;
-    if (n > memo->columns_room) {
-        memo->columns_room = Max(n, 64);
-        if (memo->columns != nullptr)
-            pfree(memo->columns);
-        memo->columns = static_cast<int16 *>(palloc(sizeof(int16) * memo->columns_room));
-    }
-    int16 *columns = memo->columns;
-    uint64 *taken = memo->taken;
-    int count = 0;
-    bool ok = true;
-    auto take = [&](int idx) {
-        if (idx < 0 || (taken[idx / 64] & (UINT64CONST(1) << (idx % 64))) != 0)
-            return false; /* no column, or one already set: a tag would be a leftover */
-        taken[idx / 64] |= UINT64CONST(1) << (idx % 64);
-        columns[count++] = static_cast<int16>(idx);
-        return true;
-    };
-    if (info->time_column >= 0)
-        ok = take(info->time_column);
-    for (uint32 i = 0; ok && i < point.nfields; i++)
-        ok = take(MemoValueColumn(&memo->fields, info, i, point.fields[i].key));
-    for (uint32 i = 0; ok && i < point.ntags; i++)
-        ok = take(MemoValueColumn(&memo->tags, info, i, point.tags[i].key));
-    for (int k = 0; k < count; k++)
-        taken[columns[k] / 64] = 0;
-    if (!ok)
-        return false;
-
-    /* Then the values, in the same order: time, fields, tags. */
-    return BuildValues(info, columns, count, time_ns, out, nout, [&](Datum *values, int k) {
-        for (uint32 i = 0; i < point.nfields; i++, k++) {
-            const ColumnInfo *col = &info->columns[columns[k]];
-            const Field *field = &point.fields[i];
-            if (col->kind == ColumnKind::Float8 && field->type == FieldType::Float)
-                values[k] = Float8GetDatum(field->value.f); /* the usual metric, without a call */
-            else if (!SimpleValueToDatum(col, ValueRef{nullptr, field}, &values[k]))
-                return false;
-        }
-        for (uint32 i = 0; i < point.ntags; i++, k++)
-            if (!TagValueDatum(memo, i, &info->columns[columns[k]], point.tags[i].value,
-                               &values[k]))
-                return false;
-        return true;
-    });
-}
-
-bool LearnRowShape(BuildMemo *memo, const Point &point, const Datum *values, int nvalues)
-{
-    memo->has_shape = LearnShape(point, &memo->shape);
-    if (memo->has_shape) {
-        memcpy(memo->shape_columns, values + nvalues, sizeof(int16) * nvalues);
-        memo->shape_ncolumns = nvalues;
-    }
-    return memo->has_shape;
-}
-
-const LineShape *RowShape(const BuildMemo *memo)
-{
-    return memo->has_shape ? &memo->shape : nullptr;
-}
-
-bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &sv, int64 time_ns,
-                    const Datum **out, int *nout)
-{
-    const LineShape &shape = memo->shape;
-    const int16 *columns = memo->shape_columns;
-    return BuildValues(
-        info, columns, memo->shape_ncolumns, time_ns, out, nout, [&](Datum *values, int k) {
-            for (uint32 i = 0; i < shape.nfields; i++, k++) {
-                const ColumnInfo *col = &info->columns[columns[k]];
-                if (col->kind == ColumnKind::Float8 && shape.field_types[i] == FieldType::Float) {
-                    values[k] = Float8GetDatum(sv.fields[i].f);
-                    continue;
-                }
-                Field field;
-                field.type = shape.field_types[i];
-                switch (field.type) {
-                    case FieldType::Float:
-                        field.value.f = sv.fields[i].f;
-                        break;
-                    case FieldType::Integer:
-                        field.value.i = sv.fields[i].i;
-                        break;
-                    case FieldType::Unsigned:
-                        field.value.u = sv.fields[i].u;
-                        break;
-                    default:
-                        field.value.b = sv.fields[i].b;
-                        break;
-                }
-                if (!SimpleValueToDatum(col, ValueRef{nullptr, &field}, &values[k]))
-                    return false;
-            }
-            for (uint32 i = 0; i < shape.ntags; i++, k++)
-                if (!TagValueDatum(memo, i, &info->columns[columns[k]], sv.tag_values[i],
-                                   &values[k]))
-                    return false;
-            return true;
-        });
-}
 
 int64 WriteRows(Relation rel, TableInfo *info, Oid writer, BatchGroup *group, int lo, int hi,
                 volatile WriteProgress *progress, ReparseFn reparse)

@@ -41,42 +41,6 @@ struct WriteProgress {
     const char *column; /* set while a value is being converted, else NULL */
 };
 
-/* BuildRow's memory of the previous row's keys and tag values, one per group. */
-struct BuildMemo;
-BuildMemo *BuildMemoCreate(const TableInfo *info);
-
-/*
- * Converts a parsed point into the values of a row of the table `info` describes, while
- * its line is still in the CPU cache (a "built" row, see batch.hpp): the values FillSlot
- * would give it, restricted to what needs neither the catalog nor a transaction and
- * cannot fail — every tag and field names a column, and each converts with
- * SimpleValueToDatum (convert.hpp).  Otherwise returns false: the row keeps its tag and
- * field arrays and takes the ordinary path.  *values (palloc'd in CurrentMemoryContext)
- * gets *nvalues Datums followed by their column indexes (int16): memory in proportion to
- * the line, not to the table's width.
- */
-bool BuildRow(const TableInfo *info, BuildMemo *memo, const Point &point, int64 time_ns,
-              const Datum **values, int *nvalues);
-
-/*
- * The layout of the last line BuildRow converted (LearnShape, line_protocol.hpp) and the
- * columns it found for it, so that the next line with that layout is converted straight
- * from what MatchShape read (BuildShapedRow).  The shape points into the line, which must
- * outlive it (batch memory).  LearnRowShape returns false when the line has no usable
- * layout; `values`/`nvalues` are what BuildRow returned for the point.
- */
-bool LearnRowShape(BuildMemo *memo, const Point &point, const Datum *values, int nvalues);
-/* The layout LearnRowShape remembered, NULL if none. */
-const LineShape *RowShape(const BuildMemo *memo);
-
-/*
- * BuildRow for a line that matched RowShape(memo): the same values BuildRow would give
- * the parsed line, without its tag and field arrays.  False (nothing allocated) when a
- * value needs the ordinary path.
- */
-bool BuildShapedRow(const TableInfo *info, BuildMemo *memo, const ShapeValues &sv, int64 time_ns,
-                    const Datum **values, int *nvalues);
-
 /*
  * Inserts the rows [lo, hi) of a group that are not marked rejected into `rel` (opened and
  * locked with RowExclusiveLock by the caller, IdentityRefusal and SchemaRefusal checked)
