@@ -15,7 +15,7 @@ MODULE_big = pg_influx
 
 # src/<area>/*.cpp: the areas are described in src/README.md.
 SRCS = $(sort $(wildcard src/*.cpp src/*/*.cpp))
-HEADERS = $(wildcard src/*.hpp src/*/*.hpp)
+SRC_HEADERS = $(wildcard src/*.hpp src/*/*.hpp)
 OBJS = $(SRCS:.cpp=.o)
 
 # Pure C++ modules (src/protocol): no PostgreSQL headers, linked into unit tests and
@@ -57,7 +57,7 @@ endif
 
 # PGXS tracks no header dependencies: a changed header rebuilds every object, so that no
 # object keeps an old struct layout.
-$(OBJS): $(HEADERS)
+$(OBJS): $(SRC_HEADERS)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
@@ -78,14 +78,14 @@ installcheck: check-schedule
 # ---- pure C++ tests and tools (no server needed) ----
 CXX_TOOL_FLAGS = -std=c++17 -O2 -g -Wall -Wextra $(if $(CI),-Werror) -Isrc
 
-test/unit/unittest: $(PURE_SRCS) $(wildcard test/unit/*.cpp) $(HEADERS)
+test/unit/unittest: $(PURE_SRCS) $(wildcard test/unit/*.cpp) $(SRC_HEADERS)
 	$(CXX) $(CXX_TOOL_FLAGS) -o $@ $(PURE_SRCS) $(wildcard test/unit/*.cpp) -lgtest -lgtest_main -lpthread
 
 .PHONY: unittest
 unittest: test/unit/unittest
 	./test/unit/unittest
 
-test/fuzz/fuzz_line_protocol: $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(HEADERS)
+test/fuzz/fuzz_line_protocol: $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(SRC_HEADERS)
 	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -o $@ $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp
 
@@ -96,7 +96,7 @@ fuzz: test/fuzz/fuzz_line_protocol
 	./test/fuzz/fuzz_line_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  test/fuzz/corpus.work test/fuzz/corpus
 
-bench/parser_bench: $(PURE_SRCS) bench/parser_bench.cpp $(HEADERS)
+bench/parser_bench: $(PURE_SRCS) bench/parser_bench.cpp $(SRC_HEADERS)
 	$(CXX) -std=c++17 -O2 -DNDEBUG -Isrc -o $@ $(PURE_SRCS) bench/parser_bench.cpp -lbenchmark -lpthread
 
 .PHONY: parser-bench

@@ -234,6 +234,16 @@ BEGIN
         COMMENT ON ROLE influx_writer IS
             'pg_influx: the role the insertion workers connect and insert as (influx.role)';
     END IF;
+    -- A writer that can do more than log in gives its extra rights to whoever reaches the
+    -- ports (through the tables' code it acts for): say so.
+    IF EXISTS (SELECT FROM pg_authid a
+               WHERE a.rolname = writer
+                 AND (a.rolpassword IS NOT NULL OR a.rolcreaterole OR a.rolcreatedb
+                      OR a.rolreplication
+                      OR EXISTS (SELECT FROM pg_auth_members m WHERE m.member = a.oid))) THEN
+        RAISE WARNING 'role "%" (influx.role) has more than LOGIN (a password, CREATEROLE, CREATEDB, REPLICATION or role memberships)', writer
+            USING HINT = 'pg_influx writes as this role; see docs/security.md.';
+    END IF;
     IF writer <> '' AND EXISTS (SELECT FROM pg_roles WHERE rolname = writer)
        AND NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = target) THEN
         EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', target, writer);

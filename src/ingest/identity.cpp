@@ -7,6 +7,8 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
+#include "access/table.h"
+#include "partitioning/partdesc.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
 #include "rewrite/rowsecurity.h"
@@ -65,6 +67,27 @@ bool HasInsertPolicyWithSubquery(Relation rel)
     return false;
 }
 
+/*
+ * Whether every partitioned table below `rel` (not the leaves: AddTarget checks those when
+ * a row is routed to one) has the same acting user as `rel`.  Routing evaluates their
+ * partition keys before any leaf is known, so this must hold before the first row.
+ */
+bool SubpartitionsAgree(Relation rel, Oid writer, Oid acting)
+{
+    PartitionDesc pd = RelationGetPartitionDesc(rel, false);
+    for (int i = 0; i < pd->nparts; i++) {
+        if (pd->is_leaf[i])
+            continue;
+        Relation child = table_open(pd->oids[i], RowExclusiveLock);
+        bool agree =
+            ActingUser(child, writer) == acting && SubpartitionsAgree(child, writer, acting);
+        table_close(child, NoLock);
+        if (!agree)
+            return false;
+    }
+    return true;
+}
+
 } // namespace
 
 Oid ActingUser(Relation rel, Oid writer)
@@ -93,6 +116,10 @@ const char *IdentityRefusal(Relation rel, Oid writer)
     if (!OidIsValid(acting))
         return "neither the table's owner nor the writing role holds the other's privileges: "
                "the table's triggers and defaults would run with rights one of them does not have";
+    if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE &&
+        !SubpartitionsAgree(rel, writer, acting))
+        return "a partitioned table below it has an owner whose code cannot run as this "
+               "table's (see docs/security.md)";
     if (acting != writer) {
         if (HasDeferrableTriggers(rel))
             return "the table has deferrable constraints or triggers, which would run at commit "

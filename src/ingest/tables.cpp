@@ -9,6 +9,7 @@ extern "C" {
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "catalog/heap.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -97,7 +98,8 @@ void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *
                     continue;
                 size_t len = Unescape(key, name);
                 name[len] = '\0';
-                if (strcmp(name, "_time") == 0)
+                /* Not _time, and no system column (xmin, ctid, ...): no table could have it. */
+                if (strcmp(name, "_time") == 0 || SystemAttributeByName(name) != nullptr)
                     continue;
                 if (info != nullptr && TableInfoFindColumn(info, name, len) >= 0)
                     continue;
@@ -148,47 +150,69 @@ Datum KeyArray(ArrayBuildState *state)
 /*
  * influx.max_tables: whether the schema holds that many tables (ordinary, partitioned and
  * foreign, partitions included) already, so that lines naming new measurements create no
- * more.  Workers creating different tables at once may overshoot by one each.  Counting
- * scans pg_class, so a count is reused for a second (counting the tables this process
- * created meanwhile): a sender inventing a measurement per line costs one scan a second,
- * not one per line.
+ * more.  Counting scans pg_class, so far below the limit (under half of it) a count up to
+ * a second old, plus the tables this process created since, is enough.  From half the
+ * limit on, creators take turns (a transaction-level lock per schema, held until the
+ * creation commits) and count afresh each time, so the limit is exact.  A "reached" answer
+ * is reused for a second: a sender inventing a name per line costs one scan a second.
  */
 struct TableCount {
     Oid nspid;
     int count;
     TimestampTz at;
 };
-
 TableCount table_count = {InvalidOid, 0, 0};
+
+/* objsubid of the lock creators near influx.max_tables take turns on (pg_locks). */
+constexpr uint16 kTableCountLockKind = 0x4849;
+
+int CountTables(Oid nspid)
+{
+    ScanKeyData key;
+    ScanKeyInit(&key, Anum_pg_class_relnamespace, BTEqualStrategyNumber, F_OIDEQ,
+                ObjectIdGetDatum(nspid));
+    Relation pg_class = table_open(RelationRelationId, AccessShareLock);
+    SysScanDesc scan = systable_beginscan(pg_class, InvalidOid, false, nullptr, 1, &key);
+    int count = 0;
+    HeapTuple tup;
+    while ((tup = systable_getnext(scan)) != nullptr) {
+        char kind = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relkind;
+        if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE ||
+            kind == RELKIND_FOREIGN_TABLE)
+            count++;
+    }
+    systable_endscan(scan);
+    table_close(pg_class, AccessShareLock);
+    return count;
+}
 
 bool TableLimitReached(Oid nspid, char *reason, size_t size)
 {
-    if (influx_max_tables <= 0)
+    int limit = influx_max_tables;
+    if (limit <= 0)
         return false;
     TimestampTz now = GetCurrentTimestamp();
-    if (table_count.nspid != nspid || TimestampDifferenceExceeds(table_count.at, now, 1000)) {
-        ScanKeyData key;
-        ScanKeyInit(&key, Anum_pg_class_relnamespace, BTEqualStrategyNumber, F_OIDEQ,
-                    ObjectIdGetDatum(nspid));
-        Relation pg_class = table_open(RelationRelationId, AccessShareLock);
-        SysScanDesc scan = systable_beginscan(pg_class, InvalidOid, false, nullptr, 1, &key);
-        int count = 0;
-        HeapTuple tup;
-        while ((tup = systable_getnext(scan)) != nullptr) {
-            char kind = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relkind;
-            if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE ||
-                kind == RELKIND_FOREIGN_TABLE)
-                count++;
+    bool fresh =
+        table_count.nspid == nspid && !TimestampDifferenceExceeds(table_count.at, now, 1000);
+    int half = limit / 2;
+    if (!fresh || (table_count.count >= half && table_count.count < limit)) {
+        bool near = table_count.nspid == nspid && table_count.count >= half;
+        LOCKTAG tag;
+        SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, nspid, 0, kTableCountLockKind);
+        if (near)
+            (void) LockAcquire(&tag, ExclusiveLock, false, false);
+        int count = CountTables(nspid);
+        if (!near && count >= half) {
+            (void) LockAcquire(&tag, ExclusiveLock, false, false);
+            count = CountTables(nspid);
         }
-        systable_endscan(scan);
-        table_close(pg_class, AccessShareLock);
         table_count = {nspid, count, now};
     }
-    if (table_count.count < influx_max_tables)
+    if (table_count.count < limit)
         return false;
     pg_snprintf(reason, size,
                 "the schema holds %d tables, influx.max_tables allows %d: no table is created",
-                table_count.count, influx_max_tables);
+                table_count.count, limit);
     return true;
 }
 

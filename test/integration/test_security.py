@@ -248,6 +248,96 @@ def test_a_partition_with_another_owner_gets_no_rows(listener):
     assert c.row_count("leaf_s.log") == 0
 
 
+def test_a_partitioned_table_below_with_another_owner_refuses_the_table(mallory):
+    """Routing evaluates the partition key of every partitioned table on the way down,
+    before any leaf is known: a sub-partitioned table of mallory's under a table of the
+    writer's would run her key function as the writer.  The table is refused first."""
+    c = mallory
+    s = schema(c)
+    role = c.scalar("SELECT current_setting('influx.role')")
+    as_role(c, "mallory", """
+        CREATE FUNCTION mallory.key(v double precision) RETURNS double precision
+        LANGUAGE plpgsql IMMUTABLE AS $$
+        BEGIN
+            PERFORM mallory.grab('by_subpartition');
+            RETURN v;
+        END $$;
+        CREATE TABLE mallory.mid (_time timestamptz NOT NULL, v double precision)
+            PARTITION BY RANGE (mallory.key(v));
+        CREATE TABLE mallory.leaf PARTITION OF mallory.mid
+            FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
+    """)
+    c.execute(f"CREATE TABLE {s}.parted (_time timestamptz NOT NULL, v double precision) "
+              "PARTITION BY RANGE (_time)")
+    c.execute(f'ALTER TABLE {s}.parted OWNER TO "{role}"')
+    c.execute(f"ALTER TABLE {s}.parted ATTACH PARTITION mallory.mid "
+              "FOR VALUES FROM (MINVALUE) TO (MAXVALUE)")
+    before = counter(c, "rows_rejected_table")
+    send_tcp(c.tcp_port, "parted v=1\n")
+    wait_for(lambda: counter(c, "rows_rejected_table") == before + 1,
+             what="the row refused with its table")
+    assert c.scalar("SELECT count(*) FROM mallory.log WHERE tbl = 'by_subpartition'") == 0
+    assert c.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") is False
+    assert reported(c, "a partitioned table below it")
+
+
+def test_table_creation_limit_holds_for_concurrent_creators(listener):
+    """Sessions creating tables at once (influx.insert(), each with its own process-wide
+    count) must not overshoot influx.max_tables."""
+    import threading
+    c = listener
+    s = schema(c)
+    have = c.scalar("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace "
+                    "AND relkind IN ('r', 'p', 'f')", (s,))
+    c.execute(f"ALTER SYSTEM SET influx.max_tables = {have + 6}")
+    c.execute("SELECT pg_reload_conf()")
+    errors = []
+
+    def creator(k):
+        try:
+            conn = c.connect()
+            try:
+                with conn.cursor() as cur:
+                    for i in range(10):
+                        cur.execute("SELECT influx.insert(%s, schema_name => %s)",
+                                    (f"race_{k}_{i} v=1 1", s))
+            finally:
+                conn.close()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    try:
+        wait_for(lambda: c.scalar(
+            "SELECT setting::int FROM pg_settings WHERE name = 'influx.max_tables'") == have + 6)
+        threads = [threading.Thread(target=creator, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        total = c.scalar("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace "
+                         "AND relkind IN ('r', 'p', 'f')", (s,))
+        assert total == have + 6
+    finally:
+        c.execute("ALTER SYSTEM RESET influx.max_tables")
+        c.execute("SELECT pg_reload_conf()")
+
+
+def test_a_system_column_name_as_a_key_does_not_sink_the_table(listener):
+    """A tag named xmin can name no column: it is left out of the new table (and of new
+    columns) instead of making CREATE TABLE fail for every row of the measurement."""
+    c = listener
+    s = schema(c)
+    n = c.scalar("SELECT influx.insert(%s, schema_name => %s)",
+                 ("sysnames,host=a v=1 1\nsysnames,host=b v=2 2\nsysnames,xmin=evil v=3 3", s))
+    assert n == 3
+    assert c.row_count(f"{s}.sysnames") == 3
+    cols = {r[0] for r in c.query(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
+        (f"{s}.sysnames",))}
+    assert cols == {"_time", "host", "v"}
+
+
 def test_a_table_with_insert_rules_is_refused(listener):
     """INSERT would apply the rule; pg_influx writes tables itself, so it refuses them."""
     c = listener
