@@ -135,72 +135,48 @@ void StartWorker(int index)
     r->queue_size = qsize;
 }
 
-/* Polls the workers: replaces the ones that exited, retires or starts to match settings. */
-void SuperviseWorkers(bool restart_all)
+/* A ring whose worker has exited: why (for the status and log), then released. */
+void WorkerExited(Ring *r, TimestampTz now)
 {
-    TimestampTz now = GetCurrentTimestamp();
-    int wanted = L->targets_ok ? influx_workers : 0;
-    bool have[INFLUX_MAX_WORKERS] = {false};
-
-    for (int i = 0; i < kMaxRings; i++) {
-        Ring *r = &L->rings[i];
-        if (!r->in_use)
-            continue;
-        pid_t pid;
-        BgwHandleStatus st = GetBackgroundWorkerPid(r->handle, &pid);
-        if (st == BGWH_STOPPED || st == BGWH_POSTMASTER_DIED) {
-            if (!r->ready && shm_mq_get_receiver(RingQueue(r->header)) == nullptr) {
-                snprintf(L->worker_problem, sizeof(L->worker_problem),
-                         "influx worker %d exited before it was ready (can role \"%s\" "
-                         "connect to database \"%s\"? see the server log); retrying every "
-                         "%d s",
-                         r->index,
-                         influx_role && influx_role[0] ? influx_role : "(bootstrap superuser)",
-                         influx_database, influx_restart_delay);
-                ReportProblem(L->slot, "%s", L->worker_problem);
-                L->next_start[r->index] =
-                    TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
-            } else if ((!r->retiring && !r->detached) || r->failed) {
-                ReportProblem(L->slot,
-                              "influx worker %d exited unexpectedly; starting a "
-                              "replacement",
-                              r->index);
-                /* A worker that dies right after it starts would otherwise spin. */
-                if (!TimestampDifferenceExceeds(r->started_at, now, 10000))
-                    L->next_start[r->index] =
-                        TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
-            }
-            ReleaseRing(r);
-            continue;
-        }
-        /*
-         * A worker that says it is stopping is retired -- after kStoppingGraceMs, and not
-         * if the listener is shutting down itself by then: at a server shutdown the
-         * postmaster may signal the workers a moment before the listener, and their rings
-         * must stay attached for what Shutdown still has to send.
-         */
-        bool stopping = pg_atomic_read_u32(&r->header->stopping) != 0;
-        if (stopping && r->stopping_seen_at == 0)
-            r->stopping_seen_at = now;
-        bool stopped = stopping && !shutdown_requested &&
-                       TimestampDifferenceExceeds(r->stopping_seen_at, now, kStoppingGraceMs);
-        if (!r->retiring && (restart_all || r->index >= wanted || stopped))
-            r->retiring = true;
-        if (r->retiring)
-            pg_atomic_write_u32(&r->header->retired, 1);
-        if (!r->retiring)
-            have[r->index] = true;
+    if (!r->ready && shm_mq_get_receiver(RingQueue(r->header)) == nullptr) {
+        snprintf(L->worker_problem, sizeof(L->worker_problem),
+                 "influx worker %d exited before it was ready (can role \"%s\" "
+                 "connect to database \"%s\"? see the server log); retrying every "
+                 "%d s",
+                 r->index, influx_role && influx_role[0] ? influx_role : "(bootstrap superuser)",
+                 influx_database, influx_restart_delay);
+        ReportProblem(L->slot, "%s", L->worker_problem);
+        L->next_start[r->index] = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
+    } else if ((!r->retiring && !r->detached) || r->failed) {
+        ReportProblem(L->slot, "influx worker %d exited unexpectedly; starting a replacement",
+                      r->index);
+        /* A worker that dies right after it starts would otherwise spin. */
+        if (!TimestampDifferenceExceeds(r->started_at, now, 10000))
+            L->next_start[r->index] = TimestampTzPlusMilliseconds(now, influx_restart_delay * 1000);
     }
+    ReleaseRing(r);
+}
 
-    for (int index = 0; index < wanted; index++) {
-        if (have[index] || now < L->next_start[index])
-            continue;
-        StartWorker(index);
-    }
+/*
+ * Whether a live ring is to be retired now: all are on influx.restart_workers(), those
+ * beyond influx.workers are, and so is one whose worker says it is stopping -- after
+ * kStoppingGraceMs, and not if the listener is shutting down itself by then: at a server
+ * shutdown the postmaster may signal the workers a moment before the listener, and their
+ * rings must stay attached for what Shutdown still has to send.
+ */
+bool ToRetire(Ring *r, TimestampTz now, bool restart_all, int wanted)
+{
+    bool stopping = pg_atomic_read_u32(&r->header->stopping) != 0;
+    if (stopping && r->stopping_seen_at == 0)
+        r->stopping_seen_at = now;
+    bool stopped = stopping && !shutdown_requested &&
+                   TimestampDifferenceExceeds(r->stopping_seen_at, now, kStoppingGraceMs);
+    return restart_all || r->index >= wanted || stopped;
+}
 
-    /* Retired rings with nothing pending are detached here, and chunks re-offered. */
-    RetryPending();
-
+/* Publishes how many workers are wanted and running, and the status that follows. */
+void PublishWorkerCounts(int wanted)
+{
     /* Running: connected and receiving on a ring that is not being retired. */
     int running = 0;
     for (int i = 0; i < kMaxRings; i++) {
@@ -220,7 +196,42 @@ void SuperviseWorkers(bool restart_all)
     shared_state->workers_wanted = wanted;
     shared_state->workers_running = running;
     SpinLockRelease(&shared_state->mutex);
+}
 
+/* Polls the workers: replaces the ones that exited, retires or starts to match settings. */
+void SuperviseWorkers(bool restart_all)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    int wanted = L->targets_ok ? influx_workers : 0;
+    bool have[INFLUX_MAX_WORKERS] = {false};
+
+    for (int i = 0; i < kMaxRings; i++) {
+        Ring *r = &L->rings[i];
+        if (!r->in_use)
+            continue;
+        pid_t pid;
+        BgwHandleStatus st = GetBackgroundWorkerPid(r->handle, &pid);
+        if (st == BGWH_STOPPED || st == BGWH_POSTMASTER_DIED) {
+            WorkerExited(r, now);
+            continue;
+        }
+        if (!r->retiring && ToRetire(r, now, restart_all, wanted))
+            r->retiring = true;
+        if (r->retiring)
+            pg_atomic_write_u32(&r->header->retired, 1);
+        else
+            have[r->index] = true;
+    }
+
+    for (int index = 0; index < wanted; index++) {
+        if (have[index] || now < L->next_start[index])
+            continue;
+        StartWorker(index);
+    }
+
+    /* Retired rings with nothing pending are detached here, and chunks re-offered. */
+    RetryPending();
+    PublishWorkerCounts(wanted);
     GiveBackMemory(now);
 }
 
