@@ -303,18 +303,36 @@ bool Utf8ToServer(const char *s, size_t len, char **out, int *out_len, char *rea
 }
 
 /*
- * One case per column kind, each converting every line-protocol type (docs/mapping.md's
- * table, row by row): long, and kept together so that the table can be checked against it.
+ * The one conversion table (docs/mapping.md's, row by row), in two modes: Full converts
+ * whatever the column's type accepts and says why it cannot; Simple, for rows built while
+ * they are parsed (outside any transaction), converts only what can neither fail nor need
+ * the catalog and declines the rest (false, *reason untouched), which then takes Full's
+ * path at flush time.  Long on purpose: one case per column kind, each converting every
+ * line-protocol type, kept together so that the table can be checked against it.
  */
-bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
+enum class ConvertMode { Full, Simple };
+
+template <ConvertMode mode>
+bool ConvertValue(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
 {
+    constexpr bool simple = mode == ConvertMode::Simple;
     const Field *f = v.field;
 
     /* Tags are strings: text directly, jsonb as a string, everything else by input. */
     if (v.tag_value != nullptr || f->type == FieldType::String) {
         const Text &t = v.tag_value != nullptr ? *v.tag_value : f->str;
-        if (col->kind == ColumnKind::Text)
+        if (col->kind == ColumnKind::Text) {
+            if constexpr (simple) {
+                if (t.escaped || NeedEncodingConversion() ||
+                    memchr(t.data, '\0', t.size) != nullptr)
+                    return false;
+                *out = PointerGetDatum(cstring_to_text_with_len(t.data, t.size));
+                return true;
+            }
             return TextDatum(t, out, reason);
+        }
+        if constexpr (simple)
+            return false;
         if (col->kind == ColumnKind::Jsonb) {
             JsonbValue jv;
             if (!JsonString(t, &jv, reason))
@@ -327,9 +345,11 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
         switch (col->kind) {
             case ColumnKind::Float8:
                 if (!NumberAsFloat8(*f, out))
-                    return Mismatch(col, "boolean", reason);
+                    return simple ? false : Mismatch(col, "boolean", reason);
                 return true;
             case ColumnKind::Float4: {
+                if constexpr (simple)
+                    return false;
                 double d;
                 if (f->type == FieldType::Float)
                     d = f->value.f;
@@ -348,6 +368,13 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
             case ColumnKind::Int8:
             case ColumnKind::Int4:
             case ColumnKind::Int2: {
+                if constexpr (simple) {
+                    /* bigint from integer fields (and unsigned ones up to 2^63-1) only. */
+                    if (col->kind != ColumnKind::Int8 || !FieldInt64(*f, &i))
+                        return false;
+                    *out = Int64GetDatum(i);
+                    return true;
+                }
                 int64 lo = col->kind == ColumnKind::Int8   ? PG_INT64_MIN
                            : col->kind == ColumnKind::Int4 ? PG_INT32_MIN
                                                            : PG_INT16_MIN;
@@ -368,6 +395,8 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
                 return true;
             }
             case ColumnKind::Numeric:
+                if constexpr (simple)
+                    return false;
                 if (f->type == FieldType::Boolean)
                     return Mismatch(col, "boolean", reason);
                 *out = NumericOf(*f);
@@ -379,12 +408,16 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
                 }
                 break; /* "0"/"1" are booleans to boolin; other numbers are rejected there */
             case ColumnKind::Text: {
+                if constexpr (simple)
+                    return false;
                 char buf[64];
                 int len = NumberText(*f, buf);
                 *out = PointerGetDatum(cstring_to_text_with_len(buf, len));
                 return true;
             }
             case ColumnKind::Jsonb: {
+                if constexpr (simple)
+                    return false;
                 JsonbValue jv;
                 if (!FieldJson(*f, &jv, reason))
                     return false;
@@ -395,6 +428,8 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
                 break;
         }
     }
+    if constexpr (simple)
+        return false;
 
     /* Everything else: the type's input function on the text form (may raise an ERROR). */
     char *s;
@@ -405,35 +440,14 @@ bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
     return true;
 }
 
+bool ValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out, char *reason)
+{
+    return ConvertValue<ConvertMode::Full>(col, v, out, reason);
+}
+
 bool SimpleValueToDatum(const ColumnInfo *col, ValueRef v, Datum *out)
 {
-    const Field *f = v.field;
-    if (v.tag_value != nullptr || f->type == FieldType::String) {
-        const Text &t = v.tag_value != nullptr ? *v.tag_value : f->str;
-        if (col->kind != ColumnKind::Text || t.escaped || NeedEncodingConversion() ||
-            memchr(t.data, '\0', t.size) != nullptr)
-            return false;
-        *out = PointerGetDatum(cstring_to_text_with_len(t.data, t.size));
-        return true;
-    }
-    switch (col->kind) {
-        case ColumnKind::Float8:
-            return NumberAsFloat8(*f, out);
-        case ColumnKind::Int8: {
-            int64 i;
-            if (!FieldInt64(*f, &i))
-                return false;
-            *out = Int64GetDatum(i);
-            return true;
-        }
-        case ColumnKind::Bool:
-            if (f->type != FieldType::Boolean)
-                return false;
-            *out = BoolGetDatum(f->value.b);
-            return true;
-        default:
-            return false;
-    }
+    return ConvertValue<ConvertMode::Simple>(col, v, out, nullptr);
 }
 
 bool TimeToDatum(const ColumnInfo *col, int64 time_ns, Datum *out, char *reason)

@@ -37,10 +37,11 @@ struct ValueRef {
 bool ValueToDatum(const ColumnInfo *col, ValueRef value, Datum *out, char *reason);
 
 /*
- * The conversions that can neither fail nor need the catalog or a transaction, for rows
- * built while they are parsed: float, integer and unsigned fields into float8; integer
- * fields (and unsigned ones up to 2^63-1) into bigint; booleans into boolean; string
- * fields and tag values without escapes, NUL bytes or encoding conversion into text.
+ * The same conversion table in its Simple mode (convert.cpp ConvertValue): only what can
+ * neither fail nor need the catalog or a transaction, for rows built while they are
+ * parsed: float, integer and unsigned fields into float8; integer fields (and unsigned
+ * ones up to 2^63-1) into bigint; booleans into boolean; string fields and tag values
+ * without escapes, NUL bytes or encoding conversion into text.
  * Gives the Datum ValueToDatum would give, or returns false for everything else (which
  * then takes ValueToDatum's path, with its checks and messages).
  */
