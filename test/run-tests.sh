@@ -105,38 +105,33 @@ fi
 BINDIR=$(pg_config --bindir)
 
 # ---------------------------------------------------------------------------------------
-# formatting — make format-check (TAP, one test per C++ source)
-run_format() {
-    local log=$RESULTS_DIR/format.log rc=0 passed failed
-    say "format: make format-check"
-    make -s format-check >"$log" 2>&1 || rc=$?
+# Checks that print TAP ("ok N" / "not ok N"): run_tap SUITE COMMAND...; the log is
+# SUITE.log, failing lines are shown, a command that fails without a failing test counts
+# as one failure.
+run_tap() {
+    local suite=$1 log=$RESULTS_DIR/$1.log rc=0 passed failed
+    shift
+    say "$suite: $*"
+    "$@" >"$log" 2>&1 || rc=$?
     passed=$(grep -cE '^ok [0-9]+' "$log" || true)
     failed=$(grep -cE '^not ok [0-9]+' "$log" || true)
-    [[ $failed -gt 0 ]] && grep -E '^not ok' "$log" | head -n 20
+    [[ $failed -gt 0 ]] && grep -E '^not ok|^#' "$log" | head -n 40
     if [[ $rc -ne 0 && $failed -eq 0 ]]; then
         tail -n 10 "$log"
-        record format "$passed" 1 "make format-check failed (exit $rc); see format.log"
+        record "$suite" "$passed" 1 "$* failed (exit $rc); see $suite.log"
         return
     fi
-    record format "$passed" "$failed"
+    record "$suite" "$passed" "$failed"
 }
 
-# exported symbols — test/check-exports.sh on the installed library (TAP, 2 tests)
-# ---------------------------------------------------------------------------------------
+# formatting — make format-check (one test per C++ source)
+run_format() {
+    run_tap format make -s format-check
+}
+
+# exported symbols — test/check-exports.sh on the installed library (2 tests)
 run_exports() {
-    local log=$RESULTS_DIR/exports.log rc=0 passed failed lib
-    lib=$(pg_config --pkglibdir)/pg_influx.so
-    say "exports: test/check-exports.sh $lib"
-    "$SRC_DIR/test/check-exports.sh" "$lib" >"$log" 2>&1 || rc=$?
-    passed=$(grep -cE '^ok [0-9]+' "$log" || true)
-    failed=$(grep -cE '^not ok [0-9]+' "$log" || true)
-    [[ $failed -gt 0 ]] && head -n 40 "$log"
-    if [[ $rc -ne 0 && $failed -eq 0 ]]; then
-        tail -n 10 "$log"
-        record exports "$passed" 1 "check-exports.sh failed (exit $rc); see exports.log"
-        return
-    fi
-    record exports "$passed" "$failed"
+    run_tap exports "$SRC_DIR/test/check-exports.sh" "$(pg_config --pkglibdir)/pg_influx.so"
 }
 
 # ---------------------------------------------------------------------------------------
