@@ -58,7 +58,7 @@ void StartupSharedState(void)
         strlcpy(shared_state->listener_status, "not started", INFLUX_ERROR_TEXT);
         shared_state->generation = shmem_initializations++ << 16;
         pg_atomic_init_u32(&shared_state->restart_workers_requested, 0);
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < kProcessKinds; k++)
             for (int c = 0; c < kCounterCount; c++)
                 pg_atomic_init_u64(&shared_state->retired[k][c], 0);
         for (int i = 0; i < INFLUX_PROCESS_SLOTS; i++) {

@@ -28,6 +28,7 @@ namespace influx
 {
 
 enum class ProcessKind : int { None = 0, Listener = 1, Worker = 2 };
+constexpr int kProcessKinds = 3; /* ProcessKind values, None included */
 
 /*
  * Counters reported by influx.stats(), in the order of its OUT parameters after the fixed
@@ -89,7 +90,7 @@ struct SharedState {
     pg_atomic_uint32 restart_workers_requested; /* set by influx.restart_workers() */
 
     /* Counters of processes that have exited, per kind (index = ProcessKind). */
-    pg_atomic_uint64 retired[3][kCounterCount];
+    pg_atomic_uint64 retired[kProcessKinds][kCounterCount];
     ProcessSlot slots[INFLUX_PROCESS_SLOTS];
 };
 

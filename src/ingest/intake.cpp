@@ -51,10 +51,13 @@ int64 NowNs(void)
     return (now + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) * 1000;
 }
 
-/* A short, printable excerpt of a line for messages (at most 60 bytes). */
+/* Bytes of a line that a message quotes at most. */
+constexpr size_t kExcerptBytes = 60;
+
+/* A short, printable excerpt of a line for messages (at most kExcerptBytes). */
 void Excerpt(std::string_view line, bool ascii_only, char *buf, size_t size)
 {
-    size_t n = Min(line.size(), static_cast<size_t>(60));
+    size_t n = Min(line.size(), kExcerptBytes);
     while (n > 0 && n < line.size() && (static_cast<unsigned char>(line[n]) & 0xC0) == 0x80)
         n--;
     size_t o = 0;

@@ -20,6 +20,13 @@ extern "C" {
 
 namespace influx
 {
+
+/*
+ * Connections the kernel queues before the listener accepts them (capped by
+ * net.core.somaxconn): room for a connection storm between two wakeups.
+ */
+constexpr int kListenBacklog = 1024;
+
 namespace
 {
 
@@ -60,7 +67,7 @@ int BindHost(const char *host, int port, int socktype, int udp_rcvbuf, int *fds,
             (void) setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
         }
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-            (socktype == SOCK_STREAM && listen(fd, 1024) != 0)) {
+            (socktype == SOCK_STREAM && listen(fd, kListenBacklog) != 0)) {
             char addr[NI_MAXHOST] = "?";
             (void) getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), nullptr, 0,
                                NI_NUMERICHOST);

@@ -152,8 +152,10 @@ Datum listener_status(FunctionCallInfo fcinfo)
     connections = shared_state->tcp_connections;
     SpinLockRelease(&shared_state->mutex);
 
-    Datum values[9];
-    bool nulls[9] = {false};
+    /* The OUT parameters of influx.listener_status() (sql/pg_influx.sql). */
+    constexpr int kStatusColumns = 9;
+    Datum values[kStatusColumns];
+    bool nulls[kStatusColumns] = {false};
     if (pid != 0)
         values[0] = Int32GetDatum(pid);
     else
