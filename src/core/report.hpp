@@ -27,7 +27,7 @@ namespace influx
 void ReportToSlot(ProcessSlot *slot);
 void ReportToSqlCall(void);
 
-/* Adds n to a counter (the slot's, and the local tally). */
+/* Adds n to a counter of the slot counts go to (none during a SQL call). */
 void Note(Counter counter, uint64 n = 1);
 
 /* Adds n to a counter and reports the reason. */
