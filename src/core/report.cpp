@@ -18,10 +18,6 @@ namespace
 /* A SQL call shows this many problems as WARNINGs, then one note that more were hidden. */
 constexpr int kMaxWarningsPerCall = 20;
 
-ProcessSlot *report_slot = nullptr;
-bool sql_call = false;
-int warnings_shown = 0;
-
 /*
  * Copies `in` to out[size] with every control character as \xNN: C0 (below 0x20), DEL,
  * and C1 (U+0080..U+009F) in its UTF-8 form, byte by byte.  Bytes that are no UTF-8
@@ -60,25 +56,22 @@ void EscapeControls(const char *in, char *out, size_t size)
 
 } // namespace
 
-void ReportToSlot(ProcessSlot *slot)
+Reporter SlotReporter(ProcessSlot *slot)
 {
-    report_slot = slot;
-    sql_call = false;
+    return Reporter{slot, false, 0};
 }
 
-void ReportToSqlCall(void)
+Reporter CallerReporter(void)
 {
-    report_slot = nullptr;
-    sql_call = true;
-    warnings_shown = 0;
+    return Reporter{nullptr, true, 0};
 }
 
-void Note(Counter counter, uint64 n)
+void Note(Reporter *to, Counter counter, uint64 n)
 {
-    Count(report_slot, counter, n);
+    Count(to->slot, counter, n);
 }
 
-void Problem(Counter counter, uint64 n, const char *fmt, ...)
+void Problem(Reporter *to, Counter counter, uint64 n, const char *fmt, ...)
 {
     char raw[INFLUX_ERROR_TEXT];
     va_list args;
@@ -89,16 +82,16 @@ void Problem(Counter counter, uint64 n, const char *fmt, ...)
     char text[INFLUX_ERROR_TEXT];
     EscapeControls(raw, text, sizeof(text));
 
-    Note(counter, n);
-    if (!sql_call) {
-        ReportProblem(report_slot, "%s", text);
+    Note(to, counter, n);
+    if (!to->to_caller) {
+        ReportProblem(to->slot, "%s", text);
         return;
     }
-    if (warnings_shown < kMaxWarningsPerCall)
+    if (to->warnings_shown < kMaxWarningsPerCall)
         ereport(WARNING, (errmsg("pg_influx: %s", text)));
-    else if (warnings_shown == kMaxWarningsPerCall)
+    else if (to->warnings_shown == kMaxWarningsPerCall)
         ereport(WARNING, (errmsg("pg_influx: further problems of this call are not shown")));
-    warnings_shown++;
+    to->warnings_shown++;
 }
 
 const char *LogName(const char *name)

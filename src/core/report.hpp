@@ -23,15 +23,29 @@
 namespace influx
 {
 
-/* Where counts go from now on: a worker's slot (may be NULL), or a SQL call (slot NULL). */
-void ReportToSlot(ProcessSlot *slot);
-void ReportToSqlCall(void);
+/*
+ * Where the insert path's counts and problems go, chosen explicitly by whoever runs it:
+ * an insertion worker's slot (counters, last_error, the rate-limited log: Count and
+ * ReportProblem of shared_state.hpp, which the listener and workers also use directly),
+ * or the caller of influx.insert() (WARNINGs, up to a limit per call; there is no slot).
+ */
+struct Reporter {
+    ProcessSlot *slot; /* counters and last_error go here; NULL: nowhere */
+    bool to_caller;    /* problems are WARNINGs to the SQL caller, not log lines */
+    int warnings_shown;
+};
 
-/* Adds n to a counter of the slot counts go to (none during a SQL call). */
-void Note(Counter counter, uint64 n = 1);
+/* A worker's destination: its slot. */
+Reporter SlotReporter(ProcessSlot *slot);
+/* influx.insert()'s destination: its caller. */
+Reporter CallerReporter(void);
+
+/* Adds n to a counter (of the destination's slot, if it has one). */
+void Note(Reporter *to, Counter counter, uint64 n = 1);
 
 /* Adds n to a counter and reports the reason. */
-void Problem(Counter counter, uint64 n, const char *fmt, ...) pg_attribute_printf(3, 4);
+void Problem(Reporter *to, Counter counter, uint64 n, const char *fmt, ...)
+    pg_attribute_printf(4, 5);
 
 /*
  * A name for a message, control characters escaped as \xNN (C0, DEL, and C1 encoded in

@@ -92,6 +92,9 @@ namespace insert_path
 
 bool initialized = false;
 ProcessSlot *my_slot = nullptr;
+/* Where counts and problems go: the worker's slot, or influx.insert()'s caller. */
+Reporter worker_reporter = {nullptr, false, 0};
+Reporter *reporter = &worker_reporter;
 LineParser *parser = nullptr;
 Batch batch;
 /*
@@ -373,7 +376,7 @@ void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *rea
         return;
     for (int i = lo; i < hi; i++)
         g->rows[i].rejected = true;
-    Problem(counter, n, "%lld row%s for \"%s\" rejected: %s", static_cast<long long>(n),
+    Problem(reporter, counter, n, "%lld row%s for \"%s\" rejected: %s", static_cast<long long>(n),
             n == 1 ? "" : "s", LogName(g->measurement), reason);
 }
 
@@ -477,7 +480,7 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     /* Each group is a statement: it sees what the previous ones wrote. */
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
-    int64 n = WriteRows(rel, info, GetUserId(), g, lo, hi, &progress, ReparseRow);
+    int64 n = WriteRows(rel, info, GetUserId(), reporter, g, lo, hi, &progress, ReparseRow);
     PopActiveSnapshot();
     table_close(rel, NoLock);
     return n;
@@ -543,7 +546,7 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
         }
         if (stage == WriteStage::Rows && row >= lo && row < hi) {
             g->rows[row].rejected = true;
-            Problem(in_value ? kRowsRejectedValue : kRowsRejectedInsert, 1,
+            Problem(reporter, in_value ? kRowsRejectedValue : kRowsRejectedInsert, 1,
                     "row rejected: table \"%s\"%s%s%s: %s", LogName(g->measurement),
                     in_value ? ", column \"" : "", in_value ? LogName(progress.column) : "",
                     in_value ? "\"" : "", message);
@@ -554,7 +557,7 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
         }
         if (hi - lo == 1) {
             g->rows[lo].rejected = true;
-            Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": %s",
+            Problem(reporter, kRowsRejectedInsert, 1, "row rejected: table \"%s\": %s",
                     LogName(g->measurement), message);
             break;
         }
@@ -692,7 +695,8 @@ void InsertInit(ProcessSlot *slot, const WorkerHooks *worker_hooks)
     my_slot = slot;
     hooks = worker_hooks;
     EnsureInitialized();
-    ReportToSlot(slot);
+    worker_reporter = SlotReporter(slot);
+    reporter = &worker_reporter;
     watchdog_timeout = RegisterTimeout(USER_TIMEOUT, FlushWatchdog);
     flush_timeout = RegisterTimeout(USER_TIMEOUT, FlushTimeoutHandler);
 }
@@ -798,7 +802,7 @@ bool InsertFlushBatch(void)
         if (ok || !ErrorIsTransient(sqlstate))
             break;
         suspect_failures = ErrorAlwaysRetried(sqlstate) ? 0 : suspect_failures + 1;
-        Problem(kFlushRetries, 1,
+        Problem(reporter, kFlushRetries, 1,
                 "flush of %lld rows rolled back (SQLSTATE %s), trying again in %d ms: %s",
                 static_cast<long long>(AllPendingRows()), unpack_sql_state(sqlstate), wait_ms,
                 message);
@@ -811,11 +815,11 @@ bool InsertFlushBatch(void)
         wait_ms = Min(wait_ms * 2, kRetryMaxWaitMs);
     }
     if (!ok)
-        Problem(kRowsRejectedInsert, AllPendingRows(), "batch of %lld rows lost: %s",
+        Problem(reporter, kRowsRejectedInsert, AllPendingRows(), "batch of %lld rows lost: %s",
                 static_cast<long long>(AllPendingRows()), message);
     if (ok) {
-        Note(kRowsInserted, inserted);
-        Note(kBatches);
+        Note(reporter, kRowsInserted, inserted);
+        Note(reporter, kBatches);
     }
     EndBatch();
     pgstat_report_stat(false);
@@ -839,7 +843,8 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
 
     EnsureInitialized();
     sql_call_active = true;
-    ReportToSqlCall();
+    Reporter caller = CallerReporter();
+    reporter = &caller;
     volatile int64 inserted = 0;
     MemoryContext oldcxt = CurrentMemoryContext;
     PG_TRY();
@@ -862,14 +867,14 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
         if (!ok)
             n = InsertAll(&opts, true);
         inserted = n;
-        Note(kRowsInserted, inserted);
+        Note(reporter, kRowsInserted, inserted);
     }
     PG_FINALLY();
     {
         MemoryContextSwitchTo(oldcxt);
         EndBatch();
         sql_call_active = false;
-        ReportToSlot(my_slot);
+        reporter = &worker_reporter;
     }
     PG_END_TRY();
     return inserted;

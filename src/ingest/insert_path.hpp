@@ -48,6 +48,9 @@ struct FlushOptions {
 /* ---- state (insert.cpp) ---- */
 
 extern ProcessSlot *my_slot;
+/* Where the insert path counts and reports (core/report.hpp): the worker's slot, or during
+ * influx.insert() its caller. */
+extern Reporter *reporter;
 extern LineParser *parser;
 extern Batch batch;
 /*

@@ -104,7 +104,7 @@ bool ReadShapedLine(std::string_view line, int64 now_ns, bool plain)
     MemoryContextSwitchTo(old);
     if (!built)
         return false;
-    Note(kLinesReceived);
+    Note(reporter, kLinesReceived);
     BatchAddBuiltRow(&batch, g, values, nvalues, time_ns, line.data(), line.size());
     shaped_group = g;
     return true;
@@ -154,7 +154,7 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
     ParseStatus status = parser->ParseLine(line, &point, plain);
     if (status == ParseStatus::Skip)
         return;
-    Note(kLinesReceived);
+    Note(reporter, kLinesReceived);
     if (status == ParseStatus::Invalid) {
         const ParseError &e = parser->error();
         char excerpt[80];
@@ -162,7 +162,7 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
         Counter reason = e.cls == ErrorClass::TooLong       ? kLinesRejectedTooLong
                          : e.cls == ErrorClass::OutOfMemory ? kLinesRejectedMemory
                                                             : kLinesRejectedSyntax;
-        Problem(reason, 1, "line rejected: %s: \"%s\"", e.message, excerpt);
+        Problem(reporter, reason, 1, "line rejected: %s: \"%s\"", e.message, excerpt);
         return;
     }
 
@@ -171,7 +171,7 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
     if (len >= NAMEDATALEN || memchr(point.measurement.data, '\0', point.measurement.size)) {
         char excerpt[80];
         Excerpt(line, false, excerpt, sizeof(excerpt));
-        Problem(kRowsRejectedTable, 1,
+        Problem(reporter, kRowsRejectedTable, 1,
                 len >= NAMEDATALEN ? "row rejected: measurement name longer than 63 bytes: \"%s\""
                                    : "row rejected: measurement name contains a NUL byte: \"%s\"",
                 excerpt);
@@ -180,7 +180,7 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
     if (!plain && names_need_ascii && !NamesAreAscii(point)) {
         char excerpt[80];
         Excerpt(line, false, excerpt, sizeof(excerpt));
-        Problem(kRowsRejectedValue, 1,
+        Problem(reporter, kRowsRejectedValue, 1,
                 "row rejected: names must be ASCII in a database with encoding %s: \"%s\"",
                 GetDatabaseEncodingName(), excerpt);
         return;

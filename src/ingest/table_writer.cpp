@@ -120,6 +120,7 @@ struct Writer {
 
     bool *is_set;         /* per row: columns that got a value from the line */
     Oid writer;           /* the role the write is made for (identity.hpp) */
+    Reporter *report;     /* where rejected rows are counted and reported */
     Oid acting;           /* the user the table's code runs as */
     const bool *writable; /* per column: the writer may set it; NULL: every column */
     List *checks;         /* the table's row-level security WITH CHECK options, planned */
@@ -369,7 +370,7 @@ void RejectValue(Writer *w, BatchRow *row, const ColumnInfo *col, ValueRef value
     char desc[96];
     DescribeValue(value, desc, sizeof(desc));
     row->rejected = true;
-    Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"%s\", %s: %s",
+    Problem(w->report, kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"%s\", %s: %s",
             LogName(get_rel_name(w->info->relid)), LogName(col->name), desc, reason);
 }
 
@@ -407,7 +408,8 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
     if (row->values != nullptr && !w->reparse(row, &line)) {
         /* Built for another version of the table, and its line does not parse again. */
         row->rejected = true;
-        Problem(kRowsRejectedInsert, 1, "row rejected: table \"%s\": its line no longer parses",
+        Problem(w->report, kRowsRejectedInsert, 1,
+                "row rejected: table \"%s\": its line no longer parses",
                 LogName(get_rel_name(info->relid)));
         return false;
     }
@@ -420,7 +422,8 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
         int tc = info->time_column;
         if (!TimeToDatum(&info->columns[tc], row->time_ns, &slot->tts_values[tc], reason)) {
             row->rejected = true;
-            Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_time\": %s",
+            Problem(w->report, kRowsRejectedValue, 1,
+                    "row rejected: table \"%s\", column \"_time\": %s",
                     LogName(get_rel_name(info->relid)), reason);
             return false;
         }
@@ -463,7 +466,8 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
         int c = info->tags_column;
         if (!TagsToJsonb(left_tags, nleft_tags, &slot->tts_values[c], reason)) {
             row->rejected = true;
-            Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_tags\": %s",
+            Problem(w->report, kRowsRejectedValue, 1,
+                    "row rejected: table \"%s\", column \"_tags\": %s",
                     LogName(get_rel_name(info->relid)), reason);
             return false;
         }
@@ -474,7 +478,8 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
         int c = info->fields_column;
         if (!FieldsToJsonb(left_fields, nleft_fields, &slot->tts_values[c], reason)) {
             row->rejected = true;
-            Problem(kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"_fields\": %s",
+            Problem(w->report, kRowsRejectedValue, 1,
+                    "row rejected: table \"%s\", column \"_fields\": %s",
                     LogName(get_rel_name(info->relid)), reason);
             return false;
         }
@@ -512,7 +517,7 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
         for (int c = 0; c < natts; c++) {
             if (w->is_set[c] && !w->writable[c]) {
                 row->rejected = true;
-                Problem(kRowsRejectedTable, 1,
+                Problem(w->report, kRowsRejectedTable, 1,
                         "row rejected: table \"%s\": permission denied for column \"%s\"",
                         LogName(get_rel_name(w->info->relid)), LogName(w->info->columns[c].name));
                 return false;
@@ -673,12 +678,13 @@ void Finish(Writer *w)
 
 } // namespace
 
-int64 WriteRows(Relation rel, TableInfo *info, Oid writer, BatchGroup *group, int lo, int hi,
-                volatile WriteProgress *progress, ReparseFn reparse)
+int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, BatchGroup *group,
+                int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse)
 {
     Writer *w = static_cast<Writer *>(palloc0(sizeof(Writer)));
     w->rel = rel;
     w->writer = writer;
+    w->report = report;
     w->writable = ColumnsWritable(rel, writer);
     w->info = info;
     w->group = group;

@@ -21,6 +21,7 @@
  */
 #pragma once
 
+#include "core/report.hpp"
 #include "ingest/batch.hpp"
 #include "ingest/table_cache.hpp"
 
@@ -44,7 +45,8 @@ struct WriteProgress {
 /*
  * Inserts the rows [lo, hi) of a group that are not marked rejected into `rel` (opened and
  * locked with RowExclusiveLock by the caller, IdentityRefusal and SchemaRefusal checked)
- * for `writer`: the columns a row sets must be granted to it, row-level security policies
+ * for `writer` (rows it rejects are counted and reported to `report`): the columns a row
+ * sets must be granted to it, row-level security policies
  * are chosen for it, and the table's own code runs as ActingUser (identity.hpp).  Values that do
  * not convert reject their row (counted, marked).  Built rows built for another `info` get their
  * line parsed again with `reparse` (tag and field arrays valid until its next call; false if the
@@ -54,7 +56,7 @@ struct WriteProgress {
  */
 typedef bool (*ReparseFn)(const BatchRow *row, Point *point);
 
-int64 WriteRows(Relation rel, TableInfo *info, Oid writer, BatchGroup *group, int lo, int hi,
-                volatile WriteProgress *progress, ReparseFn reparse);
+int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, BatchGroup *group,
+                int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse);
 
 } // namespace influx

@@ -298,8 +298,8 @@ bool AddColumns(Oid relid, const TableInfo *info, BatchGroup *g, int lo, int hi)
         /* A lock or statement timeout, a cancel: the whole flush is tried again, columns too. */
         if (ErrorIsTransient(sqlstate))
             RaiseAgain(sqlstate, message);
-        Problem(kErrors, 0, "could not add columns to \"%s\": %s", LogName(g->measurement),
-                message);
+        Problem(reporter, kErrors, 0, "could not add columns to \"%s\": %s",
+                LogName(g->measurement), message);
     }
     if (ok)
         CommandCounterIncrement();
