@@ -12,6 +12,7 @@
  * C-style code: no object with a destructor is alive across the PostgreSQL calls here,
  * which may raise an ERROR at any point.
  */
+#include <cstdarg>
 #include <cstring>
 
 #include "protocol/line_protocol.hpp"
@@ -363,15 +364,34 @@ void InsertOne(Writer *w, Target *t, TupleTableSlot *slot)
     w->inserted++;
 }
 
+/*
+ * Marks a row rejected, counts it and reports "row rejected: table "<t>"" followed by
+ * what `fmt` says.  Returns false, for the caller to return.
+ */
+bool RejectRow(Writer *w, BatchRow *row, Counter counter, const char *fmt, ...)
+    pg_attribute_printf(4, 5);
+
+bool RejectRow(Writer *w, BatchRow *row, Counter counter, const char *fmt, ...)
+{
+    char detail[INFLUX_ERROR_TEXT];
+    va_list args;
+    va_start(args, fmt);
+    pg_vsnprintf(detail, sizeof(detail), fmt, args);
+    va_end(args);
+    row->rejected = true;
+    Problem(w->report, counter, 1, "row rejected: table \"%s\"%s",
+            LogName(get_rel_name(w->info->relid)), detail);
+    return false;
+}
+
 /* Counts and reports a value that does not convert; the row is marked and skipped. */
 void RejectValue(Writer *w, BatchRow *row, const ColumnInfo *col, ValueRef value,
                  const char *reason)
 {
     char desc[96];
     DescribeValue(value, desc, sizeof(desc));
-    row->rejected = true;
-    Problem(w->report, kRowsRejectedValue, 1, "row rejected: table \"%s\", column \"%s\", %s: %s",
-            LogName(get_rel_name(w->info->relid)), LogName(col->name), desc, reason);
+    (void) RejectRow(w, row, kRowsRejectedValue, ", column \"%s\", %s: %s", LogName(col->name),
+                     desc, reason);
 }
 
 /* Assigns one tag or field value to its column; false when the row is rejected. */
@@ -407,11 +427,7 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
     line.nfields = row->nfields;
     if (row->values != nullptr && !w->reparse(row, &line)) {
         /* Built for another version of the table, and its line does not parse again. */
-        row->rejected = true;
-        Problem(w->report, kRowsRejectedInsert, 1,
-                "row rejected: table \"%s\": its line no longer parses",
-                LogName(get_rel_name(info->relid)));
-        return false;
+        return RejectRow(w, row, kRowsRejectedInsert, ": its line no longer parses");
     }
     for (int i = 0; i < natts; i++)
         slot->tts_isnull[i] = true;
@@ -421,11 +437,7 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
     if (info->time_column >= 0) {
         int tc = info->time_column;
         if (!TimeToDatum(&info->columns[tc], row->time_ns, &slot->tts_values[tc], reason)) {
-            row->rejected = true;
-            Problem(w->report, kRowsRejectedValue, 1,
-                    "row rejected: table \"%s\", column \"_time\": %s",
-                    LogName(get_rel_name(info->relid)), reason);
-            return false;
+            return RejectRow(w, row, kRowsRejectedValue, ", column \"_time\": %s", reason);
         }
         slot->tts_isnull[tc] = false;
         w->is_set[tc] = true;
@@ -465,11 +477,7 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
     if (nleft_tags > 0) {
         int c = info->tags_column;
         if (!TagsToJsonb(left_tags, nleft_tags, &slot->tts_values[c], reason)) {
-            row->rejected = true;
-            Problem(w->report, kRowsRejectedValue, 1,
-                    "row rejected: table \"%s\", column \"_tags\": %s",
-                    LogName(get_rel_name(info->relid)), reason);
-            return false;
+            return RejectRow(w, row, kRowsRejectedValue, ", column \"_tags\": %s", reason);
         }
         slot->tts_isnull[c] = false;
         w->is_set[c] = true;
@@ -477,11 +485,7 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
     if (nleft_fields > 0) {
         int c = info->fields_column;
         if (!FieldsToJsonb(left_fields, nleft_fields, &slot->tts_values[c], reason)) {
-            row->rejected = true;
-            Problem(w->report, kRowsRejectedValue, 1,
-                    "row rejected: table \"%s\", column \"_fields\": %s",
-                    LogName(get_rel_name(info->relid)), reason);
-            return false;
+            return RejectRow(w, row, kRowsRejectedValue, ", column \"_fields\": %s", reason);
         }
         slot->tts_isnull[c] = false;
         w->is_set[c] = true;
@@ -516,11 +520,9 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
         /* INSERT with column privileges: every column the row sets must be granted. */
         for (int c = 0; c < natts; c++) {
             if (w->is_set[c] && !w->writable[c]) {
-                row->rejected = true;
-                Problem(w->report, kRowsRejectedTable, 1,
-                        "row rejected: table \"%s\": permission denied for column \"%s\"",
-                        LogName(get_rel_name(w->info->relid)), LogName(w->info->columns[c].name));
-                return false;
+                return RejectRow(w, row, kRowsRejectedTable,
+                                 ": permission denied for column \"%s\"",
+                                 LogName(w->info->columns[c].name));
             }
         }
     }
