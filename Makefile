@@ -18,9 +18,10 @@ SRCS = $(sort $(wildcard src/*.cpp src/*/*.cpp))
 SRC_HEADERS = $(wildcard src/*.hpp src/*/*.hpp)
 OBJS = $(SRCS:.cpp=.o)
 
-# Pure C++ modules (src/protocol): no PostgreSQL headers, linked into unit tests and
-# fuzzers too.
-PURE_SRCS = $(sort $(wildcard src/protocol/*.cpp))
+# Pure C++ modules (src/protocol, src/http): no PostgreSQL headers, linked into unit tests
+# and fuzzers too.  src/http uses Boost.Beast (header-only) and zlib.
+PURE_SRCS = $(sort $(wildcard src/protocol/*.cpp src/http/*.cpp))
+PURE_LIBS = -lz
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
@@ -36,7 +37,7 @@ PG_CPPFLAGS = -Isrc
 PG_CXXFLAGS = -std=c++17 -fvisibility=hidden -fvisibility-inlines-hidden \
               -Wno-register -Wno-missing-field-initializers $(if $(CI),-Werror)
 PG_CFLAGS   = $(if $(CI),-Werror)
-SHLIB_LINK  = -lstdc++
+SHLIB_LINK  = -lstdc++ $(PURE_LIBS)
 
 # Bitcode is only used to inline SQL-callable functions into JIT-compiled queries; none
 # of ours benefit, and the bitcode rule does not see PG_CXXFLAGS (-std=c++17).
@@ -79,7 +80,8 @@ installcheck: check-schedule
 CXX_TOOL_FLAGS = -std=c++17 -O2 -g -Wall -Wextra $(if $(CI),-Werror) -Isrc
 
 test/unit/unittest: $(PURE_SRCS) $(wildcard test/unit/*.cpp) $(SRC_HEADERS)
-	$(CXX) $(CXX_TOOL_FLAGS) -o $@ $(PURE_SRCS) $(wildcard test/unit/*.cpp) -lgtest -lgtest_main -lpthread
+	$(CXX) $(CXX_TOOL_FLAGS) -o $@ $(PURE_SRCS) $(wildcard test/unit/*.cpp) -lgtest -lgtest_main -lpthread \
+	  $(PURE_LIBS)
 
 .PHONY: unittest
 unittest: test/unit/unittest
@@ -87,7 +89,7 @@ unittest: test/unit/unittest
 
 test/fuzz/fuzz_line_protocol: $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(SRC_HEADERS)
 	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -o $@ $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp
+	  -o $@ $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(PURE_LIBS)
 
 .PHONY: fuzz
 FUZZ_SECONDS ?= 60
@@ -97,7 +99,8 @@ fuzz: test/fuzz/fuzz_line_protocol
 	  test/fuzz/corpus.work test/fuzz/corpus
 
 bench/parser_bench: $(PURE_SRCS) bench/parser_bench.cpp $(SRC_HEADERS)
-	$(CXX) -std=c++17 -O2 -DNDEBUG -Isrc -o $@ $(PURE_SRCS) bench/parser_bench.cpp -lbenchmark -lpthread
+	$(CXX) -std=c++17 -O2 -DNDEBUG -Isrc -o $@ $(PURE_SRCS) bench/parser_bench.cpp -lbenchmark -lpthread \
+	  $(PURE_LIBS)
 
 .PHONY: parser-bench
 parser-bench: bench/parser_bench

@@ -296,6 +296,7 @@ class Cluster:
         cands = random.Random(os.getpid()).sample(list(self.INFLUX_PORTS), len(self.INFLUX_PORTS))
         self.tcp_port = pick_port(cands, ("tcp",))
         self.udp_port = pick_port(cands, ("udp",), exclude=(self.tcp_port,))
+        self.http_port = pick_port(cands, ("tcp",), exclude=(self.tcp_port, self.udp_port))
         self.started = False
 
     def init(self, settings):
@@ -320,6 +321,7 @@ class Cluster:
             "influx.listen_addresses": "'127.0.0.1'",
             "influx.tcp_port": self.tcp_port,
             "influx.udp_port": self.udp_port,
+            "influx.http_port": self.http_port,
             "influx.workers": self.args.workers,
             "influx.batch_size": self.args.batch_size,
             "influx.schema": "'influx_typed'",

@@ -15,6 +15,7 @@ PACKAGES=(
     libgtest-dev                # make unittest
     libbenchmark-dev            # make parser-bench
     libfast-float-dev           # float parsing in the line-protocol parser
+    zlib1g-dev                  # gzip request bodies on the HTTP endpoint
     clang                       # make fuzz (libFuzzer)
     libclang-rt-14-dev          # libFuzzer and sanitizer runtimes for clang 14
     clang-format                # make format-check (the .clang-format of this tree: version 14)
@@ -25,6 +26,8 @@ PACKAGES=(
     python3-psycopg2
     python3-influxdb            # the real InfluxDB client (UDP) used by integration tests
     netcat-openbsd              # nc, for the README examples
+    curl                        # HTTP endpoint tests and examples
+    influxdb-client             # the influx 1.x CLI, an HTTP client in the integration tests
     sudo                        # README commands are written as `sudo ...`
     procps                      # ps/pgrep used by diagnostics
 )

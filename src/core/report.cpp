@@ -58,12 +58,12 @@ void EscapeControls(const char *in, char *out, size_t size)
 
 Reporter SlotReporter(ProcessSlot *slot)
 {
-    return Reporter{slot, false, 0};
+    return Reporter{slot, false, 0, ""};
 }
 
 Reporter CallerReporter(void)
 {
-    return Reporter{nullptr, true, 0};
+    return Reporter{nullptr, true, 0, ""};
 }
 
 void Note(Reporter *to, Counter counter, uint64 n)
@@ -81,6 +81,7 @@ void Problem(Reporter *to, Counter counter, uint64 n, const char *fmt, ...)
     /* Names are LogName()'d by the callers; PostgreSQL's own messages may quote them raw. */
     char text[INFLUX_ERROR_TEXT];
     EscapeControls(raw, text, sizeof(text));
+    strlcpy(to->last, text, sizeof(to->last));
 
     Note(to, counter, n);
     if (!to->to_caller) {

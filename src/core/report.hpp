@@ -33,6 +33,7 @@ struct Reporter {
     ProcessSlot *slot; /* counters and last_error go here; NULL: nowhere */
     bool to_caller;    /* problems are WARNINGs to the SQL caller, not log lines */
     int warnings_shown;
+    char last[INFLUX_ERROR_TEXT]; /* the text of the last problem (escaped) */
 };
 
 /* A worker's destination: its slot. */

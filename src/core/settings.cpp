@@ -31,6 +31,10 @@ int influx_workers = 2;
 char *influx_listen_addresses = nullptr;
 int influx_udp_port = 8089;
 int influx_tcp_port = 8094;
+int influx_http_port = 8086;
+int influx_http_max_body_size = 25 * 1000 * 1000;
+int influx_http_max_connections = 1000;
+int influx_http_write_timeout = 4000;
 int influx_batch_size = 10000;
 int influx_flush_interval = 200;
 int influx_flush_idle = 20;
@@ -125,6 +129,30 @@ void InitSettings(void)
     DefineCustomIntVariable("influx.tcp_port", "TCP port for line protocol streams.",
                             "0 turns TCP off.", &influx_tcp_port, 8094, 0, 65535, PGC_SIGHUP, 0,
                             nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.http_port",
+                            "TCP port of the HTTP write endpoint (InfluxDB 1.x and 2.x API).",
+                            "0 turns HTTP off.", &influx_http_port, 8086, 0, 65535, PGC_SIGHUP, 0,
+                            nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.http_max_body_size",
+                            "Largest HTTP request body accepted, after decompression.",
+                            "Larger requests are answered 413 and nothing of them is written.",
+                            &influx_http_max_body_size, 25 * 1000 * 1000, 1024, INT_MAX / 2,
+                            PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.http_max_connections", "Most HTTP connections open at once.",
+                            "Connections beyond it are refused and counted.",
+                            &influx_http_max_connections, 1000, 1, INFLUX_MAX_CONNECTIONS,
+                            PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable("influx.http_write_timeout",
+                            "Longest time an HTTP write waits for its lines to be committed.",
+                            "Past it the write is answered 500 \"timeout\" (the lines may still "
+                            "be committed).  Keep it below the clients' own timeouts (5 s for "
+                            "Telegraf).",
+                            &influx_http_write_timeout, 4000, 100, 3600 * 1000, PGC_SIGHUP,
+                            GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "influx.batch_size", "Rows a worker collects before it inserts and commits.", nullptr,

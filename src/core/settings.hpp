@@ -22,6 +22,10 @@ extern int influx_workers;
 extern char *influx_listen_addresses;
 extern int influx_udp_port;
 extern int influx_tcp_port;
+extern int influx_http_port;
+extern int influx_http_max_body_size;
+extern int influx_http_max_connections;
+extern int influx_http_write_timeout; /* ms */
 extern int influx_batch_size;
 extern int influx_flush_interval;
 extern int influx_flush_idle;

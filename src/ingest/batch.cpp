@@ -146,6 +146,7 @@ BatchRow *AppendRow(Batch *batch, BatchGroup *g, int64_t time_ns, const char *li
     row->line = line;
     row->line_len = static_cast<uint32_t>(line_len);
     row->rejected = false;
+    row->request = batch->request;
     batch->nrows++;
     return row;
 }

@@ -39,6 +39,7 @@ struct BatchRow {
     int64_t time_ns;     /* Unix time in nanoseconds (server time when the line had none) */
     const char *line;    /* the line: for error messages, and to parse a built row again */
     uint32_t line_len;
+    uint32_t request; /* its request's tally (requests.hpp), 0 if none */
     uint16_t nvalues; /* built row: columns it gives a value */
     bool rejected;    /* a value did not convert; never retried, counted once */
 };
@@ -68,6 +69,7 @@ struct Batch {
     int nbuckets;
     BatchGroup *last; /* the group of the previous row: consecutive lines usually share it */
     size_t nrows;
+    uint32_t request; /* the tally rows being added belong to (BatchRow.request) */
 };
 
 /* Creates an empty batch whose memory lives in a new child of `parent`. */

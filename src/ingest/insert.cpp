@@ -77,6 +77,7 @@ extern "C" {
 #include "ingest/identity.hpp"
 #include "ingest/insert.hpp"
 #include "ingest/insert_path.hpp"
+#include "ingest/requests.hpp"
 #include "core/pg_cpp.hpp"
 #include "core/report.hpp"
 #include "core/settings.hpp"
@@ -190,6 +191,12 @@ void FlushWatchdog(void)
  * transaction and has no such cap.
  */
 constexpr int kMaxTablesPerFlush = 256;
+
+/*
+ * Requests a flush may carry: each is an outcome the worker writes into its ring's log
+ * (ipc/ring.hpp), which must hold a flush's outcomes with room to spare.
+ */
+constexpr uint32 kMaxRequestsPerFlush = kOutcomeSlots / 4;
 
 /*
  * Memory a worker's batch may take before it is flushed, whatever influx.batch_size says:
@@ -368,24 +375,41 @@ int64 PendingRows(BatchGroup *g, int lo, int hi)
     return n;
 }
 
+/*
+ * Marks a row rejected, after its problem was reported: its request (if any) learns the
+ * reason.  Rejection is for good: a later attempt of the flush skips the row.
+ */
+void MarkRejected(BatchRow *row)
+{
+    if (row->rejected)
+        return;
+    row->rejected = true;
+    RequestRejected(row->request, reporter->last);
+}
+
 /* Rejects every remaining row of [lo, hi) for one reason (counted once per row). */
 void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *reason)
 {
     int64 n = PendingRows(g, lo, hi);
     if (n == 0)
         return;
-    for (int i = lo; i < hi; i++)
-        g->rows[i].rejected = true;
     Problem(reporter, counter, n, "%lld row%s for \"%s\" rejected: %s", static_cast<long long>(n),
             n == 1 ? "" : "s", LogName(g->measurement), reason);
+    for (int i = lo; i < hi; i++)
+        MarkRejected(&g->rows[i]);
 }
 
 /*
  * Before a flush commits: writes the lines of the groups this attempt parked into the
- * handback area, one record per group, and returns the bytes written (0: nothing parked).
+ * handback area and returns the bytes written (0: nothing parked).  A group's lines go in
+ * one record, or one per run of rows of one request, which keeps its meta (chunk.hpp) so
+ * that the lines come back as part of their request.  Requests' tallies learn how many of
+ * their units went back.
  */
 size_t WriteHandback(void)
 {
+    for (uint32 k = 1; k <= RequestTallyCount(); k++)
+        RequestTallyAt(k)->handed_back = 0;
     if (!may_park || park_bytes == 0)
         return 0;
     char *area = hooks->handback;
@@ -396,23 +420,37 @@ size_t WriteHandback(void)
         BatchGroup *g = batch.groups[k];
         if (!g->parked)
             continue;
-        size_t start = pos + kRecordHeader;
-        size_t end = start;
-        for (int i = 0; i < g->nrows; i++) {
-            const BatchRow *row = &g->rows[i];
-            if (row->rejected)
+        int i = 0;
+        while (i < g->nrows) {
+            if (g->rows[i].rejected) {
+                i++;
                 continue;
-            /* OpenTable reserved room for every row of the group (park_bytes). */
-            if (end + row->line_len + 1 > hooks->handback_capacity)
-                elog(PANIC, "pg_influx: handback area overrun");
-            memcpy(area + end, row->line, row->line_len);
-            end += row->line_len;
-            area[end++] = '\n';
-            rows++;
+            }
+            /* One record: rows [i, ...) of the same request. */
+            uint32 request = g->rows[i].request;
+            RequestTally *tally = RequestTallyAt(request);
+            size_t meta_size = tally != nullptr ? sizeof(RecordMeta) : 0;
+            size_t start = pos + kRecordHeader + meta_size;
+            size_t end = start;
+            for (; i < g->nrows; i++) {
+                const BatchRow *row = &g->rows[i];
+                if (row->rejected)
+                    continue;
+                if (row->request != request)
+                    break;
+                /* OpenTable reserved room for every row of the group (park_bytes). */
+                if (end + row->line_len + 1 > hooks->handback_capacity)
+                    elog(PANIC, "pg_influx: handback area overrun");
+                memcpy(area + end, row->line, row->line_len);
+                end += row->line_len;
+                area[end++] = '\n';
+                rows++;
+                if (tally != nullptr)
+                    tally->handed_back++;
+            }
+            pos += WriteRecord(area + pos, tally != nullptr ? &tally->meta : nullptr, area + start,
+                               end - start);
         }
-        uint32 len = static_cast<uint32>(end - start);
-        memcpy(area + pos, &len, kRecordHeader);
-        pos = end;
         groups++;
     }
     Assert(pos <= park_bytes);
@@ -545,20 +583,20 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
             break;
         }
         if (stage == WriteStage::Rows && row >= lo && row < hi) {
-            g->rows[row].rejected = true;
             Problem(reporter, in_value ? kRowsRejectedValue : kRowsRejectedInsert, 1,
                     "row rejected: table \"%s\"%s%s%s: %s", LogName(g->measurement),
                     in_value ? ", column \"" : "", in_value ? LogName(progress.column) : "",
                     in_value ? "\"" : "", message);
+            MarkRejected(&g->rows[row]);
             if (row > lo)
                 total += InsertGroupIsolated(opts, g, lo, row);
             lo = row + 1;
             continue;
         }
         if (hi - lo == 1) {
-            g->rows[lo].rejected = true;
             Problem(reporter, kRowsRejectedInsert, 1, "row rejected: table \"%s\": %s",
                     LogName(g->measurement), message);
+            MarkRejected(&g->rows[lo]);
             break;
         }
         int mid = lo + (hi - lo) / 2;
@@ -686,6 +724,44 @@ void EndBatch(void)
     TableCacheEndOfBatch();
 }
 
+/*
+ * Databases (HTTP db/bucket, RecordMeta.database): the rows of a flush all have one; ""
+ * is influx.schema.  A database names the schema of that name when it exists, is no
+ * system schema, and the writer may create tables in it; otherwise it is influx.schema
+ * (docs/http.md, "Databases").  The last answer is kept for intake's table lookups.
+ */
+char batch_database[NAMEDATALEN] = "";
+char resolved_database[NAMEDATALEN] = "";
+char resolved_schema[NAMEDATALEN] = "";
+
+/* The schema a flush of `database` writes to; looked up in a transaction of its own. */
+const char *ResolveDatabase(const char *database)
+{
+    if (database[0] == '\0')
+        return influx_schema;
+    bool usable = false;
+    if (strncmp(database, "pg_", 3) != 0 && strcmp(database, "information_schema") != 0) {
+        StartTransactionCommand();
+        Oid nspid = get_namespace_oid(database, true);
+        usable = OidIsValid(nspid) &&
+                 pg_namespace_aclcheck(nspid, GetUserId(), ACL_CREATE) == ACLCHECK_OK;
+        CommitTransactionCommand();
+    }
+    strlcpy(resolved_database, database, sizeof(resolved_database));
+    strlcpy(resolved_schema, usable ? database : influx_schema, sizeof(resolved_schema));
+    return resolved_schema;
+}
+
+/* The schema intake looks tables up in (a guess: the flush resolves it for certain). */
+const char *IntakeSchema(const char *database)
+{
+    if (database[0] == '\0')
+        return influx_schema;
+    if (strncmp(database, resolved_database, sizeof(resolved_database)) == 0)
+        return resolved_schema;
+    return database;
+}
+
 } // namespace insert_path
 
 using namespace insert_path;
@@ -701,10 +777,35 @@ void InsertInit(ProcessSlot *slot, const WorkerHooks *worker_hooks)
     flush_timeout = RegisterTimeout(USER_TIMEOUT, FlushTimeoutHandler);
 }
 
-size_t InsertAddRecord(const char *data, size_t size, bool *full)
+size_t InsertAddRecord(const RecordView &record, size_t from, bool *head, bool *full)
 {
-    size_t used = ParseChunk(data, size, static_cast<Precision>(influx_precision), influx_schema,
-                             kMaxTablesPerFlush, true);
+    const char *database = record.request ? record.meta.database : "";
+    *full = false;
+    if (strncmp(database, batch_database, sizeof(batch_database)) != 0) {
+        /* One database per flush: the rows before go first. */
+        if (batch.nrows > 0) {
+            *full = true;
+            return 0;
+        }
+        strlcpy(batch_database, database, sizeof(batch_database));
+    }
+    Precision precision = static_cast<Precision>(influx_precision);
+    int64 now_ns = 0;
+    batch.request = 0;
+    if (record.request) {
+        batch.request = RequestTallyFor(record.meta);
+        if (record.meta.precision <= static_cast<uint8>(Precision::Hours))
+            precision = static_cast<Precision>(record.meta.precision);
+        now_ns = record.meta.now_ns;
+        if (*head)
+            RequestUnit(batch.request);
+    }
+    *head = false;
+    size_t used = 0;
+    if (from < record.size)
+        used = ParseChunk(record.lines + from, record.size - from, precision,
+                          IntakeSchema(batch_database), kMaxTablesPerFlush, true, now_ns);
+    batch.request = 0;
     /*
      * A record that gave no row (only rejected lines or comments) leaves nothing to flush,
      * so nothing would ever free its copy: free it now, or such input grows the batch
@@ -714,7 +815,8 @@ size_t InsertAddRecord(const char *data, size_t size, bool *full)
         ResetBatch();
     *full = batch.nrows >= static_cast<size_t>(influx_batch_size) ||
             batch.ngroups >= kMaxTablesPerFlush ||
-            MemoryContextMemAllocated(batch.cxt, false) >= kMaxBatchMemory;
+            MemoryContextMemAllocated(batch.cxt, false) >= kMaxBatchMemory ||
+            RequestTallyCount() >= kMaxRequestsPerFlush;
     return used;
 }
 
@@ -783,7 +885,8 @@ bool InsertFlushBatch(void)
         EndBatch();
         return true;
     }
-    FlushOptions opts = {influx_schema, influx_create_tables, influx_add_columns, true};
+    FlushOptions opts = {ResolveDatabase(batch_database), influx_create_tables, influx_add_columns,
+                         true};
     int wait_ms = kRetryFirstWaitMs;
     int64 inserted = 0;
     int sqlstate = 0;
@@ -814,9 +917,13 @@ bool InsertFlushBatch(void)
         }
         wait_ms = Min(wait_ms * 2, kRetryMaxWaitMs);
     }
-    if (!ok)
+    if (!ok) {
         Problem(reporter, kRowsRejectedInsert, AllPendingRows(), "batch of %lld rows lost: %s",
                 static_cast<long long>(AllPendingRows()), message);
+        for (int k = 0; k < batch.ngroups; k++)
+            for (int i = 0; i < batch.groups[k]->nrows; i++)
+                MarkRejected(&batch.groups[k]->rows[i]);
+    }
     if (ok) {
         Note(reporter, kRowsInserted, inserted);
         Note(reporter, kBatches);

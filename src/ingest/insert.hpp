@@ -17,6 +17,7 @@
 #include <cstddef>
 
 #include "core/shared_state.hpp"
+#include "ipc/chunk.hpp"
 #include "protocol/line_protocol.hpp"
 
 namespace influx
@@ -42,13 +43,16 @@ struct WorkerHooks {
 void InsertInit(ProcessSlot *slot, const WorkerHooks *hooks);
 
 /*
- * Parses a record of complete lines into the pending batch.  The bytes are copied, so the
- * caller may reuse its buffer at once.  Returns the bytes consumed: fewer than `size` when
- * the batch reached its cap of tables first (the rest starts with a whole line and must be
- * given again after the flush).  *full is set when the batch should be flushed now
- * (influx.batch_size rows, the table cap, or its memory budget).
+ * Parses a record's lines from byte `from` on into the pending batch, and its request's
+ * head if *head is set (then cleared).  The bytes are copied, so the caller may reuse its
+ * buffer at once.  Returns the bytes of lines consumed: fewer than asked when the batch
+ * reached its cap of tables first (the rest starts with a whole line and must be given
+ * again after the flush), and 0 with nothing done when the record is for another database
+ * than the batch's rows (flush them first).  *full is set when the batch should be flushed
+ * now (influx.batch_size rows, the table or request cap, its memory budget, or the other
+ * database).
  */
-size_t InsertAddRecord(const char *data, size_t size, bool *full);
+size_t InsertAddRecord(const RecordView &record, size_t from, bool *head, bool *full);
 
 /* Rows waiting in the pending batch. */
 size_t InsertPendingRows(void);

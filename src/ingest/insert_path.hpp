@@ -80,7 +80,7 @@ constexpr int kBuildRefusalsToStop = 16;
 /* ---- intake.cpp ---- */
 
 size_t ParseChunk(const char *data, size_t size, Precision precision, const char *schema,
-                  int max_groups, bool worker);
+                  int max_groups, bool worker, int64 now_ns = 0);
 bool ReparseRow(const BatchRow *row, Point *point);
 
 /* ---- tables.cpp ---- */
@@ -97,6 +97,7 @@ int TakeError(char *message, size_t message_size);
 [[noreturn]] void RaiseAgain(int sqlstate, const char *message);
 bool ErrorIsTransient(int sqlstate);
 int64 PendingRows(BatchGroup *g, int lo, int hi);
+void MarkRejected(BatchRow *row);
 void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *reason);
 void ArmFlushTimeout(void);
 void DisarmFlushTimeout(void);

@@ -36,6 +36,7 @@ extern "C" {
 #include "core/settings.hpp"
 #include "ingest/identity.hpp"
 #include "ingest/insert_path.hpp"
+#include "ingest/requests.hpp"
 #include "ingest/row_builder.hpp"
 #include "ipc/chunk.hpp"
 
@@ -140,20 +141,20 @@ bool NamesAreAscii(const Point &point)
 }
 
 /*
- * Parses one line into the batch.  Rejected lines are counted and reported; points whose
- * measurement cannot name a table (longer than 63 bytes, NUL byte) are rejected here
- * rather than truncated into some other table's name.
+ * Parses one line into the batch.  Rejected lines are counted and reported (true is
+ * returned for them); points whose measurement cannot name a table (longer than 63 bytes,
+ * NUL byte) are rejected here rather than truncated into some other table's name.
  */
-void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plain)
+bool ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plain)
 {
     /* The usual line has the layout of the last line of its measurement: read it so. */
     if (shaped_group != nullptr && ReadShapedLine(line, now_ns, plain))
-        return;
+        return false;
 
     Point point;
     ParseStatus status = parser->ParseLine(line, &point, plain);
     if (status == ParseStatus::Skip)
-        return;
+        return false;
     Note(reporter, kLinesReceived);
     if (status == ParseStatus::Invalid) {
         const ParseError &e = parser->error();
@@ -163,7 +164,7 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
                          : e.cls == ErrorClass::OutOfMemory ? kLinesRejectedMemory
                                                             : kLinesRejectedSyntax;
         Problem(reporter, reason, 1, "line rejected: %s: \"%s\"", e.message, excerpt);
-        return;
+        return true;
     }
 
     char name[NAMEDATALEN];
@@ -175,7 +176,7 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
                 len >= NAMEDATALEN ? "row rejected: measurement name longer than 63 bytes: \"%s\""
                                    : "row rejected: measurement name contains a NUL byte: \"%s\"",
                 excerpt);
-        return;
+        return true;
     }
     if (!plain && names_need_ascii && !NamesAreAscii(point)) {
         char excerpt[80];
@@ -183,7 +184,7 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
         Problem(reporter, kRowsRejectedValue, 1,
                 "row rejected: names must be ASCII in a database with encoding %s: \"%s\"",
                 GetDatabaseEncodingName(), excerpt);
-        return;
+        return true;
     }
     len = Unescape(point.measurement, name);
     name[len] = '\0';
@@ -212,11 +213,12 @@ void ParseOne(std::string_view line, int64 now_ns, const char *schema, bool plai
             BatchAddBuiltRow(&batch, g, values, nvalues, time_ns, line.data(), line.size());
             if (LearnRowShape(g->build_memo, point, values, nvalues))
                 shaped_group = g;
-            return;
+            return false;
         }
         g->build_refusals++;
     }
     BatchAddRow(&batch, g, point, time_ns, line.data(), line.size());
+    return false;
 }
 
 /*
@@ -254,12 +256,13 @@ void ParseInterrupts(bool worker)
 
 /*
  * Copies a block of lines into the batch and parses them (tables are looked for in
- * `schema`).  Stops after the line that gives the batch its `max_groups`th measurement and
- * returns the bytes it consumed (all of them unless it stopped): the rest starts with a
- * whole line.
+ * `schema`; lines without a timestamp get `now_ns`, or the current time if it is 0).
+ * Stops after the line that gives the batch its `max_groups`th measurement and returns the
+ * bytes it consumed (all of them unless it stopped): the rest starts with a whole line.
+ * Each line is a unit of the request batch.request names, if any (requests.hpp).
  */
 size_t ParseChunk(const char *data, size_t size, Precision precision, const char *schema,
-                  int max_groups, bool worker)
+                  int max_groups, bool worker, int64 now_ns)
 {
     ParserOptions options;
     options.precision = precision;
@@ -267,16 +270,23 @@ size_t ParseChunk(const char *data, size_t size, Precision precision, const char
     parser->set_options(options);
 
     char *copy = BatchCopyBytes(&batch, data, size);
-    int64 now_ns = NowNs();
+    if (now_ns == 0)
+        now_ns = NowNs();
+    uint32 request = batch.request;
     names_need_ascii = GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII;
     /* One pass over the chunk spares every line its own UTF-8, quote and escape checks. */
     bool plain = IsPlain(copy, size);
     return ForEachLineUntil(
         copy, size,
-        [now_ns, schema, plain, max_groups, worker](std::string_view line) {
+        [now_ns, schema, plain, max_groups, worker, request](std::string_view line) {
             if (unlikely(InterruptPending))
                 ParseInterrupts(worker);
-            ParseOne(line, now_ns, schema, plain);
+            bool rejected = ParseOne(line, now_ns, schema, plain);
+            if (request != 0) {
+                RequestUnit(request);
+                if (rejected)
+                    RequestRejected(request, reporter->last);
+            }
             return batch.ngroups < max_groups;
         },
         plain);

@@ -50,6 +50,7 @@ extern "C" {
 #include "core/compat.hpp"
 #include "ingest/convert.hpp"
 #include "ingest/identity.hpp"
+#include "ingest/requests.hpp"
 #include "ingest/row_mapping.hpp"
 #include "core/report.hpp"
 #include "ingest/table_writer.hpp"
@@ -378,9 +379,11 @@ bool RejectRow(Writer *w, BatchRow *row, Counter counter, const char *fmt, ...)
     va_start(args, fmt);
     pg_vsnprintf(detail, sizeof(detail), fmt, args);
     va_end(args);
-    row->rejected = true;
     Problem(w->report, counter, 1, "row rejected: table \"%s\"%s",
             LogName(get_rel_name(w->info->relid)), detail);
+    if (!row->rejected)
+        RequestRejected(row->request, w->report->last);
+    row->rejected = true;
     return false;
 }
 

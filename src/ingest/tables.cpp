@@ -329,13 +329,25 @@ bool LockWithin(Oid relid, int ms)
     }
 }
 
-/* Handback bytes of rows [lo, hi) of a group: one record of their lines, each with '\n'. */
+/*
+ * Handback bytes of rows [lo, hi) of a group: their lines, each with '\n', in one record
+ * per run of rows of one request (insert.cpp WriteHandback).
+ */
 size_t GroupLineBytes(BatchGroup *g, int lo, int hi)
 {
-    size_t n = kRecordHeader;
-    for (int i = lo; i < hi; i++)
-        if (!g->rows[i].rejected)
-            n += g->rows[i].line_len + 1;
+    size_t n = 0;
+    bool first = true;
+    uint32 request = 0;
+    for (int i = lo; i < hi; i++) {
+        const BatchRow *row = &g->rows[i];
+        if (row->rejected)
+            continue;
+        if (first || row->request != request)
+            n += RecordBytes(row->request != 0, 0);
+        first = false;
+        request = row->request;
+        n += row->line_len + 1;
+    }
     return n;
 }
 

@@ -48,6 +48,7 @@ extern "C" {
 
 #include "ipc/chunk.hpp"
 #include "ingest/insert.hpp"
+#include "ingest/requests.hpp"
 #include "core/pg_cpp.hpp"
 #include "ipc/ring.hpp"
 #include "core/settings.hpp"
@@ -150,11 +151,65 @@ void HandbackRolledBack(void)
 }
 
 /*
- * Before a flush commits: the lines it hands back (already in the area), where it gets
- * to, and its xid (see RingHeader).
+ * Outcomes of requests (ipc/ring.hpp RequestOutcome): the ring's log, and where the
+ * entries of the flush being written start (everything before is published and done).
+ */
+RequestOutcome *outcome_log = nullptr;
+ProcessSlot *my_slot_for_outcomes = nullptr;
+uint64 outcome_start = 0;
+
+/* How long a flush waits for room in the outcome log before it reports nothing. */
+constexpr int kOutcomeRoomWaitMs = 5000;
+
+/*
+ * Writes the requests' tallies as outcomes valid from `pos` and publishes them (before the
+ * flush commits, or before done moves past a chunk that gave no row).  Written again from
+ * the same start if the flush is tried again.  The listener reads the log continuously;
+ * if it has no room for long (a listener that went away), the outcomes are left out and
+ * their requests time out instead of the flush waiting for ever.
+ */
+void WriteOutcomes(RingPosition pos)
+{
+    uint32 n = RequestTallyCount();
+    if (n == 0)
+        return;
+    TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kOutcomeRoomWaitMs);
+    while (outcome_start + n - pg_atomic_read_u64(&header->outcome_tail) > kOutcomeSlots) {
+        if (GetCurrentTimestamp() >= give_up) {
+            ReportProblem(my_slot_for_outcomes,
+                          "influx worker %d: the listener took no request outcomes for %d ms; "
+                          "%u requests will not be answered",
+                          worker_index, kOutcomeRoomWaitMs, n);
+            return;
+        }
+        WakeListener();
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+                         PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+    uint64 head = outcome_start;
+    for (uint32 k = 1; k <= n; k++, head++)
+        RequestOutcomeFrom(*RequestTallyAt(k), pos, &outcome_log[head % kOutcomeSlots]);
+    pg_write_barrier();
+    pg_atomic_write_u64(&header->outcome_head, head);
+}
+
+/* Done has moved past the published outcomes: the next flush's start after them. */
+void OutcomesDone(void)
+{
+    outcome_start = pg_atomic_read_u64(&header->outcome_head);
+    if (RequestTallyCount() > 0)
+        WakeListener();
+    RequestTalliesClear();
+}
+
+/*
+ * Before a flush commits: the lines it hands back (already in the area), the outcomes of
+ * its requests, where it gets to, and its xid (see RingHeader).
  */
 void AnnounceCommit(TransactionId xid, size_t handback_len)
 {
+    WriteOutcomes(flush_position);
     if (handback_len > 0) {
         pg_atomic_write_u64(&header->handback_chunks, flush_position.chunks);
         pg_atomic_write_u64(&header->handback_offset, flush_position.offset);
@@ -174,6 +229,7 @@ void AnnounceCommit(TransactionId xid, size_t handback_len)
 /* Everything up to `pos` is committed or rejected: the listener may forget it. */
 void PublishDone(RingPosition pos)
 {
+    pg_write_barrier(); /* outcomes and handed-back lines before the position */
     pg_atomic_write_u64(&header->done_chunks, pos.chunks);
     pg_atomic_write_u64(&header->done_offset, pos.offset);
     pg_write_barrier();
@@ -194,7 +250,10 @@ void Flush(TimestampTz *pending_since, RingPosition pos)
                              worker_index)));
         proc_exit(1);
     }
+    /* Again after the commit: the same entries, unless the batch failed as a whole. */
+    WriteOutcomes(pos);
     PublishDone(pos);
+    OutcomesDone();
     /*
      * Session advisory locks a table's trigger took (pg_advisory_lock) would outlive its
      * flush and block other sessions for as long as the worker lives: nothing of the
@@ -210,31 +269,38 @@ void Flush(TimestampTz *pending_since, RingPosition pos)
 
 /*
  * Parses chunk number `seq` into the batch, record by record (chunk.hpp).  A record that
- * fills the batch in its middle (InsertAddRecord stopped early) is flushed there and the
- * rest parsed after.  Returns false if the chunk is malformed; sets *full when the batch
- * should be flushed at the chunk's end.
+ * fills the batch in its middle (InsertAddRecord stopped early), or that is for another
+ * database than the batch's rows, is flushed there and the rest parsed after.  Returns
+ * false if the chunk is malformed; sets *full when the batch should be flushed at the
+ * chunk's end.
  */
 bool AddChunk(const char *data, size_t size, uint64 seq, TimestampTz *pending_since, bool *full)
 {
     size_t pos = 0;
     *full = false;
     while (pos < size) {
-        uint32 len;
-        if (size - pos < kRecordHeader)
+        RecordView record;
+        size_t next;
+        if (!ReadRecord(data, size, pos, &record, &next))
             return false;
-        memcpy(&len, data + pos, kRecordHeader);
-        size_t start = pos + kRecordHeader;
-        if (len > size - start)
-            return false;
+        size_t lines_at = static_cast<size_t>(record.lines - data);
+        bool head = record.request && (record.meta.flags & kMetaHead) != 0;
         size_t used = 0;
-        while (used < len) {
-            used += InsertAddRecord(data + start + used, len - used, full);
-            if (*full && start + used < size) {
-                Flush(pending_since, RingPosition{seq - 1, start + used});
+        while (head || used < record.size) {
+            bool head_before = head;
+            used += InsertAddRecord(record, used, &head, full);
+            bool more = head || used < record.size;
+            if (*full && (more || next < size)) {
+                /*
+                 * Flushed here, the position says what is done: the record whole (from its
+                 * length word) if nothing of it was taken, else from the next line on.
+                 */
+                bool untouched = used == 0 && head_before == head;
+                Flush(pending_since, RingPosition{seq - 1, untouched ? pos : lines_at + used});
                 *full = false;
             }
         }
-        pos = start + len;
+        pos = next;
     }
     return true;
 }
@@ -261,6 +327,9 @@ shm_mq_handle *AttachRing(Datum main_arg, const WorkerArgs &args, ProcessSlot *s
     hooks.handback_writable = HandbackWritable;
     hooks.handback_rolled_back = HandbackRolledBack;
     InsertInit(slot, &hooks);
+    outcome_log = RingOutcomes(header, args.queue_size);
+    outcome_start = pg_atomic_read_u64(&header->outcome_head);
+    my_slot_for_outcomes = slot;
 
     MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
     shm_mq *mq = RingQueue(header);
@@ -294,7 +363,9 @@ void TakeChunk(LoopState *st, ProcessSlot *slot, int index, const void *data, Si
         Flush(&st->pending_since, here);
     } else if (InsertPendingRows() == 0) {
         /* Nothing to commit (comments, rejected lines): done with it already. */
+        WriteOutcomes(here);
         PublishDone(here);
+        OutcomesDone();
         st->pending_since = 0;
     } else if (st->pending_since == 0) {
         st->pending_since = st->last_data = GetCurrentTimestamp();

@@ -25,7 +25,7 @@ extern "C" {
 namespace influx
 {
 
-constexpr uint64 kRingMagic = 0x696e666c75780002ULL; /* "influx" + layout version */
+constexpr uint64 kRingMagic = 0x696e666c75780003ULL; /* "influx" + layout version */
 
 /*
  * A position in the stream of chunks a ring carried: every chunk before number `chunks`
@@ -65,7 +65,35 @@ struct RingHeader {
     pg_atomic_uint64 handback_chunks;
     pg_atomic_uint64 handback_offset;
     pg_atomic_uint64 handback_len;
+    /*
+     * Outcomes (RequestOutcome) of request records, a log in the ring's segment: entries
+     * [outcome_tail, outcome_head) are unread, slot n % kOutcomeSlots.  The worker writes
+     * a flush's entries after outcome_head and publishes the new head before the commit
+     * (with commit_*); each entry holds the position it is valid at, as hand-back does.
+     * The listener reads entries in order while their position is done (or committed,
+     * for a worker that died) and moves outcome_tail; a worker that finds the log full
+     * waits for it.  Entries of a flush that is rolled back are written again.
+     */
+    pg_atomic_uint64 outcome_head;
+    pg_atomic_uint64 outcome_tail;
 };
+
+/*
+ * What became of some of one request's units (its head and its lines) in one flush:
+ * `units` were done with -- committed, rejected or skipped (comments, blank lines) -- and
+ * `rejected` of them were rejected for a reason about the data, the first of which is
+ * `reason`.  Units handed back are not in it: they come again, and are reported then.
+ */
+constexpr size_t kOutcomeReason = 200;
+struct RequestOutcome {
+    uint64 tag;
+    uint64 valid_chunks; /* RingPosition from which on the entry holds */
+    uint64 valid_offset;
+    uint32 units;
+    uint32 rejected;
+    char reason[kOutcomeReason];
+};
+constexpr uint64 kOutcomeSlots = 4096;
 
 /* Passed to the worker in bgw_extra. */
 struct WorkerArgs {
@@ -78,13 +106,20 @@ constexpr Size kHandbackBytes = 2 * 1024 * 1024;
 
 inline Size RingSegmentSize(Size queue_size)
 {
-    return MAXALIGN(sizeof(RingHeader)) + MAXALIGN(queue_size) + kHandbackBytes;
+    return MAXALIGN(sizeof(RingHeader)) + MAXALIGN(queue_size) + kHandbackBytes +
+           kOutcomeSlots * sizeof(RequestOutcome);
 }
 
 /* The handback area of a ring whose queue has `queue_size` bytes: records (chunk.hpp). */
 inline char *RingHandback(RingHeader *header, Size queue_size)
 {
     return reinterpret_cast<char *>(header) + MAXALIGN(sizeof(RingHeader)) + MAXALIGN(queue_size);
+}
+
+/* The outcome log of a ring whose queue has `queue_size` bytes: kOutcomeSlots entries. */
+inline RequestOutcome *RingOutcomes(RingHeader *header, Size queue_size)
+{
+    return reinterpret_cast<RequestOutcome *>(RingHandback(header, queue_size) + kHandbackBytes);
 }
 
 /* Whether position a is at or after b. */

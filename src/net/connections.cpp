@@ -4,6 +4,7 @@
  * their drops, the wait event set (listener_state.hpp).
  */
 #include "net/listener_state.hpp"
+#include "net/http.hpp"
 
 namespace influx
 {
@@ -276,44 +277,62 @@ void RebuildWaitEventSet(void)
 {
     if (L->wes != nullptr)
         FreeWaitEventSet(L->wes);
-    int n = 2 + L->endpoints.nudp + L->endpoints.ntcp + L->nconns;
+    int n = 2 + L->endpoints.nudp + L->endpoints.ntcp + L->endpoints.nhttp + L->nconns +
+            HttpWaitEventCount();
     L->wes = InfluxCreateWaitEventSet(n);
     AddWaitEventToSet(L->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
     AddWaitEventToSet(L->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
     if (!L->blocked) {
-        /* user_data: 1..n UDP endpoint, -1..-n TCP listen socket, connection pointer. */
+        /*
+         * user_data: 1..n UDP endpoint, -1..-n TCP listen socket, -(kMaxEndpoints+1)..
+         * HTTP listen socket, a TCP connection's pointer, an HTTP connection's pointer
+         * with kHttpEventBit.
+         */
         for (int i = 0; i < L->endpoints.nudp; i++)
             AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->endpoints.udp[i], nullptr,
                               reinterpret_cast<void *>(static_cast<intptr_t>(i + 1)));
         for (int i = 0; i < L->endpoints.ntcp; i++)
             AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->endpoints.tcp[i], nullptr,
                               reinterpret_cast<void *>(static_cast<intptr_t>(-(i + 1))));
+        for (int i = 0; i < L->endpoints.nhttp; i++)
+            AddWaitEventToSet(
+                L->wes, WL_SOCKET_READABLE, L->endpoints.http[i], nullptr,
+                reinterpret_cast<void *>(static_cast<intptr_t>(-(kMaxEndpoints + i + 1))));
         for (int i = 0; i < L->nconns; i++)
             AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->conns[i]->fd, nullptr, L->conns[i]);
+        HttpAddWaitEvents(L->wes);
     }
     L->wes_dirty = false;
 }
 
-/* (Re)binds the sockets from the current settings; records the outcome in the status. */
-void BindSockets(void)
+/*
+ * Binds the sockets from the current settings: all of them again (`rebind`: the settings
+ * changed), or only the transports that could not be bound before.  Records the outcome in
+ * the status.
+ */
+void BindSockets(bool rebind)
 {
-    CloseEndpoints(&L->endpoints);
+    if (rebind)
+        CloseEndpoints(&L->endpoints);
     L->wes_dirty = true;
     char error[256] = "";
-    L->endpoints_ok = BindEndpoints(influx_listen_addresses, influx_udp_port, influx_tcp_port,
-                                    influx_udp_receive_buffer, &L->endpoints, error, sizeof(error));
-    memset(L->udp_drops_seen, 0, sizeof(L->udp_drops_seen));
+    L->endpoints_ok =
+        BindEndpoints(influx_listen_addresses, influx_udp_port, influx_tcp_port, influx_http_port,
+                      influx_udp_receive_buffer, &L->endpoints, error, sizeof(error));
+    if (rebind)
+        memset(L->udp_drops_seen, 0, sizeof(L->udp_drops_seen));
 
     if (L->bound_addresses != nullptr)
         pfree(L->bound_addresses);
     L->bound_addresses = MemoryContextStrdup(TopMemoryContext, influx_listen_addresses);
     L->bound_udp_port = influx_udp_port;
     L->bound_tcp_port = influx_tcp_port;
+    L->bound_http_port = influx_http_port;
     L->bound_udp_rcvbuf = influx_udp_receive_buffer;
 
     SpinLockAcquire(&shared_state->mutex);
-    shared_state->udp_port_bound = L->endpoints_ok && L->endpoints.nudp > 0 ? influx_udp_port : 0;
-    shared_state->tcp_port_bound = L->endpoints_ok && L->endpoints.ntcp > 0 ? influx_tcp_port : 0;
+    shared_state->udp_port_bound = L->endpoints.nudp > 0 ? influx_udp_port : 0;
+    shared_state->tcp_port_bound = L->endpoints.ntcp > 0 ? influx_tcp_port : 0;
     SpinLockRelease(&shared_state->mutex);
 
     if (!L->endpoints_ok) {
@@ -324,8 +343,9 @@ void BindSockets(void)
     } else {
         L->bind_problem[0] = '\0';
         ereport(LOG, (errmsg("influx listener receiving line protocol on %s (UDP port %d, TCP "
-                             "port %d)",
-                             influx_listen_addresses, influx_udp_port, influx_tcp_port)));
+                             "port %d, HTTP port %d)",
+                             influx_listen_addresses, influx_udp_port, influx_tcp_port,
+                             influx_http_port)));
     }
     RefreshStatus();
 }

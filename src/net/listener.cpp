@@ -30,6 +30,7 @@
  * restarted).
  */
 #include "net/listener_state.hpp"
+#include "net/http.hpp"
 
 namespace influx
 {
@@ -103,8 +104,8 @@ void ApplyReload(void)
 
     if (StringsDiffer(L->bound_addresses, influx_listen_addresses) ||
         L->bound_udp_port != influx_udp_port || L->bound_tcp_port != influx_tcp_port ||
-        L->bound_udp_rcvbuf != influx_udp_receive_buffer)
-        BindSockets();
+        L->bound_http_port != influx_http_port || L->bound_udp_rcvbuf != influx_udp_receive_buffer)
+        BindSockets(true);
 }
 
 /*
@@ -223,6 +224,8 @@ void Shutdown(void)
 
     DrainSockets(deadline);
     CloseEndpoints(&L->endpoints);
+    /* Requests waiting for their commit are not answered: their lines go on as TCP's do. */
+    HttpCloseAll();
 
     bool delivered = true;
     for (;;) {
@@ -330,7 +333,7 @@ void StartListener(void)
     SetListenerStatus("starting");
 
     L->targets_ok = CheckTargets();
-    BindSockets();
+    BindSockets(true);
     SuperviseWorkers(false);
     pgstat_report_activity(STATE_IDLE, nullptr);
 }
@@ -354,13 +357,17 @@ bool HandleEvents(const WaitEvent *events, int n)
                 continue;
             }
             intptr_t tag = reinterpret_cast<intptr_t>(ev->user_data);
-            bool is_listen_socket = tag < 0 && tag >= -kMaxEndpoints;
+            bool is_listen_socket = tag < 0 && tag >= -2 * kMaxEndpoints;
             if (is_listen_socket != (pass == 1))
                 continue;
-            if (is_listen_socket) {
+            if (is_listen_socket && tag >= -kMaxEndpoints) {
                 AcceptConnections(L->endpoints.tcp[-tag - 1], kAcceptsPerWakeup);
+            } else if (is_listen_socket) {
+                HttpAccept(L->endpoints.http[-tag - kMaxEndpoints - 1], kAcceptsPerWakeup);
             } else if (tag > 0 && tag <= kMaxEndpoints) {
                 (void) ReadDatagrams(tag - 1, kDatagramsPerWakeup);
+            } else if (static_cast<uintptr_t>(tag) & kHttpEventBit) {
+                HttpHandleEvent(ev->user_data, ev->events);
             } else {
                 auto *c = static_cast<Connection *>(ev->user_data);
                 for (int i = 0; i < L->nconns; i++)
@@ -414,7 +421,7 @@ void ListenerMain(void)
             SuperviseWorkers(false);
         }
         if (!L->endpoints_ok && GetCurrentTimestamp() >= L->next_bind_attempt)
-            BindSockets();
+            BindSockets(false);
         if (L->wes_dirty || L->wes == nullptr)
             RebuildWaitEventSet();
 
@@ -429,6 +436,7 @@ void ListenerMain(void)
         if (!L->blocked)
             (void) TryPlaceChunk();
         RetryPending();
+        HttpCheckTimeouts(GetCurrentTimestamp());
 
         bool restart = pg_atomic_exchange_u32(&shared_state->restart_workers_requested, 0) != 0;
         TimestampTz now = GetCurrentTimestamp();

@@ -4,6 +4,7 @@
  * hand-back of locked tables' lines, backpressure, memory given back (listener_state.hpp).
  */
 #include "net/listener_state.hpp"
+#include "net/http.hpp"
 
 namespace influx
 {
@@ -98,6 +99,19 @@ void EmitRecord(const char *data, size_t len, bool add_newline)
         (void) TryPlaceChunk();
 }
 
+/*
+ * Appends a request record (chunk.hpp: its meta, then complete lines; an HTTP request's
+ * body in pieces) to the chunk being filled; sends the chunk when full.
+ */
+void EmitRequestRecord(const RecordMeta *meta, const char *data, size_t len)
+{
+    Buffer *c = &L->chunk;
+    BufferReserve(c, RecordBytes(true, len));
+    c->len += WriteRecord(c->data + c->len, meta, data, len);
+    if (c->len >= kChunkTarget && !L->blocked)
+        (void) TryPlaceChunk();
+}
+
 /* Counts lines in a record the way the workers will split them. */
 uint64 CountLines(const char *data, size_t len)
 {
@@ -135,7 +149,7 @@ uint64 ChunkLines(const char *data, size_t len)
 {
     uint64 lines = 0;
     (void) ForEachRecord(data, len,
-                         [&lines](const char *rec, size_t n) { lines += CountLines(rec, n); });
+                         [&lines](const RecordView &r) { lines += CountLines(r.lines, r.size); });
     return lines;
 }
 
@@ -296,6 +310,34 @@ void TakeHandback(Ring *r, RingPosition done);
 void RequeueHandedBack(bool all);
 
 /*
+ * Reads the outcomes of requests (ring.hpp RequestOutcome) that hold at `done` -- the
+ * worker's done position, or for a worker that exited the position its last commit
+ * reached -- hands them to the HTTP endpoint, and frees their slots.
+ */
+void TakeOutcomes(Ring *r, RingPosition done)
+{
+    RingHeader *h = r->header;
+    pg_read_barrier(); /* `done` was read before the log */
+    uint64 tail = pg_atomic_read_u64(&h->outcome_tail);
+    uint64 head = pg_atomic_read_u64(&h->outcome_head);
+    if (tail == head)
+        return;
+    pg_read_barrier();
+    RequestOutcome *log = RingOutcomes(h, r->queue_size);
+    uint64 taken = tail;
+    for (; taken < head; taken++) {
+        RequestOutcome o = log[taken % kOutcomeSlots];
+        if (!PositionReached(done.chunks, done.offset, o.valid_chunks, o.valid_offset))
+            break; /* not done (yet): the worker may still write it again */
+        HttpTakeOutcome(o);
+    }
+    if (taken != tail) {
+        pg_memory_barrier(); /* the entries are read before the worker may reuse them */
+        pg_atomic_write_u64(&h->outcome_tail, taken);
+    }
+}
+
+/*
  * Offers every ring its pending chunk again, frees what workers are done with, and
  * detaches retired rings that are through.
  */
@@ -307,7 +349,9 @@ void RetryPending(void)
             continue;
         /* Whatever the ring's state: a worker may wait for its handed-back lines to go. */
         ForgetDone(r);
-        TakeHandback(r, DonePosition(r));
+        RingPosition done = DonePosition(r);
+        TakeHandback(r, done);
+        TakeOutcomes(r, done);
         if (r->detached)
             continue;
         if (r->pending) {
@@ -425,6 +469,7 @@ void ReleaseRing(Ring *r)
         done = RingPosition{pg_atomic_read_u64(&r->header->commit_chunks),
                             pg_atomic_read_u64(&r->header->commit_offset)};
     TakeHandback(r, done);
+    TakeOutcomes(r, done);
     uint64 lines = 0;
     for (int k = 0; k < r->sent_count; k++) {
         SentChunk *c = SentAt(r, k);

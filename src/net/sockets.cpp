@@ -118,21 +118,30 @@ bool BindTransport(const char *addresses, int port, int socktype, int udp_rcvbuf
 
 } // namespace
 
-bool BindEndpoints(const char *addresses, int udp_port, int tcp_port, int udp_rcvbuf,
+bool BindEndpoints(const char *addresses, int udp_port, int tcp_port, int http_port, int udp_rcvbuf,
                    Endpoints *out, char *error, size_t error_size)
 {
-    out->nudp = out->ntcp = 0;
-    if (udp_port > 0 && !BindTransport(addresses, udp_port, SOCK_DGRAM, udp_rcvbuf, out->udp,
-                                       &out->nudp, error, error_size)) {
-        CloseEndpoints(out);
-        return false;
+    bool ok = true;
+    char e[256] = "";
+    /* Each transport on its own: one port taken leaves the others working. */
+    if (udp_port > 0 && out->nudp == 0 &&
+        !BindTransport(addresses, udp_port, SOCK_DGRAM, udp_rcvbuf, out->udp, &out->nudp, e,
+                       sizeof(e))) {
+        ok = false;
+        snprintf(error, error_size, "UDP: %s", e);
     }
-    if (tcp_port > 0 && !BindTransport(addresses, tcp_port, SOCK_STREAM, 0, out->tcp, &out->ntcp,
-                                       error, error_size)) {
-        CloseEndpoints(out);
-        return false;
+    if (tcp_port > 0 && out->ntcp == 0 &&
+        !BindTransport(addresses, tcp_port, SOCK_STREAM, 0, out->tcp, &out->ntcp, e, sizeof(e))) {
+        ok = false;
+        snprintf(error, error_size, "TCP: %s", e);
     }
-    return true;
+    if (http_port > 0 && out->nhttp == 0 &&
+        !BindTransport(addresses, http_port, SOCK_STREAM, 0, out->http, &out->nhttp, e,
+                       sizeof(e))) {
+        ok = false;
+        snprintf(error, error_size, "HTTP: %s", e);
+    }
+    return ok;
 }
 
 void CloseEndpoints(Endpoints *endpoints)
@@ -141,7 +150,9 @@ void CloseEndpoints(Endpoints *endpoints)
         close(endpoints->udp[i]);
     for (int i = 0; i < endpoints->ntcp; i++)
         close(endpoints->tcp[i]);
-    endpoints->nudp = endpoints->ntcp = 0;
+    for (int i = 0; i < endpoints->nhttp; i++)
+        close(endpoints->http[i]);
+    endpoints->nudp = endpoints->ntcp = endpoints->nhttp = 0;
 }
 
 } // namespace influx

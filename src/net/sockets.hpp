@@ -19,15 +19,18 @@ struct Endpoints {
     int nudp = 0;
     int tcp[kMaxEndpoints];
     int ntcp = 0;
+    int http[kMaxEndpoints];
+    int nhttp = 0;
 };
 
 /*
- * Binds UDP (if udp_port > 0) and TCP (if tcp_port > 0) sockets on every address of the
- * comma-separated list `addresses` ('*' = all IPv4 and IPv6).  Sockets are non-blocking.
- * Returns false, with a message in `error`, if a transport that was asked for could not be
- * bound on any address; sockets bound so far are closed then.
+ * Binds UDP (if udp_port > 0), TCP (if tcp_port > 0) and HTTP (if http_port > 0) sockets
+ * on every address of the comma-separated list `addresses` ('*' = all IPv4 and IPv6), for
+ * each transport that has no socket in `out` yet.  Sockets are non-blocking.  Returns
+ * false, with a message in `error`, if a transport that was asked for could not be bound
+ * on any address; the transports that could be bound stay bound.
  */
-bool BindEndpoints(const char *addresses, int udp_port, int tcp_port, int udp_rcvbuf,
+bool BindEndpoints(const char *addresses, int udp_port, int tcp_port, int http_port, int udp_rcvbuf,
                    Endpoints *out, char *error, size_t error_size);
 
 void CloseEndpoints(Endpoints *endpoints);

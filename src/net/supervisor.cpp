@@ -60,6 +60,8 @@ dsm_segment *CreateRing(int index, Size qsize, char *problem, size_t size)
     pg_atomic_init_u64(&header->handback_chunks, 0);
     pg_atomic_init_u64(&header->handback_offset, 0);
     pg_atomic_init_u64(&header->handback_len, 0);
+    pg_atomic_init_u64(&header->outcome_head, 0);
+    pg_atomic_init_u64(&header->outcome_tail, 0);
     shm_mq *mq = shm_mq_create(RingQueue(header), qsize);
     shm_mq_set_sender(mq, MyProc);
     return seg;

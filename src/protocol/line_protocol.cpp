@@ -517,6 +517,12 @@ bool ScaleTime(int64_t ts, Precision precision, int64_t *out) noexcept
         case Precision::Seconds:
             mult = 1000 * 1000 * 1000;
             break;
+        case Precision::Minutes:
+            mult = INT64_C(60) * 1000 * 1000 * 1000;
+            break;
+        case Precision::Hours:
+            mult = INT64_C(3600) * 1000 * 1000 * 1000;
+            break;
     }
     int64_t t;
     if (__builtin_mul_overflow(ts, mult, &t))
@@ -1205,6 +1211,10 @@ bool ParsePrecision(std::string_view text, Precision *out) noexcept
         *out = Precision::Milliseconds;
     else if (text == "s")
         *out = Precision::Seconds;
+    else if (text == "m")
+        *out = Precision::Minutes;
+    else if (text == "h")
+        *out = Precision::Hours;
     else
         return false;
     return true;
@@ -1221,6 +1231,10 @@ const char *PrecisionName(Precision p) noexcept
             return "ms";
         case Precision::Seconds:
             return "s";
+        case Precision::Minutes:
+            return "m";
+        case Precision::Hours:
+            return "h";
     }
     return "ns";
 }

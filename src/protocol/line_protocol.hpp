@@ -31,9 +31,9 @@ namespace influx
 {
 
 /* Unit of the timestamps in incoming lines. */
-enum class Precision : uint8_t { Nanoseconds, Microseconds, Milliseconds, Seconds };
+enum class Precision : uint8_t { Nanoseconds, Microseconds, Milliseconds, Seconds, Minutes, Hours };
 
-/* Parses "ns", "us", "ms", "s" (also "n", "u" as InfluxDB 1.x spells them). */
+/* Parses "ns", "us", "ms", "s", "m", "h" (also "n", "u" as InfluxDB 1.x spells them). */
 bool ParsePrecision(std::string_view text, Precision *out) noexcept;
 const char *PrecisionName(Precision p) noexcept;
 

@@ -30,7 +30,7 @@ std::vector<std::string> Records(const std::string &chunk)
 {
     std::vector<std::string> out;
     EXPECT_TRUE(ForEachRecord(chunk.data(), chunk.size(),
-                              [&](const char *d, size_t n) { out.emplace_back(d, n); }));
+                              [&](const RecordView &r) { out.emplace_back(r.lines, r.size); }));
     return out;
 }
 
@@ -107,4 +107,88 @@ TEST(CutChunk, ACorruptTailIsDropped)
     std::string c = Chunk({"a v=1\n"});
     c += "\x20\x00\x00\x00short";
     EXPECT_EQ(Cut(c, 0), (std::vector<std::string>{"a v=1\n"}));
+}
+
+namespace
+{
+
+/* A chunk of request records: (tag, flags, lines) each. */
+struct Req {
+    uint64_t tag;
+    uint32_t flags;
+    std::string lines;
+};
+
+std::string RequestChunk(const std::vector<Req> &records)
+{
+    std::string c;
+    for (const auto &r : records) {
+        RecordMeta meta = {};
+        meta.tag = r.tag;
+        meta.flags = r.flags;
+        std::string buf(RecordBytes(true, r.lines.size()), '\0');
+        WriteRecord(buf.data(), &meta, r.lines.data(), r.lines.size());
+        c += buf;
+    }
+    return c;
+}
+
+std::vector<Req> RequestRecords(const std::string &chunk)
+{
+    std::vector<Req> out;
+    EXPECT_TRUE(ForEachRecord(chunk.data(), chunk.size(), [&](const RecordView &r) {
+        EXPECT_TRUE(r.request);
+        out.push_back({r.meta.tag, r.meta.flags, std::string(r.lines, r.size)});
+    }));
+    return out;
+}
+
+} // namespace
+
+TEST(RequestRecords, CarryTheirMetaThroughACut)
+{
+    std::string c = RequestChunk({{7, kMetaHead, "a v=1\nb v=2\n"}, {8, kMetaHead, ""}});
+    auto all = RequestRecords(c);
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0].tag, 7u);
+    EXPECT_EQ(all[0].lines, "a v=1\nb v=2\n");
+    EXPECT_EQ(all[1].tag, 8u);
+    EXPECT_EQ(all[1].lines, "");
+
+    /* At the first record's start: both whole, heads included (an empty one too). */
+    std::string whole = c;
+    whole.resize(CutChunk(whole.data(), whole.size(), 0));
+    auto w = RequestRecords(whole);
+    ASSERT_EQ(w.size(), 2u);
+    EXPECT_EQ(w[0].flags, kMetaHead);
+    EXPECT_EQ(w[1].flags, kMetaHead);
+
+    /* Inside the first record, at "b v=2": its head was done, its tag stays. */
+    size_t b_line = kRecordHeader + sizeof(RecordMeta) + 6;
+    std::string cut = c;
+    cut.resize(CutChunk(cut.data(), cut.size(), b_line));
+    auto r = RequestRecords(cut);
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r[0].tag, 7u);
+    EXPECT_EQ(r[0].flags, 0u);
+    EXPECT_EQ(r[0].lines, "b v=2\n");
+    EXPECT_EQ(r[1].flags, kMetaHead);
+
+    /* At the second record's length word: the empty request keeps its head. */
+    size_t second = RecordBytes(true, 12);
+    std::string tail = c;
+    tail.resize(CutChunk(tail.data(), tail.size(), second));
+    auto t = RequestRecords(tail);
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].tag, 8u);
+    EXPECT_EQ(t[0].flags, kMetaHead);
+}
+
+TEST(RequestRecords, AShortMetaIsCorrupt)
+{
+    std::string c;
+    uint32_t word = kRecordRequest | 4;
+    c.append(reinterpret_cast<const char *>(&word), kRecordHeader);
+    c += "abcd";
+    EXPECT_FALSE(ForEachRecord(c.data(), c.size(), [](const RecordView &) {}));
 }

@@ -534,6 +534,9 @@ TEST(LineProtocol, PrecisionScaling)
     EXPECT_EQ(Parse("m v=1 5", Precision::Milliseconds).time_ns, 5000000);
     EXPECT_EQ(Parse("m v=1 1700000000", Precision::Seconds).time_ns, 1700000000000000000);
     EXPECT_EQ(Parse("m v=1 -2", Precision::Seconds).time_ns, -2000000000);
+    EXPECT_EQ(Parse("m v=1 2", Precision::Minutes).time_ns, INT64_C(120000000000));
+    EXPECT_EQ(Parse("m v=1 2", Precision::Hours).time_ns, INT64_C(7200000000000));
+    EXPECT_FALSE(Parse("m v=1 3000000", Precision::Hours).ok()); /* beyond 2262 */
     /* range checks after scaling */
     EXPECT_TRUE(Parse("m v=1 9223372036", Precision::Seconds).ok());
     Parsed over = Parse("m v=1 9223372037", Precision::Seconds);
@@ -561,10 +564,15 @@ TEST(LineProtocol, PrecisionNames)
     EXPECT_EQ(p, Precision::Milliseconds);
     EXPECT_TRUE(ParsePrecision("s", &p));
     EXPECT_EQ(p, Precision::Seconds);
-    EXPECT_FALSE(ParsePrecision("h", &p));
+    EXPECT_TRUE(ParsePrecision("m", &p));
+    EXPECT_EQ(p, Precision::Minutes);
+    EXPECT_TRUE(ParsePrecision("h", &p));
+    EXPECT_EQ(p, Precision::Hours);
+    EXPECT_FALSE(ParsePrecision("d", &p));
     EXPECT_FALSE(ParsePrecision("", &p));
     EXPECT_FALSE(ParsePrecision("NS", &p));
     EXPECT_STREQ(PrecisionName(Precision::Microseconds), "us");
+    EXPECT_STREQ(PrecisionName(Precision::Hours), "h");
     EXPECT_STREQ(FieldTypeName(FieldType::Unsigned), "unsigned");
 }
 

@@ -1,0 +1,676 @@
+/*
+ * http.cpp — the listener's HTTP write endpoint (see http.hpp, docs/http.md).
+ *
+ * A connection is *reading* (its socket is watched for bytes; the request reader of
+ * src/http takes them), *waiting* (a write's lines are with the workers; the socket is not
+ * watched, so pipelined bytes stay in the kernel), or *writing* (a response did not fit in
+ * the socket buffer; the socket is watched for room).  One request per connection is in
+ * progress at a time, as HTTP/1.1 answers in order anyway.
+ */
+#include <cinttypes>
+#include <string>
+#include <unordered_map>
+
+#include "http/auth.hpp"
+#include "http/influxql.hpp"
+#include "http/params.hpp"
+#include "http/request.hpp"
+#include "http/response.hpp"
+
+#include "net/listener_state.hpp"
+
+extern "C" {
+#include "common/pg_prng.h"
+}
+
+#include "net/http.hpp"
+
+namespace influx
+{
+namespace net
+{
+
+namespace
+{
+
+/* Record pieces a request body is cut into: lines never span records (chunk.hpp). */
+constexpr size_t kRecordTarget = 60 * 1024;
+/* Bytes read from a socket at a time. */
+constexpr size_t kHttpReadSize = 64 * 1024;
+/* Retry-After of a 503: the workers are usually back, or caught up, within a second. */
+constexpr int kRetryAfterSeconds = 1;
+/* The first reasons of a partial write's answer, at most this many bytes. */
+constexpr size_t kMaxReasonBytes = 512;
+
+enum class ConnState { Reading, Waiting, Writing };
+
+struct HttpConn {
+    int fd = -1;
+    ConnState state = ConnState::Reading;
+    http::RequestReader reader;
+    std::string in;      /* bytes read and not yet taken by the reader */
+    std::string out;     /* response bytes not yet written */
+    size_t out_sent = 0; /* of out */
+    bool close_after = false;
+    TimestampTz last_activity = 0;
+
+    /* The write in progress (Waiting). */
+    uint64 tag = 0;
+    uint64 units = 0;      /* head and lines */
+    uint64 units_done = 0; /* reported by the workers */
+    uint64 lines = 0;
+    uint64 rejected = 0;
+    std::string reasons;
+    TimestampTz deadline = 0;
+    std::string request_id;
+    int version = 11;
+    bool head_only = false;
+
+    explicit HttpConn(const http::RequestLimits &limits) : reader(limits) {}
+};
+
+std::vector<HttpConn *> conns;
+std::unordered_map<uint64, HttpConn *> in_flight;
+uint64 next_tag = 1;
+
+/* Counter names in influx.stats()'s order (shared_state.hpp Counter). */
+const char *const kCounterNames[] = {
+    "bytes_received",
+    "lines_received",
+    "lines_rejected_syntax",
+    "lines_rejected_too_long",
+    "rows_rejected_value",
+    "rows_rejected_insert",
+    "rows_rejected_table",
+    "rows_inserted",
+    "batches",
+    "errors",
+    "queue_full",
+    "datagrams_dropped",
+    "connections_accepted",
+    "connections_refused",
+    "flush_retries",
+    "lines_rerouted",
+    "lines_lost",
+    "connections_closed_idle",
+    "lines_rejected_memory",
+};
+static_assert(lengthof(kCounterNames) == kCounterCount, "a name for every counter");
+
+http::RequestLimits Limits(void)
+{
+    http::RequestLimits limits;
+    limits.max_body_bytes = static_cast<size_t>(influx_http_max_body_size);
+    return limits;
+}
+
+/* A fresh request id: 32 hex digits in UUID form. */
+std::string NewRequestId(void)
+{
+    uint64 a = pg_prng_uint64(&pg_global_prng_state);
+    uint64 b = pg_prng_uint64(&pg_global_prng_state);
+    char buf[40];
+    snprintf(buf, sizeof(buf),
+             "%08" PRIx64 "-%04" PRIx64 "-4%03" PRIx64 "-%04" PRIx64 "-%012" PRIx64, a >> 32,
+             (a >> 16) & 0xFFFF, a & 0xFFF, (b >> 48) & 0xFFFF, b & UINT64_C(0xFFFFFFFFFFFF));
+    return buf;
+}
+
+void Forget(HttpConn *c)
+{
+    if (c->tag != 0) {
+        in_flight.erase(c->tag);
+        c->tag = 0;
+    }
+}
+
+void Close(HttpConn *c)
+{
+    Forget(c);
+    close(c->fd);
+    for (size_t i = 0; i < conns.size(); i++)
+        if (conns[i] == c) {
+            conns[i] = conns.back();
+            conns.pop_back();
+            break;
+        }
+    delete c;
+    L->wes_dirty = true;
+}
+
+void ProcessInput(HttpConn *c);
+
+/* Writes what is pending; false if the connection was closed. */
+bool Flush(HttpConn *c)
+{
+    while (c->out_sent < c->out.size()) {
+        ssize_t n =
+            send(c->fd, c->out.data() + c->out_sent, c->out.size() - c->out_sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_sent += static_cast<size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (c->state != ConnState::Writing) {
+                c->state = ConnState::Writing;
+                L->wes_dirty = true;
+            }
+            return true;
+        }
+        Close(c);
+        return false;
+    }
+    c->out.clear();
+    c->out_sent = 0;
+    if (c->close_after) {
+        Close(c);
+        return false;
+    }
+    if (c->state != ConnState::Reading) {
+        c->state = ConnState::Reading;
+        L->wes_dirty = true;
+    }
+    c->reader.Reset();
+    c->last_activity = GetCurrentTimestamp();
+    /* A pipelined request may already be here. */
+    if (!c->in.empty())
+        ProcessInput(c);
+    return true;
+}
+
+/* Sends a response for the current request. */
+void Respond(HttpConn *c, http::Response r)
+{
+    Forget(c);
+    r.request_id = c->request_id;
+    r.request_version = c->version;
+    r.head = r.head || c->head_only;
+    if (!c->reader.head().keep_alive)
+        c->close_after = true;
+    r.close = r.close || c->close_after;
+    c->close_after = r.close;
+    c->out += http::FormatResponse(r);
+    (void) Flush(c);
+}
+
+void RespondError(HttpConn *c, int status, std::string_view message, bool close = false)
+{
+    http::Response r = http::MakeErrorResponse(status, message);
+    if (status == 503)
+        r.retry_after = kRetryAfterSeconds;
+    r.close = close;
+    Respond(c, std::move(r));
+}
+
+void RespondJson(HttpConn *c, int status, std::string body)
+{
+    http::Response r;
+    r.status = status;
+    r.body = std::move(body);
+    Respond(c, std::move(r));
+}
+
+/* Why writes cannot be taken now, or NULL: no worker takes lines, or all are full. */
+const char *Unavailable(void)
+{
+    if (!L->targets_ok)
+        return "no insertion worker can run: see influx.listener_status()";
+    if (L->blocked)
+        return "the insertion workers are behind; try again";
+    for (int i = 0; i < kMaxRings; i++) {
+        const Ring *r = &L->rings[i];
+        if (r->in_use && !r->retiring && !r->detached && !r->failed &&
+            (r->ready || shm_mq_get_receiver(RingQueue(r->header)) != nullptr))
+            return nullptr;
+    }
+    return "no insertion worker is running yet";
+}
+
+/* The time unit of a write's precision parameter as the parser knows it. */
+bool PrecisionOf(std::string_view text, Precision *out)
+{
+    std::optional<int64_t> mult = http::ParsePrecision(text);
+    if (!mult)
+        return false;
+    switch (*mult) {
+        case 1:
+            *out = Precision::Nanoseconds;
+            return true;
+        case 1000:
+            *out = Precision::Microseconds;
+            return true;
+        case 1000 * 1000:
+            *out = Precision::Milliseconds;
+            return true;
+        case 1000 * 1000 * 1000:
+            *out = Precision::Seconds;
+            return true;
+        case INT64_C(60) * 1000 * 1000 * 1000:
+            *out = Precision::Minutes;
+            return true;
+        case INT64_C(3600) * 1000 * 1000 * 1000:
+            *out = Precision::Hours;
+            return true;
+        default:
+            return false;
+    }
+}
+
+int64 NowNs(void)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    return (now + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) * 1000;
+}
+
+/*
+ * POST /write and /api/v2/write: the body's lines go to the workers as request records;
+ * the answer waits for their outcomes (HttpTakeOutcome) or the write timeout.
+ */
+void Write(HttpConn *c, bool v2)
+{
+    const http::RequestHead &h = c->reader.head();
+    std::string database;
+    if (v2) {
+        database = std::string(h.query.Get("bucket"));
+        size_t slash = database.find('/');
+        if (slash != std::string::npos)
+            database.resize(slash); /* "db/rp" */
+    } else {
+        database = std::string(h.query.Get("db"));
+    }
+    Precision precision;
+    std::string_view precision_text = h.query.Get("precision");
+    if (!PrecisionOf(precision_text, &precision)) {
+        RespondError(c, 400, http::InvalidPrecisionMessage(precision_text));
+        return;
+    }
+    if (const char *why = Unavailable()) {
+        RespondError(c, 503, why);
+        return;
+    }
+
+    RecordMeta meta = {};
+    meta.tag = next_tag++;
+    meta.now_ns = NowNs();
+    meta.flags = kMetaHead;
+    meta.precision = static_cast<uint8>(precision);
+    /* A name no schema can have goes to the default database, as an unknown one does. */
+    if (database.size() < sizeof(meta.database) && database.find('\0') == std::string::npos)
+        memcpy(meta.database, database.data(), database.size());
+
+    std::string_view body = c->reader.body();
+    const char *data = body.data();
+    size_t size = body.size();
+    uint64 lines = 0;
+    size_t record_start = 0, pos = 0;
+    LineScanner scanner;
+    while (pos < size) {
+        size_t end = scanner.FindLineEnd(data + pos, size - pos);
+        if (end == LineScanner::npos) {
+            lines++; /* the last line needs no '\n' */
+            pos = size;
+            break;
+        }
+        pos += end;
+        lines++;
+        if (pos - record_start >= kRecordTarget) {
+            EmitRequestRecord(&meta, data + record_start, pos - record_start);
+            meta.flags = 0;
+            record_start = pos;
+        }
+    }
+    if (size > record_start || meta.flags == kMetaHead)
+        EmitRequestRecord(&meta, data + record_start, size - record_start);
+    Count(L->slot, kLinesReceived, lines);
+    Count(L->slot, kBytesReceived, size);
+
+    c->tag = meta.tag;
+    c->units = lines + 1;
+    c->units_done = 0;
+    c->lines = lines;
+    c->rejected = 0;
+    c->reasons.clear();
+    c->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), influx_http_write_timeout);
+    c->state = ConnState::Waiting;
+    in_flight[c->tag] = c;
+    L->wes_dirty = true;
+    if (!L->blocked)
+        (void) TryPlaceChunk();
+}
+
+/* Answers a write whose units are all done. */
+void Answer(HttpConn *c)
+{
+    if (c->rejected == 0) {
+        http::Response r;
+        r.status = 204;
+        Respond(c, std::move(r));
+        return;
+    }
+    char text[96];
+    snprintf(text, sizeof(text), " dropped=%" PRIu64, c->rejected);
+    std::string message = "partial write: " + std::to_string(c->rejected) + " of " +
+                          std::to_string(c->lines) + " lines rejected: " + c->reasons + text;
+    RespondError(c, 400, message);
+}
+
+/* The results of /query: CREATE DATABASE and SHOW DATABASES; anything else an error. */
+void Query(HttpConn *c)
+{
+    const http::RequestHead &h = c->reader.head();
+    std::string q(h.query.Get("q"));
+    if (q.empty() && h.method == http::Method::Post &&
+        h.content_type.find("application/x-www-form-urlencoded") != std::string::npos)
+        q = std::string(http::ParseForm(c->reader.body()).Get("q"));
+    if (q.empty()) {
+        RespondError(c, 400, "missing required parameter \"q\"");
+        return;
+    }
+    std::string body = "{\"results\":[";
+    int id = 0;
+    for (const http::Statement &s : http::ClassifyQuery(q)) {
+        if (id > 0)
+            body += ",";
+        body += "{\"statement_id\":" + std::to_string(id++);
+        switch (s.kind) {
+            case http::StatementKind::CreateDatabase:
+                /* Every database can be written: it maps to a schema or to the default. */
+                break;
+            case http::StatementKind::ShowDatabases:
+                body += ",\"series\":[{\"name\":\"databases\",\"columns\":[\"name\"],"
+                        "\"values\":[[";
+                http::AppendJsonString(&body, influx_schema);
+                body += "]]}]";
+                break;
+            case http::StatementKind::Unsupported:
+                body += ",\"error\":";
+                http::AppendJsonString(&body, "pg_influx answers only CREATE DATABASE and SHOW "
+                                              "DATABASES; query PostgreSQL with SQL: " +
+                                                  s.text);
+                break;
+        }
+        body += "}";
+    }
+    body += "]}";
+    RespondJson(c, 200, std::move(body));
+}
+
+/* /metrics: influx.stats() counters in Prometheus' text format. */
+void Metrics(HttpConn *c)
+{
+    std::string out;
+    for (int k = 0; k < kCounterCount; k++) {
+        out += "# TYPE pg_influx_";
+        out += kCounterNames[k];
+        out += "_total counter\n";
+        for (int kind = 1; kind < kProcessKinds; kind++) {
+            uint64 sum = pg_atomic_read_u64(&shared_state->retired[kind][k]);
+            for (int s = 0; s < INFLUX_PROCESS_SLOTS; s++) {
+                ProcessSlot *slot = &shared_state->slots[s];
+                if (pg_atomic_read_u32(&slot->in_use) != 0 && slot->kind == kind)
+                    sum += pg_atomic_read_u64(&slot->counters[k]);
+            }
+            char line[160];
+            snprintf(line, sizeof(line), "pg_influx_%s_total{process=\"%s\"} %" PRIu64 "\n",
+                     kCounterNames[k], kind == 1 ? "listener" : "worker", sum);
+            out += line;
+        }
+    }
+    char line[160];
+    snprintf(line, sizeof(line),
+             "# TYPE pg_influx_http_connections gauge\npg_influx_http_connections %zu\n"
+             "# TYPE pg_influx_http_requests_waiting gauge\npg_influx_http_requests_waiting "
+             "%zu\n",
+             conns.size(), in_flight.size());
+    out += line;
+    http::Response r;
+    r.status = 200;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = std::move(out);
+    Respond(c, std::move(r));
+}
+
+/* A complete request: routes it. */
+void Dispatch(HttpConn *c)
+{
+    const http::RequestHead &h = c->reader.head();
+    c->request_id = !h.x_request_id.empty() ? h.x_request_id
+                    : !h.request_id.empty() ? h.request_id
+                                            : NewRequestId();
+    c->version = h.version;
+    c->head_only = h.method == http::Method::Head;
+    std::string_view path = h.path;
+    while (path.size() > 1 && path.back() == '/')
+        path.remove_suffix(1);
+    bool get = h.method == http::Method::Get || h.method == http::Method::Head;
+    bool post = h.method == http::Method::Post;
+
+    if (h.method == http::Method::Options) {
+        http::Response r;
+        r.status = 204;
+        Respond(c, std::move(r));
+    } else if (path == "/ping" && get) {
+        std::string_view verbose = h.query.Get("verbose");
+        if (!verbose.empty() && verbose != "0" && verbose != "false") {
+            RespondJson(c, 200, "{\"version\":" + http::JsonString(http::kInfluxdbVersion) + "}");
+        } else {
+            http::Response r;
+            r.status = 204;
+            Respond(c, std::move(r));
+        }
+    } else if (path == "/health" && get) {
+        const char *why = Unavailable();
+        std::string body = "{\"name\":\"influxdb\",\"message\":";
+        http::AppendJsonString(&body, why == nullptr ? "ready for queries and writes" : why);
+        body += ",\"status\":";
+        body += why == nullptr ? "\"pass\"" : "\"fail\"";
+        body += ",\"checks\":[],\"version\":" + http::JsonString(http::kInfluxdbVersion) + "}";
+        RespondJson(c, why == nullptr ? 200 : 503, std::move(body));
+    } else if (path == "/query" && (get || post)) {
+        Query(c);
+    } else if (path == "/metrics" && get) {
+        Metrics(c);
+    } else if ((path == "/write" || path == "/api/v2/write") && post) {
+        Write(c, path != "/write");
+    } else if (path == "/write" || path == "/api/v2/write" || path == "/query" || path == "/ping" ||
+               path == "/health" || path == "/metrics") {
+        RespondError(c, 405, std::string("method ") + h.method_name + " not allowed");
+    } else {
+        RespondError(c, 404, "not found: " + std::string(path));
+    }
+}
+
+/* Feeds the bytes read to the reader and acts on what it says. */
+void ProcessInput(HttpConn *c)
+{
+    while (c->state == ConnState::Reading && !c->in.empty()) {
+        http::ReadState before = c->reader.state();
+        size_t used = c->reader.Feed(c->in.data(), c->in.size());
+        c->in.erase(0, used);
+        http::ReadState st = c->reader.state();
+        if (st == http::ReadState::Failed) {
+            c->request_id = NewRequestId();
+            c->version = 11;
+            c->head_only = false;
+            RespondError(c, c->reader.error_status(), c->reader.error_message(), true);
+            return;
+        }
+        if (st == http::ReadState::HeadComplete && before != http::ReadState::HeadComplete &&
+            c->reader.head().expect_continue) {
+            static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            c->out += kContinue;
+            if (!Flush(c))
+                return;
+        }
+        if (st == http::ReadState::Complete) {
+            Dispatch(c);
+            return;
+        }
+        if (used == 0 && st != http::ReadState::HeadComplete)
+            return;
+    }
+}
+
+/* Reads what the socket has (a few reads at most, for fairness). */
+void Read(HttpConn *c)
+{
+    char buf[kHttpReadSize];
+    for (int k = 0; k < kReadsPerWakeup; k++) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n > 0) {
+            c->in.append(buf, static_cast<size_t>(n));
+            c->last_activity = GetCurrentTimestamp();
+            Count(L->slot, kBytesReceived, 0);
+            ProcessInput(c);
+            /* Closed, or no longer reading: the connection may be gone. */
+            bool alive = false;
+            for (HttpConn *x : conns)
+                alive |= x == c;
+            if (!alive || c->state != ConnState::Reading)
+                return;
+            if (static_cast<size_t>(n) < sizeof(buf))
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        /* The peer closed (or failed): a request it did not finish is not answered. */
+        Close(c);
+        return;
+    }
+}
+
+} // namespace
+
+void HttpAccept(int listen_fd, int max_accepts)
+{
+    for (int accepted = 0; accepted < max_accepts; accepted++) {
+        int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+                ReportProblem(L->slot, "could not accept an HTTP connection: %m");
+            return;
+        }
+        if (conns.size() >= static_cast<size_t>(influx_http_max_connections)) {
+            /* An answer the client can act on, then the door. */
+            std::string bytes = http::FormatResponse([] {
+                http::Response r = http::MakeErrorResponse(
+                    503, "too many HTTP connections (influx.http_max_connections)");
+                r.retry_after = kRetryAfterSeconds;
+                r.close = true;
+                return r;
+            }());
+            (void) send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            close(fd);
+            Count(L->slot, kConnectionsRefused);
+            ReportProblem(L->slot,
+                          "refused an HTTP connection: influx.http_max_connections (%d) "
+                          "connections are open",
+                          influx_http_max_connections);
+            continue;
+        }
+        auto *c = new HttpConn(Limits());
+        c->fd = fd;
+        c->last_activity = GetCurrentTimestamp();
+        SetKeepalive(fd);
+        int one = 1;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        conns.push_back(c);
+        Count(L->slot, kConnectionsAccepted);
+        L->wes_dirty = true;
+    }
+}
+
+void HttpHandleEvent(void *user_data, uint32 events)
+{
+    auto *c = reinterpret_cast<HttpConn *>(reinterpret_cast<uintptr_t>(user_data) & ~kHttpEventBit);
+    bool alive = false;
+    for (HttpConn *x : conns)
+        alive |= x == c;
+    if (!alive)
+        return;
+    if (c->state == ConnState::Writing && (events & WL_SOCKET_WRITEABLE))
+        (void) Flush(c);
+    else if (c->state == ConnState::Reading && (events & WL_SOCKET_READABLE))
+        Read(c);
+}
+
+int HttpWaitEventCount(void)
+{
+    return static_cast<int>(conns.size());
+}
+
+void HttpAddWaitEvents(WaitEventSet *set)
+{
+    for (HttpConn *c : conns) {
+        void *data = reinterpret_cast<void *>(reinterpret_cast<uintptr_t>(c) | kHttpEventBit);
+        if (c->state == ConnState::Reading)
+            AddWaitEventToSet(set, WL_SOCKET_READABLE, c->fd, nullptr, data);
+        else if (c->state == ConnState::Writing)
+            AddWaitEventToSet(set, WL_SOCKET_WRITEABLE, c->fd, nullptr, data);
+    }
+}
+
+void HttpTakeOutcome(const RequestOutcome &o)
+{
+    auto it = in_flight.find(o.tag);
+    if (it == in_flight.end())
+        return; /* answered already (timeout), or its connection closed */
+    HttpConn *c = it->second;
+    c->units_done += o.units;
+    if (o.rejected > 0) {
+        if (c->rejected == 0 || c->reasons.size() < kMaxReasonBytes) {
+            if (!c->reasons.empty())
+                c->reasons += "; ";
+            c->reasons.append(o.reason, strnlen(o.reason, sizeof(o.reason)));
+        }
+        c->rejected += o.rejected;
+    }
+    if (c->units_done >= c->units)
+        Answer(c);
+}
+
+void HttpCheckTimeouts(TimestampTz now)
+{
+    std::vector<HttpConn *> late, idle;
+    for (HttpConn *c : conns) {
+        if (c->state == ConnState::Waiting && now >= c->deadline)
+            late.push_back(c);
+        else if (c->state == ConnState::Reading && influx_tcp_idle_timeout > 0 &&
+                 TimestampDifferenceExceeds(c->last_activity, now, influx_tcp_idle_timeout * 1000))
+            idle.push_back(c);
+    }
+    for (HttpConn *c : late) {
+        ReportProblem(L->slot,
+                      "an HTTP write of %llu lines was not committed within "
+                      "influx.http_write_timeout (%d ms); answered 500",
+                      static_cast<unsigned long long>(c->lines), influx_http_write_timeout);
+        RespondError(c, 500,
+                     "timeout: the lines were not all committed within influx.http_write_timeout; "
+                     "they may still be");
+    }
+    for (HttpConn *c : idle) {
+        Count(L->slot, kConnectionsClosedIdle);
+        Close(c);
+    }
+}
+
+int HttpConnectionCount(void)
+{
+    return static_cast<int>(conns.size());
+}
+
+void HttpCloseAll(void)
+{
+    while (!conns.empty())
+        Close(conns.back());
+}
+
+} // namespace net
+} // namespace influx
