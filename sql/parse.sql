@@ -47,7 +47,7 @@ SELECT p, time_ns, error
 FROM unnest(ARRAY['ns', 'us', 'ms', 's']) AS p, influx.parse('m v=1 1700000000', p);
 SELECT time_ns, error FROM influx.parse(E'm v=1 9223372036\nm v=1 9223372037\nm v=1 -9223372036', 's');
 SELECT time_ns FROM influx.parse('m v=1 5', 'u');
-SELECT * FROM influx.parse('m v=1', 'h');
+SELECT * FROM influx.parse('m v=1', 'd');
 SELECT * FROM influx.parse('m v=1', '');
 
 -- leading and trailing whitespace; text after a closing quote follows InfluxDB 1.x

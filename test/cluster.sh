@@ -23,6 +23,7 @@ LOG_FILE=$CLUSTER_DIR/server.log
 PG_PORT=${PG_INFLUX_PG_PORT:-5499}
 UDP_PORT=${PG_INFLUX_UDP_PORT:-8089}
 TCP_PORT=${PG_INFLUX_TCP_PORT:-8094}
+HTTP_PORT=${PG_INFLUX_HTTP_PORT:-8086}
 WAIT_SECONDS=${PG_INFLUX_WAIT_SECONDS:-60}
 PG_USER=postgres
 
@@ -95,6 +96,7 @@ max_worker_processes = 16
 influx.database = 'postgres'
 influx.udp_port = $UDP_PORT
 influx.tcp_port = $TCP_PORT
+influx.http_port = $HTTP_PORT
 CONF
 }
 

@@ -255,7 +255,8 @@ run_pgtap() {
     port=$(free_port)
     udp=$(free_port)
     tcp=$(free_port)
-    say "pgtap: cluster on port $port (influx UDP $udp, TCP $tcp)"
+    http=$(free_port)
+    say "pgtap: cluster on port $port (influx UDP $udp, TCP $tcp, HTTP $http)"
     if ! as_pg "$BINDIR/initdb" -D "$PGTAP_DATA" -U postgres --auth=trust -E UTF8 --no-locale >"$log" 2>&1; then
         cat "$log"
         record pgtap 0 1 "initdb failed"
@@ -271,6 +272,7 @@ fsync = off
 influx.database = 'postgres'
 influx.udp_port = $udp
 influx.tcp_port = $tcp
+influx.http_port = $http
 influx.flush_interval = 50
 CONF
     if ! as_pg "$BINDIR/pg_ctl" -D "$PGTAP_DATA" -l "$dir/server.log" -w -t 60 start >>"$log" 2>&1; then

@@ -727,7 +727,8 @@ void EndBatch(void)
 /*
  * Databases (HTTP db/bucket, RecordMeta.database): the rows of a flush all have one; ""
  * is influx.schema.  A database names the schema of that name when it exists, is no
- * system schema, and the writer may create tables in it; otherwise it is influx.schema
+ * system schema (pg_*, information_schema) nor the extension's own (influx), and the
+ * writer may create tables in it; otherwise it is influx.schema
  * (docs/http.md, "Databases").  The last answer is kept for intake's table lookups.
  */
 char batch_database[NAMEDATALEN] = "";
@@ -740,7 +741,8 @@ const char *ResolveDatabase(const char *database)
     if (database[0] == '\0')
         return influx_schema;
     bool usable = false;
-    if (strncmp(database, "pg_", 3) != 0 && strcmp(database, "information_schema") != 0) {
+    if (strncmp(database, "pg_", 3) != 0 && strcmp(database, "information_schema") != 0 &&
+        strcmp(database, "influx") != 0) {
         StartTransactionCommand();
         Oid nspid = get_namespace_oid(database, true);
         usable = OidIsValid(nspid) &&

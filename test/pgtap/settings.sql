@@ -2,13 +2,14 @@
 -- documented type, default (boot value), unit, range and context (docs/settings.md), no
 -- undocumented setting exists, and the influx. prefix is reserved.
 BEGIN;
-SELECT plan(29);
+SELECT plan(33);
 
 -- Every influx.* setting, and nothing else.
 SELECT set_eq(
     $$SELECT name FROM pg_settings WHERE name LIKE 'influx.%'$$,
     ARRAY['influx.add_columns', 'influx.allow_superuser', 'influx.batch_size', 'influx.create_tables', 'influx.database',
-          'influx.flush_idle', 'influx.flush_interval', 'influx.listen_addresses', 'influx.max_connections',
+          'influx.flush_idle', 'influx.flush_interval', 'influx.http_max_body_size', 'influx.http_max_connections',
+          'influx.http_port', 'influx.http_write_timeout', 'influx.listen_addresses', 'influx.max_connections',
           'influx.max_line_length', 'influx.max_tables', 'influx.precision', 'influx.queue_size', 'influx.restart_delay',
           'influx.role', 'influx.schema', 'influx.synchronous_commit', 'influx.tcp_idle_timeout', 'influx.tcp_port',
           'influx.udp_port', 'influx.udp_receive_buffer', 'influx.workers'],
@@ -49,6 +50,18 @@ SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.udp_port')$$,
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.tcp_port')$$,
     $$VALUES ('integer', '8094', NULL, 'sighup', '0', '65535', NULL::text[])$$,
     'influx.tcp_port: integer 0..65535, default 8094, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_port')$$,
+    $$VALUES ('integer', '8086', NULL, 'sighup', '0', '65535', NULL::text[])$$,
+    'influx.http_port: integer 0..65535, default 8086, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_max_body_size')$$,
+    $$VALUES ('integer', '25000000', 'B', 'sighup', '1024', '1073741823', NULL::text[])$$,
+    'influx.http_max_body_size: bytes 1024..1073741823, default 25000000, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_max_connections')$$,
+    $$VALUES ('integer', '1000', NULL, 'sighup', '1', '10000', NULL::text[])$$,
+    'influx.http_max_connections: integer 1..10000, default 1000, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_write_timeout')$$,
+    $$VALUES ('integer', '4000', 'ms', 'sighup', '100', '3600000', NULL::text[])$$,
+    'influx.http_write_timeout: 100..3600000 ms, default 4s, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.batch_size')$$,
     $$VALUES ('integer', '10000', NULL, 'sighup', '1', '1000000', NULL::text[])$$,
     'influx.batch_size: integer 1..1000000, default 10000, sighup');
