@@ -190,6 +190,7 @@ class Cluster:
         self.port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.tcp_port = free_port()
+        self.http_port = free_port()
         self.conf = dict(DEFAULT_CONF)
         self.conf.update(
             {
@@ -197,6 +198,7 @@ class Cluster:
                 "unix_socket_directories": f"'{self.dir}'",
                 "influx.udp_port": str(self.udp_port),
                 "influx.tcp_port": str(self.tcp_port),
+                "influx.http_port": str(self.http_port),
             }
         )
         self.conf.update(conf or {})
@@ -205,6 +207,7 @@ class Cluster:
         # Ports a module's CLUSTER_CONF overrides are the ones in force.
         self.udp_port = int(self.conf["influx.udp_port"])
         self.tcp_port = int(self.conf["influx.tcp_port"])
+        self.http_port = int(self.conf.get("influx.http_port", 8086))  # None: the default
         self.as_root = os.geteuid() == 0
         if self.as_root:
             pw = pwd.getpwnam(PG_USER)
