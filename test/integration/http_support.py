@@ -180,8 +180,21 @@ class RawConnection:
             data = data.encode()
         self.sock.sendall(data)
 
+    def send_all_or_until_closed(self, data):
+        """Sends data; stops quietly if the server has stopped reading and closed (it may answer
+        before the whole body is in, e.g. 413)."""
+        try:
+            self.send(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def _fill(self):
-        chunk = self.sock.recv(65536)
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            raise AssertionError(
+                "the server reset the connection before its answer could be read: a server "
+                "that stops reading a request must close gracefully (shutdown, then drain)")
         if not chunk:
             raise EOFError("connection closed by the server")
         self.buf += chunk
@@ -256,8 +269,16 @@ class RawConnection:
         self.close()
 
 
+def chunked(pieces):
+    """pieces framed with Transfer-Encoding: chunked, terminating chunk included."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n\r\n"
+
+
 def raw_request(method, path, body=b"", headers=None, version="HTTP/1.1", host="localhost"):
-    """The bytes of one request with a Content-Length body (unless headers set their own)."""
+    """The bytes of one request with a Content-Length body (unless headers set their own;
+    with Transfer-Encoding: chunked, body is a list of pieces)."""
+    if isinstance(body, list):
+        body = chunked(body)
     if isinstance(body, str):
         body = body.encode()
     h = {"Host": host}
