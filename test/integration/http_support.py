@@ -22,6 +22,7 @@ import gzip
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -381,11 +382,12 @@ TELEGRAF_USER_AGENT = "Telegraf/1.28.5 Go/1.21.4"
 TELEGRAF_MEASUREMENTS = ("cpu", "mem", "disk", "net", "system", "processes", "procstat")
 
 
-def telegraf_batch(batch, size=5000, t0_ns=T0_NS, prefix="tg_"):
+def telegraf_batch(batch, size=5000, t0_ns=T0_NS, prefix="tg_", unsigned=True):
     """`size` lines shaped like Telegraf's inputs (cpu, mem, disk, net, system, processes
     with sparse fields, procstat with escaped strings), serialized as Telegraf does (sorted
-    tags, integers `i`, unsigned `u`, booleans, ns timestamps), each line with its own time.
-    Returns (body, {table: rows})."""
+    tags, integers `i`, unsigned `u` (influx_uint_support; unsigned=False writes `i` as
+    servers without unsigned support need), booleans, ns timestamps), each line with its own
+    time.  Returns (body, {table: rows})."""
     lines = []
     counts = {}
     for j in range(size):
@@ -418,6 +420,8 @@ def telegraf_batch(batch, size=5000, t0_ns=T0_NS, prefix="tg_"):
             line = (f"{prefix}procstat,host={host},process_name=python3,user=te\\ st "
                     f'cmdline="/usr/bin/python3 \\"-c\\" C:\\\\temp\\\\{n}",cpu_usage={n % 100}.25,'
                     f"memory_rss={n}i,pid={n}i,running={'true' if n % 2 else 'F'} {ts}")
+        if not unsigned:
+            line = re.sub(r"=(\d+)u\b", r"=\1i", line)
         lines.append(line)
         counts[prefix + kind] = counts.get(prefix + kind, 0) + 1
     return ("\n".join(lines) + "\n").encode(), counts
