@@ -259,6 +259,8 @@ class RawConnection:
             return self.sock.recv(1) == b""
         except ConnectionResetError:
             return True
+        except socket.timeout:
+            return False
 
     def close(self):
         self.sock.close()
