@@ -398,8 +398,9 @@ def telegraf_batch(batch, size=5000, t0_ns=T0_NS, prefix="tg_", unsigned=True):
         kind = TELEGRAF_MEASUREMENTS[j % len(TELEGRAF_MEASUREMENTS)]
         host = f"host-{n % 7}"
         if kind == "cpu":
-            line = (f"{prefix}cpu,cpu=cpu{n % 4},host={host} usage_guest=0,usage_idle={90 + (n % 10) / 3:.6f},"
-                    f"usage_iowait=0.2506265664160401,usage_system={n % 5}.5,usage_user=3.258145363408521 {ts}")
+            line = (f"{prefix}cpu,cpu=cpu{n % 4},host={host} usage_guest=0,"
+                    f"usage_idle={90 + (n % 10) / 3:.6f},usage_iowait=0.2506265664160401,"
+                    f"usage_system={n % 5}.5,usage_user=3.258145363408521 {ts}")
         elif kind == "mem":
             line = (f"{prefix}mem,host={host} active={1000000 + n}i,available=8123456789i,"
                     f"available_percent=48.6123,free={n}i,used_percent=51.3877 {ts}")
@@ -408,8 +409,8 @@ def telegraf_batch(batch, size=5000, t0_ns=T0_NS, prefix="tg_", unsigned=True):
                     f"path=/var/lib/data\\ {n % 3} free={n * 4096}u,inodes_free=1000u,"
                     f"total=107374182400u,used_percent=12.5 {ts}")
         elif kind == "net":
-            line = (f"{prefix}net,host={host},interface=eth{n % 2} bytes_recv={n * 100}u,bytes_sent={n * 50}u,"
-                    f"drop_in=0u,err_in=0u,packets_recv={n}u {ts}")
+            line = (f"{prefix}net,host={host},interface=eth{n % 2} bytes_recv={n * 100}u,"
+                    f"bytes_sent={n * 50}u,drop_in=0u,err_in=0u,packets_recv={n}u {ts}")
         elif kind == "system":
             line = (f"{prefix}system,host={host} load1=0.{n % 100:02d},n_cpus=4i,n_users={n % 3}i,"
                     f'uptime={n}u,uptime_format="{n % 30} days,  3:{n % 60:02d}" {ts}')
@@ -475,8 +476,8 @@ def go_client(tmpdir):
     src = os.path.join(tmpdir, "influx1_client.go")
     shutil.copy(os.path.join(GO_DIR, "influx1_client.go"), src)
     env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOFLAGS="",
-               GOCACHE=os.path.join(tmpdir, "gocache"), CGO_ENABLED="0", GOPROXY="off",
-               HOME=tmpdir)
+               GOPROXY="off", CGO_ENABLED="0", HOME=tmpdir,
+               GOCACHE=os.path.join(tempfile.gettempdir(), "pg_influx_gocache"))
     binary = os.path.join(tmpdir, "influx1_client")
     r = run(["go", "build", "-o", binary, src], timeout=300, env=env, cwd=tmpdir)
     if r.returncode != 0:

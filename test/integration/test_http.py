@@ -606,5 +606,6 @@ def test_metrics_is_prometheus_text(http):
     sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEaInNf]+( [0-9]+)?$')
     for ln in samples:
         assert sample.match(ln), f"not a Prometheus sample: {ln!r}"
-    counters = [ln for ln in text.splitlines() if ln.startswith("# TYPE ") and ln.endswith("counter")]
+    counters = [ln for ln in text.splitlines()
+                if ln.startswith("# TYPE ") and ln.endswith(" counter")]
     assert counters, text[:500]

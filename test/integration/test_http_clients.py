@@ -115,8 +115,9 @@ def test_python_client_rfc3339_times_and_batches(http, pyclient):
 
 def test_python_client_line_protocol(http, pyclient):
     # write() with protocol='line' and explicit params, as applications call it.
-    assert pyclient.write(["py_line,host=a v=1i 1700000000000", "py_line,host=b v=2i 1700000001000"],
-                          params={"db": "clients", "precision": "ms"}, protocol="line") is True
+    lines = ["py_line,host=a v=1i 1700000000000", "py_line,host=b v=2i 1700000001000"]
+    assert pyclient.write(lines, params={"db": "clients", "precision": "ms"},
+                          protocol="line") is True
     assert http.query("SELECT _time, host, v FROM clients.py_line ORDER BY host") == [
         (sec(0), "a", 1), (sec(1), "b", 2)
     ]
@@ -205,8 +206,10 @@ def test_go_client_ping_query_and_batch_write(http, go_binary, gzip):
     r = run(cmd, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.splitlines() == [f"version {INFLUXDB_VERSION}", "ok"], r.stdout
-    assert http.query(f"SELECT count(*), min(_time), max(_time), sum(i), count(*) FILTER (WHERE ok) "
-                      f"FROM clients.{table}") == [(50, T0, sec(49), 1225000, 25)]
+    assert http.query(f"SELECT count(*), min(_time), max(_time), sum(i), "
+                      f"count(*) FILTER (WHERE ok) FROM clients.{table}") == [
+        (50, T0, sec(49), 1225000, 25)
+    ]
     assert http.query(f"SELECT host, f, i, s, ok FROM clients.{table} WHERE host = 'go-3'") == [
         ("go-3", 3.5, 3000, 'say "3"', False)
     ]
@@ -226,7 +229,8 @@ def test_node_influx(http):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["version"] == INFLUXDB_VERSION
     assert "public" in out["databases"], out
-    assert http.query("SELECT _time, host, f, i, s, ok FROM clients.node_points ORDER BY _time") == [
+    assert http.query("SELECT _time, host, f, i, s, ok FROM clients.node_points "
+                      "ORDER BY _time") == [
         (sec(i), f"node-{i}", i + 0.5, i * 1000, f'say "{i}"', i % 2 == 0) for i in range(3)
     ]
     assert columns(http, "clients.node_points")["i"] == "bigint"
