@@ -9,7 +9,11 @@ The rule checked after every 204: each line of that request is committed, so a q
 new connection, issued the instant the 204 arrives, sees all of them (no wait_for there).
 
 The module's cluster limits bodies to 1 MiB (influx.http_max_body_size) so that the size
-tests stay small; the default (25MB) is exercised by test_http_clients.py.
+tests stay small; the other HTTP modules run with the default (25MB).
+
+Run (as root, with the extension installed):
+    /usr/bin/python3 -m pytest test/integration/test_http.py test/integration/test_http_clients.py \
+        test/integration/test_http_limits.py test/integration/test_http_auth.py
 """
 
 import datetime
@@ -65,10 +69,6 @@ def bytes_setting(text):
 
 def exists(c, table):
     return c.scalar("SELECT to_regclass(%s) IS NOT NULL", (table,))
-
-
-def ts(dt):
-    return dt.astimezone(UTC)
 
 
 # ---------------------------------------------------------------------------------------
