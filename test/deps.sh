@@ -30,6 +30,9 @@ PACKAGES=(
     influxdb-client             # the influx 1.x CLI, an HTTP client in the integration tests
     sudo                        # README commands are written as `sudo ...`
     procps                      # ps/pgrep used by diagnostics
+    golang-go                   # builds the Go InfluxDB client program of test_http_clients.py
+    golang-github-influxdata-influxdb1-client-dev  # the Go 1.x client library (GOPATH mode, offline)
+    nodejs                      # runs the npm InfluxDB clients of test_http_clients.py
 )
 
 missing=()
@@ -38,6 +41,12 @@ for p in "${PACKAGES[@]}"; do
         missing+=("$p")
     fi
 done
+
+# npm (test/integration/node/install.sh): Debian's package, unless the installed nodejs
+# already brings it (NodeSource's does, and conflicts with Debian's npm).
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
