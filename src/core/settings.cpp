@@ -35,6 +35,7 @@ int influx_http_port = 8086;
 int influx_http_max_body_size = 25 * 1000 * 1000;
 int influx_http_max_connections = 1000;
 int influx_http_write_timeout = 4000;
+int influx_http_auth = INFLUX_HTTP_AUTH_TRUST;
 int influx_batch_size = 10000;
 int influx_flush_interval = 200;
 int influx_flush_idle = 20;
@@ -51,6 +52,12 @@ int influx_restart_delay = 5;
 
 namespace
 {
+
+const struct config_enum_entry http_auth_options[] = {
+    {"trust", INFLUX_HTTP_AUTH_TRUST, false},
+    {"password", INFLUX_HTTP_AUTH_PASSWORD, false},
+    {nullptr, 0, false},
+};
 
 const struct config_enum_entry precision_options[] = {
     {"ns", static_cast<int>(influx::Precision::Nanoseconds), false},
@@ -145,6 +152,13 @@ void InitSettings(void)
                             "Connections beyond it are refused and counted.",
                             &influx_http_max_connections, 1000, 1, INFLUX_MAX_CONNECTIONS,
                             PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomEnumVariable("influx.http_auth", "How HTTP writes are authenticated.",
+                             "trust: every request writes as influx.role, credentials are "
+                             "ignored.  password: a request names a PostgreSQL login role and its "
+                             "password (u/p, Basic, Token user:password) and writes as that role.",
+                             &influx_http_auth, INFLUX_HTTP_AUTH_TRUST, http_auth_options,
+                             PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.http_write_timeout",
                             "Longest time an HTTP write waits for its lines to be committed.",

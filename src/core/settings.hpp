@@ -26,6 +26,9 @@ extern int influx_http_port;
 extern int influx_http_max_body_size;
 extern int influx_http_max_connections;
 extern int influx_http_write_timeout; /* ms */
+#define INFLUX_HTTP_AUTH_TRUST 0
+#define INFLUX_HTTP_AUTH_PASSWORD 1
+extern int influx_http_auth; /* INFLUX_HTTP_AUTH_* */
 extern int influx_batch_size;
 extern int influx_flush_interval;
 extern int influx_flush_idle;

@@ -732,6 +732,11 @@ void EndBatch(void)
  * (docs/http.md, "Databases").  The last answer is kept for intake's table lookups.
  */
 char batch_database[NAMEDATALEN] = "";
+/*
+ * The role the batch's rows are written as: an HTTP request's authenticated role
+ * (influx.http_auth = password), or InvalidOid for the worker's own (influx.role).
+ */
+Oid batch_role = InvalidOid;
 char resolved_database[NAMEDATALEN] = "";
 char resolved_schema[NAMEDATALEN] = "";
 
@@ -782,14 +787,16 @@ void InsertInit(ProcessSlot *slot, const WorkerHooks *worker_hooks)
 size_t InsertAddRecord(const RecordView &record, size_t from, bool *head, bool *full)
 {
     const char *database = record.request ? record.meta.database : "";
+    Oid role = record.request ? record.meta.role : InvalidOid;
     *full = false;
-    if (strncmp(database, batch_database, sizeof(batch_database)) != 0) {
-        /* One database per flush: the rows before go first. */
+    if (strncmp(database, batch_database, sizeof(batch_database)) != 0 || role != batch_role) {
+        /* One database and one role per flush: the rows before go first. */
         if (batch.nrows > 0) {
             *full = true;
             return 0;
         }
         strlcpy(batch_database, database, sizeof(batch_database));
+        batch_role = role;
     }
     Precision precision = static_cast<Precision>(influx_precision);
     int64 now_ns = 0;
@@ -828,6 +835,7 @@ size_t InsertPendingRows(void)
 }
 
 bool InsertFlushBatch(void);
+bool FlushBatchAs(void);
 
 bool InsertFlush(void)
 {
@@ -887,6 +895,25 @@ bool InsertFlushBatch(void)
         EndBatch();
         return true;
     }
+    /*
+     * Rows of an authenticated HTTP request are written as its role: every check of the
+     * flush (schema, table, column and row-level security privileges, table creation) is
+     * made for it, as for an INSERT of its own.  Transactions started now restore it on
+     * abort; the worker's own identity comes back after the flush.
+     */
+    Oid saved_user;
+    int saved_context;
+    GetUserIdAndSecContext(&saved_user, &saved_context);
+    if (OidIsValid(batch_role))
+        SetUserIdAndSecContext(batch_role, saved_context);
+    bool done = FlushBatchAs();
+    SetUserIdAndSecContext(saved_user, saved_context);
+    return done;
+}
+
+/* InsertFlushBatch as the batch's role. */
+bool FlushBatchAs(void)
+{
     FlushOptions opts = {ResolveDatabase(batch_database), influx_create_tables, influx_add_columns,
                          true};
     int wait_ms = kRetryFirstWaitMs;

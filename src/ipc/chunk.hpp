@@ -11,7 +11,7 @@
  *
  * A *request record* (kRecordRequest set in the length word) starts with a RecordMeta and
  * then its lines; the length counts both.  It carries what an HTTP request decided for its
- * lines (precision, server time, database) and the request's tag, under which the worker
+ * lines (precision, server time, database, role) and the request's tag, under which the worker
  * reports what became of them (ring.hpp RequestOutcome).
  *
  * Pure C++ (usable from PostgreSQL-facing code and from tests alike).
@@ -42,6 +42,7 @@ struct RecordMeta {
     uint32_t flags;    /* kMetaHead */
     uint8_t precision; /* Precision of the request's timestamps */
     uint8_t pad[3];
+    uint32_t role;     /* the role the request writes as (an Oid); 0: the worker's own */
     char database[64]; /* NUL-terminated; "" for the default */
 };
 

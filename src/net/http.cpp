@@ -20,7 +20,10 @@
 #include "net/listener_state.hpp"
 
 extern "C" {
+#include "catalog/pg_authid.h"
 #include "common/pg_prng.h"
+#include "libpq/crypt.h"
+#include "utils/syscache.h"
 }
 
 #include "net/http.hpp"
@@ -52,6 +55,7 @@ struct HttpConn {
     std::string out;     /* response bytes not yet written */
     size_t out_sent = 0; /* of out */
     bool close_after = false;
+    bool answered = false; /* out ends with the answer to the request */
     TimestampTz last_activity = 0;
 
     /* The write in progress (Waiting). */
@@ -68,6 +72,21 @@ struct HttpConn {
 
     explicit HttpConn(const http::RequestLimits &limits) : reader(limits) {}
 };
+
+/*
+ * Logins that passed (influx.http_auth = password), so that a client sending its
+ * credentials with every request costs one password check (a SCRAM verification is
+ * thousands of hash rounds) per kLoginCacheMs, not one per request.  A changed or removed
+ * password stops working within that time.
+ */
+struct CachedLogin {
+    std::string password;
+    Oid role;
+    TimestampTz until;
+};
+constexpr int kLoginCacheMs = 10000;
+constexpr size_t kMaxCachedLogins = 1000;
+std::unordered_map<std::string, CachedLogin> logins;
 
 std::vector<HttpConn *> conns;
 std::unordered_map<uint64, HttpConn *> in_flight;
@@ -164,6 +183,15 @@ bool Flush(HttpConn *c)
     }
     c->out.clear();
     c->out_sent = 0;
+    if (!c->answered) {
+        /* An interim "100 Continue": the request goes on. */
+        if (c->state == ConnState::Writing) {
+            c->state = ConnState::Reading;
+            L->wes_dirty = true;
+        }
+        return true;
+    }
+    c->answered = false;
     if (c->close_after) {
         Close(c);
         return false;
@@ -192,6 +220,7 @@ void Respond(HttpConn *c, http::Response r)
     r.close = r.close || c->close_after;
     c->close_after = r.close;
     c->out += http::FormatResponse(r);
+    c->answered = true;
     (void) Flush(c);
 }
 
@@ -226,6 +255,99 @@ const char *Unavailable(void)
             return nullptr;
     }
     return "no insertion worker is running yet";
+}
+
+/*
+ * Checks a user name and password against PostgreSQL's own roles (pg_authid, a shared
+ * catalog the listener may read): the role's OID, or InvalidOid with the status to answer
+ * and why.  The role must be allowed to log in, and be neither a superuser nor BYPASSRLS
+ * unless influx.allow_superuser says so, as for influx.role.
+ */
+Oid CheckLogin(const std::string &user, const std::string &password, int *status, std::string *why)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    auto it = logins.find(user);
+    if (it != logins.end()) {
+        if (now < it->second.until && http::ConstantTimeEqual(it->second.password, password))
+            return it->second.role;
+        logins.erase(it);
+    }
+    *status = 401;
+    *why = "authorization failed";
+    if (user.empty() || user.find('\0') != std::string::npos || user.size() >= NAMEDATALEN ||
+        password.find('\0') != std::string::npos)
+        return InvalidOid;
+
+    Oid role = InvalidOid;
+    bool can_login = false, privileged = false, ok = false;
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    HeapTuple tup = SearchSysCache1(AUTHNAME, CStringGetDatum(user.c_str()));
+    if (HeapTupleIsValid(tup)) {
+        auto *form = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
+        role = form->oid;
+        can_login = form->rolcanlogin;
+        privileged = form->rolsuper || form->rolbypassrls;
+        ReleaseSysCache(tup);
+        const char *detail = nullptr;
+        char *shadow = get_role_password(user.c_str(), &detail);
+        ok = shadow != nullptr &&
+             plain_crypt_verify(user.c_str(), shadow, password.c_str(), &detail) == STATUS_OK;
+    }
+    CommitTransactionCommand();
+    if (!ok)
+        return InvalidOid;
+    *status = 403;
+    if (!can_login) {
+        *why = "role \"" + user + "\" is not permitted to log in";
+        return InvalidOid;
+    }
+    if (privileged && !influx_allow_superuser) {
+        *why = "role \"" + user +
+               "\" is a superuser or has BYPASSRLS: it may not write over "
+               "HTTP unless influx.allow_superuser is on";
+        return InvalidOid;
+    }
+    if (logins.size() >= kMaxCachedLogins)
+        logins.clear();
+    logins[user] = CachedLogin{password, role, TimestampTzPlusMilliseconds(now, kLoginCacheMs)};
+    return role;
+}
+
+/*
+ * The role a request acts as: InvalidOid (the workers' own) with influx.http_auth =
+ * trust; with password, the role its credentials name, or false after answering 401/403.
+ */
+bool Authenticate(HttpConn *c, Oid *role)
+{
+    *role = InvalidOid;
+    if (influx_http_auth != INFLUX_HTTP_AUTH_PASSWORD)
+        return true;
+    const http::RequestHead &h = c->reader.head();
+    http::Credentials creds = http::ParseCredentials(h.query, h.authorization);
+    switch (creds.kind) {
+        case http::Credentials::Kind::None:
+            RespondError(c, 401, "unable to parse authentication credentials");
+            return false;
+        case http::Credentials::Kind::Malformed:
+            RespondError(c, 401, "unable to parse authentication credentials: " + creds.error);
+            return false;
+        case http::Credentials::Kind::Token:
+            RespondError(c, 401,
+                         "token authentication is not available: send a PostgreSQL role and its "
+                         "password (u and p, Basic, or Token user:password)");
+            return false;
+        case http::Credentials::Kind::UserPassword:
+            break;
+    }
+    int status = 401;
+    std::string why;
+    *role = CheckLogin(creds.user, creds.password, &status, &why);
+    if (!OidIsValid(*role)) {
+        RespondError(c, status, why);
+        return false;
+    }
+    return true;
 }
 
 /* The time unit of a write's precision parameter as the parser knows it. */
@@ -268,7 +390,7 @@ int64 NowNs(void)
  * POST /write and /api/v2/write: the body's lines go to the workers as request records;
  * the answer waits for their outcomes (HttpTakeOutcome) or the write timeout.
  */
-void Write(HttpConn *c, bool v2)
+void Write(HttpConn *c, bool v2, Oid role)
 {
     const http::RequestHead &h = c->reader.head();
     std::string database;
@@ -296,6 +418,7 @@ void Write(HttpConn *c, bool v2)
     meta.now_ns = NowNs();
     meta.flags = kMetaHead;
     meta.precision = static_cast<uint8>(precision);
+    meta.role = role;
     /* A name no schema can have goes to the default database, as an unknown one does. */
     if (database.size() < sizeof(meta.database) && database.find('\0') == std::string::npos)
         memcpy(meta.database, database.data(), database.size());
@@ -469,11 +592,17 @@ void Dispatch(HttpConn *c)
         body += ",\"checks\":[],\"version\":" + http::JsonString(http::kInfluxdbVersion) + "}";
         RespondJson(c, why == nullptr ? 200 : 503, std::move(body));
     } else if (path == "/query" && (get || post)) {
-        Query(c);
+        Oid role;
+        if (Authenticate(c, &role))
+            Query(c);
     } else if (path == "/metrics" && get) {
-        Metrics(c);
+        Oid role;
+        if (Authenticate(c, &role))
+            Metrics(c);
     } else if ((path == "/write" || path == "/api/v2/write") && post) {
-        Write(c, path != "/write");
+        Oid role;
+        if (Authenticate(c, &role))
+            Write(c, path != "/write", role);
     } else if (path == "/write" || path == "/api/v2/write" || path == "/query" || path == "/ping" ||
                path == "/health" || path == "/metrics") {
         RespondError(c, 405, std::string("method ") + h.method_name + " not allowed");
