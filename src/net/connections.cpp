@@ -282,26 +282,27 @@ void RebuildWaitEventSet(void)
     L->wes = InfluxCreateWaitEventSet(n);
     AddWaitEventToSet(L->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
     AddWaitEventToSet(L->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+    /*
+     * user_data: 1..n UDP endpoint, -1..-n TCP listen socket, -(kMaxEndpoints+1)..
+     * HTTP listen socket, a TCP connection's pointer, an HTTP connection's pointer with
+     * kHttpEventBit.  While blocked, line protocol waits in the kernel (backpressure);
+     * HTTP is still served, so that writes are answered 503 rather than left hanging.
+     */
     if (!L->blocked) {
-        /*
-         * user_data: 1..n UDP endpoint, -1..-n TCP listen socket, -(kMaxEndpoints+1)..
-         * HTTP listen socket, a TCP connection's pointer, an HTTP connection's pointer
-         * with kHttpEventBit.
-         */
         for (int i = 0; i < L->endpoints.nudp; i++)
             AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->endpoints.udp[i], nullptr,
                               reinterpret_cast<void *>(static_cast<intptr_t>(i + 1)));
         for (int i = 0; i < L->endpoints.ntcp; i++)
             AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->endpoints.tcp[i], nullptr,
                               reinterpret_cast<void *>(static_cast<intptr_t>(-(i + 1))));
-        for (int i = 0; i < L->endpoints.nhttp; i++)
-            AddWaitEventToSet(
-                L->wes, WL_SOCKET_READABLE, L->endpoints.http[i], nullptr,
-                reinterpret_cast<void *>(static_cast<intptr_t>(-(kMaxEndpoints + i + 1))));
         for (int i = 0; i < L->nconns; i++)
             AddWaitEventToSet(L->wes, WL_SOCKET_READABLE, L->conns[i]->fd, nullptr, L->conns[i]);
-        HttpAddWaitEvents(L->wes);
     }
+    for (int i = 0; i < L->endpoints.nhttp; i++)
+        AddWaitEventToSet(
+            L->wes, WL_SOCKET_READABLE, L->endpoints.http[i], nullptr,
+            reinterpret_cast<void *>(static_cast<intptr_t>(-(kMaxEndpoints + i + 1))));
+    HttpAddWaitEvents(L->wes);
     L->wes_dirty = false;
 }
 

@@ -55,7 +55,9 @@ struct HttpConn {
     std::string out;     /* response bytes not yet written */
     size_t out_sent = 0; /* of out */
     bool close_after = false;
-    bool answered = false; /* out ends with the answer to the request */
+    bool answered = false;     /* out ends with the answer to the request */
+    bool head_checked = false; /* CheckHead ran for the current request */
+    Oid role = InvalidOid;     /* the request's role (influx.http_auth = password) */
     TimestampTz last_activity = 0;
 
     /* The write in progress (Waiting). */
@@ -82,6 +84,7 @@ struct HttpConn {
 struct CachedLogin {
     std::string password;
     Oid role;
+    bool privileged; /* superuser or BYPASSRLS: usable only with influx.allow_superuser */
     TimestampTz until;
 };
 constexpr int kLoginCacheMs = 10000;
@@ -201,6 +204,7 @@ bool Flush(HttpConn *c)
         L->wes_dirty = true;
     }
     c->reader.Reset();
+    c->head_checked = false;
     c->last_activity = GetCurrentTimestamp();
     /* A pipelined request may already be here. */
     if (!c->in.empty())
@@ -268,7 +272,8 @@ Oid CheckLogin(const std::string &user, const std::string &password, int *status
     TimestampTz now = GetCurrentTimestamp();
     auto it = logins.find(user);
     if (it != logins.end()) {
-        if (now < it->second.until && http::ConstantTimeEqual(it->second.password, password))
+        if (now < it->second.until && http::ConstantTimeEqual(it->second.password, password) &&
+            (!it->second.privileged || influx_allow_superuser))
             return it->second.role;
         logins.erase(it);
     }
@@ -310,7 +315,8 @@ Oid CheckLogin(const std::string &user, const std::string &password, int *status
     }
     if (logins.size() >= kMaxCachedLogins)
         logins.clear();
-    logins[user] = CachedLogin{password, role, TimestampTzPlusMilliseconds(now, kLoginCacheMs)};
+    logins[user] =
+        CachedLogin{password, role, privileged, TimestampTzPlusMilliseconds(now, kLoginCacheMs)};
     return role;
 }
 
@@ -318,7 +324,7 @@ Oid CheckLogin(const std::string &user, const std::string &password, int *status
  * The role a request acts as: InvalidOid (the workers' own) with influx.http_auth =
  * trust; with password, the role its credentials name, or false after answering 401/403.
  */
-bool Authenticate(HttpConn *c, Oid *role)
+bool Authenticate(HttpConn *c, Oid *role, bool close)
 {
     *role = InvalidOid;
     if (influx_http_auth != INFLUX_HTTP_AUTH_PASSWORD)
@@ -327,15 +333,17 @@ bool Authenticate(HttpConn *c, Oid *role)
     http::Credentials creds = http::ParseCredentials(h.query, h.authorization);
     switch (creds.kind) {
         case http::Credentials::Kind::None:
-            RespondError(c, 401, "unable to parse authentication credentials");
+            RespondError(c, 401, "unable to parse authentication credentials", close);
             return false;
         case http::Credentials::Kind::Malformed:
-            RespondError(c, 401, "unable to parse authentication credentials: " + creds.error);
+            RespondError(c, 401, "unable to parse authentication credentials: " + creds.error,
+                         close);
             return false;
         case http::Credentials::Kind::Token:
             RespondError(c, 401,
                          "token authentication is not available: send a PostgreSQL role and its "
-                         "password (u and p, Basic, or Token user:password)");
+                         "password (u and p, Basic, or Token user:password)",
+                         close);
             return false;
         case http::Credentials::Kind::UserPassword:
             break;
@@ -344,7 +352,7 @@ bool Authenticate(HttpConn *c, Oid *role)
     std::string why;
     *role = CheckLogin(creds.user, creds.password, &status, &why);
     if (!OidIsValid(*role)) {
-        RespondError(c, status, why);
+        RespondError(c, status, why, close);
         return false;
     }
     return true;
@@ -555,8 +563,8 @@ void Metrics(HttpConn *c)
     Respond(c, std::move(r));
 }
 
-/* A complete request: routes it. */
-void Dispatch(HttpConn *c)
+/* What the answer to a request takes from its head: its id, HTTP version, method. */
+void BeginAnswer(HttpConn *c)
 {
     const http::RequestHead &h = c->reader.head();
     c->request_id = !h.x_request_id.empty() ? h.x_request_id
@@ -564,6 +572,12 @@ void Dispatch(HttpConn *c)
                                             : NewRequestId();
     c->version = h.version;
     c->head_only = h.method == http::Method::Head;
+}
+
+/* A complete request: routes it. */
+void Dispatch(HttpConn *c)
+{
+    const http::RequestHead &h = c->reader.head();
     std::string_view path = h.path;
     while (path.size() > 1 && path.back() == '/')
         path.remove_suffix(1);
@@ -592,17 +606,11 @@ void Dispatch(HttpConn *c)
         body += ",\"checks\":[],\"version\":" + http::JsonString(http::kInfluxdbVersion) + "}";
         RespondJson(c, why == nullptr ? 200 : 503, std::move(body));
     } else if (path == "/query" && (get || post)) {
-        Oid role;
-        if (Authenticate(c, &role))
-            Query(c);
+        Query(c);
     } else if (path == "/metrics" && get) {
-        Oid role;
-        if (Authenticate(c, &role))
-            Metrics(c);
+        Metrics(c);
     } else if ((path == "/write" || path == "/api/v2/write") && post) {
-        Oid role;
-        if (Authenticate(c, &role))
-            Write(c, path != "/write", role);
+        Write(c, path != "/write", c->role);
     } else if (path == "/write" || path == "/api/v2/write" || path == "/query" || path == "/ping" ||
                path == "/health" || path == "/metrics") {
         RespondError(c, 405, std::string("method ") + h.method_name + " not allowed");
@@ -611,11 +619,51 @@ void Dispatch(HttpConn *c)
     }
 }
 
+/* Whether a request is a write (by its head). */
+bool IsWrite(const http::RequestHead &h)
+{
+    return h.method == http::Method::Post && (h.path == "/write" || h.path == "/api/v2/write");
+}
+
+/* Whether a request needs credentials (influx.http_auth = password): all but /ping,
+ * /health and CORS preflights. */
+bool NeedsAuth(const http::RequestHead &h)
+{
+    return h.method != http::Method::Options && h.path != "/ping" && h.path != "/health";
+}
+
+/*
+ * Once a request's head is read (its body may follow): its answer's id, its credentials,
+ * and for a write whether it can be taken now -- refused here, the body is never read
+ * (the connection is closed) nor held in memory.  Then the "100 Continue" a client that
+ * asked for it waits for.  False once the request is answered.
+ */
+bool CheckHead(HttpConn *c, bool complete)
+{
+    const http::RequestHead &h = c->reader.head();
+    BeginAnswer(c);
+    c->role = InvalidOid;
+    if (NeedsAuth(h) && !Authenticate(c, &c->role, !complete))
+        return false;
+    if (IsWrite(h)) {
+        if (const char *why = Unavailable()) {
+            RespondError(c, 503, why, !complete);
+            return false;
+        }
+    }
+    if (!complete && h.expect_continue) {
+        static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        c->out += kContinue;
+        if (!Flush(c))
+            return false;
+    }
+    return true;
+}
+
 /* Feeds the bytes read to the reader and acts on what it says. */
 void ProcessInput(HttpConn *c)
 {
     while (c->state == ConnState::Reading && !c->in.empty()) {
-        http::ReadState before = c->reader.state();
         size_t used = c->reader.Feed(c->in.data(), c->in.size());
         c->in.erase(0, used);
         http::ReadState st = c->reader.state();
@@ -626,11 +674,10 @@ void ProcessInput(HttpConn *c)
             RespondError(c, c->reader.error_status(), c->reader.error_message(), true);
             return;
         }
-        if (st == http::ReadState::HeadComplete && before != http::ReadState::HeadComplete &&
-            c->reader.head().expect_continue) {
-            static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            c->out += kContinue;
-            if (!Flush(c))
+        if ((st == http::ReadState::HeadComplete || st == http::ReadState::Complete) &&
+            !c->head_checked) {
+            c->head_checked = true;
+            if (!CheckHead(c, st == http::ReadState::Complete))
                 return;
         }
         if (st == http::ReadState::Complete) {

@@ -13,6 +13,8 @@ import base64
 
 import pytest
 
+from conftest import wait_for
+
 from http_support import (
     T0_NS,
     assert_204,
@@ -108,3 +110,55 @@ def test_python_client_with_and_without_credentials(auth):
         default.write_points([{"measurement": "auth_py", "fields": {"v": 2.0}}])
     assert e.value.code == 401
     assert auth.scalar("SELECT count(*) FROM public.auth_py") == 1
+
+
+def test_a_request_writes_with_its_roles_privileges(auth):
+    """The authenticated role, not the workers' role (a superuser here), is the writer:
+    a table it may not insert into rejects its lines; the tables it creates are its own."""
+    auth.execute("CREATE TABLE public.auth_locked (_time timestamptz, v float8)")
+    auth.execute(f"REVOKE ALL ON public.auth_locked FROM {USER}")
+    r = write(auth.http_port, f"auth_locked v=1 {T0_NS}\nauth_mine v=2 {T0_NS}\n",
+              u=USER, p=PASSWORD)
+    assert r.status == 400, r
+    body = r.json()
+    assert "partial write" in body["error"] and "dropped=1" in body["error"], body
+    assert "permission denied" in body["error"], body
+    assert auth.scalar("SELECT count(*) FROM public.auth_locked") == 0
+    assert auth.scalar("SELECT count(*) FROM public.auth_mine") == 1
+    assert auth.scalar("SELECT tableowner FROM pg_tables WHERE tablename = 'auth_mine'") == USER
+
+
+def test_row_level_security_applies_to_the_role(auth):
+    auth.execute("CREATE TABLE public.auth_rls (_time timestamptz, host text, v float8)")
+    auth.execute(f"GRANT INSERT, SELECT ON public.auth_rls TO {USER}")
+    auth.execute("ALTER TABLE public.auth_rls ENABLE ROW LEVEL SECURITY")
+    auth.execute(f"CREATE POLICY only_a ON public.auth_rls FOR INSERT TO {USER} "
+                 "WITH CHECK (host = 'a')")
+    r = write(auth.http_port, f"auth_rls,host=a v=1 {T0_NS}\nauth_rls,host=b v=2 {T0_NS}\n",
+              u=USER, p=PASSWORD)
+    assert r.status == 400 and "dropped=1" in r.json()["error"], r
+    assert auth.scalar("SELECT string_agg(host, ',') FROM public.auth_rls") == "a"
+
+
+def test_a_superuser_role_is_refused_unless_allowed(auth):
+    """The test cluster runs with influx.allow_superuser = on (its writer is postgres):
+    turned off, a superuser's own password does not let it write over HTTP; and with no
+    worker running (postgres is refused as the workers' role too), writes are answered 503
+    at once, and /health says why."""
+    auth.execute("CREATE ROLE http_super SUPERUSER LOGIN PASSWORD 'S-secret-1'")
+    auth.execute("ALTER SYSTEM SET influx.allow_superuser = off")
+    auth.execute("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: "superuser" in auth.scalar("SELECT status FROM influx.listener_status()"),
+                 timeout=10, what="the listener to apply influx.allow_superuser = off")
+        r = write(auth.http_port, f"auth_super v=1 {T0_NS}\n", u="http_super", p="S-secret-1")
+        assert r.status == 403 and "superuser" in r.json()["error"], r
+        r = write(auth.http_port, f"auth_nowork v=1 {T0_NS}\n", u=USER, p=PASSWORD)
+        assert r.status == 503 and r.header("Retry-After") == "1", r
+        h = request(auth.http_port, "GET", "/health")
+        assert h.status == 503 and h.json()["status"] == "fail", h
+        assert not exists(auth, "public.auth_super")
+        assert not exists(auth, "public.auth_nowork")
+    finally:
+        auth.execute("ALTER SYSTEM RESET influx.allow_superuser")
+        auth.execute("SELECT pg_reload_conf()")
