@@ -73,6 +73,13 @@ struct ProcessSlot {
     TimestampTz last_error_at;
 };
 
+/* HTTP tokens (core/tokens.hpp): the SHA-256 of each token and its role. */
+#define INFLUX_MAX_TOKENS 1024
+struct TokenEntry {
+    uint8 hash[32];
+    Oid role;
+};
+
 /* Slots: the listener, the workers, and room for draining workers being replaced. */
 #define INFLUX_PROCESS_SLOTS (1 + 2 * INFLUX_MAX_WORKERS)
 
@@ -88,6 +95,12 @@ struct SharedState {
     int workers_wanted;
     int workers_running;
     pg_atomic_uint32 restart_workers_requested; /* set by influx.restart_workers() */
+
+    /* HTTP tokens, as influx.token last held them (core/tokens.hpp); under `mutex`. */
+    int ntokens;
+    bool tokens_loaded;
+    TimestampTz tokens_changed_at; /* influx.create_token / drop_token ran */
+    TokenEntry tokens[INFLUX_MAX_TOKENS];
 
     /* Counters of processes that have exited, per kind (index = ProcessKind). */
     pg_atomic_uint64 retired[kProcessKinds][kCounterCount];

@@ -53,6 +53,7 @@ extern "C" {
 #include "ipc/ring.hpp"
 #include "core/settings.hpp"
 #include "core/shared_state.hpp"
+#include "core/tokens.hpp"
 #include "ingest/worker.hpp"
 
 namespace influx
@@ -397,6 +398,9 @@ void ReceiveLoop(shm_mq_handle *mqh, ProcessSlot *slot, int index)
             ConfigReloadPending = false;
             ProcessConfigFile(PGC_SIGHUP);
         }
+        /* The listener checks HTTP tokens against a copy that worker 0 keeps fresh. */
+        if (index == 0 && !st.announced_stop)
+            MaybeLoadTokens();
         if (stop_requested && !st.announced_stop) {
             st.announced_stop = true;
             st.stop_since = GetCurrentTimestamp();

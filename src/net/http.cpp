@@ -26,6 +26,7 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
+#include "core/tokens.hpp"
 #include "net/http.hpp"
 
 namespace influx
@@ -252,13 +253,66 @@ const char *Unavailable(void)
         return "no insertion worker can run: see influx.listener_status()";
     if (L->blocked)
         return "the insertion workers are behind; try again";
-    for (int i = 0; i < kMaxRings; i++) {
-        const Ring *r = &L->rings[i];
-        if (r->in_use && !r->retiring && !r->detached && !r->failed &&
-            (r->ready || shm_mq_get_receiver(RingQueue(r->header)) != nullptr))
-            return nullptr;
-    }
+    if (SomeRingTakesNewChunks())
+        return nullptr;
     return "no insertion worker is running yet";
+}
+
+/*
+ * Whether an authenticated role may write over HTTP: it may log in, and is neither a
+ * superuser nor BYPASSRLS unless influx.allow_superuser says so, as for influx.role.
+ */
+bool RoleMayWrite(const char *name, bool can_login, bool privileged, int *status, std::string *why)
+{
+    *status = 403;
+    if (!can_login) {
+        *why = std::string("role \"") + name + "\" is not permitted to log in";
+        return false;
+    }
+    if (privileged && !influx_allow_superuser) {
+        *why = std::string("role \"") + name +
+               "\" is a superuser or has BYPASSRLS: it may not write over HTTP unless "
+               "influx.allow_superuser is on";
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The role a token names (core/tokens.hpp), if it may write: its OID, or InvalidOid with
+ * the status to answer and why.  Before insertion worker 0 has loaded the tokens, none can
+ * be checked: 503, to be retried.
+ */
+Oid CheckToken(const std::string &token, int *status, std::string *why)
+{
+    if (!TokensLoaded()) {
+        *status = 503;
+        *why = "tokens are not loaded yet (no insertion worker has started)";
+        return InvalidOid;
+    }
+    *status = 401;
+    *why = "authorization failed";
+    bool found = false, can_login = false, privileged = false;
+    char name[NAMEDATALEN] = "";
+    /* In a transaction: hashing takes a resource owner (OpenSSL contexts are tracked). */
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    Oid role = TokenRole(token.data(), token.size());
+    HeapTuple tup = OidIsValid(role) ? SearchSysCache1(AUTHOID, ObjectIdGetDatum(role)) : nullptr;
+    if (HeapTupleIsValid(tup)) {
+        auto *form = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
+        found = true;
+        can_login = form->rolcanlogin;
+        privileged = form->rolsuper || form->rolbypassrls;
+        strlcpy(name, NameStr(form->rolname), sizeof(name));
+        ReleaseSysCache(tup);
+    }
+    CommitTransactionCommand();
+    if (!found) /* the role was dropped; its token is worth nothing */
+        return InvalidOid;
+    if (!RoleMayWrite(name, can_login, privileged, status, why))
+        return InvalidOid;
+    return role;
 }
 
 /*
@@ -302,17 +356,8 @@ Oid CheckLogin(const std::string &user, const std::string &password, int *status
     CommitTransactionCommand();
     if (!ok)
         return InvalidOid;
-    *status = 403;
-    if (!can_login) {
-        *why = "role \"" + user + "\" is not permitted to log in";
+    if (!RoleMayWrite(user.c_str(), can_login, privileged, status, why))
         return InvalidOid;
-    }
-    if (privileged && !influx_allow_superuser) {
-        *why = "role \"" + user +
-               "\" is a superuser or has BYPASSRLS: it may not write over "
-               "HTTP unless influx.allow_superuser is on";
-        return InvalidOid;
-    }
     if (logins.size() >= kMaxCachedLogins)
         logins.clear();
     logins[user] =
@@ -340,17 +385,14 @@ bool Authenticate(HttpConn *c, Oid *role, bool close)
                          close);
             return false;
         case http::Credentials::Kind::Token:
-            RespondError(c, 401,
-                         "token authentication is not available: send a PostgreSQL role and its "
-                         "password (u and p, Basic, or Token user:password)",
-                         close);
-            return false;
         case http::Credentials::Kind::UserPassword:
             break;
     }
     int status = 401;
     std::string why;
-    *role = CheckLogin(creds.user, creds.password, &status, &why);
+    *role = creds.kind == http::Credentials::Kind::Token
+                ? CheckToken(creds.token, &status, &why)
+                : CheckLogin(creds.user, creds.password, &status, &why);
     if (!OidIsValid(*role)) {
         RespondError(c, status, why, close);
         return false;

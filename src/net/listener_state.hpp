@@ -220,6 +220,7 @@ void DropOldestSent(Ring *r);
 RingPosition DonePosition(Ring *r);
 void ForgetDone(Ring *r);
 bool CanTake(Ring *r);
+bool SomeRingTakesNewChunks(void);
 bool PlaceChunk(const SentChunk *chunk);
 bool TryPlaceChunk(void);
 void RetryPending(void);

@@ -309,6 +309,18 @@ bool TryPlaceChunk(void)
 void TakeHandback(Ring *r, RingPosition done);
 void RequeueHandedBack(bool all);
 
+/* Whether a ring that is not being retired has a worker attached to take chunks. */
+bool SomeRingTakesNewChunks(void)
+{
+    for (int i = 0; i < kMaxRings; i++) {
+        Ring *r = &L->rings[i];
+        if (r->in_use && !r->retiring && !r->detached && !r->failed &&
+            (r->ready || shm_mq_get_receiver(RingQueue(r->header)) != nullptr))
+            return true;
+    }
+    return false;
+}
+
 /*
  * Reads the outcomes of requests (ring.hpp RequestOutcome) that hold at `done` -- the
  * worker's done position, or for a worker that exited the position its last commit
@@ -367,7 +379,14 @@ void RetryPending(void)
                 continue;
             }
         }
-        if (r->retiring && !r->pending && !L->stopping) {
+        /*
+         * A retired ring is let go once its pending chunk is through -- but not while it
+         * is the only way out for lines the listener holds: with no other ring taking
+         * chunks (replacements that cannot connect), a shutdown must still be able to hand
+         * them to the old worker, which drains until it is let go (CanTake).
+         */
+        bool holding = L->chunk.len > 0 || L->nrequeued > 0 || L->nhanded_back > 0;
+        if (r->retiring && !r->pending && !L->stopping && (!holding || SomeRingTakesNewChunks())) {
             shm_mq_detach(r->mqh);
             r->mqh = nullptr;
             r->detached = true;

@@ -162,3 +162,78 @@ def test_a_superuser_role_is_refused_unless_allowed(auth):
     finally:
         auth.execute("ALTER SYSTEM RESET influx.allow_superuser")
         auth.execute("SELECT pg_reload_conf()")
+
+
+def test_tokens_write_as_their_role_and_stop_when_dropped(auth):
+    token = auth.scalar(f"SELECT influx.create_token('{USER}', 'test token')")
+    assert token.startswith("pgi_") and len(token) == 52
+    # Stored hashed: the token itself is nowhere in the table.
+    assert auth.scalar("SELECT count(*) FROM influx.token WHERE hash = sha256(%s::bytea)",
+                       (token,)) == 1
+    assert auth.scalar("SELECT count(*) FROM influx.token WHERE position(%s::bytea in hash) > 0 "
+                       "OR comment = %s", (token, token)) == 0
+    line = f"auth_token v=1 {T0_NS}\n"
+    # Worker 0 loads new tokens within about a second.
+    statuses = []
+
+    def try_token():
+        r = write_v2(auth.http_port, line, bucket="b", headers={"Authorization": f"Token {token}"})
+        statuses.append(r.status)
+        return r if r.status == 204 else None
+
+    r = wait_for(try_token, timeout=10, what="the new token to be accepted")
+    assert_204(r)
+    assert set(statuses[:-1]) <= {401}, statuses
+    assert auth.scalar("SELECT count(*) FROM public.auth_token") == 1, statuses
+    assert_204(write(auth.http_port, line, headers={"Authorization": f"Bearer {token}"}))
+    assert auth.scalar("SELECT count(*) FROM public.auth_token") == 2
+    assert auth.scalar("SELECT tableowner FROM pg_tables WHERE tablename = 'auth_token'") == USER
+    assert_401(write(auth.http_port, line, headers={"Authorization": f"Token {token}x"}))
+
+    tid = auth.scalar("SELECT id FROM influx.tokens WHERE comment = 'test token'")
+    assert auth.scalar("SELECT influx.drop_token(%s)", (tid,)) is True
+    assert auth.scalar("SELECT influx.drop_token(%s)", (tid,)) is False
+    # Until worker 0 reloads (about a second), the token still works; then it is refused.
+    wait_for(lambda: write(auth.http_port, line,
+                           headers={"Authorization": f"Token {token}"}).status == 401,
+             timeout=10, what="the dropped token to be refused")
+    before = auth.scalar("SELECT count(*) FROM public.auth_token")
+    assert_401(write(auth.http_port, line, headers={"Authorization": f"Token {token}"}))
+    assert auth.scalar("SELECT count(*) FROM public.auth_token") == before
+
+
+def test_only_members_of_a_role_may_create_or_see_its_tokens(auth):
+    auth.execute("CREATE ROLE tok_other LOGIN")
+    auth.execute("CREATE ROLE tok_mallory LOGIN")
+    theirs = auth.scalar("SELECT influx.create_token('tok_other')")
+    assert theirs
+    conn = auth.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET ROLE tok_mallory")
+            with pytest.raises(Exception) as e:
+                cur.execute("SELECT influx.create_token('tok_other')")
+            assert "permission denied" in str(e.value)
+            cur.execute("SET ROLE tok_mallory")
+            cur.execute("SELECT count(*) FROM influx.tokens")
+            assert cur.fetchone()[0] == 0
+            with pytest.raises(Exception) as e:
+                cur.execute("SELECT * FROM influx.token")
+            assert "permission denied" in str(e.value)
+            cur.execute("SET ROLE tok_mallory")
+            cur.execute("SELECT influx.create_token('tok_mallory')")
+            cur.execute("SELECT count(*) FROM influx.tokens")
+            assert cur.fetchone()[0] == 1
+    finally:
+        conn.close()
+    tid = auth.scalar("SELECT id FROM influx.tokens WHERE role = 'tok_other'::regrole")
+    conn = auth.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET ROLE tok_mallory")
+            with pytest.raises(Exception) as e:
+                cur.execute("SELECT influx.drop_token(%s)", (tid,))
+            assert "permission denied" in str(e.value)
+    finally:
+        conn.close()
+    assert auth.scalar("SELECT count(*) FROM influx.tokens WHERE role = 'tok_other'::regrole") == 1

@@ -2,7 +2,7 @@
 -- functions with their argument and result types, and the influx.stats view.
 -- Catalog checks only: behaviour is covered by pg_regress and the integration tests.
 BEGIN;
-SELECT plan(45);
+SELECT plan(51);
 
 -- The OUT columns of a function as "name type, ..." (NULL if the function is missing).
 CREATE FUNCTION pg_temp.out_columns(fn regprocedure) RETURNS text LANGUAGE sql AS $$
@@ -15,8 +15,8 @@ $$;
 -- Extension and schema
 SELECT has_extension('influx', 'pg_influx', 'extension pg_influx is installed in schema influx');
 SELECT has_schema('influx');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.0',
-          'pg_influx version is 1.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.1',
+          'pg_influx version is 1.1');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'pg_influx'), false,
           'pg_influx is not relocatable (its objects live in schema influx)');
 
@@ -94,11 +94,20 @@ SELECT results_eq(
              ('boolean', 'boolean'), ('string', 'text')$$,
     'field types map to double precision, bigint, numeric, boolean, text');
 
+SELECT has_function('influx', 'create_token', ARRAY['regrole', 'text']);
+SELECT function_returns('influx', 'create_token', ARRAY['regrole', 'text'], 'text');
+SELECT has_function('influx', 'drop_token', ARRAY['bigint']);
+SELECT function_returns('influx', 'drop_token', ARRAY['bigint'], 'boolean');
+SELECT has_view('influx', 'tokens', 'view influx.tokens exists');
+SELECT columns_are('influx', 'tokens', ARRAY['id', 'role', 'comment', 'created_at', 'created_by'],
+                   'influx.tokens shows id, role, comment, created_at, created_by (never the token)');
+
 -- Exactly these functions: none opens network connections from the server (the former
 -- send_udp()/send_tcp() test helpers are gone; tests send with their own clients).
 SELECT functions_are('influx', ARRAY[
     'parse', 'stats', 'listener_status', 'restart_workers', 'insert',
-    'create_measurement_table', 'add_measurement_columns', 'field_column_type'],
+    'create_measurement_table', 'add_measurement_columns', 'field_column_type',
+    'create_token', 'drop_token'],
     'schema influx has exactly the functions of the SQL API');
 SELECT hasnt_function('influx', 'send_udp', 'there is no influx.send_udp()');
 SELECT hasnt_function('influx', 'send_tcp', 'there is no influx.send_tcp()');

@@ -2,7 +2,7 @@
 -- the monitoring functions are for pg_monitor; restarting workers is for superusers (and
 -- whoever they grant it to).
 BEGIN;
-SELECT plan(22);
+SELECT plan(25);
 
 CREATE ROLE influx_tap_nobody NOLOGIN;
 CREATE ROLE influx_tap_monitor NOLOGIN IN ROLE pg_monitor;
@@ -65,6 +65,15 @@ SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT * FROM influx.listen
           NULL, 'a pg_monitor member calls influx.listener_status()');
 SELECT is(pg_temp.sqlstate_as('influx_tap_monitor', 'SELECT influx.restart_workers()'),
           '42501', 'a pg_monitor member gets permission denied from influx.restart_workers()');
+
+-- Tokens: the table is the owner's alone; the view and the functions are everyone's, and
+-- the functions check membership of the role themselves (test_http_auth.py).
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT count(*) FROM influx.token'),
+          '42501', 'PUBLIC may not read influx.token (token hashes)');
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT count(*) FROM influx.tokens'),
+          NULL, 'PUBLIC reads the influx.tokens view');
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', $$SELECT influx.create_token('postgres')$$),
+          '42501', 'PUBLIC may not create a token for a role it is not a member of');
 
 -- A superuser can grant the management functions on.
 GRANT EXECUTE ON FUNCTION influx.restart_workers() TO influx_tap_nobody;

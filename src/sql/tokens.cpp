@@ -1,0 +1,146 @@
+/*
+ * tokens.cpp — influx.create_token() and influx.drop_token(): the tokens of the HTTP
+ * endpoint (core/tokens.hpp, docs/http.md#tokens).
+ *
+ * A token lets whoever holds it write as its role, so only a member of the role (who may
+ * SET ROLE to it: what it could do anyway) may create one or drop one.  The table
+ * influx.token belongs to the extension's owner and is not readable by others: these
+ * functions run as its caller, check membership, and write the table as its owner.
+ */
+extern "C" {
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+}
+
+#include "core/pg_cpp.hpp"
+#include "core/tokens.hpp"
+
+namespace
+{
+
+using namespace influx;
+
+/* Random bytes in a token: 192 bits. */
+constexpr int kTokenRandomBytes = 24;
+
+/* The owner of influx.token (its writes are made as this role). */
+Oid TokenTableOwner(void)
+{
+    Oid relid = get_relname_relid("token", get_namespace_oid("influx", false));
+    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+    if (!OidIsValid(relid) || !HeapTupleIsValid(tup))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("influx.token does not exist"),
+                        errhint("ALTER EXTENSION pg_influx UPDATE")));
+    Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relowner;
+    ReleaseSysCache(tup);
+    return owner;
+}
+
+/* Only a member of a role may hand out or take back the right to write as it. */
+void RequireMember(Oid role, const char *what)
+{
+    if (!is_member_of_role(GetUserId(), role))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to %s a token for role \"%s\"", what,
+                               GetUserNameFromId(role, false)),
+                        errdetail("Only members of the role (who may SET ROLE to it) may.")));
+}
+
+/* Runs a statement on influx.token as the table's owner. */
+int RunAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+    Oid saved_user;
+    int saved_context;
+    GetUserIdAndSecContext(&saved_user, &saved_context);
+    SetUserIdAndSecContext(TokenTableOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+    SPI_connect();
+    int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+    uint64 processed = rc > 0 ? SPI_processed : 0;
+    SPI_finish();
+    SetUserIdAndSecContext(saved_user, saved_context);
+    return static_cast<int>(processed);
+}
+
+Datum create_token(FunctionCallInfo fcinfo)
+{
+    if (PG_ARGISNULL(0))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("role must not be null")));
+    Oid role = PG_GETARG_OID(0);
+    if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("role %u does not exist", role)));
+    RequireMember(role, "create");
+
+    uint8 random[kTokenRandomBytes];
+    if (!pg_strong_random(random, sizeof(random)))
+        ereport(ERROR, (errmsg("could not generate a random token")));
+    static const char hex[] = "0123456789abcdef";
+    char token[4 + 2 * kTokenRandomBytes + 1] = "pgi_";
+    for (int i = 0; i < kTokenRandomBytes; i++) {
+        token[4 + 2 * i] = hex[random[i] >> 4];
+        token[4 + 2 * i + 1] = hex[random[i] & 0xF];
+    }
+    token[sizeof(token) - 1] = '\0';
+    uint8 hash[kTokenHashBytes];
+    TokenHash(token, strlen(token), hash);
+    bytea *hash_value = static_cast<bytea *>(palloc(VARHDRSZ + kTokenHashBytes));
+    SET_VARSIZE(hash_value, VARHDRSZ + kTokenHashBytes);
+    memcpy(VARDATA(hash_value), hash, kTokenHashBytes);
+
+    Oid types[4] = {OIDOID, BYTEAOID, TEXTOID, OIDOID};
+    Datum values[4] = {ObjectIdGetDatum(role), PointerGetDatum(hash_value),
+                       PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
+                       ObjectIdGetDatum(GetUserId())};
+    char nulls[4] = {' ', ' ', PG_ARGISNULL(1) ? 'n' : ' ', ' '};
+    (void) RunAsOwner("INSERT INTO influx.token (role, hash, comment, created_by) "
+                      "VALUES ($1, $2, $3, $4)",
+                      4, types, values, nulls);
+    TokensChanged();
+    PG_RETURN_TEXT_P(cstring_to_text(token));
+}
+
+Datum drop_token(FunctionCallInfo fcinfo)
+{
+    int64 id = PG_GETARG_INT64(0);
+    Oid types[1] = {INT8OID};
+    Datum values[1] = {Int64GetDatum(id)};
+    char nulls[1] = {' '};
+    /* The token's role, read as the owner; membership decides whether it may go. */
+    Oid saved_user;
+    int saved_context;
+    GetUserIdAndSecContext(&saved_user, &saved_context);
+    SetUserIdAndSecContext(TokenTableOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+    SPI_connect();
+    Oid role = InvalidOid;
+    if (SPI_execute_with_args("SELECT role FROM influx.token WHERE id = $1", 1, types, values,
+                              nulls, true, 1) == SPI_OK_SELECT &&
+        SPI_processed == 1) {
+        bool isnull;
+        role = DatumGetObjectId(
+            SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    }
+    SPI_finish();
+    SetUserIdAndSecContext(saved_user, saved_context);
+    if (!OidIsValid(role))
+        PG_RETURN_BOOL(false);
+    RequireMember(role, "drop");
+    int n = RunAsOwner("DELETE FROM influx.token WHERE id = $1", 1, types, values, nulls);
+    TokensChanged();
+    PG_RETURN_BOOL(n > 0);
+}
+
+} // namespace
+
+INFLUX_SQL_FUNCTION(create_token)
+INFLUX_SQL_FUNCTION(drop_token)

@@ -1,0 +1,93 @@
+"""
+test_upgrade.py — the extension's upgrade path: a database that installed version 1.0 and
+ran ALTER EXTENSION pg_influx UPDATE has exactly what a fresh install of the current
+version has (every member object, its definition, owner and privileges).
+"""
+
+# What the extension consists of, described so that two databases can be compared: each
+# member object with its definition and its privileges.
+DESCRIBE = """
+WITH members AS (
+    SELECT d.classid, d.objid, d.objsubid
+    FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid
+    WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'pg_influx' AND d.deptype = 'e'
+)
+SELECT pg_describe_object(classid, objid, objsubid) AS object,
+       CASE classid
+           WHEN 'pg_proc'::regclass THEN
+               (SELECT pg_get_functiondef(objid) || coalesce(proacl::text, '')
+                || coalesce(obj_description(objid, 'pg_proc'), '')
+                FROM pg_proc WHERE oid = objid)
+           WHEN 'pg_class'::regclass THEN
+               (SELECT c.relkind::text || coalesce(c.relacl::text, '') || coalesce(pg_get_viewdef(c.oid), '')
+                || coalesce(array_to_string(c.reloptions, ','), '')
+                || coalesce((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                                               || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                                               || coalesce(' ' || a.attidentity::text, ''),
+                                               ', ' ORDER BY a.attnum)
+                             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+                             AND NOT a.attisdropped), '')
+                || coalesce((SELECT string_agg(pg_get_constraintdef(k.oid), ', ' ORDER BY k.conname)
+                             FROM pg_constraint k WHERE k.conrelid = c.oid), '')
+                FROM pg_class c WHERE c.oid = objid)
+           WHEN 'pg_namespace'::regclass THEN
+               (SELECT coalesce(nspacl::text, '') FROM pg_namespace WHERE oid = objid)
+           ELSE ''
+       END AS definition
+FROM members
+ORDER BY 1
+"""
+
+
+def describe(cluster, dbname):
+    conn = cluster.connect(dbname=dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(DESCRIBE)
+            rows = cur.fetchall()
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'")
+            return cur.fetchone()[0], rows
+    finally:
+        conn.close()
+
+
+def test_update_from_1_0_equals_a_fresh_install(cluster):
+    for db in ("upgraded", "fresh"):
+        cluster.execute(f"CREATE DATABASE {db}")
+    conn = cluster.connect(dbname="upgraded")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION pg_influx VERSION '1.0'")
+            cur.execute("SELECT to_regclass('influx.token')")
+            assert cur.fetchone()[0] is None, "1.0 has no token table"
+            cur.execute("ALTER EXTENSION pg_influx UPDATE")
+    finally:
+        conn.close()
+    conn = cluster.connect(dbname="fresh")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION pg_influx")
+    finally:
+        conn.close()
+
+    version_u, upgraded = describe(cluster, "upgraded")
+    version_f, fresh = describe(cluster, "fresh")
+    assert version_f == "1.1"
+    assert version_u == version_f
+    assert any(o.startswith("function influx.create_token") for o, _ in fresh)
+    assert any(o == "table influx.token" for o, _ in fresh)
+    only_fresh = sorted(set(fresh) - set(upgraded))
+    only_upgraded = sorted(set(upgraded) - set(fresh))
+    assert not only_fresh and not only_upgraded, (only_fresh, only_upgraded)
+
+
+def test_the_upgraded_database_creates_tokens(cluster):
+    conn = cluster.connect(dbname="upgraded")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT influx.create_token('postgres', 'after upgrade')")
+            assert cur.fetchone()[0].startswith("pgi_")
+            cur.execute("SELECT count(*) FROM influx.tokens")
+            assert cur.fetchone()[0] == 1
+    finally:
+        conn.close()
