@@ -145,7 +145,7 @@ void InitSettings(void)
     DefineCustomIntVariable("influx.http_max_body_size",
                             "Largest HTTP request body accepted, after decompression.",
                             "Larger requests are answered 413 and nothing of them is written.",
-                            &influx_http_max_body_size, 25 * 1000 * 1000, 1024, INT_MAX / 2,
+                            &influx_http_max_body_size, 25 * 1000 * 1000, 1024, 256 * 1024 * 1024,
                             PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.http_max_connections", "Most HTTP connections open at once.",

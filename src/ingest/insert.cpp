@@ -952,6 +952,9 @@ bool FlushBatchAs(void)
         for (int k = 0; k < batch.ngroups; k++)
             for (int i = 0; i < batch.groups[k]->nrows; i++)
                 MarkRejected(&batch.groups[k]->rows[i]);
+        /* Nothing was handed back by a flush that committed nothing. */
+        for (uint32 k = 1; k <= RequestTallyCount(); k++)
+            RequestTallyAt(k)->handed_back = 0;
     }
     if (ok) {
         Note(reporter, kRowsInserted, inserted);

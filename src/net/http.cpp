@@ -56,10 +56,14 @@ struct HttpConn {
     std::string out;     /* response bytes not yet written */
     size_t out_sent = 0; /* of out */
     bool close_after = false;
-    bool answered = false;     /* out ends with the answer to the request */
-    bool head_checked = false; /* CheckHead ran for the current request */
-    Oid role = InvalidOid;     /* the request's role (influx.http_auth = password) */
-    TimestampTz last_activity = 0;
+    bool answered = false;           /* out ends with the answer to the request */
+    bool head_checked = false;       /* CheckHead ran for the current request */
+    Oid role = InvalidOid;           /* the request's role (influx.http_auth = password) */
+    bool dead = false;               /* closed; freed by Reap() once no handler can hold it */
+    bool input_ready = false;        /* answered with bytes of a next request already read */
+    size_t body_memory = 0;          /* what it counts in body_memory_total */
+    TimestampTz last_activity = 0;   /* last byte read or written */
+    TimestampTz request_started = 0; /* first byte of the request being read, or 0 */
 
     /* The write in progress (Waiting). */
     uint64 tag = 0;
@@ -95,6 +99,31 @@ std::unordered_map<std::string, CachedLogin> logins;
 std::vector<HttpConn *> conns;
 std::unordered_map<uint64, HttpConn *> in_flight;
 uint64 next_tag = 1;
+
+/*
+ * Closed connections wait here until the main loop has handled every event of the wait
+ * that closed them (an event may still name one), then Reap() frees them.
+ */
+std::vector<HttpConn *> graveyard;
+/* Some connection has input_ready: the next wait must not sleep. */
+bool work_pending = false;
+
+/*
+ * Request bodies held in memory by all connections together (read, inflated, waiting for
+ * their commit).  Beyond the budget, a request still being read is answered 503: a few
+ * thousand bytes of gzip each from many connections must not pin gigabytes.
+ */
+size_t body_memory_total = 0;
+size_t BodyMemoryBudget(void)
+{
+    return Max(static_cast<size_t>(64) * 1024 * 1024,
+               2 * static_cast<size_t>(influx_http_max_body_size));
+}
+
+/* A request must be read whole within this time of its first byte (slow senders). */
+constexpr int kRequestReadTimeoutMs = 60 * 1000;
+/* An answer the client does not read for this long (when tcp_idle_timeout is 0) ends it. */
+constexpr int kWriteStallMs = 60 * 1000;
 
 /* Counter names in influx.stats()'s order (shared_state.hpp Counter). */
 const char *const kCounterNames[] = {
@@ -147,23 +176,59 @@ void Forget(HttpConn *c)
     }
 }
 
+/* Counts a connection's body memory in body_memory_total as `bytes`. */
+void AccountBody(HttpConn *c, size_t bytes)
+{
+    body_memory_total = body_memory_total - c->body_memory + bytes;
+    c->body_memory = bytes;
+}
+
+/*
+ * Closes a connection.  It is freed later (Reap): callers up the stack, and events of the
+ * same wait, may still hold it and see `dead`.
+ */
 void Close(HttpConn *c)
 {
+    if (c->dead)
+        return;
     Forget(c);
     close(c->fd);
+    c->fd = -1;
+    c->dead = true;
+    /* Its memory goes now, not when the object is freed: other requests may need it. */
+    c->reader.Reset();
+    std::string().swap(c->in);
+    std::string().swap(c->out);
+    AccountBody(c, 0);
     for (size_t i = 0; i < conns.size(); i++)
         if (conns[i] == c) {
             conns[i] = conns.back();
             conns.pop_back();
             break;
         }
-    delete c;
+    graveyard.push_back(c);
     L->wes_dirty = true;
 }
 
-void ProcessInput(HttpConn *c);
+/*
+ * A C++ exception while serving one connection (out of memory, above all) ends that
+ * connection, not the listener.
+ */
+void Contain(HttpConn *c, const std::exception &e)
+{
+    ReportProblem(L->slot, "closed an HTTP connection: %s", e.what());
+    Close(c);
+}
 
-/* Writes what is pending; false if the connection was closed. */
+/* Frees closed connections (from the main loop, with no handler on the stack). */
+void Reap(void)
+{
+    for (HttpConn *c : graveyard)
+        delete c;
+    graveyard.clear();
+}
+
+/* Writes what is pending; false if the connection was closed (it is `dead`). */
 bool Flush(HttpConn *c)
 {
     while (c->out_sent < c->out.size()) {
@@ -171,6 +236,7 @@ bool Flush(HttpConn *c)
             send(c->fd, c->out.data() + c->out_sent, c->out.size() - c->out_sent, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_sent += static_cast<size_t>(n);
+            c->last_activity = GetCurrentTimestamp();
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -205,11 +271,18 @@ bool Flush(HttpConn *c)
         L->wes_dirty = true;
     }
     c->reader.Reset();
+    AccountBody(c, c->reader.body_capacity());
     c->head_checked = false;
+    c->request_started = 0;
     c->last_activity = GetCurrentTimestamp();
-    /* A pipelined request may already be here. */
-    if (!c->in.empty())
-        ProcessInput(c);
+    /*
+     * A pipelined request may already be here: ProcessInput's loop reads it if that is
+     * where this answer came from, the main loop otherwise (never a recursion per request).
+     */
+    if (!c->in.empty()) {
+        c->input_ready = true;
+        work_pending = true;
+    }
     return true;
 }
 
@@ -702,18 +775,33 @@ bool CheckHead(HttpConn *c, bool complete)
     return true;
 }
 
-/* Feeds the bytes read to the reader and acts on what it says. */
+/*
+ * Feeds the bytes read to the reader and acts on what it says, request after request
+ * (pipelining) in a loop.  The connection may be closed (dead) on return.
+ */
 void ProcessInput(HttpConn *c)
 {
-    while (c->state == ConnState::Reading && !c->in.empty()) {
+    c->input_ready = false;
+    while (!c->dead && c->state == ConnState::Reading && !c->in.empty()) {
         size_t used = c->reader.Feed(c->in.data(), c->in.size());
         c->in.erase(0, used);
+        if (c->request_started == 0 && c->reader.started())
+            c->request_started = GetCurrentTimestamp();
+        AccountBody(c, c->reader.body_capacity());
         http::ReadState st = c->reader.state();
         if (st == http::ReadState::Failed) {
             c->request_id = NewRequestId();
             c->version = 11;
             c->head_only = false;
             RespondError(c, c->reader.error_status(), c->reader.error_message(), true);
+            return;
+        }
+        if (st != http::ReadState::Complete && body_memory_total > BodyMemoryBudget()) {
+            BeginAnswer(c);
+            ReportProblem(L->slot,
+                          "refused an HTTP request: request bodies in memory exceed %zu bytes",
+                          BodyMemoryBudget());
+            RespondError(c, 503, "too much request data in memory; try again", true);
             return;
         }
         if ((st == http::ReadState::HeadComplete || st == http::ReadState::Complete) &&
@@ -724,9 +812,9 @@ void ProcessInput(HttpConn *c)
         }
         if (st == http::ReadState::Complete) {
             Dispatch(c);
-            return;
+            continue; /* answered at once (or waiting: the loop ends) */
         }
-        if (used == 0 && st != http::ReadState::HeadComplete)
+        if (used == 0)
             return;
     }
 }
@@ -740,13 +828,8 @@ void Read(HttpConn *c)
         if (n > 0) {
             c->in.append(buf, static_cast<size_t>(n));
             c->last_activity = GetCurrentTimestamp();
-            Count(L->slot, kBytesReceived, 0);
             ProcessInput(c);
-            /* Closed, or no longer reading: the connection may be gone. */
-            bool alive = false;
-            for (HttpConn *x : conns)
-                alive |= x == c;
-            if (!alive || c->state != ConnState::Reading)
+            if (c->dead || c->state != ConnState::Reading)
                 return;
             if (static_cast<size_t>(n) < sizeof(buf))
                 return;
@@ -761,6 +844,8 @@ void Read(HttpConn *c)
         return;
     }
 }
+
+void TakeOutcome(HttpConn *c, const RequestOutcome &o);
 
 } // namespace
 
@@ -793,13 +878,21 @@ void HttpAccept(int listen_fd, int max_accepts)
                           influx_http_max_connections);
             continue;
         }
-        auto *c = new HttpConn(Limits());
+        HttpConn *c = nullptr;
+        try {
+            c = new HttpConn(Limits());
+            conns.push_back(c);
+        } catch (const std::exception &e) {
+            delete c;
+            close(fd);
+            ReportProblem(L->slot, "could not take an HTTP connection: %s", e.what());
+            continue;
+        }
         c->fd = fd;
         c->last_activity = GetCurrentTimestamp();
         SetKeepalive(fd);
         int one = 1;
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        conns.push_back(c);
         Count(L->slot, kConnectionsAccepted);
         L->wes_dirty = true;
     }
@@ -841,6 +934,18 @@ void HttpTakeOutcome(const RequestOutcome &o)
     if (it == in_flight.end())
         return; /* answered already (timeout), or its connection closed */
     HttpConn *c = it->second;
+    try {
+        TakeOutcome(c, o);
+    } catch (const std::exception &e) {
+        Contain(c, e);
+    }
+}
+
+namespace
+{
+
+void TakeOutcome(HttpConn *c, const RequestOutcome &o)
+{
     c->units_done += o.units;
     if (o.rejected > 0) {
         if (c->rejected == 0 || c->reasons.size() < kMaxReasonBytes) {
@@ -854,29 +959,64 @@ void HttpTakeOutcome(const RequestOutcome &o)
         Answer(c);
 }
 
-void HttpCheckTimeouts(TimestampTz now)
+} // namespace
+
+void HttpTick(TimestampTz now)
 {
-    std::vector<HttpConn *> late, idle;
+    Reap();
+    work_pending = false;
+    std::vector<HttpConn *> ready, late, idle;
     for (HttpConn *c : conns) {
+        if (c->input_ready)
+            ready.push_back(c);
         if (c->state == ConnState::Waiting && now >= c->deadline)
             late.push_back(c);
+        else if (c->state == ConnState::Reading && c->request_started != 0 &&
+                 TimestampDifferenceExceeds(c->request_started, now, kRequestReadTimeoutMs))
+            idle.push_back(c); /* a request sent too slowly */
         else if (c->state == ConnState::Reading && influx_tcp_idle_timeout > 0 &&
                  TimestampDifferenceExceeds(c->last_activity, now, influx_tcp_idle_timeout * 1000))
+            idle.push_back(c); /* silent between requests, or in the middle of one */
+        else if (c->state == ConnState::Writing &&
+                 TimestampDifferenceExceeds(
+                     c->last_activity, now,
+                     influx_tcp_idle_timeout > 0 ? influx_tcp_idle_timeout * 1000 : kWriteStallMs))
             idle.push_back(c);
     }
+    for (HttpConn *c : ready) {
+        try {
+            if (!c->dead)
+                ProcessInput(c);
+        } catch (const std::exception &e) {
+            Contain(c, e);
+        }
+    }
     for (HttpConn *c : late) {
+        if (c->dead || c->state != ConnState::Waiting)
+            continue;
         ReportProblem(L->slot,
                       "an HTTP write of %llu lines was not committed within "
                       "influx.http_write_timeout (%d ms); answered 500",
                       static_cast<unsigned long long>(c->lines), influx_http_write_timeout);
-        RespondError(c, 500,
-                     "timeout: the lines were not all committed within influx.http_write_timeout; "
-                     "they may still be");
+        try {
+            RespondError(c, 500,
+                         "timeout: the lines were not all committed within "
+                         "influx.http_write_timeout; they may still be");
+        } catch (const std::exception &e) {
+            Contain(c, e);
+        }
     }
     for (HttpConn *c : idle) {
+        if (c->dead)
+            continue;
         Count(L->slot, kConnectionsClosedIdle);
         Close(c);
     }
+}
+
+bool HttpHasWork(void)
+{
+    return work_pending;
 }
 
 int HttpConnectionCount(void)
@@ -888,6 +1028,7 @@ void HttpCloseAll(void)
 {
     while (!conns.empty())
         Close(conns.back());
+    Reap();
 }
 
 } // namespace net

@@ -43,8 +43,15 @@ void HttpAddWaitEvents(WaitEventSet *set);
 /* A worker's report on one request's units. */
 void HttpTakeOutcome(const RequestOutcome &outcome);
 
-/* Answers requests past influx.http_write_timeout; closes idle connections. */
-void HttpCheckTimeouts(TimestampTz now);
+/*
+ * Once per main-loop turn, after the events: frees closed connections, reads pipelined
+ * requests that waited for an answer, answers writes past influx.http_write_timeout, and
+ * closes idle, too slow or stalled connections.
+ */
+void HttpTick(TimestampTz now);
+
+/* Whether HttpTick has requests to read now (the next wait must not sleep). */
+bool HttpHasWork(void);
 
 /* Open HTTP connections. */
 int HttpConnectionCount(void);

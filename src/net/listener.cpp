@@ -384,6 +384,8 @@ bool HandleEvents(const WaitEvent *events, int n)
 /* How long the next wait may be: short while a chunk waits for room, so the retry is prompt. */
 long NextWaitMs(void)
 {
+    if (HttpHasWork())
+        return 0;
     if (L->blocked || L->chunk.len > 0 || L->nrequeued > 0)
         return 10;
     for (int i = 0; i < kMaxRings; i++)
@@ -436,7 +438,7 @@ void ListenerMain(void)
         if (!L->blocked)
             (void) TryPlaceChunk();
         RetryPending();
-        HttpCheckTimeouts(GetCurrentTimestamp());
+        HttpTick(GetCurrentTimestamp());
 
         bool restart = pg_atomic_exchange_u32(&shared_state->restart_workers_requested, 0) != 0;
         TimestampTz now = GetCurrentTimestamp();

@@ -54,8 +54,8 @@ SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_port')$$,
     $$VALUES ('integer', '8086', NULL, 'sighup', '0', '65535', NULL::text[])$$,
     'influx.http_port: integer 0..65535, default 8086, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_max_body_size')$$,
-    $$VALUES ('integer', '25000000', 'B', 'sighup', '1024', '1073741823', NULL::text[])$$,
-    'influx.http_max_body_size: bytes 1024..1073741823, default 25000000, sighup');
+    $$VALUES ('integer', '25000000', 'B', 'sighup', '1024', '268435456', NULL::text[])$$,
+    'influx.http_max_body_size: bytes 1024..268435456 (256MB), default 25000000, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_max_connections')$$,
     $$VALUES ('integer', '1000', NULL, 'sighup', '1', '10000', NULL::text[])$$,
     'influx.http_max_connections: integer 1..10000, default 1000, sighup');
