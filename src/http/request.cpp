@@ -17,6 +17,11 @@
  *     it is still in the caller's buffer, as Feed() promises.
  *   - Its header limit counts from the start of each buffer, not from the start of the
  *     head, so the head's total size is counted here (header_bytes_).
+ *   - At a chunk header it must never be given fewer than 5 bytes (the shortest last
+ *     chunk, "0\r\n\r\n"): once it has seen "0\r\n" and waits for the trailer section,
+ *     Beast 1.74 asserts that its buffer holds at least 5 bytes, which is false when the
+ *     body has no data chunk and the rest arrives a byte at a time.  Fewer bytes there
+ *     can never complete anything, so they wait in `pending_` (at_chunk_header_).
  *
  * Body bytes are never kept in `pending_` longer than one call: with a Content-Length the
  * parser takes them all; with chunks it takes everything up to an incomplete chunk header.
@@ -51,6 +56,8 @@ namespace
 
 /* First size of a body buffer when the final size is unknown. */
 constexpr size_t kInitialBodyBytes = 64 * 1024;
+/* Beast needs this many bytes at a chunk header (see the file comment). */
+constexpr size_t kMinChunkHeaderBytes = 5;
 /* Bytes of the caller's buffer appended to an incomplete head element at a time. */
 constexpr size_t kPendingStep = 4096;
 /* The largest piece handed to inflate() at once (its counters are 32-bit). */
@@ -220,8 +227,9 @@ class RequestReader::Impl
     uint64_t wire_bytes_ = 0;    /* wire body bytes received */
     uint64_t chunked_bytes_ = 0; /* wire body bytes announced by chunk headers */
     z_stream zs_{};
-    bool zlib_ready_ = false;  /* zs_ is initialised (kept across requests) */
-    bool member_done_ = false; /* inflate reached the end of a gzip member */
+    bool zlib_ready_ = false;      /* zs_ is initialised (kept across requests) */
+    bool member_done_ = false;     /* inflate reached the end of a gzip member */
+    bool at_chunk_header_ = false; /* the next bytes of a chunked body are a chunk header */
 
     int error_status_ = 0;
     std::string error_message_;
@@ -282,9 +290,11 @@ void RequestReader::Impl::Parser::on_chunk_header_impl(std::uint64_t size, beast
     Check(owner_->OnChunkHeader(size), ec);
 }
 
-size_t RequestReader::Impl::Parser::on_chunk_body_impl(std::uint64_t, beast::string_view body,
+size_t RequestReader::Impl::Parser::on_chunk_body_impl(std::uint64_t remain,
+                                                       beast::string_view body,
                                                        beast::error_code &ec)
 {
+    owner_->at_chunk_header_ = remain == body.size(); /* the chunk's last bytes */
     Check(owner_->OnBodyData(ToStd(body)), ec);
     return body.size();
 }
@@ -317,6 +327,7 @@ void RequestReader::Impl::Reset() noexcept
     wire_bytes_ = 0;
     chunked_bytes_ = 0;
     member_done_ = false;
+    at_chunk_header_ = false;
     error_status_ = 0;
     error_message_.clear();
 }
@@ -378,6 +389,10 @@ size_t RequestReader::Impl::Step(const char *data, size_t len, size_t used)
     started_ = true;
     beast::error_code ec;
     size_t n;
+    if (pending_.empty() && at_chunk_header_ && len - used < kMinChunkHeaderBytes) {
+        pending_.assign(data + used, len - used);
+        return len;
+    }
     if (pending_.empty()) {
         n = parser_->put(boost::asio::const_buffer(data + used, len - used), ec);
         used += n;
@@ -391,6 +406,8 @@ size_t RequestReader::Impl::Step(const char *data, size_t len, size_t used)
         size_t add = std::min(len - used, kPendingStep);
         pending_.append(data + used, add);
         used += add;
+        if (at_chunk_header_ && pending_.size() < kMinChunkHeaderBytes)
+            return used;
         n = parser_->put(boost::asio::const_buffer(pending_.data(), pending_.size()), ec);
         if (n >= kept) {
             used -= pending_.size() - n;
@@ -534,6 +551,7 @@ bool RequestReader::Impl::OnHeader()
 {
     head_.keep_alive = parser_->keep_alive();
     head_.chunked = parser_->chunked();
+    at_chunk_header_ = head_.chunked;
     if (boost::optional<std::uint64_t> cl = parser_->content_length())
         head_.content_length = *cl;
 
@@ -595,6 +613,7 @@ bool RequestReader::Impl::OnBodyInit(const boost::optional<std::uint64_t> &conte
 
 bool RequestReader::Impl::OnChunkHeader(std::uint64_t size)
 {
+    at_chunk_header_ = size == 0; /* the last chunk: the trailer section follows */
     chunked_bytes_ += size;
     if (chunked_bytes_ > limits_.max_body_bytes)
         return FailTooLarge("more than " + std::to_string(limits_.max_body_bytes) + " bytes");
@@ -613,7 +632,10 @@ bool RequestReader::Impl::OnBodyData(std::string_view piece)
 
 bool RequestReader::Impl::AppendIdentity(std::string_view piece)
 {
-    /* Content-Length and chunk sizes were checked against the limit: this fits body_cap_. */
+    /* Content-Length and chunk sizes were checked against the limit already; this check
+     * keeps the copy below inside the buffer whatever the parser does. */
+    if (piece.size() > body_cap_ - body_.size())
+        return FailTooLarge("more than " + std::to_string(limits_.max_body_bytes) + " bytes");
     if (piece.size() > body_.room()) {
         size_t want = std::max(body_.size() + piece.size(), body_.capacity() * 2);
         if (!body_.Reserve(std::min(want, body_cap_)))
