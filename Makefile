@@ -37,7 +37,7 @@ PG_CPPFLAGS = -Isrc
 PG_CXXFLAGS = -std=c++17 -fvisibility=hidden -fvisibility-inlines-hidden \
               -Wno-register -Wno-missing-field-initializers $(if $(CI),-Werror)
 PG_CFLAGS   = $(if $(CI),-Werror)
-SHLIB_LINK  = -lstdc++ $(PURE_LIBS)
+SHLIB_LINK  = -lstdc++ $(PURE_LIBS) -lssl -lcrypto
 
 # Bitcode is only used to inline SQL-callable functions into JIT-compiled queries; none
 # of ours benefit, and the bitcode rule does not see PG_CXXFLAGS (-std=c++17).

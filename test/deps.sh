@@ -11,11 +11,13 @@ PACKAGES=(
     build-essential             # g++, make
     postgresql-15               # server binaries: initdb, pg_ctl, postgres
     postgresql-server-dev-15    # pg_config, PGXS, server headers, pg_regress
-    libboost-dev                # Boost.Lockfree (header-only)
+    libboost-dev                # Boost.Lockfree and Boost.Beast (header-only)
     libgtest-dev                # make unittest
     libbenchmark-dev            # make parser-bench
     libfast-float-dev           # float parsing in the line-protocol parser
     zlib1g-dev                  # gzip request bodies on the HTTP endpoint
+    libssl-dev                  # TLS on the HTTP endpoint (influx.http_tls)
+    openssl                     # test certificates for influx.http_tls
     clang                       # make fuzz (libFuzzer)
     libclang-rt-14-dev          # libFuzzer and sanitizer runtimes for clang 14
     clang-format                # make format-check (the .clang-format of this tree: version 14)

@@ -36,6 +36,7 @@ int influx_http_max_body_size = 25 * 1000 * 1000;
 int influx_http_max_connections = 1000;
 int influx_http_write_timeout = 4000;
 int influx_http_auth = INFLUX_HTTP_AUTH_TRUST;
+bool influx_http_tls = false;
 int influx_batch_size = 10000;
 int influx_flush_interval = 200;
 int influx_flush_idle = 20;
@@ -159,6 +160,11 @@ void InitSettings(void)
                              "password (u/p, Basic, Token user:password) and writes as that role.",
                              &influx_http_auth, INFLUX_HTTP_AUTH_TRUST, http_auth_options,
                              PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomBoolVariable("influx.http_tls", "Serve the HTTP endpoint over TLS only.",
+                             "With the server's ssl_cert_file and ssl_key_file; a reload reads "
+                             "them again.  Without them the HTTP port is not served.",
+                             &influx_http_tls, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.http_write_timeout",
                             "Longest time an HTTP write waits for its lines to be committed.",

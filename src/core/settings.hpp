@@ -29,6 +29,7 @@ extern int influx_http_write_timeout; /* ms */
 #define INFLUX_HTTP_AUTH_TRUST 0
 #define INFLUX_HTTP_AUTH_PASSWORD 1
 extern int influx_http_auth; /* INFLUX_HTTP_AUTH_* */
+extern bool influx_http_tls;
 extern int influx_batch_size;
 extern int influx_flush_interval;
 extern int influx_flush_idle;

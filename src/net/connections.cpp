@@ -320,6 +320,18 @@ void BindSockets(bool rebind)
     L->endpoints_ok =
         BindEndpoints(influx_listen_addresses, influx_udp_port, influx_tcp_port, influx_http_port,
                       influx_udp_receive_buffer, &L->endpoints, error, sizeof(error));
+    /* TLS (influx.http_tls): without its certificate the HTTP port is not served at all. */
+    if (L->endpoints.nhttp > 0) {
+        char tls_error[256];
+        if (!HttpConfigureTls(tls_error, sizeof(tls_error))) {
+            for (int i = 0; i < L->endpoints.nhttp; i++)
+                close(L->endpoints.http[i]);
+            L->endpoints.nhttp = 0;
+            L->endpoints_ok = false;
+            strlcpy(error, tls_error, sizeof(error));
+        }
+    }
+    L->bound_http_tls = influx_http_tls;
     if (rebind)
         memset(L->udp_drops_seen, 0, sizeof(L->udp_drops_seen));
 

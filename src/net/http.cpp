@@ -19,11 +19,18 @@
 
 #include "net/listener_state.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 extern "C" {
 #include "catalog/pg_authid.h"
 #include "common/pg_prng.h"
 #include "libpq/crypt.h"
 #include "utils/syscache.h"
+
+/* PostgreSQL's own settings (libpq/libpq.h, whose headers need GSSAPI's). */
+extern PGDLLIMPORT char *ssl_cert_file;
+extern PGDLLIMPORT char *ssl_key_file;
 }
 
 #include "core/tokens.hpp"
@@ -59,6 +66,7 @@ struct HttpConn {
     bool answered = false;           /* out ends with the answer to the request */
     bool head_checked = false;       /* CheckHead ran for the current request */
     Oid role = InvalidOid;           /* the request's role (influx.http_auth = password) */
+    SSL *ssl = nullptr;              /* influx.http_tls: the connection's TLS session */
     bool dead = false;               /* closed; freed by Reap() once no handler can hold it */
     bool input_ready = false;        /* answered with bytes of a next request already read */
     size_t body_memory = 0;          /* what it counts in body_memory_total */
@@ -107,6 +115,61 @@ uint64 next_tag = 1;
 std::vector<HttpConn *> graveyard;
 /* Some connection has input_ready: the next wait must not sleep. */
 bool work_pending = false;
+
+/* influx.http_tls: the server's certificate and key (ssl_cert_file, ssl_key_file). */
+SSL_CTX *tls_ctx = nullptr;
+
+/* The first OpenSSL error as text (and the queue emptied). */
+std::string TlsError(void)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    return e != 0 ? buf : "unknown TLS error";
+}
+
+/* Bytes from a connection: > 0, 0 when it ended (closed or failed), -1 for none now. */
+ssize_t ConnRecv(HttpConn *c, char *buf, size_t size)
+{
+    if (c->ssl == nullptr) {
+        for (;;) {
+            ssize_t n = recv(c->fd, buf, size, 0);
+            if (n >= 0)
+                return n;
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 0;
+        }
+    }
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, buf, static_cast<int>(Min(size, static_cast<size_t>(INT_MAX))));
+    if (n > 0)
+        return n;
+    int err = SSL_get_error(c->ssl, n);
+    return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? -1 : 0;
+}
+
+/* Bytes to a connection: how many went, -1 for none now, 0 when it failed. */
+ssize_t ConnSend(HttpConn *c, const char *data, size_t size)
+{
+    if (c->ssl == nullptr) {
+        for (;;) {
+            ssize_t n = send(c->fd, data, size, MSG_NOSIGNAL);
+            if (n > 0)
+                return n;
+            if (n < 0 && errno == EINTR)
+                continue;
+            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : 0;
+        }
+    }
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, data, static_cast<int>(Min(size, static_cast<size_t>(INT_MAX))));
+    if (n > 0)
+        return n;
+    int err = SSL_get_error(c->ssl, n);
+    return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? -1 : 0;
+}
 
 /*
  * Request bodies held in memory by all connections together (read, inflated, waiting for
@@ -192,6 +255,12 @@ void Close(HttpConn *c)
     if (c->dead)
         return;
     Forget(c);
+    if (c->ssl != nullptr) {
+        (void) SSL_shutdown(c->ssl); /* best effort: a close_notify if it fits */
+        SSL_free(c->ssl);
+        c->ssl = nullptr;
+        ERR_clear_error();
+    }
     close(c->fd);
     c->fd = -1;
     c->dead = true;
@@ -232,16 +301,13 @@ void Reap(void)
 bool Flush(HttpConn *c)
 {
     while (c->out_sent < c->out.size()) {
-        ssize_t n =
-            send(c->fd, c->out.data() + c->out_sent, c->out.size() - c->out_sent, MSG_NOSIGNAL);
+        ssize_t n = ConnSend(c, c->out.data() + c->out_sent, c->out.size() - c->out_sent);
         if (n > 0) {
             c->out_sent += static_cast<size_t>(n);
             c->last_activity = GetCurrentTimestamp();
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n < 0) {
             if (c->state != ConnState::Writing) {
                 c->state = ConnState::Writing;
                 L->wes_dirty = true;
@@ -824,21 +890,27 @@ void Read(HttpConn *c)
 {
     char buf[kHttpReadSize];
     for (int k = 0; k < kReadsPerWakeup; k++) {
-        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        ssize_t n = ConnRecv(c, buf, sizeof(buf));
         if (n > 0) {
             c->in.append(buf, static_cast<size_t>(n));
             c->last_activity = GetCurrentTimestamp();
             ProcessInput(c);
             if (c->dead || c->state != ConnState::Reading)
                 return;
-            if (static_cast<size_t>(n) < sizeof(buf))
+            /*
+             * Less than asked: the socket is drained -- unless TLS holds decrypted bytes
+             * of a record already read, which no readiness event would announce.
+             */
+            if (static_cast<size_t>(n) < sizeof(buf) &&
+                (c->ssl == nullptr || SSL_pending(c->ssl) == 0))
                 return;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0) {
+            if (c->ssl != nullptr && SSL_pending(c->ssl) > 0)
+                continue;
             return;
+        }
         /* The peer closed (or failed): a request it did not finish is not answered. */
         Close(c);
         return;
@@ -890,6 +962,17 @@ void HttpAccept(int listen_fd, int max_accepts)
         }
         c->fd = fd;
         c->last_activity = GetCurrentTimestamp();
+        if (influx_http_tls) {
+            /* Never plain HTTP on a port that is to speak TLS. */
+            c->ssl = tls_ctx != nullptr ? SSL_new(tls_ctx) : nullptr;
+            if (c->ssl == nullptr || SSL_set_fd(c->ssl, fd) != 1) {
+                ReportProblem(L->slot, "could not start TLS on an HTTP connection: %s",
+                              TlsError().c_str());
+                Close(c);
+                continue;
+            }
+            SSL_set_accept_state(c->ssl); /* the handshake runs with the first reads */
+        }
         SetKeepalive(fd);
         int one = 1;
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1017,6 +1100,41 @@ void HttpTick(TimestampTz now)
 bool HttpHasWork(void)
 {
     return work_pending;
+}
+
+bool HttpConfigureTls(char *error, size_t size)
+{
+    if (!influx_http_tls) {
+        if (tls_ctx != nullptr)
+            SSL_CTX_free(tls_ctx);
+        tls_ctx = nullptr;
+        return true;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *cert = ssl_cert_file != nullptr ? ssl_cert_file : "";
+    const char *key = ssl_key_file != nullptr ? ssl_key_file : "";
+    std::string why;
+    if (ctx == nullptr)
+        why = "could not create a TLS context: " + TlsError();
+    else if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
+        why = "could not require TLS 1.2: " + TlsError();
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        why = std::string("could not load ssl_cert_file \"") + cert + "\": " + TlsError();
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        why = std::string("could not load ssl_key_file \"") + key + "\": " + TlsError();
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        why = "ssl_key_file does not match ssl_cert_file: " + TlsError();
+    if (!why.empty()) {
+        if (ctx != nullptr)
+            SSL_CTX_free(ctx);
+        snprintf(error, size, "influx.http_tls: %s", why.c_str());
+        return false;
+    }
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (tls_ctx != nullptr)
+        SSL_CTX_free(tls_ctx);
+    tls_ctx = ctx;
+    return true;
 }
 
 int HttpConnectionCount(void)

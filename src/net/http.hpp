@@ -53,6 +53,13 @@ void HttpTick(TimestampTz now);
 /* Whether HttpTick has requests to read now (the next wait must not sleep). */
 bool HttpHasWork(void);
 
+/*
+ * influx.http_tls: loads the server's certificate and key (PostgreSQL's ssl_cert_file and
+ * ssl_key_file) for new connections; frees them when it is off.  False, with why, if they
+ * cannot be loaded (the previous ones, if any, stay in use).
+ */
+bool HttpConfigureTls(char *error, size_t size);
+
 /* Open HTTP connections. */
 int HttpConnectionCount(void);
 

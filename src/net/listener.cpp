@@ -104,8 +104,15 @@ void ApplyReload(void)
 
     if (StringsDiffer(L->bound_addresses, influx_listen_addresses) ||
         L->bound_udp_port != influx_udp_port || L->bound_tcp_port != influx_tcp_port ||
-        L->bound_http_port != influx_http_port || L->bound_udp_rcvbuf != influx_udp_receive_buffer)
+        L->bound_http_port != influx_http_port || L->bound_http_tls != influx_http_tls ||
+        L->bound_udp_rcvbuf != influx_udp_receive_buffer) {
         BindSockets(true);
+    } else if (influx_http_tls && L->endpoints.nhttp > 0) {
+        /* The certificate files may have been renewed: new connections use them. */
+        char error[256];
+        if (!HttpConfigureTls(error, sizeof(error)))
+            ReportProblem(L->slot, "%s; the previous certificate stays in use", error);
+    }
 }
 
 /*

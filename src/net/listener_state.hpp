@@ -188,6 +188,7 @@ struct ListenerState {
     int bound_udp_port;
     int bound_tcp_port;
     int bound_http_port;
+    bool bound_http_tls;
     int bound_udp_rcvbuf;
     char *connected_database;
     char *connected_role;

@@ -2,14 +2,14 @@
 -- documented type, default (boot value), unit, range and context (docs/settings.md), no
 -- undocumented setting exists, and the influx. prefix is reserved.
 BEGIN;
-SELECT plan(34);
+SELECT plan(35);
 
 -- Every influx.* setting, and nothing else.
 SELECT set_eq(
     $$SELECT name FROM pg_settings WHERE name LIKE 'influx.%'$$,
     ARRAY['influx.add_columns', 'influx.allow_superuser', 'influx.batch_size', 'influx.create_tables', 'influx.database',
           'influx.flush_idle', 'influx.flush_interval', 'influx.http_auth', 'influx.http_max_body_size', 'influx.http_max_connections',
-          'influx.http_port', 'influx.http_write_timeout', 'influx.listen_addresses', 'influx.max_connections',
+          'influx.http_port', 'influx.http_tls', 'influx.http_write_timeout', 'influx.listen_addresses', 'influx.max_connections',
           'influx.max_line_length', 'influx.max_tables', 'influx.precision', 'influx.queue_size', 'influx.restart_delay',
           'influx.role', 'influx.schema', 'influx.synchronous_commit', 'influx.tcp_idle_timeout', 'influx.tcp_port',
           'influx.udp_port', 'influx.udp_receive_buffer', 'influx.workers'],
@@ -62,6 +62,9 @@ SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_max_connections')
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_auth')$$,
     $$VALUES ('enum', 'trust', NULL, 'sighup', NULL, NULL, ARRAY['trust', 'password'])$$,
     'influx.http_auth: enum trust/password, default trust, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_tls')$$,
+    $$VALUES ('bool', 'off', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.http_tls: bool, default off, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.http_write_timeout')$$,
     $$VALUES ('integer', '4000', 'ms', 'sighup', '100', '3600000', NULL::text[])$$,
     'influx.http_write_timeout: 100..3600000 ms, default 4s, sighup');
