@@ -1,5 +1,30 @@
--- pg_influx 1.0 -> 1.1: tokens for the HTTP endpoint (docs/http.md#tokens).
+-- pg_influx 1.0 -> 1.1: the HTTP endpoint's port and connections in
+-- influx.listener_status(), and tokens for the HTTP endpoint (docs/http.md#tokens).
 \echo Use "ALTER EXTENSION pg_influx UPDATE TO '1.1'" to load this file. \quit
+
+-- New OUT parameters: the function is dropped and created again, with its privileges.
+DROP FUNCTION influx.listener_status();
+CREATE FUNCTION influx.listener_status(
+    OUT pid int,
+    OUT status text,
+    OUT generation int,
+    OUT started_at timestamptz,
+    OUT udp_port int,
+    OUT tcp_port int,
+    OUT workers_wanted int,
+    OUT workers_running int,
+    OUT tcp_connections int,
+    OUT http_port int,
+    OUT http_connections int)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_influx_listener_status'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION influx.listener_status() IS
+'State of the influx listener: pid, status text (including why it cannot run), bound ports, workers, open TCP and HTTP connections';
+
+GRANT EXECUTE ON FUNCTION influx.listener_status() TO pg_monitor;
+REVOKE ALL ON FUNCTION influx.listener_status() FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------
 -- Tokens of the HTTP endpoint (1.1).  A token lets whoever holds it write as its role

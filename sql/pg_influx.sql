@@ -76,13 +76,15 @@ CREATE FUNCTION influx.listener_status(
     OUT tcp_port int,
     OUT workers_wanted int,
     OUT workers_running int,
-    OUT tcp_connections int)
+    OUT tcp_connections int,
+    OUT http_port int,
+    OUT http_connections int)
 RETURNS record
 AS 'MODULE_PATHNAME', 'pg_influx_listener_status'
 LANGUAGE C VOLATILE STRICT;
 
 COMMENT ON FUNCTION influx.listener_status() IS
-'State of the influx listener: pid, status text (including why it cannot run), bound ports, workers, open TCP connections';
+'State of the influx listener: pid, status text (including why it cannot run), bound ports, workers, open TCP and HTTP connections';
 
 -- ---------------------------------------------------------------------------------------
 -- Management (not executable by PUBLIC)

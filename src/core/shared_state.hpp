@@ -92,6 +92,8 @@ struct SharedState {
     int udp_port_bound; /* ports actually bound, 0 if none */
     int tcp_port_bound;
     int tcp_connections; /* open TCP connections the listener is reading */
+    int http_port_bound;
+    int http_connections; /* open HTTP connections */
     int workers_wanted;
     int workers_running;
     pg_atomic_uint32 restart_workers_requested; /* set by influx.restart_workers() */

@@ -346,6 +346,7 @@ void BindSockets(bool rebind)
     SpinLockAcquire(&shared_state->mutex);
     shared_state->udp_port_bound = L->endpoints.nudp > 0 ? influx_udp_port : 0;
     shared_state->tcp_port_bound = L->endpoints.ntcp > 0 ? influx_tcp_port : 0;
+    shared_state->http_port_bound = L->endpoints.nhttp > 0 ? influx_http_port : 0;
     SpinLockRelease(&shared_state->mutex);
 
     if (!L->endpoints_ok) {

@@ -239,6 +239,14 @@ void Forget(HttpConn *c)
     }
 }
 
+/* influx.listener_status().http_connections */
+void PublishHttpConnections(void)
+{
+    SpinLockAcquire(&shared_state->mutex);
+    shared_state->http_connections = static_cast<int>(conns.size());
+    SpinLockRelease(&shared_state->mutex);
+}
+
 /* Counts a connection's body memory in body_memory_total as `bytes`. */
 void AccountBody(HttpConn *c, size_t bytes)
 {
@@ -277,6 +285,7 @@ void Close(HttpConn *c)
         }
     graveyard.push_back(c);
     L->wes_dirty = true;
+    PublishHttpConnections();
 }
 
 /*
@@ -978,6 +987,7 @@ void HttpAccept(int listen_fd, int max_accepts)
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         Count(L->slot, kConnectionsAccepted);
         L->wes_dirty = true;
+        PublishHttpConnections();
     }
 }
 

@@ -311,6 +311,8 @@ void ClearListenerState(int, Datum)
     shared_state->udp_port_bound = 0;
     shared_state->tcp_port_bound = 0;
     shared_state->tcp_connections = 0;
+    shared_state->http_port_bound = 0;
+    shared_state->http_connections = 0;
     shared_state->workers_running = 0;
     strlcpy(shared_state->listener_status, "stopped", INFLUX_ERROR_TEXT);
     SpinLockRelease(&shared_state->mutex);

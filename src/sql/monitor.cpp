@@ -136,7 +136,7 @@ Datum listener_status(FunctionCallInfo fcinfo)
                                "accept a record")));
     tupdesc = BlessTupleDesc(tupdesc);
 
-    int pid, udp, tcp, wanted, running, connections;
+    int pid, udp, tcp, wanted, running, connections, http, http_connections;
     uint32 generation;
     TimestampTz started_at;
     char status[INFLUX_ERROR_TEXT];
@@ -150,10 +150,19 @@ Datum listener_status(FunctionCallInfo fcinfo)
     wanted = shared_state->workers_wanted;
     running = shared_state->workers_running;
     connections = shared_state->tcp_connections;
+    http = shared_state->http_port_bound;
+    http_connections = shared_state->http_connections;
     SpinLockRelease(&shared_state->mutex);
 
-    /* The OUT parameters of influx.listener_status() (sql/pg_influx.sql). */
-    constexpr int kStatusColumns = 9;
+    /*
+     * The OUT parameters of influx.listener_status() (sql/pg_influx.sql): 11, or 9 in a
+     * database whose extension is still at version 1.0 (no HTTP columns).
+     */
+    constexpr int kStatusColumns = 11;
+    if (tupdesc->natts != kStatusColumns && tupdesc->natts != 9)
+        ereport(ERROR, (errmsg("influx.listener_status() has %d columns; expected %d",
+                               tupdesc->natts, kStatusColumns),
+                        errhint("ALTER EXTENSION pg_influx UPDATE")));
     Datum values[kStatusColumns];
     bool nulls[kStatusColumns] = {false};
     if (pid != 0)
@@ -171,6 +180,8 @@ Datum listener_status(FunctionCallInfo fcinfo)
     values[6] = Int32GetDatum(wanted);
     values[7] = Int32GetDatum(running);
     values[8] = Int32GetDatum(connections);
+    values[9] = Int32GetDatum(http);
+    values[10] = Int32GetDatum(http_connections);
     return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 INFLUX_SQL_FUNCTION(listener_status)

@@ -167,3 +167,12 @@ def test_connections_beyond_the_limit_are_answered_503_and_closed(http):
         http.execute("SELECT pg_reload_conf()")
     # Connections are free again: a new one is served.
     wait_for(lambda: request(http.http_port, "GET", "/ping").status == 204, timeout=10)
+
+
+def test_listener_status_shows_the_http_port_and_connections(http):
+    assert http.scalar("SELECT http_port FROM influx.listener_status()") == http.http_port
+    with RawConnection(http.http_port) as c:
+        c.send(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.read_response().status == 204
+        wait_for(lambda: http.scalar("SELECT http_connections FROM influx.listener_status()") >= 1,
+                 timeout=10, what="the open connection counted")

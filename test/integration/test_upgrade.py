@@ -60,6 +60,9 @@ def test_update_from_1_0_equals_a_fresh_install(cluster):
             cur.execute("CREATE EXTENSION pg_influx VERSION '1.0'")
             cur.execute("SELECT to_regclass('influx.token')")
             assert cur.fetchone()[0] is None, "1.0 has no token table"
+            # The 1.1 library answers a 1.0 database's listener_status() (9 columns).
+            cur.execute("SELECT * FROM influx.listener_status()")
+            assert len(cur.fetchone()) == 9
             cur.execute("ALTER EXTENSION pg_influx UPDATE")
     finally:
         conn.close()
@@ -89,5 +92,7 @@ def test_the_upgraded_database_creates_tokens(cluster):
             assert cur.fetchone()[0].startswith("pgi_")
             cur.execute("SELECT count(*) FROM influx.tokens")
             assert cur.fetchone()[0] == 1
+            cur.execute("SELECT http_port FROM influx.listener_status()")
+            assert cur.fetchone()[0] == cluster.http_port
     finally:
         conn.close()

@@ -66,7 +66,7 @@ SELECT volatility_is('influx', 'listener_status', ARRAY[]::name[], 'volatile');
 SELECT is(pg_temp.out_columns(to_regprocedure('influx.listener_status()')),
           'pid integer, status text, generation integer, started_at timestamp with time zone, '
           'udp_port integer, tcp_port integer, workers_wanted integer, workers_running integer, '
-          'tcp_connections integer',
+          'tcp_connections integer, http_port integer, http_connections integer',
           'influx.listener_status() columns');
 
 -- influx.restart_workers()
