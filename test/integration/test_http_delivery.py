@@ -176,3 +176,15 @@ def test_listener_status_shows_the_http_port_and_connections(http):
         assert c.read_response().status == 204
         wait_for(lambda: http.scalar("SELECT http_connections FROM influx.listener_status()") >= 1,
                  timeout=10, what="the open connection counted")
+
+
+@pytest.mark.parametrize("db", ["pg_catalog", "information_schema", "influx", "pg_toast"])
+def test_system_schemas_are_no_database(http, db):
+    """The writer here is a superuser, which may create tables anywhere: a db naming a
+    system schema or the extension's own still writes into the default schema."""
+    table = f"dlv_sys_{db}"
+    r = write(http.http_port, f"{table} v=1 {T0_NS}\n", db=db)
+    assert_204(r)
+    assert http.scalar(f"SELECT count(*) FROM public.{table}") == 1
+    assert http.scalar("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE c.relname = %s AND n.nspname <> 'public'", (table,)) == 0
