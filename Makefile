@@ -4,7 +4,7 @@
 #   make install         install library, control file and scripts
 #   make installcheck    pg_regress against a temporary preloaded instance
 #   make unittest        GoogleTest unit tests for the pure C++ modules
-#   make fuzz            libFuzzer target for the line-protocol parser (clang)
+#   make fuzz            libFuzzer targets: line-protocol parser, HTTP request reader (clang)
 #   make parser-bench    Google Benchmark of the parser
 #   make format          apply .clang-format to every C++ source
 #   make format-check    list the C++ sources .clang-format would change (fails if any)
@@ -44,7 +44,8 @@ SHLIB_LINK  = -lstdc++ $(PURE_LIBS) -lssl -lcrypto
 override with_llvm = no
 
 EXTRA_CLEAN = tmp_check results regression.diffs regression.out \
-              test/unit/unittest test/fuzz/fuzz_line_protocol bench/parser_bench
+              test/unit/unittest test/fuzz/fuzz_line_protocol test/fuzz/fuzz_http_request \
+              bench/parser_bench
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -91,12 +92,25 @@ test/fuzz/fuzz_line_protocol: $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(SR
 	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -o $@ $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(PURE_LIBS)
 
-.PHONY: fuzz
+test/fuzz/fuzz_http_request: $(PURE_SRCS) test/fuzz/fuzz_http_request.cpp $(SRC_HEADERS)
+	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $@ $(PURE_SRCS) test/fuzz/fuzz_http_request.cpp $(PURE_LIBS)
+
+# FUZZ_SECONDS is the total: each of the two targets runs for half of it.
+.PHONY: fuzz fuzz-line-protocol fuzz-http
 FUZZ_SECONDS ?= 60
-fuzz: test/fuzz/fuzz_line_protocol
+FUZZ_HALF = $(shell echo $$(( ($(FUZZ_SECONDS) + 1) / 2 )))
+fuzz: fuzz-line-protocol fuzz-http
+
+fuzz-line-protocol: test/fuzz/fuzz_line_protocol
 	mkdir -p test/fuzz/corpus.work
-	./test/fuzz/fuzz_line_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	./test/fuzz/fuzz_line_protocol -max_total_time=$(FUZZ_HALF) -max_len=4096 \
 	  test/fuzz/corpus.work test/fuzz/corpus
+
+fuzz-http: test/fuzz/fuzz_http_request
+	mkdir -p test/fuzz/corpus_http.work
+	./test/fuzz/fuzz_http_request -max_total_time=$(FUZZ_HALF) -max_len=8192 \
+	  test/fuzz/corpus_http.work test/fuzz/corpus_http
 
 bench/parser_bench: $(PURE_SRCS) bench/parser_bench.cpp $(SRC_HEADERS)
 	$(CXX) -std=c++17 -O2 -DNDEBUG -Isrc -o $@ $(PURE_SRCS) bench/parser_bench.cpp -lbenchmark -lpthread \

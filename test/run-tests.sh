@@ -4,7 +4,7 @@
 #   format       make format-check             every C++ source is as .clang-format formats it
 #   exports      test/check-exports.sh         the installed pg_influx.so exports only entry points
 #   unittest     make unittest                 GoogleTest, pure C++ (parser, chunking, ...)
-#   fuzz         make fuzz                     libFuzzer smoke run of the parser (1 test)
+#   fuzz         make fuzz                     libFuzzer smoke runs: parser, HTTP reader (2 tests)
 #   regress      make installcheck             pg_regress, temporary preloaded instance
 #   pgtap        pg_prove test/pgtap/*.sql     SQL API contract, throw-away cluster
 #   integration  pytest test/integration       end-to-end: sockets, clients, processes
@@ -159,23 +159,34 @@ run_unittest() {
 }
 
 # ---------------------------------------------------------------------------------------
-# (b) fuzz smoke run — libFuzzer, one test
+# (b) fuzz smoke run — libFuzzer, one test per target, FUZZ_SECONDS split between them
 # ---------------------------------------------------------------------------------------
 run_fuzz() {
-    local log=$RESULTS_DIR/fuzz.log rc=0
+    local passed=0 failed=0 note="" target name log rc
     if [[ ! -f test/fuzz/fuzz_line_protocol.cpp ]]; then
         record fuzz 0 0 "no fuzz target yet"
         return
     fi
-    say "fuzz: make fuzz FUZZ_SECONDS=$FUZZ_SECONDS"
-    timeout $((FUZZ_SECONDS + 600)) make fuzz FUZZ_SECONDS="$FUZZ_SECONDS" >"$log" 2>&1 || rc=$?
-    if [[ $rc -eq 0 ]]; then
-        record fuzz 1 0 "$(grep -o 'Done [0-9]* runs' "$log" | tail -n1 || true)"
-    else
-        grep -E 'ERROR|SUMMARY|error' "$log" | head -n 20 || true
-        tail -n 20 "$log"
-        record fuzz 0 1 "exit $rc; see fuzz.log (crash inputs: crash-* in the source dir)"
-    fi
+    # make target:binary; `make fuzz` runs both, each for half of FUZZ_SECONDS
+    for target in fuzz-line-protocol:fuzz_line_protocol fuzz-http:fuzz_http_request; do
+        name=${target#*:}
+        [[ -f test/fuzz/$name.cpp ]] || continue
+        log=$RESULTS_DIR/$name.log
+        rc=0
+        say "fuzz: make ${target%%:*} FUZZ_SECONDS=$FUZZ_SECONDS"
+        timeout $((FUZZ_SECONDS + 600)) make "${target%%:*}" FUZZ_SECONDS="$FUZZ_SECONDS" \
+            >"$log" 2>&1 || rc=$?
+        if [[ $rc -eq 0 ]]; then
+            passed=$((passed + 1))
+            note+="${note:+; }$name: $(grep -o 'Done [0-9]* runs' "$log" | tail -n1 || true)"
+        else
+            grep -E 'ERROR|SUMMARY|error|check failed' "$log" | head -n 20 || true
+            tail -n 20 "$log"
+            failed=$((failed + 1))
+            note+="${note:+; }$name: exit $rc, see $name.log (crash inputs: crash-* in the source dir)"
+        fi
+    done
+    record fuzz "$passed" "$failed" "$note"
 }
 
 # ---------------------------------------------------------------------------------------

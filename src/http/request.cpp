@@ -427,6 +427,13 @@ size_t RequestReader::Impl::Step(const char *data, size_t len, size_t used)
 /* The state after a call of the parser. */
 void RequestReader::Impl::AfterPut(const beast::error_code &ec, bool header_was_done)
 {
+    /* A head over the limit is 431 however the reads cut it, even when Beast parsed it
+     * (its limit counts from the end of the request line) and OnHeader refused it. */
+    if (!header_was_done && header_bytes_ > limits_.max_header_bytes) {
+        error_status_ = 0;
+        FailHeadTooLarge(false);
+        return;
+    }
     if (error_status_ != 0) { /* a callback failed the request */
         state_ = ReadState::Failed;
         return;
@@ -440,12 +447,10 @@ void RequestReader::Impl::AfterPut(const beast::error_code &ec, bool header_was_
         return;
     }
     if (!parser_->is_header_done()) {
-        if (header_bytes_ + pending_.size() > limits_.max_header_bytes)
+        /* An unfinished head of max_header_bytes needs more: too large (as Beast says when
+         * it sees the bytes in one buffer). */
+        if (header_bytes_ + pending_.size() >= limits_.max_header_bytes)
             FailHeadTooLarge(false);
-        return;
-    }
-    if (!header_was_done && header_bytes_ > limits_.max_header_bytes) {
-        FailHeadTooLarge(false);
         return;
     }
     if (parser_->is_done()) {
