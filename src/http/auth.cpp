@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "http/auth.hpp"
+#include "http/text.hpp"
 #include "core/cpp_only.hpp"
 
 namespace influx::http
@@ -26,31 +27,6 @@ int Base64Value(char c) noexcept
     if (c == '/')
         return 63;
     return -1;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) noexcept
-{
-    if (a.size() != b.size())
-        return false;
-    for (size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z')
-            x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z')
-            y = static_cast<char>(y - 'A' + 'a');
-        if (x != y)
-            return false;
-    }
-    return true;
-}
-
-std::string_view TrimSpaces(std::string_view s) noexcept
-{
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
 }
 
 Credentials Malformed(std::string error)

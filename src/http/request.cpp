@@ -43,6 +43,7 @@
 #include <zlib.h>
 
 #include "http/request.hpp"
+#include "http/text.hpp"
 #include "core/cpp_only.hpp"
 
 namespace influx::http
@@ -66,21 +67,6 @@ constexpr size_t kMaxInflateInput = size_t{1} << 30;
 std::string_view ToStd(beast::string_view s) noexcept
 {
     return {s.data(), s.size()};
-}
-
-bool IEquals(std::string_view a, std::string_view b) noexcept
-{
-    return beast::iequals(beast::string_view(a.data(), a.size()),
-                          beast::string_view(b.data(), b.size()));
-}
-
-std::string_view TrimSpaces(std::string_view s) noexcept
-{
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
 }
 
 /* Calls fn(token) for each non-empty, trimmed element of a comma-separated list. */
@@ -545,9 +531,9 @@ void RequestReader::Impl::OnField(bhttp::field name, std::string_view name_strin
         default:
             break;
     }
-    if (IEquals(name_string, "X-Request-Id"))
+    if (EqualsIgnoreCase(name_string, "X-Request-Id"))
         first(1u << 4, &head_.x_request_id);
-    else if (IEquals(name_string, "Request-Id"))
+    else if (EqualsIgnoreCase(name_string, "Request-Id"))
         first(1u << 5, &head_.request_id);
 }
 
@@ -566,7 +552,7 @@ bool RequestReader::Impl::OnHeader()
         bool only_chunked = true;
         ForEachToken(transfer_encoding_, [&](std::string_view t) {
             ++codings;
-            only_chunked = only_chunked && IEquals(t, "chunked");
+            only_chunked = only_chunked && EqualsIgnoreCase(t, "chunked");
         });
         if (codings != 1 || !only_chunked)
             return Fail(501, "unsupported Transfer-Encoding \"" + transfer_encoding_ +
@@ -576,17 +562,17 @@ bool RequestReader::Impl::OnHeader()
     int codings = 0;
     bool gzip = true;
     ForEachToken(head_.content_encoding, [&](std::string_view t) {
-        if (IEquals(t, "identity"))
+        if (EqualsIgnoreCase(t, "identity"))
             return;
         ++codings;
-        gzip = gzip && (IEquals(t, "gzip") || IEquals(t, "x-gzip"));
+        gzip = gzip && (EqualsIgnoreCase(t, "gzip") || EqualsIgnoreCase(t, "x-gzip"));
     });
     if (codings > 1 || !gzip)
         return Fail(415, "unsupported Content-Encoding \"" + head_.content_encoding +
                              "\" (use gzip or identity)");
     head_.encoding = codings == 1 ? ContentEncoding::Gzip : ContentEncoding::Identity;
 
-    head_.expect_continue = IEquals(TrimSpaces(head_.expect), "100-continue");
+    head_.expect_continue = EqualsIgnoreCase(TrimSpaces(head_.expect), "100-continue");
 
     if (head_.content_length && *head_.content_length > limits_.max_body_bytes)
         return FailTooLarge(std::to_string(*head_.content_length) + " bytes");

@@ -45,17 +45,26 @@ void SetKeepalive(int fd)
         ReportProblem(L->slot, "could not set TCP keepalive on a connection: %m");
 }
 
+int AcceptSocket(int listen_fd, const char *what)
+{
+    for (;;) {
+        int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+            ReportProblem(L->slot, "could not accept %s: %m", what);
+        return -1;
+    }
+}
+
 void AcceptConnections(int listen_fd, int max_accepts)
 {
     for (int accepted = 0; accepted < max_accepts; accepted++) {
-        int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
-                ReportProblem(L->slot, "could not accept a TCP connection: %m");
+        int fd = AcceptSocket(listen_fd, "a TCP connection");
+        if (fd < 0)
             return;
-        }
         if (L->nconns >= influx_max_connections) {
             close(fd);
             Count(L->slot, kConnectionsRefused);

@@ -933,14 +933,9 @@ void TakeOutcome(HttpConn *c, const RequestOutcome &o);
 void HttpAccept(int listen_fd, int max_accepts)
 {
     for (int accepted = 0; accepted < max_accepts; accepted++) {
-        int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
-                ReportProblem(L->slot, "could not accept an HTTP connection: %m");
+        int fd = AcceptSocket(listen_fd, "an HTTP connection");
+        if (fd < 0)
             return;
-        }
         if (conns.size() >= static_cast<size_t>(influx_http_max_connections)) {
             /* An answer the client can act on, then the door. */
             std::string bytes = http::FormatResponse([] {

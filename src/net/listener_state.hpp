@@ -233,6 +233,9 @@ void GiveBackMemory(TimestampTz now);
 void PublishConnectionCount(void);
 void CloseConnection(int i);
 void SetKeepalive(int fd);
+/* The next connection waiting on a listen socket, non-blocking; -1 when there is none (an
+ * error other than "none now" is reported, naming `what`). */
+int AcceptSocket(int listen_fd, const char *what);
 void AcceptConnections(int listen_fd, int max_accepts);
 void ProcessConnectionBytes(Connection *c);
 void FinishConnection(Connection *c);
