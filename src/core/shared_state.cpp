@@ -27,6 +27,30 @@ shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
 
 ProcessSlot *my_slot = nullptr;
 
+/* The counters' names, as influx.stats() names its columns (sql/pg_influx.sql). */
+const char *const kCounterNames[] = {
+    "bytes_received",
+    "lines_received",
+    "lines_rejected_syntax",
+    "lines_rejected_too_long",
+    "rows_rejected_value",
+    "rows_rejected_insert",
+    "rows_rejected_table",
+    "rows_inserted",
+    "batches",
+    "errors",
+    "queue_full",
+    "datagrams_dropped",
+    "connections_accepted",
+    "connections_refused",
+    "flush_retries",
+    "lines_rerouted",
+    "lines_lost",
+    "connections_closed_idle",
+    "lines_rejected_memory",
+};
+static_assert(lengthof(kCounterNames) == kCounterCount, "a name for every counter");
+
 /*
  * Shared memory initialisations seen by this postmaster (a crash restart re-creates shared
  * memory).  It seeds the listener generation so that the generation keeps growing across
@@ -172,6 +196,11 @@ void SetSlotActivity(ProcessSlot *slot, const char *text)
     SpinLockAcquire(&slot->mutex);
     strlcpy(slot->activity, text, sizeof(slot->activity));
     SpinLockRelease(&slot->mutex);
+}
+
+const char *CounterName(Counter c)
+{
+    return c >= 0 && c < kCounterCount ? kCounterNames[c] : "unknown";
 }
 
 } // namespace influx

@@ -129,6 +129,9 @@ inline void Count(ProcessSlot *slot, Counter c, uint64 n = 1)
  */
 void ReportProblem(ProcessSlot *slot, const char *fmt, ...) pg_attribute_printf(2, 3);
 
+/* A counter's name, as influx.stats() names its column (/metrics uses it too). */
+const char *CounterName(Counter c);
+
 /* Sets the listener status text shown by influx.listener_status(). */
 void SetListenerStatus(const char *fmt, ...) pg_attribute_printf(1, 2);
 

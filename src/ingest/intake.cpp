@@ -32,6 +32,7 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include "core/clock.hpp"
 #include "core/report.hpp"
 #include "core/settings.hpp"
 #include "ingest/identity.hpp"
@@ -44,13 +45,6 @@ namespace influx
 {
 namespace insert_path
 {
-
-/* Current time as Unix nanoseconds, for lines without a timestamp. */
-int64 NowNs(void)
-{
-    TimestampTz now = GetCurrentTimestamp();
-    return (now + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) * 1000;
-}
 
 /* Bytes of a line that a message quotes at most. */
 constexpr size_t kExcerptBytes = 60;
@@ -271,7 +265,7 @@ size_t ParseChunk(const char *data, size_t size, Precision precision, const char
 
     char *copy = BatchCopyBytes(&batch, data, size);
     if (now_ns == 0)
-        now_ns = NowNs();
+        now_ns = UnixNowNs();
     uint32 request = batch.request;
     names_need_ascii = GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII;
     /* One pass over the chunk spares every line its own UTF-8, quote and escape checks. */

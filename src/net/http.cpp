@@ -33,6 +33,7 @@ extern PGDLLIMPORT char *ssl_cert_file;
 extern PGDLLIMPORT char *ssl_key_file;
 }
 
+#include "core/clock.hpp"
 #include "core/tokens.hpp"
 #include "net/http.hpp"
 
@@ -187,30 +188,6 @@ size_t BodyMemoryBudget(void)
 constexpr int kRequestReadTimeoutMs = 60 * 1000;
 /* An answer the client does not read for this long (when tcp_idle_timeout is 0) ends it. */
 constexpr int kWriteStallMs = 60 * 1000;
-
-/* Counter names in influx.stats()'s order (shared_state.hpp Counter). */
-const char *const kCounterNames[] = {
-    "bytes_received",
-    "lines_received",
-    "lines_rejected_syntax",
-    "lines_rejected_too_long",
-    "rows_rejected_value",
-    "rows_rejected_insert",
-    "rows_rejected_table",
-    "rows_inserted",
-    "batches",
-    "errors",
-    "queue_full",
-    "datagrams_dropped",
-    "connections_accepted",
-    "connections_refused",
-    "flush_retries",
-    "lines_rerouted",
-    "lines_lost",
-    "connections_closed_idle",
-    "lines_rejected_memory",
-};
-static_assert(lengthof(kCounterNames) == kCounterCount, "a name for every counter");
 
 http::RequestLimits Limits(void)
 {
@@ -578,12 +555,6 @@ bool PrecisionOf(std::string_view text, Precision *out)
     }
 }
 
-int64 NowNs(void)
-{
-    TimestampTz now = GetCurrentTimestamp();
-    return (now + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) * 1000;
-}
-
 /*
  * POST /write and /api/v2/write: the body's lines go to the workers as request records;
  * the answer waits for their outcomes (HttpTakeOutcome) or the write timeout.
@@ -613,7 +584,7 @@ void Write(HttpConn *c, bool v2, Oid role)
 
     RecordMeta meta = {};
     meta.tag = next_tag++;
-    meta.now_ns = NowNs();
+    meta.now_ns = UnixNowNs();
     meta.flags = kMetaHead;
     meta.precision = static_cast<uint8>(precision);
     meta.role = role;
@@ -724,7 +695,7 @@ void Metrics(HttpConn *c)
     std::string out;
     for (int k = 0; k < kCounterCount; k++) {
         out += "# TYPE pg_influx_";
-        out += kCounterNames[k];
+        out += CounterName(static_cast<Counter>(k));
         out += "_total counter\n";
         for (int kind = 1; kind < kProcessKinds; kind++) {
             uint64 sum = pg_atomic_read_u64(&shared_state->retired[kind][k]);
@@ -735,7 +706,7 @@ void Metrics(HttpConn *c)
             }
             char line[160];
             snprintf(line, sizeof(line), "pg_influx_%s_total{process=\"%s\"} %" PRIu64 "\n",
-                     kCounterNames[k], kind == 1 ? "listener" : "worker", sum);
+                     CounterName(static_cast<Counter>(k)), kind == 1 ? "listener" : "worker", sum);
             out += line;
         }
     }

@@ -66,13 +66,22 @@ def test_terminated_workers_lose_and_double_nothing_and_answers_stay_true(http):
         t.start()
     killed = 0
     deadline = time.monotonic() + 60
+
+    def committed():
+        if not http.scalar("SELECT to_regclass('public.dlv_kill') IS NOT NULL"):
+            return 0
+        return http.scalar("SELECT count(*) FROM public.dlv_kill")
+
     while any(t.is_alive() for t in ts) and time.monotonic() < deadline:
+        before = committed()
         for pid in worker_pids(http):
             http.execute("SELECT pg_terminate_backend(%s)", (pid,))
             killed += 1
         wait_for(lambda: len(worker_pids(http)) > 0 or not any(t.is_alive() for t in ts),
                  timeout=15, what="a replacement worker")
-        time.sleep(0.3)  # let some writes reach the new workers before the next round
+        # The next round once the new workers have committed something (or the writers are done).
+        wait_for(lambda: committed() > before or not any(t.is_alive() for t in ts),
+                 timeout=15, what="rows committed by the replacement workers")
     for t in ts:
         t.join(60)
     assert not errors, errors
