@@ -56,6 +56,8 @@ CREATE FUNCTION influx.stats(
     OUT lines_lost bigint,
     OUT connections_closed_idle bigint,
     OUT lines_rejected_memory bigint,
+    OUT rows_merged bigint,
+    OUT rows_skipped bigint,
     OUT last_error text,
     OUT last_error_at timestamptz)
 RETURNS SETOF record
@@ -131,6 +133,9 @@ COMMENT ON FUNCTION influx.field_column_type(text) IS
 -- measurement that has no table in influx.schema and influx.create_tables is on.  Users may
 -- CREATE OR REPLACE it, e.g. to partition the table or add indexes; it must return the
 -- table, which should be <schema_name>.<measurement> so that later batches find it.
+-- With influx.create_unique_key on, the table gets a point key (docs/idempotency.md):
+-- UNIQUE NULLS NOT DISTINCT (_time, tags...), marked by its comment so that
+-- influx.add_measurement_columns() widens it when new tags come.
 CREATE FUNCTION influx.create_measurement_table(
     schema_name name,
     measurement text,
@@ -143,12 +148,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     columns text := '_time timestamptz NOT NULL';
+    point_key text := '_time';
+    created regclass;
     i int;
 BEGIN
     -- A key that is both a tag and a field becomes a column of the field's type.
     FOR i IN 1 .. coalesce(array_length(tag_keys, 1), 0) LOOP
         IF tag_keys[i] <> '_time' AND NOT tag_keys[i] = ANY (coalesce(field_keys, '{}')) THEN
             columns := columns || format(', %I text', tag_keys[i]);
+            point_key := point_key || format(', %I', tag_keys[i]);
         END IF;
     END LOOP;
     FOR i IN 1 .. coalesce(array_length(field_keys, 1), 0) LOOP
@@ -157,8 +165,22 @@ BEGIN
                                          influx.field_column_type(field_types[i]));
         END IF;
     END LOOP;
+    created := to_regclass(format('%I.%I', schema_name, measurement));
+    IF created IS NOT NULL THEN
+        RETURN created;
+    END IF;
+    IF coalesce(current_setting('influx.create_unique_key', true), 'off')::boolean THEN
+        columns := columns || format(', UNIQUE NULLS NOT DISTINCT (%s)', point_key);
+    END IF;
     EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I (%s)', schema_name, measurement, columns);
-    RETURN format('%I.%I', schema_name, measurement)::regclass;
+    created := format('%I.%I', schema_name, measurement)::regclass;
+    IF coalesce(current_setting('influx.create_unique_key', true), 'off')::boolean THEN
+        EXECUTE format('COMMENT ON CONSTRAINT %I ON %s IS %L',
+                       (SELECT conname FROM pg_constraint
+                        WHERE conrelid = created AND contype = 'u' LIMIT 1),
+                       created, 'pg_influx point key');
+    END IF;
+    RETURN created;
 END
 $$;
 
@@ -178,19 +200,44 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     actions text[] := '{}';
+    new_tags text := '';
+    key_name name;
+    key_columns text;
     i int;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(tag_keys, 1), 0) LOOP
         IF NOT tag_keys[i] = ANY (coalesce(field_keys, '{}')) THEN
             actions := actions || format('ADD COLUMN IF NOT EXISTS %I text', tag_keys[i]);
+            new_tags := new_tags || format(', %I', tag_keys[i]);
         END IF;
     END LOOP;
     FOR i IN 1 .. coalesce(array_length(field_keys, 1), 0) LOOP
         actions := actions || format('ADD COLUMN IF NOT EXISTS %I %s', field_keys[i],
                                      influx.field_column_type(field_types[i]));
     END LOOP;
+    -- A point key that influx.create_measurement_table() made takes new tags in, so that
+    -- points differing in them stay apart (the index is rebuilt: docs/idempotency.md).
+    IF new_tags <> '' THEN
+        SELECT c.conname, string_agg(format('%I', a.attname), ', ' ORDER BY k.ord)
+          INTO key_name, key_columns
+          FROM pg_constraint c
+          CROSS JOIN unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+         WHERE c.conrelid = table_name AND c.contype = 'u'
+           AND obj_description(c.oid, 'pg_constraint') = 'pg_influx point key'
+         GROUP BY c.conname;
+        IF key_name IS NOT NULL THEN
+            actions := actions || format('DROP CONSTRAINT %I', key_name)
+                               || format('ADD CONSTRAINT %I UNIQUE NULLS NOT DISTINCT (%s%s)',
+                                         key_name, key_columns, new_tags);
+        END IF;
+    END IF;
     IF cardinality(actions) > 0 THEN
         EXECUTE format('ALTER TABLE %s %s', table_name, array_to_string(actions, ', '));
+    END IF;
+    IF key_name IS NOT NULL THEN
+        EXECUTE format('COMMENT ON CONSTRAINT %I ON %s IS %L', key_name, table_name,
+                       'pg_influx point key');
     END IF;
 END
 $$;
@@ -301,3 +348,28 @@ CREATE VIEW influx.tokens WITH (security_barrier) AS
     FROM influx.token t
     WHERE pg_catalog.pg_has_role(t.role, 'MEMBER');
 GRANT SELECT ON influx.tokens TO PUBLIC;
+
+-- ---------------------------------------------------------------------------------------
+-- Points that exist already (1.2; docs/idempotency.md).  influx.on_conflict says what a
+-- row does whose point (the table's unique key on _time and tags) is in its table; a
+-- table's owner may choose otherwise for it.  Kept by name, so that it survives a dump and
+-- restore; written by influx.set_on_conflict() only, readable by all (the workers read it).
+-- ---------------------------------------------------------------------------------------
+
+CREATE TABLE influx.table_option (
+    schema_name name NOT NULL,
+    table_name name NOT NULL,
+    on_conflict text NOT NULL CHECK (on_conflict IN ('error', 'merge', 'skip', 'replace')),
+    PRIMARY KEY (schema_name, table_name)
+);
+REVOKE ALL ON influx.table_option FROM PUBLIC;
+GRANT SELECT ON influx.table_option TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('influx.table_option', '');
+
+CREATE FUNCTION influx.set_on_conflict(table_name regclass, policy text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_influx_set_on_conflict'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION influx.set_on_conflict(regclass, text) IS
+'Sets what rows whose point exists do in this table (error, merge, skip, replace), overriding influx.on_conflict; NULL goes back to the setting.  Only the table''s owner may.';

@@ -75,3 +75,10 @@ static inline bool InfluxAdjustTimestampForTypmod(Timestamp *ts, int32 typmod)
 #if PG_VERSION_NUM >= 160000
 #define INFLUX_HAS_RTEPERMINFO 1
 #endif
+
+/* Ownership checks became object_ownercheck in 16. */
+#if PG_VERSION_NUM >= 160000
+#define InfluxTableOwnerCheck(relid, role) object_ownercheck(RelationRelationId, (relid), (role))
+#else
+#define InfluxTableOwnerCheck(relid, role) pg_class_ownercheck((relid), (role))
+#endif

@@ -44,6 +44,8 @@ int influx_queue_size = 8 * 1024 * 1024;
 int influx_precision = static_cast<int>(influx::Precision::Nanoseconds);
 bool influx_create_tables = true;
 bool influx_add_columns = false;
+int influx_on_conflict = INFLUX_ON_CONFLICT_ERROR;
+bool influx_create_unique_key = false;
 int influx_max_line_length = 1024 * 1024;
 int influx_max_connections = 100;
 int influx_tcp_idle_timeout = 300;
@@ -67,6 +69,14 @@ const struct config_enum_entry precision_options[] = {
     {"s", static_cast<int>(influx::Precision::Seconds), false},
     {"n", static_cast<int>(influx::Precision::Nanoseconds), true},
     {"u", static_cast<int>(influx::Precision::Microseconds), true},
+    {nullptr, 0, false},
+};
+
+const struct config_enum_entry on_conflict_options[] = {
+    {"error", INFLUX_ON_CONFLICT_ERROR, false},
+    {"merge", INFLUX_ON_CONFLICT_MERGE, false},
+    {"skip", INFLUX_ON_CONFLICT_SKIP, false},
+    {"replace", INFLUX_ON_CONFLICT_REPLACE, false},
     {nullptr, 0, false},
 };
 
@@ -211,6 +221,20 @@ void InitSettings(void)
                              "Off: values without a column go to _tags/_fields if those exist, "
                              "otherwise they are ignored.",
                              &influx_add_columns, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomEnumVariable(
+        "influx.on_conflict", "What a row does whose point already exists in its table.",
+        "A point is the table's unique key on _time (and tags): error rejects the row, merge "
+        "updates the fields the line carries, replace the whole row, skip keeps the existing "
+        "one.  influx.set_on_conflict() overrides it per table.",
+        &influx_on_conflict, INFLUX_ON_CONFLICT_ERROR, on_conflict_options, PGC_SIGHUP, 0, nullptr,
+        nullptr, nullptr);
+
+    DefineCustomBoolVariable(
+        "influx.create_unique_key", "Give tables created for new measurements a point key.",
+        "UNIQUE NULLS NOT DISTINCT (_time, tags...), widened when "
+        "influx.add_columns adds a tag column.",
+        &influx_create_unique_key, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable("influx.max_line_length", "Longest accepted line.",
                             "Longer lines are rejected and counted.", &influx_max_line_length,

@@ -37,6 +37,13 @@ extern int influx_queue_size;
 extern int influx_precision; /* an influx::Precision value */
 extern bool influx_create_tables;
 extern bool influx_add_columns;
+/* influx.on_conflict: what a row does whose point (the table's unique key) exists. */
+#define INFLUX_ON_CONFLICT_ERROR 0
+#define INFLUX_ON_CONFLICT_MERGE 1
+#define INFLUX_ON_CONFLICT_SKIP 2
+#define INFLUX_ON_CONFLICT_REPLACE 3
+extern int influx_on_conflict; /* INFLUX_ON_CONFLICT_* */
+extern bool influx_create_unique_key;
 extern int influx_max_line_length;
 extern int influx_max_connections;
 extern int influx_tcp_idle_timeout; /* seconds; 0: off */

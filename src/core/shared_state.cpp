@@ -48,6 +48,8 @@ const char *const kCounterNames[] = {
     "lines_lost",
     "connections_closed_idle",
     "lines_rejected_memory",
+    "rows_merged",
+    "rows_skipped",
 };
 static_assert(lengthof(kCounterNames) == kCounterCount, "a name for every counter");
 

@@ -55,6 +55,8 @@ enum Counter : int {
     kLinesLost,             /* listener: lines no worker committed before it had to exit */
     kConnectionsClosedIdle, /* TCP connections closed after influx.tcp_idle_timeout */
     kLinesRejectedMemory,   /* lines the parser ran out of memory on */
+    kRowsMerged,            /* rows written onto an existing point (merge, replace) */
+    kRowsSkipped,           /* rows whose point existed, left out (on_conflict skip) */
     kCounterCount
 };
 

@@ -133,16 +133,20 @@ const char *IdentityRefusal(Relation rel, Oid writer)
 
 bool *ColumnsWritable(Relation rel, Oid writer)
 {
+    return ColumnsGranted(rel, writer, ACL_INSERT);
+}
+
+bool *ColumnsGranted(Relation rel, Oid writer, AclMode mode)
+{
     Oid relid = RelationGetRelid(rel);
-    if (pg_class_aclcheck(relid, writer, ACL_INSERT) == ACLCHECK_OK)
+    if (pg_class_aclcheck(relid, writer, mode) == ACLCHECK_OK)
         return nullptr;
     TupleDesc desc = RelationGetDescr(rel);
     bool *writable = static_cast<bool *>(palloc0(Max(desc->natts, 1)));
     for (int i = 0; i < desc->natts; i++) {
         Form_pg_attribute att = TupleDescAttr(desc, i);
         if (!att->attisdropped)
-            writable[i] =
-                pg_attribute_aclcheck(relid, att->attnum, writer, ACL_INSERT) == ACLCHECK_OK;
+            writable[i] = pg_attribute_aclcheck(relid, att->attnum, writer, mode) == ACLCHECK_OK;
     }
     return writable;
 }

@@ -58,6 +58,9 @@ const char *IdentityRefusal(Relation rel, Oid writer);
  */
 bool *ColumnsWritable(Relation rel, Oid writer);
 
+/* The same for any privilege (ColumnsWritable is ACL_INSERT): NULL when held on the table. */
+bool *ColumnsGranted(Relation rel, Oid writer, AclMode mode);
+
 /* Why `writer` may not use schema `nspid` (USAGE, as INSERT needs it), or NULL. */
 const char *SchemaRefusal(Oid nspid, Oid writer);
 

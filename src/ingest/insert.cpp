@@ -465,29 +465,30 @@ size_t WriteHandback(void)
  * Resolves the group's table and writes rows [lo, hi) into it.  Raises an ERROR for
  * anything the table refuses; `progress` tells where.  Returns rows written.
  */
-int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
+RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
 {
+    RowCounts none = {0, 0, 0};
     progress.stage = WriteStage::Resolve;
     progress.row = -1;
     progress.column = nullptr;
     if (g->parked || PendingRows(g, lo, hi) == 0)
-        return 0;
+        return none;
 
     Oid nspid = TableCacheSchemaOid(opts->schema);
     if (!OidIsValid(nspid)) {
         char reason[NAMEDATALEN + 32];
         pg_snprintf(reason, sizeof(reason), "schema \"%s\" does not exist", opts->schema);
         RejectRange(g, lo, hi, kRowsRejectedTable, reason);
-        return 0;
+        return none;
     }
     const char *schema_refusal = SchemaRefusal(nspid, GetUserId());
     if (schema_refusal != nullptr) {
         RejectRange(g, lo, hi, kRowsRejectedTable, schema_refusal);
-        return 0;
+        return none;
     }
     Relation rel = OpenTable(opts, nspid, g, lo, hi);
     if (rel == nullptr)
-        return 0;
+        return none;
 
     Oid relid = RelationGetRelid(rel);
     TableInfo *info = nullptr;
@@ -495,7 +496,7 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     if (refusal != nullptr) {
         table_close(rel, RowExclusiveLock);
         RejectRange(g, lo, hi, kRowsRejectedTable, refusal);
-        return 0;
+        return none;
     }
     if (opts->add_columns && g->schema_relid != relid) {
         /* ALTER TABLE refuses a table this backend has open: close it, keep the lock. */
@@ -518,14 +519,14 @@ int64 InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     /* Each group is a statement: it sees what the previous ones wrote. */
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
-    int64 n = WriteRows(rel, info, GetUserId(), reporter, g, lo, hi, &progress, ReparseRow);
+    RowCounts n = WriteRows(rel, info, GetUserId(), reporter, g, lo, hi, &progress, ReparseRow);
     PopActiveSnapshot();
     table_close(rel, NoLock);
     return n;
 }
 
 /* Runs InsertGroup in a subtransaction; on failure, *message and *sqlstate say why. */
-bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int hi, int64 *n,
+bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int hi, RowCounts *n,
                           char *message, size_t message_size, int *sqlstate)
 {
     MemoryContextReset(attempt_cxt);
@@ -561,15 +562,15 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
  * Writes rows [lo, hi) of a group in subtransactions, narrowing down failures: at the
  * failing row when the error says which one it was, else by halves, down to single rows.
  */
-int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
+RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
 {
     check_stack_depth();
-    int64 total = 0;
+    RowCounts total = {0, 0, 0};
     while (lo < hi && PendingRows(g, lo, hi) > 0) {
         CHECK_FOR_INTERRUPTS();
         char message[INFLUX_ERROR_TEXT];
         int sqlstate = 0;
-        int64 n = 0;
+        RowCounts n = {0, 0, 0};
         if (InsertGroupInSubxact(opts, g, lo, hi, &n, message, sizeof(message), &sqlstate)) {
             total += n;
             break;
@@ -610,9 +611,9 @@ int64 InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, int h
 /* One pass over all groups: plain (errors propagate) or isolated. */
 void SetConstraintsImmediate(void);
 
-int64 InsertAll(const FlushOptions *opts, bool isolate)
+RowCounts InsertAll(const FlushOptions *opts, bool isolate)
 {
-    int64 total = 0;
+    RowCounts total = {0, 0, 0};
     if (opts->worker) {
         /*
          * The role may have been made a superuser since the worker started: then nothing
@@ -668,7 +669,7 @@ void SetConstraintsImmediate(void)
  * A worker's flush attempt as one transaction of its own.  Returns false (rolled back) if
  * anything raised an ERROR, including the commit; *sqlstate and message say what.
  */
-bool FlushTransaction(const FlushOptions *opts, bool isolate, int64 *inserted, int *sqlstate,
+bool FlushTransaction(const FlushOptions *opts, bool isolate, RowCounts *inserted, int *sqlstate,
                       char *message, size_t message_size)
 {
     bool ok = InOwnTransaction(
@@ -836,6 +837,7 @@ size_t InsertPendingRows(void)
 
 bool InsertFlushBatch(void);
 bool FlushBatchAs(void);
+void NoteRowCounts(const RowCounts &n);
 
 bool InsertFlush(void)
 {
@@ -917,7 +919,7 @@ bool FlushBatchAs(void)
     FlushOptions opts = {ResolveDatabase(batch_database), influx_create_tables, influx_add_columns,
                          true};
     int wait_ms = kRetryFirstWaitMs;
-    int64 inserted = 0;
+    RowCounts inserted = {0, 0, 0};
     int sqlstate = 0;
     char message[INFLUX_ERROR_TEXT];
     bool ok;
@@ -957,7 +959,7 @@ bool FlushBatchAs(void)
             RequestTallyAt(k)->handed_back = 0;
     }
     if (ok) {
-        Note(reporter, kRowsInserted, inserted);
+        NoteRowCounts(inserted);
         Note(reporter, kBatches);
     }
     EndBatch();
@@ -965,6 +967,16 @@ bool FlushBatchAs(void)
     pgstat_report_activity(STATE_IDLE, nullptr);
     SetSlotActivity(my_slot, "idle");
     return true;
+}
+
+/* Counts what a committed write did with its rows. */
+void NoteRowCounts(const RowCounts &n)
+{
+    Note(reporter, kRowsInserted, n.inserted);
+    if (n.merged > 0)
+        Note(reporter, kRowsMerged, n.merged);
+    if (n.skipped > 0)
+        Note(reporter, kRowsSkipped, n.skipped);
 }
 
 bool InsertIsActive(void)
@@ -984,7 +996,7 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
     sql_call_active = true;
     Reporter caller = CallerReporter();
     reporter = &caller;
-    volatile int64 inserted = 0;
+    volatile int64 inserted = 0; /* rows written: new or merged */
     MemoryContext oldcxt = CurrentMemoryContext;
     PG_TRY();
     {
@@ -994,7 +1006,7 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
         (void) ParseChunk(utf8, size, options->precision, opts.schema, INT_MAX, false);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */
-        int64 n = 0;
+        RowCounts n = {0, 0, 0};
         char message[INFLUX_ERROR_TEXT];
         int sqlstate = 0;
         bool ok = InSubtransaction(
@@ -1005,8 +1017,8 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
             ereport(ERROR, (errcode(sqlstate), errmsg("%s", message)));
         if (!ok)
             n = InsertAll(&opts, true);
-        inserted = n;
-        Note(reporter, kRowsInserted, inserted);
+        inserted = n.inserted + n.merged;
+        NoteRowCounts(n);
     }
     PG_FINALLY();
     {

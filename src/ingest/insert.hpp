@@ -77,7 +77,8 @@ struct InsertOptions {
  * influx.insert() (src/sql/insert.cpp): the same path in the caller's session and
  * transaction, with the caller as the writer.  `data` is text in the database encoding.
  * Problems are WARNINGs; errors that are not about the rows (a cancel, a lock timeout)
- * are raised.  Returns the rows inserted.
+ * are raised.  Returns the rows written: inserted, or merged onto an existing point
+ * (influx.on_conflict); skipped rows are not counted.
  */
 int64 InsertLines(const char *data, size_t size, const InsertOptions *options);
 

@@ -24,6 +24,7 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
+#include "ingest/conflict.hpp"
 #include "ingest/table_cache.hpp"
 
 namespace influx
@@ -210,6 +211,7 @@ TableInfo *BuildInfo(Relation rel)
     }
 
     MemoryContextSwitchTo(old);
+    LoadPointKey(rel, info);
     return info;
 }
 

@@ -27,6 +27,7 @@
 
 extern "C" {
 #include "fmgr.h"
+#include "pg_config_manual.h"
 #include "utils/relcache.h"
 }
 
@@ -70,6 +71,20 @@ struct ColumnInfo {
     FmgrInfo input; /* the type's input function (used for ColumnKind::Other) */
 };
 
+/*
+ * A table's point key (conflict.hpp): the unique index that identifies a point, on "_time"
+ * and other plain columns, immediate, without expressions or predicate.  index is
+ * InvalidOid when the table has none.
+ */
+struct PointKey {
+    Oid index;
+    int ncols;
+    int16 cols[INDEX_MAX_KEYS]; /* column indexes (attnum - 1), in index order */
+    bool nulls_not_distinct;
+};
+
+struct ConflictPlan; /* conflict.cpp */
+
 struct TableInfo {
     Oid relid;
     MemoryContext cxt;   /* holds this info and nothing else */
@@ -81,6 +96,9 @@ struct TableInfo {
     int tags_column;       /* index of "_tags" (jsonb), or -1 */
     int fields_column;     /* index of "_fields" (jsonb), or -1 */
     bool time_unsupported; /* "_time" exists but is not timestamptz, timestamp or bigint */
+    PointKey key;
+    int on_conflict;     /* influx.set_on_conflict() for this table (INFLUX_ON_CONFLICT_*), or -1 */
+    ConflictPlan *plans; /* prepared INSERT ... ON CONFLICT statements (conflict.cpp) */
 };
 
 /* Once per process: memory context and invalidation callbacks. */

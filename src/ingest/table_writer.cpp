@@ -26,6 +26,8 @@ extern "C" {
 #include "access/tableam.h"
 #include "access/tupconvert.h"
 #include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "executor/execPartition.h"
@@ -40,14 +42,19 @@ extern "C" {
 #include "rewrite/rewriteManip.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/acl.h"
+#include "utils/datum.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
 }
 
 #include "core/compat.hpp"
+#include "core/settings.hpp"
+#include "ingest/conflict.hpp"
 #include "ingest/convert.hpp"
 #include "ingest/identity.hpp"
 #include "ingest/requests.hpp"
@@ -86,6 +93,11 @@ struct Target {
     size_t bytes;                /* line bytes of the buffered rows */
     TupleTableSlot *single_slot; /* slow path */
     TupleDesc slot_desc;         /* the slots' descriptor (CreateSlot) */
+
+    /* Points that may exist (conflict.hpp): */
+    bool upsert_only;         /* its rows go to INSERT ... ON CONFLICT statements */
+    List *arbiters;           /* its index of the point key (ExecCheckIndexConstraints) */
+    TupleTableSlot *existing; /* the stored row a probe found */
 };
 
 } // namespace
@@ -127,6 +139,16 @@ struct Writer {
     const bool *writable; /* per column: the writer may set it; NULL: every column */
     List *checks;         /* the table's row-level security WITH CHECK options, planned */
     int64 inserted;
+
+    /* Points that may exist (conflict.hpp); policy error: none of this. */
+    int policy;            /* INFLUX_ON_CONFLICT_* */
+    bool conflict;         /* policy is not error and the table has a point key */
+    bool upsert_all;       /* every row goes through INSERT ... ON CONFLICT */
+    bool no_defaults;      /* rows for statements: the statement applies the defaults */
+    const bool *updatable; /* merge: per column, the writer may UPDATE it */
+    KeySet pending;        /* points of rows taken and not yet written */
+    Upserts *upserts;
+    RowCounts counts; /* merged and skipped rows, and what the statements inserted */
 
     ColumnMemo field_memo; /* zeroed by palloc0: no key remembered yet */
     ColumnMemo tag_memo;
@@ -197,6 +219,50 @@ List *RowSecurityChecks(Relation rel, Oid writer)
     return checks;
 }
 
+/*
+ * A target's index of the point key: the key itself on the table, on a leaf partition the
+ * index attached to it (as ExecInitPartitionInfo finds ON CONFLICT's arbiters).
+ */
+List *ArbitersOf(Writer *w, ResultRelInfo *rri)
+{
+    Oid key = w->info->key.index;
+    if (rri == w->root)
+        return list_make1_oid(key);
+    List *arbiters = NIL;
+    for (int i = 0; i < rri->ri_NumIndices; i++) {
+        Oid indexoid = RelationGetRelid(rri->ri_IndexRelationDescs[i]);
+        List *ancestors = get_partition_ancestors(indexoid);
+        if (list_member_oid(ancestors, key))
+            arbiters = lappend_oid(arbiters, indexoid);
+        list_free(ancestors);
+    }
+    return arbiters;
+}
+
+/*
+ * Prepares a target for probing its point key before its rows are buffered; a target that
+ * the bulk path does not serve, or whose code must see the statement (its own triggers),
+ * gets its rows written by statements instead.
+ */
+void SetUpProbe(Writer *w, Target *t)
+{
+    ResultRelInfo *rri = t->rri;
+    t->upsert_only = !t->multi || rri->ri_TrigDesc != nullptr;
+    if (!t->upsert_only)
+        t->arbiters = ArbitersOf(w, rri);
+    if (t->arbiters == NIL) {
+        t->upsert_only = true;
+        return;
+    }
+    /* What a unique check needs of the index (ExecOpenIndices does it for ON CONFLICT). */
+    for (int i = 0; i < rri->ri_NumIndices; i++) {
+        IndexInfo *ii = rri->ri_IndexRelationInfo[i];
+        if (ii->ii_Unique && ii->ii_UniqueOps == nullptr)
+            BuildSpeculativeIndexInfo(rri->ri_IndexRelationDescs[i], ii);
+    }
+    t->existing = table_slot_create(rri->ri_RelationDesc, &w->estate->es_tupleTable);
+}
+
 /* Sets up a target: decides bulk or slow path as COPY does (copyfrom.c CIM_*). */
 Target *AddTarget(Writer *w, ResultRelInfo *rri)
 {
@@ -221,6 +287,8 @@ Target *AddTarget(Writer *w, ResultRelInfo *rri)
         if (w->checks != NIL)
             SetChecks(rri, MapToPartition(w->checks, r, w->rel));
     }
+    if (w->conflict)
+        SetUpProbe(w, t);
     if (t->multi) {
         t->slots = static_cast<TupleTableSlot **>(palloc0(sizeof(TupleTableSlot *) * kMaxBuffered));
         t->rows = static_cast<int *>(palloc(sizeof(int) * kMaxBuffered));
@@ -530,8 +598,20 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
         }
     }
 
+    if (w->updatable != nullptr) {
+        /* merge: ON CONFLICT DO UPDATE needs UPDATE on every column it sets. */
+        for (int c = 0; c < natts; c++) {
+            if (w->is_set[c] && !w->updatable[c]) {
+                return RejectRow(w, row, kRowsRejectedTable,
+                                 ": permission denied for column \"%s\" (influx.on_conflict "
+                                 "merge updates it)",
+                                 LogName(w->info->columns[c].name));
+            }
+        }
+    }
+
     ExprContext *econtext = GetPerTupleExprContext(w->estate);
-    for (int d = 0; d < w->ndefaults; d++) {
+    for (int d = 0; d < w->ndefaults && !w->no_defaults; d++) {
         int c = w->default_index[d];
         if (w->is_set[c])
             continue;
@@ -611,7 +691,7 @@ void SetUp(Writer *w)
     estate->es_output_cid = w->cid = GetCurrentCommandId(true);
     w->root = rri;
     InfluxCheckValidResultRel(rri);
-    ExecOpenIndices(rri, false);
+    ExecOpenIndices(rri, w->conflict);
 
     /* A dummy ModifyTableState: FDWs and partition routing want one. */
     ModifyTableState *mtstate = makeNode(ModifyTableState);
@@ -643,7 +723,7 @@ void SetUp(Writer *w)
     w->targets_capacity = 4;
     w->targets = static_cast<Target **>(palloc(sizeof(Target *) * w->targets_capacity));
     AddTarget(w, rri);
-    if (partitioned)
+    if (partitioned || w->conflict)
         w->root_slot = table_slot_create(rel, &estate->es_tupleTable);
     w->is_set = static_cast<bool *>(palloc(Max(w->info->natts, 1)));
 
@@ -653,11 +733,24 @@ void SetUp(Writer *w)
     ExecBSInsertTriggers(estate, rri);
 }
 
+/*
+ * Writes every row taken: the bulk buffers, then the statements (their points are all
+ * different, so the order between the two does not matter).
+ */
+void WritePending(Writer *w)
+{
+    FlushAll(w);
+    if (w->upserts != nullptr) {
+        UpsertsRun(w->upserts, &w->counts, &w->progress->row);
+        KeySetClear(&w->pending);
+    }
+}
+
 /* Flushes, fires statement-level and queued AFTER triggers, releases everything. */
 void Finish(Writer *w)
 {
     EState *estate = w->estate;
-    FlushAll(w);
+    WritePending(w);
     w->progress->stage = WriteStage::Finish;
     w->progress->row = -1;
 
@@ -681,10 +774,150 @@ void Finish(Writer *w)
     FreeExecutorState(estate);
 }
 
+/*
+ * Whether writing the row in `slot` onto the stored row at `tid` would change nothing: the
+ * columns the policy sets hold the same values (equal images).  Then the row is not
+ * written at all (no new row version), as a retried point should cost nothing.
+ */
+bool Unchanged(Writer *w, Target *t, TupleTableSlot *slot, ItemPointer tid)
+{
+    Relation r = t->rri->ri_RelationDesc;
+    TupleTableSlot *existing = t->existing;
+    if (!table_tuple_fetch_row_version(r, tid, SnapshotAny, existing))
+        return false;
+    slot_getallattrs(existing);
+    slot_getallattrs(slot);
+    TupleConversionMap *map = t->rri == w->root ? nullptr : InfluxRootToChildMap(t->rri, w->estate);
+    TupleDesc desc = RelationGetDescr(r);
+    bool same = true;
+    for (int i = 0; i < desc->natts && same; i++) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        if (att->attisdropped)
+            continue;
+        int root = map != nullptr ? map->attrMap->attnums[i] - 1 : i;
+        if (root < 0 || root >= w->info->natts)
+            continue;
+        bool compare = w->policy == INFLUX_ON_CONFLICT_REPLACE
+                           ? w->info->columns[root].assignable && att->attidentity == '\0'
+                           : w->is_set[root];
+        if (!compare)
+            continue;
+        if (slot->tts_isnull[i] != existing->tts_isnull[i])
+            same = false;
+        else if (!slot->tts_isnull[i])
+            same = datum_image_eq(slot->tts_values[i], existing->tts_values[i], att->attbyval,
+                                  att->attlen);
+    }
+    ExecClearTuple(existing);
+    return same;
+}
+
+/*
+ * The privileges an INSERT ... ON CONFLICT by the writer needs beyond INSERT: SELECT on
+ * the key's columns (the conflict target), and UPDATE on what DO UPDATE sets (replace:
+ * every column it sets, checked here; merge: the columns a line gives, checked per row).
+ */
+void CheckConflictPrivileges(Writer *w)
+{
+    TableInfo *info = w->info;
+    const bool *selectable = ColumnsGranted(w->rel, w->writer, ACL_SELECT);
+    for (int k = 0; k < info->key.ncols && selectable != nullptr; k++) {
+        const ColumnInfo *col = &info->columns[info->key.cols[k]];
+        if (!selectable[info->key.cols[k]])
+            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                            errmsg("permission denied for column \"%s\": influx.on_conflict %s "
+                                   "reads the point key",
+                                   LogName(col->name), ConflictPolicyName(w->policy))));
+    }
+    if (w->policy == INFLUX_ON_CONFLICT_SKIP)
+        return;
+    bool *updatable = ColumnsGranted(w->rel, w->writer, ACL_UPDATE);
+    if (updatable == nullptr)
+        return;
+    TupleDesc desc = RelationGetDescr(w->rel);
+    for (int k = 0; k < info->key.ncols; k++)
+        updatable[info->key.cols[k]] = true; /* never set */
+    for (int c = 0; c < info->natts; c++) {
+        Form_pg_attribute att = TupleDescAttr(desc, c);
+        if (att->attisdropped || !info->columns[c].assignable || updatable[c])
+            continue;
+        if (w->policy == INFLUX_ON_CONFLICT_REPLACE && att->attidentity == '\0')
+            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                            errmsg("permission denied for column \"%s\": influx.on_conflict "
+                                   "replace updates it",
+                                   LogName(info->columns[c].name))));
+    }
+    w->updatable = updatable;
+}
+
+/*
+ * Rows of a table whose own code must see the statement: all of them through INSERT ...
+ * ON CONFLICT statements, which apply defaults, triggers, policies and routing themselves.
+ */
+void WriteAllAsUpserts(Writer *w, int lo, int hi)
+{
+    EState *estate = CreateExecutorState();
+    w->estate = estate;
+    w->no_defaults = true;
+    MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+    w->is_set = static_cast<bool *>(palloc(Max(w->info->natts, 1)));
+    TupleTableSlot *slot =
+        ExecAllocTableSlot(&estate->es_tupleTable, RelationGetDescr(w->rel), &TTSOpsVirtual);
+    KeySetInit(&w->pending, estate->es_query_cxt);
+    w->upserts = UpsertsCreate(w->rel, w->info, w->policy, estate->es_query_cxt);
+    MemoryContextSwitchTo(old);
+    TupleDesc desc = RelationGetDescr(w->rel);
+
+    w->progress->stage = WriteStage::Rows;
+    for (int i = lo; i < hi; i++) {
+        BatchRow *row = &w->group->rows[i];
+        if (row->rejected)
+            continue;
+        CHECK_FOR_INTERRUPTS();
+        w->progress->row = i;
+        ResetPerTupleExprContext(estate);
+        old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+        if (FillSlot(w, row, slot)) {
+            if (!KeySetAdd(&w->pending, PointHash(w->info, desc, slot)))
+                WritePending(w);
+            UpsertsAdd(w->upserts, i, slot, w->is_set, false);
+            if (UpsertsFull(w->upserts))
+                WritePending(w);
+        }
+        MemoryContextSwitchTo(old);
+    }
+    WritePending(w);
+    w->progress->stage = WriteStage::Finish;
+    w->progress->row = -1;
+    ExecResetTupleTable(estate->es_tupleTable, false);
+    FreeExecutorState(estate);
+}
+
+/* What a row of the bulk path does when its point may exist. */
+enum class Probe { Insert, Taken };
+
+/*
+ * Probes the point key for a row about to be buffered: a new point is inserted by the
+ * bulk path; an existing one is skipped, found unchanged, or left to a statement.
+ */
+Probe ProbePoint(Writer *w, Target *t, int i, TupleTableSlot *slot)
+{
+    ItemPointerData tid;
+    if (ExecCheckIndexConstraints(t->rri, slot, w->estate, &tid, t->arbiters))
+        return Probe::Insert;
+    if (w->policy == INFLUX_ON_CONFLICT_SKIP)
+        w->counts.skipped++;
+    else if (Unchanged(w, t, slot, &tid))
+        w->counts.merged++;
+    else
+        UpsertsAdd(w->upserts, i, w->root_slot, w->is_set, true);
+    return Probe::Taken;
+}
+
 } // namespace
 
-int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, BatchGroup *group,
-                int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse)
+RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, BatchGroup *group,
+                    int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse)
 {
     Writer *w = static_cast<Writer *>(palloc0(sizeof(Writer)));
     w->rel = rel;
@@ -699,6 +932,19 @@ int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, Bat
     progress->row = -1;
     progress->column = nullptr;
 
+    w->policy = ConflictPolicyFor(info);
+    w->conflict = w->policy != INFLUX_ON_CONFLICT_ERROR;
+    if (w->conflict) {
+        CheckConflictPrivileges(w);
+        /*
+         * The table's code (its triggers, a foreign server) must see the statement; with
+         * row-level security, ON CONFLICT DO UPDATE checks UPDATE and SELECT policies too.
+         */
+        w->upsert_all = rel->trigdesc != nullptr || rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE ||
+                        (w->policy != INFLUX_ON_CONFLICT_SKIP &&
+                         check_enable_rls(RelationGetRelid(rel), writer, false) == RLS_ENABLED);
+    }
+
     /* The table's own code, from its defaults to its AFTER triggers, runs as `acting`. */
     Acting acting;
     w->acting = ActingUser(rel, writer);
@@ -707,8 +953,20 @@ int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, Bat
                         errmsg("the table's owner and the writing role do not hold each "
                                "other's privileges")));
     BeginActing(&acting, w->acting, w->acting != writer);
+    if (w->upsert_all) {
+        WriteAllAsUpserts(w, lo, hi);
+        EndActing(&acting);
+        return w->counts;
+    }
     SetUp(w);
     EState *estate = w->estate;
+    TupleDesc desc = RelationGetDescr(rel);
+    if (w->conflict) {
+        MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+        KeySetInit(&w->pending, estate->es_query_cxt);
+        w->upserts = UpsertsCreate(rel, info, w->policy, estate->es_query_cxt);
+        MemoryContextSwitchTo(old);
+    }
     progress->stage = WriteStage::Rows;
 
     for (int i = lo; i < hi; i++) {
@@ -722,10 +980,17 @@ int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, Bat
         MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
 
         Target *t = w->targets[0];
-        TupleTableSlot *slot = w->proute != nullptr ? w->root_slot : NextSlot(w, t);
+        TupleTableSlot *slot = w->root_slot != nullptr ? w->root_slot : NextSlot(w, t);
         if (!FillSlot(w, row, slot)) {
             MemoryContextSwitchTo(old);
             continue;
+        }
+        if (w->conflict && !KeySetAdd(&w->pending, PointHash(info, desc, slot))) {
+            /* Its point is pending: what is pending goes first, in order. */
+            ExecMaterializeSlot(slot);
+            WritePending(w);
+            progress->row = i;
+            (void) KeySetAdd(&w->pending, PointHash(info, desc, slot));
         }
 
         if (w->proute != nullptr) {
@@ -739,10 +1004,15 @@ int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, Bat
                 slot = execute_attr_map_slot(map->attrMap, slot, dst);
             else
                 slot = ExecCopySlot(dst, slot);
+        } else if (w->root_slot != nullptr) {
+            slot = ExecCopySlot(NextSlot(w, t), slot);
         }
         slot->tts_tableOid = RelationGetRelid(t->rri->ri_RelationDesc);
 
-        if (!t->multi) {
+        if (w->conflict && t->upsert_only) {
+            UpsertsAdd(w->upserts, i, w->root_slot, w->is_set, false);
+            ExecClearTuple(slot);
+        } else if (!t->multi) {
             InsertOne(w, t, slot);
         } else {
             if (t->has_generated)
@@ -753,21 +1023,28 @@ int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, Bat
                 ExecConstraints(t->rri, slot, estate);
             if (t->partition_check)
                 ExecPartitionCheck(t->rri, slot, estate, true);
-            ExecMaterializeSlot(slot);
-            t->rows[t->nused++] = i;
-            t->bytes += row->line_len;
-            w->buffered_bytes += row->line_len;
-            if (t->nused == kMaxBuffered || t->bytes >= kMaxBufferedBytes)
-                FlushTarget(w, t);
-            else if (w->buffered_bytes >= kMaxBufferedBytesTotal)
-                FlushAll(w);
+            if (w->conflict && ProbePoint(w, t, i, slot) == Probe::Taken) {
+                ExecClearTuple(slot);
+            } else {
+                ExecMaterializeSlot(slot);
+                t->rows[t->nused++] = i;
+                t->bytes += row->line_len;
+                w->buffered_bytes += row->line_len;
+                if (t->nused == kMaxBuffered || t->bytes >= kMaxBufferedBytes)
+                    FlushTarget(w, t);
+                else if (w->buffered_bytes >= kMaxBufferedBytesTotal)
+                    FlushAll(w);
+            }
         }
+        if (w->upserts != nullptr && UpsertsFull(w->upserts))
+            WritePending(w);
         MemoryContextSwitchTo(old);
     }
 
     Finish(w);
     EndActing(&acting);
-    return w->inserted;
+    w->counts.inserted += w->inserted;
+    return w->counts;
 }
 
 } // namespace influx

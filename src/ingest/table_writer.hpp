@@ -23,6 +23,7 @@
 
 #include "core/report.hpp"
 #include "ingest/batch.hpp"
+#include "ingest/conflict.hpp"
 #include "ingest/table_cache.hpp"
 
 namespace influx
@@ -50,13 +51,14 @@ struct WriteProgress {
  * are chosen for it, and the table's own code runs as ActingUser (identity.hpp).  Values that do
  * not convert reject their row (counted, marked).  Built rows built for another `info` get their
  * line parsed again with `reparse` (tag and field arrays valid until its next call; false if the
- * line does not parse).  Returns the number of rows written.  Raises an ERROR for anything the
+ * line does not parse).  Returns what it did with the rows (conflict.hpp: rows whose point
+ * exists are merged, skipped or rejected by the table's policy).  Raises an ERROR for anything the
  * table refuses (constraints, triggers, …); the caller isolates it with a subtransaction.  Must run
  * inside a transaction with an active snapshot; uses and leaves garbage in CurrentMemoryContext.
  */
 typedef bool (*ReparseFn)(const BatchRow *row, Point *point);
 
-int64 WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, BatchGroup *group,
-                int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse);
+RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, BatchGroup *group,
+                    int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse);
 
 } // namespace influx

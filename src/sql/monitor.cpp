@@ -51,12 +51,22 @@ const char *KindName(int kind)
 
 constexpr int kStatsColumns = 7 + influx::kCounterCount;
 
+/*
+ * Counters the declared result has room for: an older extension script declares fewer
+ * (they are added at the end), and this library answers it until ALTER EXTENSION UPDATE.
+ */
+int DeclaredCounters(ReturnSetInfo *rsinfo)
+{
+    return Min(rsinfo->setDesc->natts - 7, static_cast<int>(influx::kCounterCount));
+}
+
 /* One row of influx.stats(): counters plus identification. */
 Datum stats(FunctionCallInfo fcinfo)
 {
     RequireSharedState();
     InitMaterializedSRF(fcinfo, 0);
     auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    int ncounters = DeclaredCounters(rsinfo);
 
     Datum values[kStatsColumns];
     bool nulls[kStatsColumns];
@@ -90,7 +100,7 @@ Datum stats(FunctionCallInfo fcinfo)
             nulls[col++] = true;
         values[col++] = TimestampTzGetDatum(started_at);
         values[col++] = CStringGetTextDatum(activity);
-        for (int c = 0; c < influx::kCounterCount; c++)
+        for (int c = 0; c < ncounters; c++)
             values[col++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->counters[c]));
         if (last_error[0] != '\0') {
             values[col++] = CStringGetTextDatum(last_error);
@@ -116,7 +126,7 @@ Datum stats(FunctionCallInfo fcinfo)
         nulls[col++] = true; /* worker */
         nulls[col++] = true; /* started_at */
         values[col++] = CStringGetTextDatum("exited");
-        for (int c = 0; c < influx::kCounterCount; c++)
+        for (int c = 0; c < ncounters; c++)
             values[col++] =
                 Int64GetDatum((int64) pg_atomic_read_u64(&shared_state->retired[kind][c]));
         nulls[col++] = true;

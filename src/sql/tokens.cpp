@@ -26,6 +26,7 @@ extern "C" {
 
 #include "core/pg_cpp.hpp"
 #include "core/tokens.hpp"
+#include "sql/extension_table.hpp"
 
 namespace
 {
@@ -35,19 +36,6 @@ using namespace influx;
 /* Random bytes in a token: 192 bits. */
 constexpr int kTokenRandomBytes = 24;
 
-/* The owner of influx.token (its writes are made as this role). */
-Oid TokenTableOwner(void)
-{
-    Oid relid = get_relname_relid("token", get_namespace_oid("influx", false));
-    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-    if (!OidIsValid(relid) || !HeapTupleIsValid(tup))
-        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("influx.token does not exist"),
-                        errhint("ALTER EXTENSION pg_influx UPDATE")));
-    Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relowner;
-    ReleaseSysCache(tup);
-    return owner;
-}
-
 /* Only a member of a role may hand out or take back the right to write as it. */
 void RequireMember(Oid role, const char *what)
 {
@@ -56,21 +44,6 @@ void RequireMember(Oid role, const char *what)
                         errmsg("permission denied to %s a token for role \"%s\"", what,
                                GetUserNameFromId(role, false)),
                         errdetail("Only members of the role (who may SET ROLE to it) may.")));
-}
-
-/* Runs a statement on influx.token as the table's owner. */
-int RunAsOwner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
-{
-    Oid saved_user;
-    int saved_context;
-    GetUserIdAndSecContext(&saved_user, &saved_context);
-    SetUserIdAndSecContext(TokenTableOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE);
-    SPI_connect();
-    int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-    uint64 processed = rc > 0 ? SPI_processed : 0;
-    SPI_finish();
-    SetUserIdAndSecContext(saved_user, saved_context);
-    return static_cast<int>(processed);
 }
 
 Datum create_token(FunctionCallInfo fcinfo)
@@ -103,9 +76,10 @@ Datum create_token(FunctionCallInfo fcinfo)
                        PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
                        ObjectIdGetDatum(GetUserId())};
     char nulls[4] = {' ', ' ', PG_ARGISNULL(1) ? 'n' : ' ', ' '};
-    (void) RunAsOwner("INSERT INTO influx.token (role, hash, comment, created_by) "
-                      "VALUES ($1, $2, $3, $4)",
-                      4, types, values, nulls);
+    (void) RunAsTableOwner("token",
+                           "INSERT INTO influx.token (role, hash, comment, created_by) "
+                           "VALUES ($1, $2, $3, $4)",
+                           4, types, values, nulls);
     TokensChanged();
     PG_RETURN_TEXT_P(cstring_to_text(token));
 }
@@ -117,25 +91,16 @@ Datum drop_token(FunctionCallInfo fcinfo)
     Datum values[1] = {Int64GetDatum(id)};
     char nulls[1] = {' '};
     /* The token's role, read as the owner; membership decides whether it may go. */
-    Oid saved_user;
-    int saved_context;
-    GetUserIdAndSecContext(&saved_user, &saved_context);
-    SetUserIdAndSecContext(TokenTableOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE);
-    SPI_connect();
-    Oid role = InvalidOid;
-    if (SPI_execute_with_args("SELECT role FROM influx.token WHERE id = $1", 1, types, values,
-                              nulls, true, 1) == SPI_OK_SELECT &&
-        SPI_processed == 1) {
-        bool isnull;
-        role = DatumGetObjectId(
-            SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-    }
-    SPI_finish();
-    SetUserIdAndSecContext(saved_user, saved_context);
+    Datum first = (Datum) 0;
+    bool found = false;
+    (void) RunAsTableOwner("token", "SELECT role FROM influx.token WHERE id = $1", 1, types, values,
+                           nulls, &first, &found);
+    Oid role = found ? DatumGetObjectId(first) : InvalidOid;
     if (!OidIsValid(role))
         PG_RETURN_BOOL(false);
     RequireMember(role, "drop");
-    int n = RunAsOwner("DELETE FROM influx.token WHERE id = $1", 1, types, values, nulls);
+    uint64 n =
+        RunAsTableOwner("token", "DELETE FROM influx.token WHERE id = $1", 1, types, values, nulls);
     TokensChanged();
     PG_RETURN_BOOL(n > 0);
 }

@@ -1,0 +1,540 @@
+/*
+ * conflict.cpp — point keys, policies and the INSERT ... ON CONFLICT statements of
+ * idempotent writes (see conflict.hpp).
+ *
+ * The statements are built from catalog names only (quote_identifier), never from incoming
+ * data, prepared once per table, policy and shape (generic plans, kept with the table
+ * info and freed with it), and given one array per column:
+ *
+ *   INSERT INTO s.m AS t (c1, ...)
+ *   SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), ...)
+ *   ON CONFLICT (key columns) DO UPDATE SET c = EXCLUDED.c, ... | DO NOTHING
+ *
+ * C-style code: everything here may raise an ERROR.
+ */
+#include <cstring>
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_index.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+}
+
+#include "core/settings.hpp"
+#include "ingest/conflict.hpp"
+
+namespace influx
+{
+
+/* A prepared statement of one table info (freed with it). */
+struct ConflictPlan {
+    int policy;
+    bool *shape; /* natts entries: the columns given */
+    bool values; /* one row per execution (a column type has no array type) */
+    SPIPlanPtr plan;
+    ConflictPlan *next;
+};
+
+namespace
+{
+
+/* Plans kept per table info; beyond it, a statement is prepared for one use. */
+constexpr int kMaxPlansPerTable = 64;
+/* Rows (or bytes of values) taken before the statements run. */
+constexpr int kMaxUpsertRows = 2000;
+constexpr size_t kMaxUpsertBytes = 8 * 1024 * 1024;
+
+/* The override of a table in influx.table_option (1.2), or -1. */
+int ReadTableOption(Relation rel)
+{
+    Oid nspid = get_namespace_oid("influx", true);
+    Oid option_relid = OidIsValid(nspid) ? get_relname_relid("table_option", nspid) : InvalidOid;
+    if (!OidIsValid(option_relid))
+        return -1; /* an extension script older than 1.2 */
+    Relation options = table_open(option_relid, AccessShareLock);
+    ScanKeyData keys[2];
+    NameData schema_name, table_name;
+    namestrcpy(&schema_name, get_namespace_name(RelationGetNamespace(rel)));
+    namestrcpy(&table_name, RelationGetRelationName(rel));
+    ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_NAMEEQ, NameGetDatum(&schema_name));
+    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_NAMEEQ, NameGetDatum(&table_name));
+    SysScanDesc scan = systable_beginscan(options, InvalidOid, false, nullptr, 2, keys);
+    int policy = -1;
+    HeapTuple tup = systable_getnext(scan);
+    if (HeapTupleIsValid(tup)) {
+        bool isnull;
+        Datum d = heap_getattr(tup, 3, RelationGetDescr(options), &isnull);
+        if (!isnull) {
+            char *name = TextDatumGetCString(d);
+            for (int p = INFLUX_ON_CONFLICT_ERROR; p <= INFLUX_ON_CONFLICT_REPLACE; p++)
+                if (strcmp(name, ConflictPolicyName(p)) == 0)
+                    policy = p;
+        }
+    }
+    systable_endscan(scan);
+    table_close(options, AccessShareLock);
+    return policy;
+}
+
+/* Frees the kept plans of a table info when its memory goes. */
+void FreePlans(void *arg)
+{
+    auto info = static_cast<TableInfo *>(arg);
+    for (ConflictPlan *p = info->plans; p != nullptr; p = p->next)
+        if (p->plan != nullptr)
+            SPI_freeplan(p->plan);
+    info->plans = nullptr;
+}
+
+uint64 Mix(uint64 h, uint64 v)
+{
+    return hash_combine64(h, v * UINT64CONST(0x9E3779B97F4A7C15));
+}
+
+} // namespace
+
+const char *ConflictPolicyName(int policy)
+{
+    switch (policy) {
+        case INFLUX_ON_CONFLICT_MERGE:
+            return "merge";
+        case INFLUX_ON_CONFLICT_SKIP:
+            return "skip";
+        case INFLUX_ON_CONFLICT_REPLACE:
+            return "replace";
+        default:
+            return "error";
+    }
+}
+
+void LoadPointKey(Relation rel, TableInfo *info)
+{
+    info->key.index = InvalidOid;
+    info->on_conflict = -1;
+    info->plans = nullptr;
+    if (info->time_column < 0)
+        return;
+
+    /* The primary key if it qualifies, else the qualifying index with the fewest columns. */
+    List *indexes = RelationGetIndexList(rel);
+    ListCell *lc;
+    bool best_primary = false;
+    foreach (lc, indexes) {
+        Oid indexoid = lfirst_oid(lc);
+        HeapTuple tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+        if (!HeapTupleIsValid(tup))
+            continue;
+        auto index = reinterpret_cast<Form_pg_index>(GETSTRUCT(tup));
+        bool usable = index->indisunique && index->indimmediate && index->indisvalid &&
+                      heap_attisnull(tup, Anum_pg_index_indexprs, nullptr) &&
+                      heap_attisnull(tup, Anum_pg_index_indpred, nullptr);
+        bool has_time = false;
+        int ncols = index->indnkeyatts;
+        for (int k = 0; usable && k < ncols; k++) {
+            int c = index->indkey.values[k] - 1;
+            if (c < 0 || c >= info->natts || !info->columns[c].assignable)
+                usable = false;
+            else if (c == info->time_column)
+                has_time = true;
+        }
+        bool better = !OidIsValid(info->key.index) || (index->indisprimary && !best_primary) ||
+                      (index->indisprimary == best_primary && ncols < info->key.ncols);
+        if (usable && has_time && better) {
+            info->key.index = indexoid;
+            info->key.ncols = ncols;
+            for (int k = 0; k < ncols; k++)
+                info->key.cols[k] = static_cast<int16>(index->indkey.values[k] - 1);
+#if PG_VERSION_NUM >= 150000
+            info->key.nulls_not_distinct = index->indnullsnotdistinct;
+#else
+            info->key.nulls_not_distinct = false;
+#endif
+            best_primary = index->indisprimary;
+        }
+        ReleaseSysCache(tup);
+    }
+    list_free(indexes);
+    info->on_conflict = ReadTableOption(rel);
+
+    MemoryContextCallback *cb = static_cast<MemoryContextCallback *>(
+        MemoryContextAllocZero(info->cxt, sizeof(MemoryContextCallback)));
+    cb->func = FreePlans;
+    cb->arg = info;
+    MemoryContextRegisterResetCallback(info->cxt, cb);
+}
+
+int ConflictPolicyFor(const TableInfo *info)
+{
+    if (!OidIsValid(info->key.index))
+        return INFLUX_ON_CONFLICT_ERROR;
+    return info->on_conflict >= 0 ? info->on_conflict : influx_on_conflict;
+}
+
+void KeySetInit(KeySet *set, MemoryContext cxt)
+{
+    set->cxt = cxt;
+    set->mask = 1023;
+    set->count = 0;
+    set->slots = static_cast<uint64 *>(MemoryContextAllocZero(cxt, sizeof(uint64) * 1024));
+}
+
+bool KeySetAdd(KeySet *set, uint64 hash)
+{
+    if (hash == 0)
+        hash = 1;
+    if (set->count * 2 > set->mask) {
+        uint64 *old = set->slots;
+        int old_size = set->mask + 1;
+        set->mask = old_size * 2 - 1;
+        set->slots = static_cast<uint64 *>(
+            MemoryContextAllocZero(set->cxt, sizeof(uint64) * (set->mask + 1)));
+        for (int i = 0; i < old_size; i++) {
+            if (old[i] == 0)
+                continue;
+            int s = static_cast<int>(old[i]) & set->mask;
+            while (set->slots[s] != 0)
+                s = (s + 1) & set->mask;
+            set->slots[s] = old[i];
+        }
+        pfree(old);
+    }
+    int s = static_cast<int>(hash) & set->mask;
+    while (set->slots[s] != 0) {
+        if (set->slots[s] == hash)
+            return false;
+        s = (s + 1) & set->mask;
+    }
+    set->slots[s] = hash;
+    set->count++;
+    return true;
+}
+
+void KeySetClear(KeySet *set)
+{
+    if (set->count == 0)
+        return;
+    memset(set->slots, 0, sizeof(uint64) * (set->mask + 1));
+    set->count = 0;
+}
+
+/*
+ * Equal images hash alike; equal values with different images (numeric 1.0 and 1.00, a
+ * case-insensitive collation) do not, and then the unique index itself catches the second
+ * row (the flush isolates and retries it: slower, never wrong).
+ */
+uint64 PointHash(const TableInfo *info, TupleDesc desc, TupleTableSlot *slot)
+{
+    slot_getallattrs(slot); /* a materialized slot reads its values from its tuple again */
+    uint64 h = UINT64CONST(0x5bd1e995);
+    for (int k = 0; k < info->key.ncols; k++) {
+        int c = info->key.cols[k];
+        if (slot->tts_isnull[c]) {
+            h = Mix(h, UINT64CONST(0xfeedface) + k);
+            continue;
+        }
+        Form_pg_attribute att = TupleDescAttr(desc, c);
+        h = Mix(h, datum_image_hash(slot->tts_values[c], att->attbyval, att->attlen));
+    }
+    return h;
+}
+
+/* Rows of one shape waiting for their statement. */
+struct ShapeRows {
+    bool *shape;    /* natts */
+    int ncols;      /* columns given */
+    int16 *cols;    /* their indexes */
+    Datum **values; /* per given column, per row */
+    bool **nulls;   /* per given column, per row */
+    int *rows;      /* batch row index per row */
+    int nrows;
+    int exists; /* rows an index probe found the point of */
+    ShapeRows *next;
+};
+
+struct Upserts {
+    Relation rel;
+    TableInfo *info;
+    int policy;
+    MemoryContext cxt;        /* the Upserts and its shapes */
+    MemoryContext values_cxt; /* copies of the values; reset after each run */
+    ShapeRows *shapes;
+    int nrows;
+    size_t bytes;
+};
+
+namespace
+{
+
+/* The statement for a shape: see the file comment. */
+char *StatementText(Upserts *u, const ShapeRows *s, bool values)
+{
+    TableInfo *info = u->info;
+    TupleDesc desc = RelationGetDescr(u->rel);
+    StringInfoData sql;
+    initStringInfo(&sql);
+    appendStringInfo(&sql, "INSERT INTO %s AS t (",
+                     quote_qualified_identifier(get_namespace_name(RelationGetNamespace(u->rel)),
+                                                RelationGetRelationName(u->rel)));
+    for (int j = 0; j < s->ncols; j++)
+        appendStringInfo(&sql, "%s%s", j > 0 ? ", " : "",
+                         quote_identifier(info->columns[s->cols[j]].name));
+    appendStringInfoString(&sql, values ? ") VALUES (" : ") SELECT * FROM ROWS FROM (");
+    for (int j = 0; j < s->ncols; j++)
+        appendStringInfo(&sql, values ? "%s$%d" : "%spg_catalog.unnest($%d)", j > 0 ? ", " : "",
+                         j + 1);
+    appendStringInfoString(&sql, ") ON CONFLICT (");
+    bool *in_key = static_cast<bool *>(palloc0(Max(info->natts, 1)));
+    for (int k = 0; k < info->key.ncols; k++) {
+        in_key[info->key.cols[k]] = true;
+        appendStringInfo(&sql, "%s%s", k > 0 ? ", " : "",
+                         quote_identifier(info->columns[info->key.cols[k]].name));
+    }
+    appendStringInfoString(&sql, ") DO ");
+
+    int nset = 0;
+    if (u->policy != INFLUX_ON_CONFLICT_SKIP) {
+        for (int c = 0; c < info->natts; c++) {
+            Form_pg_attribute att = TupleDescAttr(desc, c);
+            if (att->attisdropped || !info->columns[c].assignable || in_key[c])
+                continue;
+            bool set;
+            if (u->policy == INFLUX_ON_CONFLICT_REPLACE)
+                set = att->attidentity == '\0'; /* the row's identity stays */
+            else
+                set = s->shape[c];
+            if (!set)
+                continue;
+            const char *name = quote_identifier(info->columns[c].name);
+            appendStringInfoString(&sql, nset++ == 0 ? "UPDATE SET " : ", ");
+            ColumnRole role = info->columns[c].role;
+            if (u->policy == INFLUX_ON_CONFLICT_MERGE &&
+                (role == ColumnRole::Tags || role == ColumnRole::Fields))
+                /* Leftover tags and fields merge key by key, as the columns do. */
+                appendStringInfo(&sql,
+                                 "%s = CASE WHEN t.%s IS NULL THEN EXCLUDED.%s "
+                                 "ELSE t.%s OPERATOR(pg_catalog.||) EXCLUDED.%s END",
+                                 name, name, name, name, name);
+            else
+                appendStringInfo(&sql, "%s = EXCLUDED.%s", name, name);
+        }
+    }
+    if (nset == 0)
+        appendStringInfoString(&sql, "NOTHING");
+    pfree(in_key);
+    return sql.data;
+}
+
+/* Types of a shape's parameters: arrays of the columns' types, or the types (values). */
+bool ParamTypes(Upserts *u, const ShapeRows *s, Oid *types)
+{
+    for (int j = 0; j < s->ncols; j++) {
+        Oid typid = u->info->columns[s->cols[j]].typid;
+        Oid array = get_array_type(typid);
+        if (!OidIsValid(array))
+            return false;
+        types[j] = array;
+    }
+    return true;
+}
+
+/* The prepared statement of a shape (kept with the table info when there is room). */
+ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
+{
+    TableInfo *info = u->info;
+    int count = 0;
+    for (ConflictPlan *p = info->plans; p != nullptr; p = p->next, count++)
+        if (p->policy == u->policy && memcmp(p->shape, s->shape, info->natts) == 0)
+            return p;
+
+    Oid *types = static_cast<Oid *>(palloc(sizeof(Oid) * Max(s->ncols, 1)));
+    bool values = !ParamTypes(u, s, types);
+    if (values)
+        for (int j = 0; j < s->ncols; j++)
+            types[j] = info->columns[s->cols[j]].typid;
+    char *sql = StatementText(u, s, values);
+    SPIPlanPtr plan = SPI_prepare_cursor(sql, s->ncols, types, CURSOR_OPT_GENERIC_PLAN);
+    if (plan == nullptr)
+        elog(ERROR, "pg_influx: could not prepare \"%s\": %s", sql,
+             SPI_result_code_string(SPI_result));
+
+    *kept = count < kMaxPlansPerTable;
+    ConflictPlan *p = static_cast<ConflictPlan *>(
+        MemoryContextAllocZero(*kept ? info->cxt : CurrentMemoryContext, sizeof(ConflictPlan)));
+    p->policy = u->policy;
+    p->values = values;
+    p->plan = plan;
+    if (*kept) {
+        p->shape = static_cast<bool *>(MemoryContextAlloc(info->cxt, Max(info->natts, 1)));
+        memcpy(p->shape, s->shape, info->natts);
+        if (SPI_keepplan(plan) != 0)
+            elog(ERROR, "pg_influx: SPI_keepplan failed");
+        p->next = info->plans;
+        info->plans = p;
+    }
+    return p;
+}
+
+/* One column's values as an array of its type. */
+Datum MakeArray(Upserts *u, const ShapeRows *s, int j, int from, int n)
+{
+    Oid typid = u->info->columns[s->cols[j]].typid;
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+    get_typlenbyvalalign(typid, &typlen, &typbyval, &typalign);
+    int dims[1] = {n};
+    int lbs[1] = {1};
+    ArrayType *a = construct_md_array(s->values[j] + from, s->nulls[j] + from, 1, dims, lbs, typid,
+                                      typlen, typbyval, typalign);
+    return PointerGetDatum(a);
+}
+
+/* Executes a shape's rows; returns the rows the statements inserted or updated. */
+uint64 RunShape(Upserts *u, ShapeRows *s)
+{
+    SPI_connect();
+    bool kept = false;
+    ConflictPlan *p = PlanFor(u, s, &kept);
+    Datum *args = static_cast<Datum *>(palloc(sizeof(Datum) * Max(s->ncols, 1)));
+    char *nulls = static_cast<char *>(palloc(Max(s->ncols, 1)));
+    uint64 processed = 0;
+    int per_call = p->values ? 1 : s->nrows;
+    for (int from = 0; from < s->nrows; from += per_call) {
+        for (int j = 0; j < s->ncols; j++) {
+            if (p->values) {
+                args[j] = s->values[j][from];
+                nulls[j] = s->nulls[j][from] ? 'n' : ' ';
+            } else {
+                args[j] = MakeArray(u, s, j, from, per_call);
+                nulls[j] = ' ';
+            }
+        }
+        int rc = SPI_execute_plan(p->plan, args, nulls, false, 0);
+        if (rc != SPI_OK_INSERT)
+            elog(ERROR, "pg_influx: INSERT ... ON CONFLICT returned %s",
+                 SPI_result_code_string(rc));
+        processed += SPI_processed;
+    }
+    SPI_finish(); /* frees a plan that was not kept */
+    return processed;
+}
+
+} // namespace
+
+Upserts *UpsertsCreate(Relation rel, TableInfo *info, int policy, MemoryContext cxt)
+{
+    Upserts *u = static_cast<Upserts *>(MemoryContextAllocZero(cxt, sizeof(Upserts)));
+    u->rel = rel;
+    u->info = info;
+    u->policy = policy;
+    u->cxt = cxt;
+    u->values_cxt = AllocSetContextCreate(cxt, "influx upsert values", ALLOCSET_DEFAULT_SIZES);
+    return u;
+}
+
+void UpsertsAdd(Upserts *u, int row, TupleTableSlot *slot, const bool *is_set, bool exists)
+{
+    TableInfo *info = u->info;
+    int natts = info->natts;
+    ShapeRows *s = u->shapes;
+    while (s != nullptr && memcmp(s->shape, is_set, natts) != 0)
+        s = s->next;
+    if (s == nullptr) {
+        MemoryContext old = MemoryContextSwitchTo(u->cxt);
+        s = static_cast<ShapeRows *>(palloc0(sizeof(ShapeRows)));
+        s->shape = static_cast<bool *>(palloc(Max(natts, 1)));
+        memcpy(s->shape, is_set, natts);
+        s->cols = static_cast<int16 *>(palloc(sizeof(int16) * Max(natts, 1)));
+        for (int c = 0; c < natts; c++)
+            if (is_set[c])
+                s->cols[s->ncols++] = static_cast<int16>(c);
+        s->values = static_cast<Datum **>(palloc(sizeof(Datum *) * Max(s->ncols, 1)));
+        s->nulls = static_cast<bool **>(palloc(sizeof(bool *) * Max(s->ncols, 1)));
+        for (int j = 0; j < s->ncols; j++) {
+            s->values[j] = static_cast<Datum *>(palloc(sizeof(Datum) * kMaxUpsertRows));
+            s->nulls[j] = static_cast<bool *>(palloc(sizeof(bool) * kMaxUpsertRows));
+        }
+        s->rows = static_cast<int *>(palloc(sizeof(int) * kMaxUpsertRows));
+        s->next = u->shapes;
+        u->shapes = s;
+        MemoryContextSwitchTo(old);
+    }
+    TupleDesc desc = RelationGetDescr(u->rel);
+    slot_getallattrs(slot);
+    MemoryContext old = MemoryContextSwitchTo(u->values_cxt);
+    for (int j = 0; j < s->ncols; j++) {
+        int c = s->cols[j];
+        Form_pg_attribute att = TupleDescAttr(desc, c);
+        s->nulls[j][s->nrows] = slot->tts_isnull[c];
+        if (slot->tts_isnull[c]) {
+            s->values[j][s->nrows] = (Datum) 0;
+        } else {
+            s->values[j][s->nrows] = datumCopy(slot->tts_values[c], att->attbyval, att->attlen);
+            if (att->attlen == -1)
+                u->bytes += VARSIZE_ANY(DatumGetPointer(s->values[j][s->nrows]));
+            else
+                u->bytes += Max(att->attlen, 0);
+        }
+    }
+    MemoryContextSwitchTo(old);
+    s->rows[s->nrows++] = row;
+    if (exists)
+        s->exists++;
+    u->nrows++;
+}
+
+bool UpsertsFull(const Upserts *u)
+{
+    if (u->bytes >= kMaxUpsertBytes)
+        return true;
+    for (const ShapeRows *s = u->shapes; s != nullptr; s = s->next)
+        if (s->nrows >= kMaxUpsertRows)
+            return true;
+    return false;
+}
+
+void UpsertsRun(Upserts *u, RowCounts *counts, volatile int *failed_row)
+{
+    for (ShapeRows *s = u->shapes; s != nullptr; s = s->next) {
+        if (s->nrows == 0)
+            continue;
+        *failed_row = s->nrows == 1 ? s->rows[0] : -1;
+        uint64 processed = RunShape(u, s);
+        int64 sent = s->nrows;
+        int64 done = static_cast<int64>(Min(processed, static_cast<uint64>(sent)));
+        if (u->policy == INFLUX_ON_CONFLICT_SKIP) {
+            /* DO NOTHING reports the rows it inserted. */
+            counts->inserted += done;
+            counts->skipped += sent - done;
+        } else {
+            /* DO UPDATE reports inserted and updated rows alike: the probe tells them apart. */
+            int64 merged = Min(static_cast<int64>(s->exists), done);
+            counts->merged += merged;
+            counts->inserted += done - merged;
+        }
+        s->nrows = 0;
+        s->exists = 0;
+    }
+    *failed_row = -1;
+    u->nrows = 0;
+    u->bytes = 0;
+    MemoryContextReset(u->values_cxt);
+}
+
+} // namespace influx
