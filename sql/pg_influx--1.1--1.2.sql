@@ -106,7 +106,7 @@ END
 $$;
 $definition$;
     ELSE
-        RAISE NOTICE 'influx.create_measurement_table() was replaced and is left as it is: the point key of influx.create_unique_key comes from the default one (docs/idempotency.md)';
+        RAISE WARNING 'influx.create_measurement_table() was replaced and is left as it is: the point key of influx.create_unique_key comes from the default one (docs/idempotency.md)';
     END IF;
 END
 $upgrade$;
@@ -170,7 +170,7 @@ END
 $$;
 $definition$;
     ELSE
-        RAISE NOTICE 'influx.add_measurement_columns() was replaced and is left as it is: the point key of influx.create_unique_key comes from the default one (docs/idempotency.md)';
+        RAISE WARNING 'influx.add_measurement_columns() was replaced and is left as it is: the point key of influx.create_unique_key comes from the default one (docs/idempotency.md)';
     END IF;
 END
 $upgrade$;

@@ -1,8 +1,12 @@
 """
-test_upgrade.py — the extension's upgrade path: a database that installed version 1.0 and
-ran ALTER EXTENSION pg_influx UPDATE has exactly what a fresh install of the current
-version has (every member object, its definition, owner and privileges).
+test_upgrade.py — the extension's upgrade path: a database that installed version 1.0 (or
+1.1) and ran ALTER EXTENSION pg_influx UPDATE has exactly what a fresh install of the
+current version has (every member object, its definition, owner and privileges); the new
+library answers the older versions' influx.stats() and influx.listener_status(); a table
+hook someone replaced survives the update.
 """
+
+CURRENT = "1.2"
 
 # What the extension consists of, described so that two databases can be compared: each
 # member object with its definition and its privileges.
@@ -63,6 +67,9 @@ def test_update_from_1_0_equals_a_fresh_install(cluster):
             # The 1.1 library answers a 1.0 database's listener_status() (9 columns).
             cur.execute("SELECT * FROM influx.listener_status()")
             assert len(cur.fetchone()) == 9
+            # ... and its influx.stats() (the counters 1.0 declared).
+            cur.execute("SELECT * FROM influx.stats()")
+            assert all(len(r) == 26 for r in cur.fetchall())
             cur.execute("ALTER EXTENSION pg_influx UPDATE")
     finally:
         conn.close()
@@ -75,10 +82,11 @@ def test_update_from_1_0_equals_a_fresh_install(cluster):
 
     version_u, upgraded = describe(cluster, "upgraded")
     version_f, fresh = describe(cluster, "fresh")
-    assert version_f == "1.1"
+    assert version_f == CURRENT
     assert version_u == version_f
     assert any(o.startswith("function influx.create_token") for o, _ in fresh)
     assert any(o == "table influx.token" for o, _ in fresh)
+    assert any(o == "table influx.table_option" for o, _ in fresh)
     only_fresh = sorted(set(fresh) - set(upgraded))
     only_upgraded = sorted(set(upgraded) - set(fresh))
     assert not only_fresh and not only_upgraded, (only_fresh, only_upgraded)
@@ -94,5 +102,40 @@ def test_the_upgraded_database_creates_tokens(cluster):
             assert cur.fetchone()[0] == 1
             cur.execute("SELECT http_port FROM influx.listener_status()")
             assert cur.fetchone()[0] == cluster.http_port
+    finally:
+        conn.close()
+
+
+def test_update_from_1_1_keeps_a_replaced_hook(cluster):
+    """The table hooks are meant to be replaced: the update gives the default ones the point
+    key, and leaves a replaced one as its owner wrote it (with a WARNING)."""
+    cluster.execute("CREATE DATABASE from_1_1")
+    conn = cluster.connect(dbname="from_1_1")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION pg_influx VERSION '1.1'")
+            cur.execute("SELECT * FROM influx.stats()")
+            assert all(len(r) == 26 for r in cur.fetchall())
+            cur.execute("""
+                CREATE OR REPLACE FUNCTION influx.create_measurement_table(
+                    schema_name name, measurement text, tag_keys text[], field_keys text[],
+                    field_types text[]) RETURNS regclass LANGUAGE plpgsql AS $$
+                BEGIN
+                    EXECUTE format('CREATE TABLE %I.%I (_time timestamptz, mine bool)',
+                                   schema_name, measurement);
+                    RETURN format('%I.%I', schema_name, measurement)::regclass;
+                END $$""")
+            cur.execute("ALTER EXTENSION pg_influx UPDATE")
+            assert any("was replaced and is left as it is" in n for n in conn.notices)
+            cur.execute("SELECT prosrc LIKE '%mine bool%' FROM pg_proc "
+                        "WHERE oid = 'influx.create_measurement_table'::regproc")
+            assert cur.fetchone()[0] is True
+            cur.execute("SELECT prosrc LIKE '%pg_influx point key%' FROM pg_proc "
+                        "WHERE oid = 'influx.add_measurement_columns'::regproc")
+            assert cur.fetchone()[0] is True, "the unchanged hook was updated"
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'")
+            assert cur.fetchone()[0] == CURRENT
+            cur.execute("SELECT rows_merged, rows_skipped FROM influx.stats()")
     finally:
         conn.close()

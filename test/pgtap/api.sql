@@ -2,7 +2,7 @@
 -- functions with their argument and result types, and the influx.stats view.
 -- Catalog checks only: behaviour is covered by pg_regress and the integration tests.
 BEGIN;
-SELECT plan(51);
+SELECT plan(58);
 
 -- The OUT columns of a function as "name type, ..." (NULL if the function is missing).
 CREATE FUNCTION pg_temp.out_columns(fn regprocedure) RETURNS text LANGUAGE sql AS $$
@@ -15,8 +15,8 @@ $$;
 -- Extension and schema
 SELECT has_extension('influx', 'pg_influx', 'extension pg_influx is installed in schema influx');
 SELECT has_schema('influx');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.1',
-          'pg_influx version is 1.1');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.2',
+          'pg_influx version is 1.2');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'pg_influx'), false,
           'pg_influx is not relocatable (its objects live in schema influx)');
 
@@ -45,6 +45,7 @@ SELECT is(pg_temp.out_columns(to_regprocedure('influx.stats()')),
           'datagrams_dropped bigint, connections_accepted bigint, connections_refused bigint, '
           'flush_retries bigint, lines_rerouted bigint, lines_lost bigint, '
           'connections_closed_idle bigint, lines_rejected_memory bigint, '
+          'rows_merged bigint, rows_skipped bigint, '
           'last_error text, last_error_at timestamp with time zone',
           'influx.stats() columns');
 SELECT has_view('influx', 'stats', 'view influx.stats exists');
@@ -54,7 +55,7 @@ SELECT columns_are('influx', 'stats', ARRAY[
     'rows_rejected_insert', 'rows_rejected_table', 'rows_inserted', 'batches', 'errors',
     'queue_full', 'datagrams_dropped', 'connections_accepted', 'connections_refused',
     'flush_retries', 'lines_rerouted', 'lines_lost', 'connections_closed_idle',
-    'lines_rejected_memory',
+    'lines_rejected_memory', 'rows_merged', 'rows_skipped',
     'last_error', 'last_error_at']);
 SELECT col_type_is('influx', 'stats', 'rows_inserted', 'bigint', 'influx.stats.rows_inserted is bigint');
 SELECT col_type_is('influx', 'stats', 'kind', 'text', 'influx.stats.kind is text');
@@ -102,12 +103,24 @@ SELECT has_view('influx', 'tokens', 'view influx.tokens exists');
 SELECT columns_are('influx', 'tokens', ARRAY['id', 'role', 'comment', 'created_at', 'created_by'],
                    'influx.tokens shows id, role, comment, created_at, created_by (never the token)');
 
+-- Points that exist already (1.2): a table's own policy.
+SELECT has_function('influx', 'set_on_conflict', ARRAY['regclass', 'text']);
+SELECT function_returns('influx', 'set_on_conflict', ARRAY['regclass', 'text'], 'void');
+SELECT isnt_strict('influx', 'set_on_conflict', ARRAY['regclass', 'text'],
+                   'influx.set_on_conflict() takes NULL (back to influx.on_conflict)');
+SELECT has_table('influx', 'table_option', 'table influx.table_option exists');
+SELECT columns_are('influx', 'table_option', ARRAY['schema_name', 'table_name', 'on_conflict']);
+SELECT table_privs_are('influx', 'table_option', 'public', ARRAY['SELECT'],
+                       'everyone may read influx.table_option, nobody but its owner write it');
+SELECT isnt(obj_description(to_regprocedure('influx.set_on_conflict(regclass,text)'), 'pg_proc'),
+            NULL, 'influx.set_on_conflict() has a comment');
+
 -- Exactly these functions: none opens network connections from the server (the former
 -- send_udp()/send_tcp() test helpers are gone; tests send with their own clients).
 SELECT functions_are('influx', ARRAY[
     'parse', 'stats', 'listener_status', 'restart_workers', 'insert',
     'create_measurement_table', 'add_measurement_columns', 'field_column_type',
-    'create_token', 'drop_token'],
+    'create_token', 'drop_token', 'set_on_conflict'],
     'schema influx has exactly the functions of the SQL API');
 SELECT hasnt_function('influx', 'send_udp', 'there is no influx.send_udp()');
 SELECT hasnt_function('influx', 'send_tcp', 'there is no influx.send_tcp()');

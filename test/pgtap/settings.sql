@@ -2,12 +2,13 @@
 -- documented type, default (boot value), unit, range and context (docs/settings.md), no
 -- undocumented setting exists, and the influx. prefix is reserved.
 BEGIN;
-SELECT plan(35);
+SELECT plan(37);
 
 -- Every influx.* setting, and nothing else.
 SELECT set_eq(
     $$SELECT name FROM pg_settings WHERE name LIKE 'influx.%'$$,
-    ARRAY['influx.add_columns', 'influx.allow_superuser', 'influx.batch_size', 'influx.create_tables', 'influx.database',
+    ARRAY['influx.add_columns', 'influx.allow_superuser', 'influx.batch_size', 'influx.create_tables',
+          'influx.create_unique_key', 'influx.database', 'influx.on_conflict',
           'influx.flush_idle', 'influx.flush_interval', 'influx.http_auth', 'influx.http_max_body_size', 'influx.http_max_connections',
           'influx.http_port', 'influx.http_tls', 'influx.http_write_timeout', 'influx.listen_addresses', 'influx.max_connections',
           'influx.max_line_length', 'influx.max_tables', 'influx.precision', 'influx.queue_size', 'influx.restart_delay',
@@ -89,6 +90,12 @@ SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.create_tables')$$,
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.add_columns')$$,
     $$VALUES ('bool', 'off', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
     'influx.add_columns: bool, default off, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.on_conflict')$$,
+    $$VALUES ('enum', 'error', NULL, 'sighup', NULL, NULL, ARRAY['error', 'merge', 'skip', 'replace'])$$,
+    'influx.on_conflict: error|merge|skip|replace, default error, sighup');
+SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.create_unique_key')$$,
+    $$VALUES ('bool', 'off', NULL, 'sighup', NULL, NULL, NULL::text[])$$,
+    'influx.create_unique_key: bool, default off, sighup');
 SELECT results_eq($$SELECT * FROM pg_temp.setting('influx.max_line_length')$$,
     $$VALUES ('integer', '1048576', 'B', 'sighup', '1024', '67108864', NULL::text[])$$,
     'influx.max_line_length: 1kB..64MB, default 1MB, sighup');
