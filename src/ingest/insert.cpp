@@ -80,6 +80,7 @@ extern "C" {
 #include "ingest/requests.hpp"
 #include "core/pg_cpp.hpp"
 #include "core/report.hpp"
+#include "core/clock.hpp"
 #include "core/settings.hpp"
 #include "ingest/table_cache.hpp"
 #include "ingest/table_writer.hpp"
@@ -800,7 +801,15 @@ size_t InsertAddRecord(const RecordView &record, size_t from, bool *head, bool *
         batch_role = role;
     }
     Precision precision = static_cast<Precision>(influx_precision);
-    int64 now_ns = 0;
+    /*
+     * Lines without a timestamp get one server time per record: an HTTP request's (taken by
+     * the listener), or a TCP/UDP chunk's, taken when its first line is read and kept while
+     * the chunk is read in pieces (docs/idempotency.md).
+     */
+    static int64 chunk_now_ns = 0;
+    if (from == 0 || chunk_now_ns == 0)
+        chunk_now_ns = UnixNowNs();
+    int64 now_ns = chunk_now_ns;
     batch.request = 0;
     if (record.request) {
         batch.request = RequestTallyFor(record.meta);
