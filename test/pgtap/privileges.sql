@@ -2,7 +2,7 @@
 -- the monitoring functions are for pg_monitor; restarting workers is for superusers (and
 -- whoever they grant it to).
 BEGIN;
-SELECT plan(25);
+SELECT plan(28);
 
 CREATE ROLE influx_tap_nobody NOLOGIN;
 CREATE ROLE influx_tap_monitor NOLOGIN IN ROLE pg_monitor;
@@ -74,6 +74,18 @@ SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT count(*) FROM influx.
           NULL, 'PUBLIC reads the influx.tokens view');
 SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', $$SELECT influx.create_token('postgres')$$),
           '42501', 'PUBLIC may not create a token for a role it is not a member of');
+
+-- A table's policy for existing points: the table is written only through the function,
+-- which checks ownership of the target table itself (test_idempotency.py).
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody', 'SELECT count(*) FROM influx.table_option'),
+          NULL, 'PUBLIC reads influx.table_option (the workers read it as their writer)');
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody',
+          $$INSERT INTO influx.table_option VALUES ('public', 'x', 'replace')$$),
+          '42501', 'PUBLIC may not write influx.table_option');
+CREATE TABLE pg_temp.tap_owned (_time timestamptz, host text, UNIQUE (_time, host));
+SELECT is(pg_temp.sqlstate_as('influx_tap_nobody',
+          $$SELECT influx.set_on_conflict('pg_temp.tap_owned', 'replace')$$),
+          '42501', 'only the owner of a table may set its policy');
 
 -- A superuser can grant the management functions on.
 GRANT EXECUTE ON FUNCTION influx.restart_workers() TO influx_tap_nobody;
