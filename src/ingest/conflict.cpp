@@ -263,7 +263,8 @@ struct ShapeRows {
     bool **nulls;   /* per given column, per row */
     int *rows;      /* batch row index per row */
     int nrows;
-    int exists; /* rows an index probe found the point of */
+    int capacity; /* rows the arrays hold (grown up to kMaxUpsertRows) */
+    int exists;   /* rows an index probe found the point of */
     ShapeRows *next;
 };
 
@@ -464,16 +465,27 @@ void UpsertsAdd(Upserts *u, int row, TupleTableSlot *slot, const bool *is_set, b
         for (int c = 0; c < natts; c++)
             if (is_set[c])
                 s->cols[s->ncols++] = static_cast<int16>(c);
+        s->capacity = 16;
         s->values = static_cast<Datum **>(palloc(sizeof(Datum *) * Max(s->ncols, 1)));
         s->nulls = static_cast<bool **>(palloc(sizeof(bool *) * Max(s->ncols, 1)));
         for (int j = 0; j < s->ncols; j++) {
-            s->values[j] = static_cast<Datum *>(palloc(sizeof(Datum) * kMaxUpsertRows));
-            s->nulls[j] = static_cast<bool *>(palloc(sizeof(bool) * kMaxUpsertRows));
+            s->values[j] = static_cast<Datum *>(palloc(sizeof(Datum) * s->capacity));
+            s->nulls[j] = static_cast<bool *>(palloc(sizeof(bool) * s->capacity));
         }
-        s->rows = static_cast<int *>(palloc(sizeof(int) * kMaxUpsertRows));
+        s->rows = static_cast<int *>(palloc(sizeof(int) * s->capacity));
         s->next = u->shapes;
         u->shapes = s;
         MemoryContextSwitchTo(old);
+    }
+    if (s->nrows == s->capacity) {
+        /* Grown by doubling: a shape of few rows (sparse lines make many) stays small. */
+        s->capacity *= 2;
+        for (int j = 0; j < s->ncols; j++) {
+            s->values[j] =
+                static_cast<Datum *>(repalloc(s->values[j], sizeof(Datum) * s->capacity));
+            s->nulls[j] = static_cast<bool *>(repalloc(s->nulls[j], sizeof(bool) * s->capacity));
+        }
+        s->rows = static_cast<int *>(repalloc(s->rows, sizeof(int) * s->capacity));
     }
     TupleDesc desc = RelationGetDescr(u->rel);
     slot_getallattrs(slot);

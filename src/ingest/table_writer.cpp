@@ -878,8 +878,13 @@ void WriteAllAsUpserts(Writer *w, int lo, int hi)
         ResetPerTupleExprContext(estate);
         old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
         if (FillSlot(w, row, slot)) {
-            if (!KeySetAdd(&w->pending, PointHash(w->info, desc, slot)))
+            uint64 point = PointHash(w->info, desc, slot);
+            if (!KeySetAdd(&w->pending, point)) {
+                /* Its point is pending: what is pending goes first, in order. */
                 WritePending(w);
+                w->progress->row = i;
+                (void) KeySetAdd(&w->pending, point);
+            }
             UpsertsAdd(w->upserts, i, slot, w->is_set, false);
             if (UpsertsFull(w->upserts))
                 WritePending(w);
