@@ -70,6 +70,7 @@ AS $$
 DECLARE
     columns text := '_time timestamptz NOT NULL';
     point_key text := '_time';
+    key_columns int := 1;
     created regclass;
     i int;
 BEGIN
@@ -78,6 +79,7 @@ BEGIN
         IF tag_keys[i] <> '_time' AND NOT tag_keys[i] = ANY (coalesce(field_keys, '{}')) THEN
             columns := columns || format(', %I text', tag_keys[i]);
             point_key := point_key || format(', %I', tag_keys[i]);
+            key_columns := key_columns + 1;
         END IF;
     END LOOP;
     FOR i IN 1 .. coalesce(array_length(field_keys, 1), 0) LOOP
@@ -91,11 +93,18 @@ BEGIN
         RETURN created;
     END IF;
     IF coalesce(current_setting('influx.create_unique_key', true), 'off')::boolean THEN
-        columns := columns || format(', UNIQUE NULLS NOT DISTINCT (%s)', point_key);
+        IF key_columns > 32 THEN
+            -- An index takes at most 32 columns: the table is made, without a point key.
+            RAISE WARNING 'table %.% gets no point key: _time and % tags are more than the 32 columns of an index',
+                schema_name, measurement, key_columns - 1;
+        ELSE
+            columns := columns || format(', UNIQUE NULLS NOT DISTINCT (%s)', point_key);
+        END IF;
     END IF;
     EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I (%s)', schema_name, measurement, columns);
     created := format('%I.%I', schema_name, measurement)::regclass;
-    IF coalesce(current_setting('influx.create_unique_key', true), 'off')::boolean THEN
+    IF coalesce(current_setting('influx.create_unique_key', true), 'off')::boolean
+       AND key_columns <= 32 THEN
         EXECUTE format('COMMENT ON CONSTRAINT %I ON %s IS %L',
                        (SELECT conname FROM pg_constraint
                         WHERE conrelid = created AND contype = 'u' LIMIT 1),
@@ -128,14 +137,17 @@ AS $$
 DECLARE
     actions text[] := '{}';
     new_tags text := '';
+    new_tag_count int := 0;
     key_name name;
     key_columns text;
+    key_width int;
     i int;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(tag_keys, 1), 0) LOOP
         IF NOT tag_keys[i] = ANY (coalesce(field_keys, '{}')) THEN
             actions := actions || format('ADD COLUMN IF NOT EXISTS %I text', tag_keys[i]);
             new_tags := new_tags || format(', %I', tag_keys[i]);
+            new_tag_count := new_tag_count + 1;
         END IF;
     END LOOP;
     FOR i IN 1 .. coalesce(array_length(field_keys, 1), 0) LOOP
@@ -145,14 +157,20 @@ BEGIN
     -- A point key that influx.create_measurement_table() made takes new tags in, so that
     -- points differing in them stay apart (the index is rebuilt: docs/idempotency.md).
     IF new_tags <> '' THEN
-        SELECT c.conname, string_agg(format('%I', a.attname), ', ' ORDER BY k.ord)
-          INTO key_name, key_columns
+        SELECT c.conname, string_agg(format('%I', a.attname), ', ' ORDER BY k.ord), count(*)
+          INTO key_name, key_columns, key_width
           FROM pg_constraint c
           CROSS JOIN unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
           JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
          WHERE c.conrelid = table_name AND c.contype = 'u'
            AND obj_description(c.oid, 'pg_constraint') = 'pg_influx point key'
          GROUP BY c.conname;
+        IF key_name IS NOT NULL AND key_width + new_tag_count > 32 THEN
+            -- An index takes at most 32 columns: the columns come, the key stays as it is.
+            RAISE WARNING 'the point key of % is not widened: % columns are more than the 32 of an index',
+                table_name, key_width + new_tag_count;
+            key_name := NULL;
+        END IF;
         IF key_name IS NOT NULL THEN
             actions := actions || format('DROP CONSTRAINT %I', key_name)
                                || format('ADD CONSTRAINT %I UNIQUE NULLS NOT DISTINCT (%s%s)',
@@ -199,3 +217,28 @@ LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION influx.set_on_conflict(regclass, text) IS
 'Sets what rows whose point exists do in this table (error, merge, skip, replace), overriding influx.on_conflict; NULL goes back to the setting.  Only the table''s owner may.';
+
+-- A dropped table's policy goes with it, so that a table created later under that name
+-- (by another owner, say) does not inherit it.  Runs for whoever drops a table, as the
+-- owner of influx.table_option, and touches nothing but the rows of the dropped tables.
+CREATE FUNCTION influx.forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM influx.table_option o
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.object_type = 'table'
+       AND d.schema_name = o.schema_name AND d.object_name = o.table_name;
+END
+$$;
+REVOKE ALL ON FUNCTION influx.forget_dropped_tables() FROM PUBLIC;
+
+COMMENT ON FUNCTION influx.forget_dropped_tables() IS
+'Event trigger: removes the influx.table_option rows of dropped tables';
+
+CREATE EVENT TRIGGER influx_forget_dropped_tables ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION influx.forget_dropped_tables();

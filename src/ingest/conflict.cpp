@@ -22,6 +22,7 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -54,8 +55,13 @@ struct ConflictPlan {
 namespace
 {
 
-/* Plans kept per table info; beyond it, a statement is prepared for one use. */
+/*
+ * Plans kept per table info, and in the whole process (about 20 kB each: sparse lines
+ * into many tables make many shapes); beyond either, a statement is prepared for one use.
+ */
 constexpr int kMaxPlansPerTable = 64;
+constexpr int kMaxPlansPerProcess = 512;
+int kept_plans = 0;
 /* Rows (or bytes of values) taken before the statements run. */
 constexpr int kMaxUpsertRows = 2000;
 constexpr size_t kMaxUpsertBytes = 8 * 1024 * 1024;
@@ -96,9 +102,12 @@ int ReadTableOption(Relation rel)
 void FreePlans(void *arg)
 {
     auto info = static_cast<TableInfo *>(arg);
-    for (ConflictPlan *p = info->plans; p != nullptr; p = p->next)
-        if (p->plan != nullptr)
+    for (ConflictPlan *p = info->plans; p != nullptr; p = p->next) {
+        if (p->plan != nullptr) {
             SPI_freeplan(p->plan);
+            kept_plans--;
+        }
+    }
     info->plans = nullptr;
 }
 
@@ -275,6 +284,7 @@ struct Upserts {
     MemoryContext cxt;        /* the Upserts and its shapes */
     MemoryContext values_cxt; /* copies of the values; reset after each run */
     ShapeRows *shapes;
+    ShapeRows *last; /* the shape of the row taken last */
     int nrows;
     size_t bytes;
 };
@@ -299,7 +309,10 @@ char *StatementText(Upserts *u, const ShapeRows *s, bool values)
     for (int j = 0; j < s->ncols; j++)
         appendStringInfo(&sql, values ? "%s$%d" : "%spg_catalog.unnest($%d)", j > 0 ? ", " : "",
                          j + 1);
-    appendStringInfoString(&sql, ") ON CONFLICT (");
+    appendStringInfoChar(&sql, ')');
+    if (u->policy == INFLUX_ON_CONFLICT_ERROR)
+        return sql.data; /* a plain INSERT (a Citus table whose points are not merged) */
+    appendStringInfoString(&sql, " ON CONFLICT (");
     bool *in_key = static_cast<bool *>(palloc0(Max(info->natts, 1)));
     for (int k = 0; k < info->key.ncols; k++) {
         in_key[info->key.cols[k]] = true;
@@ -341,11 +354,17 @@ char *StatementText(Upserts *u, const ShapeRows *s, bool values)
     return sql.data;
 }
 
-/* Types of a shape's parameters: arrays of the columns' types, or the types (values). */
+/*
+ * Types of a shape's parameters: arrays of the columns' types; false when a column needs
+ * one row per execution (its type has no array type, or is composite: unnest() of a
+ * composite array expands into the type's attributes).
+ */
 bool ParamTypes(Upserts *u, const ShapeRows *s, Oid *types)
 {
     for (int j = 0; j < s->ncols; j++) {
         Oid typid = u->info->columns[s->cols[j]].typid;
+        if (get_typtype(getBaseType(typid)) == TYPTYPE_COMPOSITE)
+            return false;
         Oid array = get_array_type(typid);
         if (!OidIsValid(array))
             return false;
@@ -374,7 +393,7 @@ ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
         elog(ERROR, "pg_influx: could not prepare \"%s\": %s", sql,
              SPI_result_code_string(SPI_result));
 
-    *kept = count < kMaxPlansPerTable;
+    *kept = count < kMaxPlansPerTable && kept_plans < kMaxPlansPerProcess;
     ConflictPlan *p = static_cast<ConflictPlan *>(
         MemoryContextAllocZero(*kept ? info->cxt : CurrentMemoryContext, sizeof(ConflictPlan)));
     p->policy = u->policy;
@@ -387,6 +406,7 @@ ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
             elog(ERROR, "pg_influx: SPI_keepplan failed");
         p->next = info->plans;
         info->plans = p;
+        kept_plans++;
     }
     return p;
 }
@@ -473,8 +493,11 @@ void UpsertsAdd(Upserts *u, int row, TupleTableSlot *slot, const bool *is_set, b
             s->nulls[j] = static_cast<bool *>(palloc(sizeof(bool) * s->capacity));
         }
         s->rows = static_cast<int *>(palloc(sizeof(int) * s->capacity));
-        s->next = u->shapes;
-        u->shapes = s;
+        /* At the tail: the statements run in the order their first rows came. */
+        ShapeRows **tail = &u->shapes;
+        while (*tail != nullptr)
+            tail = &(*tail)->next;
+        *tail = s;
         MemoryContextSwitchTo(old);
     }
     if (s->nrows == s->capacity) {
@@ -506,9 +529,16 @@ void UpsertsAdd(Upserts *u, int row, TupleTableSlot *slot, const bool *is_set, b
     }
     MemoryContextSwitchTo(old);
     s->rows[s->nrows++] = row;
+    u->last = s;
     if (exists)
         s->exists++;
     u->nrows++;
+}
+
+bool UpsertsOtherShape(const Upserts *u, const bool *is_set)
+{
+    return u->nrows > 0 && u->last != nullptr &&
+           memcmp(u->last->shape, is_set, u->info->natts) != 0;
 }
 
 bool UpsertsFull(const Upserts *u)

@@ -90,6 +90,12 @@ Upserts *UpsertsCreate(Relation rel, TableInfo *info, int policy, MemoryContext 
  */
 void UpsertsAdd(Upserts *u, int row, TupleTableSlot *slot, const bool *is_set, bool exists);
 
+/*
+ * True when rows are taken and the last of them gives other columns than `is_set`: a
+ * writer that must keep line order (the table's code sees every row) writes them first.
+ */
+bool UpsertsOtherShape(const Upserts *u, const bool *is_set);
+
 /* True when the rows taken should be written now (a size bound). */
 bool UpsertsFull(const Upserts *u);
 

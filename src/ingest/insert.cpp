@@ -584,6 +584,19 @@ RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, i
             RejectRange(g, lo, hi, kRowsRejectedTable, message);
             break;
         }
+        if (stage == WriteStage::Rows && row > lo && row < hi &&
+            sqlstate == ERRCODE_UNIQUE_VIOLATION) {
+            /*
+             * A unique violation may come from a row before it in the range: two rows of one
+             * point whose key values are equal but not alike byte for byte (a numeric scale,
+             * a case-insensitive collation), which the pending points did not tell apart.
+             * The rows before go first; then the row is tried again at the head of its
+             * range, where influx.on_conflict finds its point (or, under error, rejects it).
+             */
+            total += InsertGroupIsolated(opts, g, lo, row);
+            lo = row;
+            continue;
+        }
         if (stage == WriteStage::Rows && row >= lo && row < hi) {
             Problem(reporter, in_value ? kRowsRejectedValue : kRowsRejectedInsert, 1,
                     "row rejected: table \"%s\"%s%s%s: %s", LogName(g->measurement),

@@ -24,6 +24,7 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
+#include "ingest/citus.hpp"
 #include "ingest/conflict.hpp"
 #include "ingest/table_cache.hpp"
 
@@ -212,6 +213,7 @@ TableInfo *BuildInfo(Relation rel)
 
     MemoryContextSwitchTo(old);
     LoadPointKey(rel, info);
+    info->distributed = IsCitusTable(rel);
     return info;
 }
 

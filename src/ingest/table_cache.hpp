@@ -96,6 +96,7 @@ struct TableInfo {
     int tags_column;       /* index of "_tags" (jsonb), or -1 */
     int fields_column;     /* index of "_fields" (jsonb), or -1 */
     bool time_unsupported; /* "_time" exists but is not timestamptz, timestamp or bigint */
+    bool distributed;      /* a Citus table (citus.hpp): rows only through SQL statements */
     PointKey key;
     int on_conflict;     /* influx.set_on_conflict() for this table (INFLUX_ON_CONFLICT_*), or -1 */
     ConflictPlan *plans; /* prepared INSERT ... ON CONFLICT statements (conflict.cpp) */

@@ -878,9 +878,17 @@ void WriteAllAsUpserts(Writer *w, int lo, int hi)
         ResetPerTupleExprContext(estate);
         old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
         if (FillSlot(w, row, slot)) {
-            uint64 point = PointHash(w->info, desc, slot);
-            if (!KeySetAdd(&w->pending, point)) {
-                /* Its point is pending: what is pending goes first, in order. */
+            uint64 point = w->conflict ? PointHash(w->info, desc, slot) : 0;
+            /*
+             * Triggers see the rows in line order: a row of another shape (another
+             * statement) than the last one goes after what is pending; a row of a point that
+             * is pending too, in any table.
+             */
+            if (w->rel->trigdesc != nullptr && UpsertsOtherShape(w->upserts, w->is_set)) {
+                WritePending(w);
+                w->progress->row = i;
+            }
+            if (w->conflict && !KeySetAdd(&w->pending, point)) {
                 WritePending(w);
                 w->progress->row = i;
                 (void) KeySetAdd(&w->pending, point);
@@ -939,13 +947,16 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
 
     w->policy = ConflictPolicyFor(info);
     w->conflict = w->policy != INFLUX_ON_CONFLICT_ERROR;
+    /* A Citus table's relation is a shell: only a statement reaches its shards. */
+    w->upsert_all = info->distributed;
     if (w->conflict) {
         CheckConflictPrivileges(w);
         /*
          * The table's code (its triggers, a foreign server) must see the statement; with
          * row-level security, ON CONFLICT DO UPDATE checks UPDATE and SELECT policies too.
          */
-        w->upsert_all = rel->trigdesc != nullptr || rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE ||
+        w->upsert_all = w->upsert_all || rel->trigdesc != nullptr ||
+                        rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE ||
                         (w->policy != INFLUX_ON_CONFLICT_SKIP &&
                          check_enable_rls(RelationGetRelid(rel), writer, false) == RLS_ENABLED);
     }
@@ -966,6 +977,9 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
     SetUp(w);
     EState *estate = w->estate;
     TupleDesc desc = RelationGetDescr(rel);
+    /* Volatile defaults send every row to the statements, which evaluate them (once). */
+    if (w->conflict && w->single_only)
+        w->no_defaults = true;
     if (w->conflict) {
         MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
         KeySetInit(&w->pending, estate->es_query_cxt);

@@ -54,7 +54,8 @@ Datum set_on_conflict(FunctionCallInfo fcinfo)
     if (PG_ARGISNULL(1)) {
         (void) RunAsTableOwner("table_option",
                                "DELETE FROM influx.table_option "
-                               "WHERE schema_name = $1 AND table_name = $2",
+                               "WHERE schema_name OPERATOR(pg_catalog.=) $1 "
+                               "AND table_name OPERATOR(pg_catalog.=) $2",
                                2, types, values, nulls);
     } else {
         char *policy = text_to_cstring(PG_GETARG_TEXT_PP(1));

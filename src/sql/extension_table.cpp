@@ -13,6 +13,7 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
+#include "ingest/identity.hpp"
 #include "sql/extension_table.hpp"
 
 namespace influx
@@ -34,11 +35,13 @@ Oid ExtensionTableOwner(const char *name)
 uint64 RunAsTableOwner(const char *table, const char *sql, int nargs, Oid *types, Datum *values,
                        const char *nulls, Datum *first, bool *found)
 {
-    Oid saved_user;
-    int saved_context;
-    GetUserIdAndSecContext(&saved_user, &saved_context);
-    SetUserIdAndSecContext(ExtensionTableOwner(table),
-                           saved_context | SECURITY_LOCAL_USERID_CHANGE);
+    /*
+     * As the owner, but nothing of the caller's may run: security-restricted, and a
+     * search_path of pg_catalog only, so that an operator or function the caller put on
+     * its own path is never picked for the statement (identity.hpp BeginActing).
+     */
+    Acting acting;
+    BeginActing(&acting, ExtensionTableOwner(table), true);
     SPI_connect();
     int rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
     uint64 processed = rc > 0 ? SPI_processed : 0;
@@ -55,7 +58,7 @@ uint64 RunAsTableOwner(const char *table, const char *sql, int nargs, Oid *types
         }
     }
     SPI_finish();
-    SetUserIdAndSecContext(saved_user, saved_context);
+    EndActing(&acting);
     return processed;
 }
 

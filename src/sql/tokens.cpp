@@ -93,14 +93,16 @@ Datum drop_token(FunctionCallInfo fcinfo)
     /* The token's role, read as the owner; membership decides whether it may go. */
     Datum first = (Datum) 0;
     bool found = false;
-    (void) RunAsTableOwner("token", "SELECT role FROM influx.token WHERE id = $1", 1, types, values,
-                           nulls, &first, &found);
+    (void) RunAsTableOwner("token",
+                           "SELECT role FROM influx.token WHERE id OPERATOR(pg_catalog.=) $1", 1,
+                           types, values, nulls, &first, &found);
     Oid role = found ? DatumGetObjectId(first) : InvalidOid;
     if (!OidIsValid(role))
         PG_RETURN_BOOL(false);
     RequireMember(role, "drop");
     uint64 n =
-        RunAsTableOwner("token", "DELETE FROM influx.token WHERE id = $1", 1, types, values, nulls);
+        RunAsTableOwner("token", "DELETE FROM influx.token WHERE id OPERATOR(pg_catalog.=) $1", 1,
+                        types, values, nulls);
     TokensChanged();
     PG_RETURN_BOOL(n > 0);
 }

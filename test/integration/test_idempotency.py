@@ -511,3 +511,172 @@ def test_merge_needs_update_privilege(http):
     finally:
         conn.close()
     assert http.row_count(table) == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Found by review: each failed before its fix
+# ---------------------------------------------------------------------------------------
+# An operator the caller defines must never run as the owner of the extension's tables
+# (set_on_conflict and drop_token write them as that owner).
+
+
+def test_set_on_conflict_runs_caller_operator_as_superuser(http):
+    http.execute("""
+        DROP ROLE IF EXISTS mallory; CREATE ROLE mallory LOGIN;
+        DROP SCHEMA IF EXISTS mal CASCADE; CREATE SCHEMA mal AUTHORIZATION mallory;""")
+    conn = http.connect(user="mallory")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("""
+                CREATE TABLE mal.t (_time timestamptz NOT NULL, host text,
+                                    PRIMARY KEY (_time, host));
+                CREATE FUNCTION mal.eq(name, name) RETURNS boolean LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF (SELECT rolsuper FROM pg_catalog.pg_roles
+                        WHERE rolname OPERATOR(pg_catalog.=) current_user) THEN
+                        EXECUTE 'ALTER ROLE mallory SUPERUSER';
+                    END IF;
+                    RETURN $1::text OPERATOR(pg_catalog.=) $2::text;
+                END $$;
+                CREATE OPERATOR mal.= (LEFTARG = name, RIGHTARG = name,
+                                       FUNCTION = mal.eq);""")
+            cur.execute("SELECT influx.set_on_conflict('mal.t', 'merge')")
+            cur.execute("SET search_path = mal, pg_catalog")
+            cur.execute("SELECT influx.set_on_conflict('mal.t', NULL)")
+    finally:
+        conn.close()
+    assert http.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") is False
+
+
+def test_drop_token_runs_caller_operator_as_superuser(http):
+    http.execute("""
+        DROP ROLE IF EXISTS eve; CREATE ROLE eve LOGIN;
+        DROP SCHEMA IF EXISTS evil CASCADE; CREATE SCHEMA evil AUTHORIZATION eve;
+        SELECT influx.create_token('postgres', 'some token');""")
+    conn = http.connect(user="eve")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("""
+                CREATE FUNCTION evil.eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF (SELECT rolsuper FROM pg_catalog.pg_roles
+                        WHERE rolname OPERATOR(pg_catalog.=) current_user) THEN
+                        EXECUTE 'ALTER ROLE eve SUPERUSER';
+                    END IF;
+                    RETURN $1 OPERATOR(pg_catalog.=) $2;
+                END $$;
+                CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint,
+                                        FUNCTION = evil.eq);""")
+            cur.execute("SET search_path = evil, pg_catalog")
+            try:
+                cur.execute("SELECT influx.drop_token(12345)")
+            except psycopg2.Error:
+                pass
+    finally:
+        conn.close()
+    assert http.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'eve'") is False
+
+
+def test_composite_column_merge(http):
+    http.execute("""
+        DROP TABLE IF EXISTS comp; DROP TYPE IF EXISTS pair;
+        CREATE TYPE pair AS (a int, b int);
+        CREATE TABLE comp (_time timestamptz NOT NULL, host text, pos pair, v float8,
+                           UNIQUE NULLS NOT DISTINCT (_time, host));""")
+    t = T0_NS
+    assert_204(write(http.http_port, f'comp,host=a pos="(1,2)",v=1 {t}\n'))
+    assert http.query("SELECT pos::text, v FROM comp") == [("(1,2)", 1.0)]
+    r = write(http.http_port, f'comp,host=a pos="(3,4)",v=2 {t}\n')
+    got = http.query("SELECT pos::text, v FROM comp")
+    # INSERT ... ON CONFLICT (_time, host) DO UPDATE would give (3,4), 2.
+    assert (r.status, got) == (204, [("(3,4)", 2.0)]), (r.status, r.body, got)
+
+
+def test_case_insensitive_key_in_one_request(http):
+    http.execute("""
+        DROP TABLE IF EXISTS ci_key;
+        CREATE COLLATION IF NOT EXISTS ci (provider = icu, locale = 'und-u-ks-level2',
+                                            deterministic = false);
+        CREATE TABLE ci_key (_time timestamptz NOT NULL, host text COLLATE ci, cpu text,
+                             usage_user float8, usage_system float8,
+                             UNIQUE NULLS NOT DISTINCT (_time, host, cpu));""")
+    t = T0_NS
+    body = (f"ci_key,host=A,cpu=c0 usage_user=1 {t}\n"
+            f"ci_key,host=a,cpu=c0 usage_system=2 {t}\n")
+    r = write(http.http_port, body)
+    got = http.query("SELECT usage_user, usage_system FROM ci_key")
+    # Applied in order, as two INSERT ... ON CONFLICT DO UPDATE statements would.
+    assert (r.status, got) == (204, [(1.0, 2.0)]), (r.status, r.body, got)
+
+
+def test_create_unique_key_with_32_tags(http):
+    http.execute("ALTER SYSTEM SET influx.create_unique_key = on")
+    http.execute("SELECT pg_reload_conf()")
+    try:
+        t = T0_NS
+        n = [0]
+
+        def key_on():
+            name = f"probe32_{n[0]}"
+            n[0] += 1
+            write(http.http_port, f"{name},host=a v=1 {t}\n")
+            return http.scalar("SELECT count(*) FROM pg_constraint WHERE conrelid = "
+                               "to_regclass(%s) AND contype = 'u'", (name,)) == 1
+        wait_for(key_on, 10, what="create_unique_key in force")
+        tags = ",".join(f"t{i}=x" for i in range(32))
+        r = write(http.http_port, f"many_tags,{tags} v=1 {t}\n")
+        exists = http.scalar("SELECT to_regclass('many_tags') IS NOT NULL")
+        assert (r.status, exists) == (204, True), (r.status, r.body)
+    finally:
+        http.execute("ALTER SYSTEM RESET influx.create_unique_key")
+        http.execute("SELECT pg_reload_conf()")
+
+
+def test_trigger_sees_rows_in_line_order(http):
+    http.execute("""
+        DROP TABLE IF EXISTS trig_order;
+        CREATE TABLE trig_order (id bigserial, _time timestamptz NOT NULL, host text,
+                                 a float8, b float8,
+                                 UNIQUE NULLS NOT DISTINCT (_time, host));
+        CREATE OR REPLACE FUNCTION noop_trigger() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TRIGGER noop BEFORE INSERT OR UPDATE ON trig_order
+            FOR EACH ROW EXECUTE FUNCTION noop_trigger();""")
+    t = T0_NS
+    body = (f"trig_order,host=h1 a=1 {t}\n"
+            f"trig_order,host=h2 b=1 {t}\n"
+            f"trig_order,host=h3 a=1 {t}\n")
+    assert_204(write(http.http_port, body))
+    got = [h for (h,) in http.query("SELECT host FROM trig_order ORDER BY id")]
+    assert got == ["h1", "h2", "h3"], got
+
+
+def test_policy_outlives_the_table(http):
+    http.execute("""
+        DROP ROLE IF EXISTS alice; CREATE ROLE alice LOGIN;
+        DROP ROLE IF EXISTS bob; CREATE ROLE bob LOGIN;
+        GRANT CREATE ON SCHEMA public TO alice, bob;""")
+    for user, sql in (("alice", "CREATE TABLE public.shared_name (_time timestamptz NOT NULL,"
+                                " host text, v float8, PRIMARY KEY (_time, host));"
+                                "SELECT influx.set_on_conflict('public.shared_name', 'skip');"
+                                "DROP TABLE public.shared_name"),
+                      ("bob", "CREATE TABLE public.shared_name (_time timestamptz NOT NULL,"
+                              " host text, v float8, PRIMARY KEY (_time, host))")):
+        conn = http.connect(user=user)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+    http.execute("GRANT INSERT, SELECT, UPDATE ON public.shared_name TO postgres")
+    t = T0_NS
+    assert_204(write(http.http_port, f"shared_name,host=a v=1 {t}\n"))
+    assert_204(write(http.http_port, f"shared_name,host=a v=2 {t}\n"))
+    # bob never chose a policy: influx.on_conflict (merge) applies, v = 2.
+    got = http.query("SELECT v FROM shared_name")
+    opt = http.query("SELECT on_conflict FROM influx.table_option "
+                     "WHERE table_name = 'shared_name'")
+    assert (got, opt) == ([(2.0,)], []), (got, opt)

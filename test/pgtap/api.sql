@@ -120,7 +120,7 @@ SELECT isnt(obj_description(to_regprocedure('influx.set_on_conflict(regclass,tex
 SELECT functions_are('influx', ARRAY[
     'parse', 'stats', 'listener_status', 'restart_workers', 'insert',
     'create_measurement_table', 'add_measurement_columns', 'field_column_type',
-    'create_token', 'drop_token', 'set_on_conflict'],
+    'create_token', 'drop_token', 'set_on_conflict', 'forget_dropped_tables'],
     'schema influx has exactly the functions of the SQL API');
 SELECT hasnt_function('influx', 'send_udp', 'there is no influx.send_udp()');
 SELECT hasnt_function('influx', 'send_tcp', 'there is no influx.send_tcp()');

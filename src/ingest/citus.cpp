@@ -1,0 +1,63 @@
+/*
+ * citus.cpp — see citus.hpp.
+ *
+ * The catalog is read directly (its first column, logicalrelid, is the table's OID), with no
+ * dependency on Citus' headers or library: Citus' C internals are no API (their signatures
+ * change between releases), its catalog table is (citus_tables reads it the same way).
+ */
+extern "C" {
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/partition.h"
+#include "catalog/pg_namespace.h"
+#include "commands/extension.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+}
+
+#include "ingest/citus.hpp"
+
+namespace influx
+{
+
+namespace
+{
+
+/* Whether pg_dist_partition has a row for `relid` (an index-less scan: the table is small). */
+bool Distributed(Relation catalog, Oid relid)
+{
+    ScanKeyData key;
+    ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+    SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, nullptr, 1, &key);
+    bool found = HeapTupleIsValid(systable_getnext(scan));
+    systable_endscan(scan);
+    return found;
+}
+
+} // namespace
+
+bool IsCitusTable(Relation rel)
+{
+    if (!OidIsValid(get_extension_oid("citus", true)))
+        return false;
+    Oid catalog_relid = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
+    if (!OidIsValid(catalog_relid))
+        return false;
+    Relation catalog = table_open(catalog_relid, AccessShareLock);
+    bool citus = Distributed(catalog, RelationGetRelid(rel));
+    if (!citus && rel->rd_rel->relispartition) {
+        List *ancestors = get_partition_ancestors(RelationGetRelid(rel));
+        ListCell *lc;
+        foreach (lc, ancestors)
+            citus = citus || Distributed(catalog, lfirst_oid(lc));
+        list_free(ancestors);
+    }
+    table_close(catalog, AccessShareLock);
+    return citus;
+}
+
+} // namespace influx
