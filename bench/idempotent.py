@@ -3,7 +3,7 @@
 by `influx.on_conflict` policy, against the best a client can do itself, in one run on one
 throw-away cluster.
 
-    sudo /usr/bin/python3 bench/idempotent.py                  # 1M cpu lines per load, ~3-4 minutes
+    sudo /usr/bin/python3 bench/idempotent.py                  # 1M cpu lines per load, ~4-6 minutes
     sudo /usr/bin/python3 bench/idempotent.py --lines 50000    # a quick look
     sudo /usr/bin/python3 bench/idempotent.py --baselines-only # before influx.on_conflict exists
 
