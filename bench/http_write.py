@@ -57,7 +57,6 @@ and python3-matplotlib for the plot.
 import argparse
 import datetime
 import gzip
-import hashlib
 import json
 import os
 import pwd
@@ -917,28 +916,11 @@ class HttpBench:
             if a.latency_seconds > 0 and a.latency_base:
                 self.latency_runs(db, bodies)
         finally:
-            if db:
-                db.close()
-            c.stop()
-            if not a.keep:
-                shutil.rmtree(c.dir, ignore_errors=True)
-            else:
-                log(f"kept {c.dir}")
+            c.finish([db], a.keep)
         return self.report()
 
     def loaded_library(self, db):
-        """Path of the pg_influx.so the listener has mapped, and the first bytes of its sha256."""
-        for pid, kind in self.b.influx_procs(db).items():
-            try:
-                with open(f"/proc/{pid}/maps") as f:
-                    for line in f:
-                        if line.rstrip().endswith("pg_influx.so"):
-                            path = line.split()[-1]
-                            with open(path, "rb") as so:
-                                return path, hashlib.sha256(so.read()).hexdigest()[:12]
-            except OSError:
-                continue
-        return None, None
+        return benchrun.loaded_library(self.b.influx_procs(db))
 
     # ----- report -----
 
@@ -979,16 +961,13 @@ class HttpBench:
         copy = next((s for s in S.values() if s["kind"] == "copy"), None)
         ixs = {s["encoding"]: s for s in S.values() if s["kind"] == "influxdb"}
         L = [f"# pg_influx HTTP write endpoint benchmark — {now:%Y-%m-%d %H:%M:%S}\n"]
-        rev = benchrun.run(["git", "-C", benchrun.REPO_DIR, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
-        dirty = benchrun.run(["git", "-C", benchrun.REPO_DIR, "status", "--porcelain", "--untracked-files=no"],
-                             check=False).stdout.strip()
         L.append(f"- machine: {benchrun.machine_line()}")
         L.append(f"- load average (1 min) before / after the run: {self.load_before:.2f} / {os.getloadavg()[0]:.2f}; "
                  f"the *other work* columns give, per load, the share of both CPUs busy with processes that "
                  f"were not the benchmark's")
         so, sha = getattr(self, "server_so", (None, None))
         L.append(f"- PostgreSQL {getattr(self, 'pg_version', '?')} (`{benchrun.BINDIR}`), pg_influx "
-                 f"{rev}{' (+ uncommitted changes)' if dirty else ''}, library `{so}` (sha256 {sha}…)")
+                 f"{benchrun.repo_revision()}, library `{so}` (sha256 {sha}…)")
         ix = self.influxdb_info
         if ix:
             L.append(f"- {ix.version} (Debian package `influxdb`), run by this script as user `influxdb`, not the "

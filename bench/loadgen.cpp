@@ -14,8 +14,11 @@
 //   tcp       send over --connections TCP connections (lines split into contiguous ranges)
 //   udp       send datagrams of at most --datagram-size bytes, paced at --rate lines/s
 //
-// Line i of a dataset is a pure function of (dataset, seed, hosts, cpus, start, interval, i),
-// so every mode and every generator thread produces exactly the same rows.  Generator
+// Line i of a dataset is a pure function of (dataset, seed, value seed, hosts, cpus, start,
+// interval, i), so every mode and every generator thread produces exactly the same rows.
+// --value-seed (default: --seed) draws the field values only: two datasets that differ in it
+// have the same points (measurement, tags, timestamp) with other values, as a client that
+// rewrites its points would send (bench/idempotent.py).  Generator
 // threads hand formatted blocks to the writer/sender thread through Boost.Lockfree
 // spsc_queues of compile-time capacity (one "full" and one "free" queue per generator, so
 // blocks are recycled and nothing is allocated in steady state).
@@ -171,6 +174,8 @@ struct Options {
     std::string dataset = "cpu";
     uint64_t lines = 1000000;
     uint64_t seed = 42;
+    uint64_t value_seed = 0; // field values; set to seed unless --value-seed is given
+    bool value_seed_set = false;
     long hosts = -1;                                // -1: dataset default
     int cpus = 4;                                   // per host, plus cpu-total
     int64_t start_ns = 1704067200LL * 1000000000LL; // 2024-01-01T00:00:00Z
@@ -204,6 +209,7 @@ void Usage()
                 "  --dataset cpu|mixed|cpu-hc   (default cpu)\n"
                 "  --lines N          lines to generate (default 1000000)\n"
                 "  --seed S           PRNG seed (default 42)\n"
+                "  --value-seed V     seed of the field values only (default: --seed)\n"
                 "  --hosts H          distinct host tags (default 100; cpu-hc 100000)\n"
                 "  --cpus C           per-cpu series per host, plus cpu-total (default 4)\n"
                 "  --start-ns T       first timestamp (default 2024-01-01T00:00:00Z)\n"
@@ -242,7 +248,10 @@ Options ParseArgs(int argc, char **argv)
             o.lines = std::stoull(val());
         else if (a == "--seed")
             o.seed = std::stoull(val());
-        else if (a == "--hosts")
+        else if (a == "--value-seed") {
+            o.value_seed = std::stoull(val());
+            o.value_seed_set = true;
+        } else if (a == "--hosts")
             o.hosts = std::stol(val());
         else if (a == "--cpus")
             o.cpus = std::stoi(val());
@@ -285,6 +294,8 @@ Options ParseArgs(int argc, char **argv)
     }
     if (o.mode.empty())
         Usage();
+    if (!o.value_seed_set)
+        o.value_seed = o.seed;
     if (o.dataset != "cpu" && o.dataset != "mixed" && o.dataset != "cpu-hc")
         Die("unknown dataset " + o.dataset);
     if (o.hosts < 0)
@@ -361,7 +372,7 @@ class Dataset
         uint64_t slot = i % series_;
         uint64_t h = slot / per_host_;
         uint64_t k = slot % per_host_;
-        Rng rng(SplitMix(o_.seed * 0x100000001b3ULL ^ SplitMix(i)));
+        Rng rng(SplitMix(o_.value_seed * 0x100000001b3ULL ^ SplitMix(i)));
         // Every host reports at its own offset within the interval (microsecond aligned, so
         // that a timestamptz holds it exactly and every loader produces the same value).
         uint64_t jitter_us = SplitMix(o_.seed ^ (h * 0x9e37ULL)) %

@@ -28,6 +28,7 @@ required); matplotlib (python3-matplotlib) only for --sweep.
 
 import argparse
 import datetime
+import hashlib
 from statistics import median
 import os
 import pwd
@@ -151,14 +152,54 @@ class Psql:
 # ---------------------------------------------------------------------------------------------
 
 def add_looped_load_options(p, lines):
-    """The cluster and file options of latency.py and soak.py, which loop one cpu file."""
+    """The cluster and file options of the scripts that send one cpu file: latency.py and soak.py
+    (which loop it), idempotent.py (once per load)."""
     p.add_argument("--workers", type=int, default=2, help="influx.workers (default 2)")
     p.add_argument("--batch-size", type=int, default=10000, help="influx.batch_size (default 10000)")
-    p.add_argument("--lines", type=int, default=lines, help="cpu lines in the looped file")
+    p.add_argument("--lines", type=int, default=lines, help=f"cpu lines in the file (default {lines:,})")
     p.add_argument("--shared-buffers", default="1GB")
     p.add_argument("--keep", action="store_true", help="keep the cluster directory")
     p.add_argument("--tmpdir", default="/tmp")
     p.add_argument("--results-dir", default=os.path.join(BENCH_DIR, "results"))
+
+
+def repo_revision():
+    """The repository's short commit, '(+ uncommitted changes)' if tracked files changed."""
+    try:
+        rev = run(["git", "-C", REPO_DIR, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+        dirty = run(["git", "-C", REPO_DIR, "status", "--porcelain", "--untracked-files=no"],
+                    check=False).stdout.strip()
+        return (rev or "?") + (" (+ uncommitted changes)" if dirty else "")
+    except Exception:
+        return "?"
+
+
+def loaded_library(pids):
+    """Path of the pg_influx.so the first of these processes has mapped, and the first bytes of
+    its sha256: the build that ran, whatever the repository holds."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                for line in f:
+                    if line.rstrip().endswith("pg_influx.so"):
+                        path = line.split()[-1]
+                        with open(path, "rb") as so:
+                            return path, hashlib.sha256(so.read()).hexdigest()[:12]
+        except OSError:
+            continue
+    return None, None
+
+
+def write_report(path, text, png=None, caption=""):
+    """The markdown report to `path` (with the image `png` below it, if there is one) and to
+    stdout."""
+    if png:
+        text += f"\n![{caption}]({os.path.basename(png)})\n"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    print(text)
+    log(f"wrote {path}" + (f" and {png}" if png else ""))
 
 
 def machine_line():
@@ -350,6 +391,18 @@ class Cluster:
                              "-w", "-t", "60", "stop"]), cwd="/", check=False, timeout=90)
             self.started = False
 
+    def finish(self, sessions=(), keep=False):
+        """The end of a run, also after an error: closes the psql sessions, stops the server and
+        removes the cluster directory (keep: leaves it, and says where)."""
+        for s in sessions:
+            if s:
+                s.close()
+        self.stop()
+        if keep:
+            log(f"kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
     def log_tail(self, n=30):
         try:
             with open(self.logfile) as f:
@@ -415,6 +468,7 @@ class Bench:
         self.notes = []
         self.files = {}
         self.influx_ok = None   # None: not tried, False: failed (skip further influx runs)
+        self.extra_counters = []  # more influx.stats() columns influx_counters() sums (by name)
         self.load_before = os.getloadavg()[0]
 
     # ----- setup -----
@@ -510,16 +564,21 @@ class Bench:
         return {int(pid): kind for pid, kind in rows}
 
     def influx_counters(self, db):
-        """Totals over running and exited processes (rows with pid NULL included)."""
+        """Totals over running and exited processes (rows with pid NULL included), and those of
+        the columns named in self.extra_counters under their own names."""
         try:
             r = db.query("SELECT coalesce(sum(rows_inserted),0), "
                          "coalesce(sum(lines_rejected_syntax + lines_rejected_too_long + rows_rejected_value "
                          "+ rows_rejected_insert + rows_rejected_table),0), "
                          "coalesce(sum(datagrams_dropped),0), "
                          "coalesce(sum(lines_received) FILTER (WHERE kind = 'listener'),0), "
-                         "coalesce(sum(errors),0), coalesce(sum(queue_full),0) FROM influx.stats()")[0]
-            return dict(inserted=int(r[0]), rejected=int(r[1]), dropped=int(r[2]),
-                        received=int(r[3]), errors=int(r[4]), queue_full=int(r[5]))
+                         "coalesce(sum(errors),0), coalesce(sum(queue_full),0)"
+                         + "".join(f", coalesce(sum({c}),0)" for c in self.extra_counters)
+                         + " FROM influx.stats()")[0]
+            out = dict(inserted=int(r[0]), rejected=int(r[1]), dropped=int(r[2]),
+                       received=int(r[3]), errors=int(r[4]), queue_full=int(r[5]))
+            out.update((c, int(x)) for c, x in zip(self.extra_counters, r[6:]))
+            return out
         except SqlError:
             return None
 
@@ -556,20 +615,26 @@ class Bench:
         log(f"listener not ready after {timeout}s: status={status!r}")
         return False
 
-    def wait_rows(self, db, schema, tables, target, t0, base):
-        """Polls (cheap influx.stats() counters every 10 ms) until they show `target` rows committed,
-        then checks with count(*); returns the time of the poll that saw them (count(*) is not
-        timed).  Bounded by --timeout overall and --stall seconds without progress."""
+    @staticmethod
+    def rows_settled(counters):
+        """Rows the workers are done with: committed or rejected."""
+        return counters["inserted"] + counters["rejected"]
+
+    def wait_rows(self, db, schema, tables, target, t0, base, settled=None):
+        """Polls (cheap influx.stats() counters every 10 ms) until they show `target` rows committed
+        (settled(counters) - settled(base) >= target; default rows_settled), then checks with
+        count(*); returns the time of the poll that saw them (count(*) is not timed).  Bounded by
+        --timeout overall and --stall seconds without progress."""
         a = self.args
+        settled = settled or self.rows_settled
         deadline = t0 + a.timeout
         last_progress, last_val = time.monotonic(), -1
         use_stats = base is not None
         while time.monotonic() < deadline:
             if use_stats:
                 cur = self.influx_counters(db)
-                val = cur["inserted"] - base["inserted"] if cur else -1
-                done = cur is not None and (cur["inserted"] - base["inserted"]
-                                            + cur["rejected"] - base["rejected"]) >= target
+                val = settled(cur) - settled(base) if cur else -1
+                done = cur is not None and val >= target
                 if done:
                     # The counters move after each commit: the rows are in.  count(*) checks
                     # it, after the clock has stopped.
@@ -591,16 +656,19 @@ class Bench:
             time.sleep(interval)
         return None, self.count(db, schema, tables)
 
-    def influx_tcp(self, db, v, label=None, record=True):
-        """One pg_influx TCP run into v.influx_schema; returns rows/s or None."""
+    def influx_tcp(self, db, v, label=None, record=True, lp=None, fresh=True, settled=None):
+        """One pg_influx TCP run into v.influx_schema; returns rows/s or None.  lp: the file to
+        send (default the variant's); fresh: empty the tables first (else the caller has prepared
+        them and the lines may collide with their rows); settled: see wait_rows."""
         a, c = self.args, self.cluster
-        self.truncate(db, v.influx_schema, v.tables)
-        db.query("CHECKPOINT")
+        if fresh:
+            self.truncate(db, v.influx_schema, v.tables)
+            db.query("CHECKPOINT")
         procs = self.influx_procs(db)
         cpu0 = {pid: proc_cpu(pid) for pid in procs}
         base = self.influx_counters(db)
         target = a.lines
-        lg = subprocess.Popen([LOADGEN, "--mode", "tcp", "--in", self.files[(v.name, "lp")],
+        lg = subprocess.Popen([LOADGEN, "--mode", "tcp", "--in", lp or self.files[(v.name, "lp")],
                                "--port", str(c.tcp_port), "--connections", str(a.connections),
                                "--max-seconds", str(a.timeout)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -611,7 +679,7 @@ class Bench:
             log(f"{v.name}: loadgen did not start sending: {first.strip()!r}")
         t0 = time.monotonic()
         m0 = machine_cpu()
-        t_end, rows = self.wait_rows(db, v.influx_schema, v.tables, target, t0, base)
+        t_end, rows = self.wait_rows(db, v.influx_schema, v.tables, target, t0, base, settled)
         mcpu, busy = machine_delta(m0)
         try:
             out, err = lg.communicate(timeout=30)
@@ -643,6 +711,7 @@ class Bench:
         else:
             log(f"{v.name}: pg_influx TCP {rows} rows in {secs:.2f}s = {rows / secs:,.0f} rows/s "
                 f"(loadgen sent in {send_secs}s)")
+        d = None
         if base and after:
             d = {k: after[k] - base[k] for k in after}
             if d["rejected"] or d["errors"]:
@@ -653,7 +722,7 @@ class Bench:
         if record:
             self.results.append(dict(variant=v, method=label or f"pg_influx TCP ({a.connections} conn)",
                                      rows=rows, secs=secs, cpu=sum(cpu.values()) if cpu else None,
-                                     mcpu=mcpu, busy=busy, note=note.strip(), ok=ok))
+                                     mcpu=mcpu, busy=busy, note=note.strip(), ok=ok, counters=d))
             self.proc_rows.append(dict(variant=v, rows=rows, ok=ok, secs=secs, send_secs=send_secs,
                                        cpu_listener=cpu.get("influx listener"),
                                        cpu_workers=cpu.get("influx worker"),
@@ -799,13 +868,7 @@ class Bench:
             self.final_settings = [(k, v) for k, v in self.final_settings
                                    if not (a.no_influx and k.startswith("influx."))]
         finally:
-            if db:
-                db.close()
-            c.stop()
-            if not a.keep:
-                shutil.rmtree(c.dir, ignore_errors=True)
-            else:
-                log(f"kept {c.dir}")
+            c.finish([db], a.keep)
         return self.report()
 
     # ----- report -----
@@ -815,13 +878,7 @@ class Bench:
         now = datetime.datetime.now()
         L = []
         L.append(f"# pg_influx benchmark — {now:%Y-%m-%d %H:%M:%S}\n")
-        try:
-            rev = run(["git", "-C", REPO_DIR, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
-            dirty = run(["git", "-C", REPO_DIR, "status", "--porcelain", "--untracked-files=no"],
-                        check=False).stdout.strip()
-            rev = rev + (" (+ uncommitted changes)" if dirty else "")
-        except Exception:
-            rev = "?"
+        rev = repo_revision()
         L.append(f"- machine: {machine_line()}")
         L.append(f"- load average (1 min) before / after the run: {self.load_before:.2f} / "
                  f"{os.getloadavg()[0]:.2f} (anything well above the benchmark's own processes "
@@ -927,16 +984,8 @@ class Bench:
         text = "\n".join(L) + "\n"
         os.makedirs(a.results_dir, exist_ok=True)
         stamp = now.strftime("%Y%m%d-%H%M%S")
-        path = os.path.join(a.results_dir, f"{stamp}.md")
-        png = None
-        if self.sweep_rows:
-            png = self.plot(os.path.join(a.results_dir, f"{stamp}.png"))
-            if png:
-                text += f"\n![rows/s vs workers and batch size]({os.path.basename(png)})\n"
-        with open(path, "w") as f:
-            f.write(text)
-        print(text)
-        log(f"wrote {path}" + (f" and {png}" if png else ""))
+        png = self.plot(os.path.join(a.results_dir, f"{stamp}.png")) if self.sweep_rows else None
+        write_report(os.path.join(a.results_dir, f"{stamp}.md"), text, png, "rows/s vs workers and batch size")
         failed = any(r.get("ok") is False for r in self.results)
         return 1 if failed else 0
 
