@@ -29,6 +29,9 @@ extern "C" {
 #include "catalog/index.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "access/genam.h"
 #include "commands/trigger.h"
 #include "executor/execPartition.h"
 #include "executor/executor.h"
@@ -98,6 +101,8 @@ struct Target {
     bool upsert_only;         /* its rows go to INSERT ... ON CONFLICT statements */
     List *arbiters;           /* its index of the point key (ExecCheckIndexConstraints) */
     TupleTableSlot *existing; /* the stored row a probe found */
+    AttrNumber newer_att;     /* the key leads with this time column: rows after ... */
+    int64 newest;             /* ... the newest time stored when the write began need no probe */
 };
 
 } // namespace
@@ -240,10 +245,55 @@ List *ArbitersOf(Writer *w, ResultRelInfo *rri)
 }
 
 /*
+ * Metrics arrive in time order: a point newer than every stored one cannot exist yet.  When
+ * the key's first column is the (ascending) time column, the newest time in the index
+ * (seen with a dirty snapshot: other writers' uncommitted rows too) is read once per write,
+ * and rows after it skip the probe.  A point another writer adds meanwhile is still caught
+ * by the unique index itself: the flush then isolates the row and probes it (insert.cpp).
+ */
+void FindNewest(Target *t)
+{
+    ResultRelInfo *rri = t->rri;
+    Oid arbiter = linitial_oid(t->arbiters);
+    Relation index = nullptr;
+    for (int i = 0; i < rri->ri_NumIndices; i++)
+        if (RelationGetRelid(rri->ri_IndexRelationDescs[i]) == arbiter)
+            index = rri->ri_IndexRelationDescs[i];
+    if (index == nullptr || (index->rd_indoption[0] & INDOPTION_DESC) != 0)
+        return;
+    AttrNumber att = index->rd_index->indkey.values[0];
+    Form_pg_attribute time_att = TupleDescAttr(RelationGetDescr(rri->ri_RelationDesc), att - 1);
+    if (att <= 0 || strcmp(NameStr(time_att->attname), "_time") != 0 ||
+        (time_att->atttypid != TIMESTAMPTZOID && time_att->atttypid != TIMESTAMPOID &&
+         time_att->atttypid != INT8OID))
+        return;
+    SnapshotData dirty;
+    InitDirtySnapshot(dirty);
+    IndexScanDesc scan = index_beginscan(rri->ri_RelationDesc, index, &dirty, 0, 0);
+    index_rescan(scan, nullptr, 0, nullptr, 0);
+    int64 newest = PG_INT64_MIN; /* an empty table: every row is new */
+    bool usable = true;
+    if (index_getnext_slot(scan, BackwardScanDirection, t->existing)) {
+        bool isnull;
+        Datum d = slot_getattr(t->existing, att, &isnull);
+        usable = !isnull; /* NULLs sort last: the newest time is not known cheaply */
+        newest = isnull ? 0 : DatumGetInt64(d);
+    }
+    index_endscan(scan);
+    ExecClearTuple(t->existing);
+    if (usable) {
+        t->newer_att = att;
+        t->newest = newest;
+    }
+}
+
+/*
  * Prepares a target for probing its point key before its rows are buffered; a target that
  * the bulk path does not serve, or whose code must see the statement (its own triggers),
  * gets its rows written by statements instead.
  */
+void FindNewest(Target *t);
+
 void SetUpProbe(Writer *w, Target *t)
 {
     ResultRelInfo *rri = t->rri;
@@ -261,6 +311,7 @@ void SetUpProbe(Writer *w, Target *t)
             BuildSpeculativeIndexInfo(rri->ri_IndexRelationDescs[i], ii);
     }
     t->existing = table_slot_create(rri->ri_RelationDesc, &w->estate->es_tupleTable);
+    FindNewest(t);
 }
 
 /* Sets up a target: decides bulk or slow path as COPY does (copyfrom.c CIM_*). */
@@ -915,6 +966,12 @@ enum class Probe { Insert, Taken };
  */
 Probe ProbePoint(Writer *w, Target *t, int i, TupleTableSlot *slot)
 {
+    if (t->newer_att > 0) {
+        bool isnull;
+        Datum time = slot_getattr(slot, t->newer_att, &isnull);
+        if (!isnull && DatumGetInt64(time) > t->newest)
+            return Probe::Insert;
+    }
     ItemPointerData tid;
     if (ExecCheckIndexConstraints(t->rri, slot, w->estate, &tid, t->arbiters))
         return Probe::Insert;
