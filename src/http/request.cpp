@@ -33,9 +33,14 @@
  * last member's ISIZE trailer (the uncompressed size mod 2^32) sizes the output buffer; it
  * is a hint only: the output is bounded by the limit whatever it says, and libdeflate
  * checks it (with the CRC-32) against what it inflated.  libdeflate only says *that* a
- * stream is bad, so any stream it refuses is inflated again with zlib (InflateWithZlib),
- * which says why, and which decides between 400 and 413 exactly as streaming inflate did:
- * the fast path never changes a request's outcome, only its cost.
+ * stream is bad or too large, so any stream it does not inflate whole within the limit is
+ * inflated again with zlib (InflateWithZlib), which says why, and which decides between
+ * 400 and 413 exactly as streaming inflate did: the fast path changes a request's cost, and
+ * its outcome in one way only -- libdeflate reads a few codes DEFLATE reserves (a fixed
+ * Huffman block's length symbols 286 and 287, as 285) that zlib calls invalid; a member
+ * read that way still passed its CRC-32 and ISIZE, so its body is the data that was sent.
+ * A failing body costs a second inflate, bounded by the limit; a trailer that claims more
+ * than the limit goes to zlib at once.
  */
 #include <algorithm>
 #include <climits>
@@ -657,7 +662,7 @@ bool RequestReader::Impl::Append(BodyBuffer *to, size_t cap, std::string_view pi
 /*
  * Decompresses the whole gzip wire body into the body buffer with libdeflate, member after
  * member (several gzip members one after the other are one body, as gzip -d reads them).
- * A stream libdeflate refuses goes to InflateWithZlib.
+ * Whatever libdeflate does not inflate whole within the limit goes to InflateWithZlib.
  */
 bool RequestReader::Impl::Decompress()
 {
@@ -665,19 +670,21 @@ bool RequestReader::Impl::Decompress()
     const size_t in_size = wire_.size();
     if (deflate_ == nullptr && (deflate_ = libdeflate_alloc_decompressor()) == nullptr)
         return Fail(503, "out of memory while reading the request (libdeflate)");
-    /* The last member's ISIZE: the whole body's size for one member (as clients send). A
-     * larger value than the limit may be a truncated stream's last bytes, not a trailer:
-     * inflating to the limit tells (413 only when the data really is that large). */
+    /* The last member's ISIZE: the whole body's size for one member (as clients send).
+     * More than the limit is a body too large (a gzip bomb) or not a trailer at all (a
+     * truncated stream's last bytes): either way an error, which zlib finds and names,
+     * stopping one byte past the limit. */
     uint32_t isize = 0;
     if (in_size >= kGzipIsizeBytes)
         for (size_t i = 0; i < kGzipIsizeBytes; ++i)
             isize |= uint32_t{in[in_size - kGzipIsizeBytes + i]} << (8 * i);
+    if (isize > limits_.max_body_bytes)
+        return InflateWithZlib();
     if (!body_.Reserve(std::min<size_t>(std::max<size_t>(isize, 1), body_cap_)))
         return Fail(503, "out of memory while reading the request body");
 
     size_t pos = 0;
-    bool ok = true;
-    while (ok && pos < in_size) {
+    while (pos < in_size) {
         /* libdeflate skips a member header's CRC-16 without checking it; zlib checks it. */
         if (in_size - pos > 3 && in[pos] == kGzipId1 && in[pos + 1] == kGzipId2 &&
             (in[pos + 3] & kGzipFhcrc) != 0)
@@ -693,24 +700,25 @@ bool RequestReader::Impl::Decompress()
             size_t want = std::max(body_.capacity() * 2, kInitialBodyBytes);
             if (!body_.Reserve(std::min(want, body_cap_)))
                 return Fail(503, "out of memory while reading the request body");
-        } else if (rc == LIBDEFLATE_INSUFFICIENT_SPACE) {
-            /* more than the limit + 1 bytes, inflated in order: what zlib would find */
-            ok = FailTooLarge("more than " + std::to_string(limits_.max_body_bytes) +
-                              " bytes after decompression");
         } else {
+            /* Corrupt, truncated, trailing bytes, or no room up to the limit + 1: which it
+             * is, zlib says.  (No room is not yet 413: libdeflate checks a match's length
+             * against the room before its distance, so a corrupt match near the limit says
+             * no room where zlib says 400.) */
             return InflateWithZlib();
         }
     }
-    if (ok && body_.size() > limits_.max_body_bytes)
-        ok = FailTooLarge("more than " + std::to_string(limits_.max_body_bytes) +
-                          " bytes after decompression");
-    return ok;
+    /* Every member whole and checked, limit + 1 bytes in all: zlib would stop there too. */
+    if (body_.size() > limits_.max_body_bytes)
+        return FailTooLarge("more than " + std::to_string(limits_.max_body_bytes) +
+                            " bytes after decompression");
+    return true;
 }
 
 /*
  * The wire body again, streaming through zlib's inflate from its start: for the streams
- * libdeflate refuses (corrupt, truncated, trailing bytes) and header CRCs, so that the
- * answer and its message are zlib's.
+ * libdeflate refuses (corrupt, truncated, trailing bytes, larger than the limit) and header
+ * CRCs, so that the answer and its message are zlib's.
  */
 bool RequestReader::Impl::InflateWithZlib()
 {
