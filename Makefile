@@ -19,9 +19,9 @@ SRC_HEADERS = $(wildcard src/*.hpp src/*/*.hpp)
 OBJS = $(SRCS:.cpp=.o)
 
 # Pure C++ modules (src/protocol, src/http): no PostgreSQL headers, linked into unit tests
-# and fuzzers too.  src/http uses Boost.Beast (header-only) and zlib.
+# and fuzzers too.  src/http uses Boost.Beast (header-only), libdeflate and zlib.
 PURE_SRCS = $(sort $(wildcard src/protocol/*.cpp src/http/*.cpp))
-PURE_LIBS = -lz
+PURE_LIBS = -lz -ldeflate
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))

@@ -15,7 +15,8 @@ PACKAGES=(
     libgtest-dev                # make unittest
     libbenchmark-dev            # make parser-bench
     libfast-float-dev           # float parsing in the line-protocol parser
-    zlib1g-dev                  # gzip request bodies on the HTTP endpoint
+    zlib1g-dev                  # gzip request bodies on the HTTP endpoint (errors, fallback)
+    libdeflate-dev              # gzip request bodies on the HTTP endpoint (fast path)
     libssl-dev                  # TLS on the HTTP endpoint (influx.http_tls)
     openssl                     # test certificates for influx.http_tls
     clang                       # make fuzz (libFuzzer)

@@ -11,15 +11,18 @@
  *               Telegraf sends) and inflated (Content-Encoding: gzip).  One contiguous buffer
  *               owned by the reader.
  *   wire body   the body as it came over the connection (after de-chunking, before
- *               inflating).
+ *               inflating).  A gzip wire body is kept until it is complete, then
+ *               decompressed in one go (libdeflate) and freed.
  *   limits      max_header_bytes bounds the head; max_body_bytes bounds both the wire body
  *               and the decoded body.  A body that exceeds either fails the request with
- *               413 as soon as that is known (at the head when Content-Length says so); it
- *               is never truncated.
+ *               413 as soon as that is known (at the head when Content-Length says so, at
+ *               the end of a gzip body when it decompresses past the limit); it is never
+ *               truncated.  Between two Feed() calls the reader holds at most one of the two
+ *               (the gzip wire body, or the decoded body).
  *
  * The HTTP syntax is Boost.Beast's parser (boost::beast::http::basic_parser), driven here
- * buffer by buffer; no Beast or zlib type appears in this header, so that it can be
- * included next to PostgreSQL's headers.
+ * buffer by buffer; no Beast, libdeflate or zlib type appears in this header, so that it
+ * can be included next to PostgreSQL's headers.
  *
  * Connection rules the caller follows:
  *   - Feed() never takes bytes past the end of the request: what it did not consume is the
@@ -116,7 +119,8 @@ class RequestReader
     std::string_view body() const noexcept;
     /* Bytes of the wire body read so far (compressed size for gzip). */
     uint64_t wire_body_bytes() const noexcept;
-    /* Bytes allocated for the body (what this connection holds in memory for it). */
+    /* Bytes allocated for the body and a gzip wire body (what this connection holds in
+     * memory for them). */
     size_t body_capacity() const noexcept;
 
     /* In Failed: the status to answer (400, 413, 415, 431, 501, 503) and why. */

@@ -27,7 +27,15 @@
  *   - a complete body is never larger than the limit, nor the buffer holding it; a body with
  *     Content-Length and no gzip has that length;
  *   - a failure has a status the listener expects (never 500, "cannot happen") and a
- *     message.
+ *     message;
+ *   - in gzip mode, the request reads as zlib's streaming inflate reads its body (the
+ *     reader decompresses with libdeflate and falls back to zlib for what libdeflate
+ *     refuses): the same body when the head was read and both sizes are within the limit,
+ *     zlib's message for a 400, more than the limit inflated for a 413.  One exception:
+ *     libdeflate reads a few codes zlib calls invalid (a fixed-Huffman block's length
+ *     symbols 286 and 287 as 285), and a body it reads whole has passed its CRC-32 and
+ *     ISIZE, so the request may complete where zlib fails -- with exactly the data the
+ *     target compressed.
  * ASan and UBSan (see `make fuzz`), and Boost's assertions, catch the rest.
  * FUZZ_HTTP_PRINT=1 in the environment prints what each input read as.
  */
@@ -231,9 +239,83 @@ std::string Gzip(std::string_view data, int level)
     return out;
 }
 
-/* A POST with a gzip body made of `payload`, then `rest` as is. */
+/* What zlib's streaming inflate makes of a gzip body, members one after the other. */
+struct Inflated {
+    bool ok = false;
+    std::string out;     /* everything inflated, also before an error */
+    std::string message; /* the reader's 400 message for the error */
+};
+
+Inflated ZlibInflate(std::string_view gz)
+{
+    Inflated r;
+    if (gz.empty()) { /* an empty body is empty in any encoding */
+        r.ok = true;
+        return r;
+    }
+    z_stream zs{};
+    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+        return r;
+    zs.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(gz.data()));
+    zs.avail_in = static_cast<uInt>(gz.size());
+    char buf[4096];
+    bool done = false;
+    bool full = false; /* the last call filled buf: zlib may hold more output */
+    while (zs.avail_in > 0 || full) {
+        if (done && zs.avail_in == 0)
+            break;
+        if (done) {
+            inflateReset(&zs);
+            done = false;
+        }
+        zs.next_out = reinterpret_cast<Bytef *>(buf);
+        zs.avail_out = sizeof(buf);
+        int rc = inflate(&zs, Z_NO_FLUSH);
+        full = zs.avail_out == 0;
+        r.out.append(buf, sizeof(buf) - zs.avail_out);
+        if (rc == Z_STREAM_END) {
+            done = true;
+        } else if (rc == Z_BUF_ERROR && zs.avail_in == 0 && zs.avail_out != 0) {
+            break; /* nothing more to read: a truncated stream */
+        } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs.avail_out == 0)) {
+            r.message = std::string("invalid gzip body: ") + (zs.msg != nullptr ? zs.msg : "");
+            inflateEnd(&zs);
+            return r;
+        }
+    }
+    inflateEnd(&zs);
+    r.ok = done;
+    if (!done)
+        r.message = "invalid gzip body: unexpected end of stream";
+    return r;
+}
+
+/* The first request of a gzip-mode input against zlib's reading of its body `gz`, which
+ * was made of `sent` (before any damage). */
+void CheckAgainstZlib(const Outcome &o, std::string_view gz, std::string_view sent,
+                      const RequestLimits &limits)
+{
+    if (!o.head || gz.size() > limits.max_body_bytes)
+        return; /* refused before its body is inflated (431, 413 for the wire body) */
+    Inflated z = ZlibInflate(gz);
+    if (o.state == ReadState::Complete) {
+        CHECK(z.ok ? o.body == z.out : o.body == sent);
+    } else if (o.state == ReadState::Failed && o.status == 400 &&
+               o.message.rfind("invalid gzip body: ", 0) == 0) {
+        CHECK(!z.ok);
+        CHECK(o.message == z.message);
+        CHECK(z.out.size() <= limits.max_body_bytes);
+    } else if (o.state == ReadState::Failed && o.status == 413) {
+        CHECK(z.out.size() > limits.max_body_bytes);
+    }
+    if (z.ok && z.out.size() <= limits.max_body_bytes)
+        CHECK(o.state == ReadState::Complete);
+}
+
+/* A POST with a gzip body made of `payload`, then `rest` as is; *wire_body is the body,
+ * *sent what it was compressed from. */
 std::string GzipRequest(uint8_t flags, uint8_t opts, std::string_view payload,
-                        std::string_view rest)
+                        std::string_view rest, std::string *wire_body, std::string *sent)
 {
     /* Repeated up to 64 times: enough to inflate past a 4 KiB limit. */
     std::string plain;
@@ -241,8 +323,11 @@ std::string GzipRequest(uint8_t flags, uint8_t opts, std::string_view payload,
     for (unsigned i = 0; i < repeat; ++i)
         plain.append(payload);
     std::string gz = Gzip(plain, (opts >> 6) * 3);
-    if (flags & 0x80) /* a second member: the body is both, one after the other */
+    *sent = plain;
+    if (flags & 0x80) { /* a second member: the body is both, one after the other */
         gz += Gzip(payload, 1);
+        sent->append(payload);
+    }
     if (!gz.empty() && (flags & 0x40)) {
         /* corrupt a byte (header, deflate data or trailer), or cut the stream short */
         size_t at = (static_cast<size_t>(opts) * 7919u + payload.size()) % gz.size();
@@ -270,6 +355,7 @@ std::string GzipRequest(uint8_t flags, uint8_t opts, std::string_view payload,
         req += gz;
     }
     req.append(rest);
+    *wire_body = gz;
     return req;
 }
 
@@ -292,12 +378,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     limits.max_body_bytes = kBodyLimits[(flags >> 2) & 3];
 
     std::string input;
-    if ((flags & 0x10) && size >= 2) {
+    std::string gz, sent;
+    const bool gzip_mode = (flags & 0x10) && size >= 2;
+    if (gzip_mode) {
         uint8_t opts = data[0];
         size_t share = (size - 2) * data[1] / 255;
         const char *p = reinterpret_cast<const char *>(data + 2);
         input = GzipRequest(flags, opts, std::string_view(p, share),
-                            std::string_view(p + share, size - 2 - share));
+                            std::string_view(p + share, size - 2 - share), &gz, &sent);
     } else {
         input.assign(reinterpret_cast<const char *>(data), size);
     }
@@ -309,6 +397,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const bool verbose = std::getenv("FUZZ_HTTP_PRINT") != nullptr;
     if (verbose) /* FUZZ_HTTP_PRINT=1 ./fuzz_http_request FILE...: what the inputs read as */
         Print("read at once", whole);
+    if (gzip_mode && !whole.empty())
+        CheckAgainstZlib(whole.front(), gz, sent, limits);
     if (!Agree(whole, split)) {
         Print("read at once", whole);
         Print("read in pieces", split);
