@@ -84,6 +84,13 @@ BUILD_OK=1
 if [[ ${PG_INFLUX_SKIP_BUILD:-0} != 1 ]]; then
     say "checking packages (test/deps.sh)"
     "$SRC_DIR/test/deps.sh"
+    # Citus (test_citus.py): not packaged by Debian; built once per machine from the source
+    # kept beside this repository (../shared/vendor/citus, about 5 minutes on 2 cores).
+    citus_install="${PG_INFLUX_CITUS_INSTALL:-$SRC_DIR/../shared/vendor/citus/install.sh}"
+    if [[ -x $citus_install ]] && ! "$citus_install" --check; then
+        say "building Citus ($citus_install)"
+        "$citus_install"
+    fi
     say "building with CI=1 (warnings are errors); log: $RESULTS_DIR/build.log"
     if make CI=1 -j"$(nproc)" >"$RESULTS_DIR/build.log" 2>&1 \
         && make install >>"$RESULTS_DIR/build.log" 2>&1; then

@@ -388,7 +388,13 @@ ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
         for (int j = 0; j < s->ncols; j++)
             types[j] = info->columns[s->cols[j]].typid;
     char *sql = StatementText(u, s, values);
-    SPIPlanPtr plan = SPI_prepare_cursor(sql, s->ncols, types, CURSOR_OPT_GENERIC_PLAN);
+    /*
+     * A generic plan: the statement is planned once.  Citus cannot plan a distributed
+     * INSERT ... SELECT with parameters ("could not create distributed plan"): for its
+     * tables a custom plan, planned per execution with the arrays as constants.
+     */
+    int options = info->distributed ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN;
+    SPIPlanPtr plan = SPI_prepare_cursor(sql, s->ncols, types, options);
     if (plan == nullptr)
         elog(ERROR, "pg_influx: could not prepare \"%s\": %s", sql,
              SPI_result_code_string(SPI_result));

@@ -774,7 +774,7 @@ void SetUp(Writer *w)
     w->targets_capacity = 4;
     w->targets = static_cast<Target **>(palloc(sizeof(Target *) * w->targets_capacity));
     AddTarget(w, rri);
-    if (partitioned || w->conflict)
+    if (partitioned)
         w->root_slot = table_slot_create(rel, &estate->es_tupleTable);
     w->is_set = static_cast<bool *>(palloc(Max(w->info->natts, 1)));
 
@@ -964,7 +964,7 @@ enum class Probe { Insert, Taken };
  * Probes the point key for a row about to be buffered: a new point is inserted by the
  * bulk path; an existing one is skipped, found unchanged, or left to a statement.
  */
-Probe ProbePoint(Writer *w, Target *t, int i, TupleTableSlot *slot)
+Probe ProbePoint(Writer *w, Target *t, int i, TupleTableSlot *slot, TupleTableSlot *row_slot)
 {
     if (t->newer_att > 0) {
         bool isnull;
@@ -980,7 +980,7 @@ Probe ProbePoint(Writer *w, Target *t, int i, TupleTableSlot *slot)
     else if (Unchanged(w, t, slot, &tid))
         w->counts.merged++;
     else
-        UpsertsAdd(w->upserts, i, w->root_slot, w->is_set, true);
+        UpsertsAdd(w->upserts, i, row_slot, w->is_set, true);
     return Probe::Taken;
 }
 
@@ -1067,7 +1067,14 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
             WritePending(w);
             progress->row = i;
             (void) KeySetAdd(&w->pending, PointHash(info, desc, slot));
+            /* The flush emptied the buffer: the row moves to its first slot. */
+            if (w->proute == nullptr) {
+                TupleTableSlot *first = NextSlot(w, t);
+                if (first != slot)
+                    slot = ExecCopySlot(first, slot);
+            }
         }
+        TupleTableSlot *row_slot = slot; /* the row in the table's column order */
 
         if (w->proute != nullptr) {
             ResultRelInfo *leaf = ExecFindPartition(w->mtstate, w->root, w->proute, slot, estate);
@@ -1080,13 +1087,11 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
                 slot = execute_attr_map_slot(map->attrMap, slot, dst);
             else
                 slot = ExecCopySlot(dst, slot);
-        } else if (w->root_slot != nullptr) {
-            slot = ExecCopySlot(NextSlot(w, t), slot);
         }
         slot->tts_tableOid = RelationGetRelid(t->rri->ri_RelationDesc);
 
         if (w->conflict && t->upsert_only) {
-            UpsertsAdd(w->upserts, i, w->root_slot, w->is_set, false);
+            UpsertsAdd(w->upserts, i, row_slot, w->is_set, false);
             ExecClearTuple(slot);
         } else if (!t->multi) {
             InsertOne(w, t, slot);
@@ -1099,7 +1104,7 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
                 ExecConstraints(t->rri, slot, estate);
             if (t->partition_check)
                 ExecPartitionCheck(t->rri, slot, estate, true);
-            if (w->conflict && ProbePoint(w, t, i, slot) == Probe::Taken) {
+            if (w->conflict && ProbePoint(w, t, i, slot, row_slot) == Probe::Taken) {
                 ExecClearTuple(slot);
             } else {
                 ExecMaterializeSlot(slot);

@@ -1,0 +1,129 @@
+"""
+test_citus.py — Citus tables (docs/scale-out.md): a coordinator and two worker nodes on this
+machine (Citus 13.2.2, built from ../shared/vendor/citus by test/run-tests.sh when missing).
+
+A Citus table's relation on the coordinator is a shell; the rows live in shards on the
+workers.  The bulk path would write the shell, where no query sees the rows: pg_influx
+writes Citus tables through prepared INSERT ... SELECT statements, which Citus routes.
+Checked for TCP, UDP, HTTP and influx.insert(), into a hash-distributed table, a
+partitioned distributed table, a reference table and a Citus-local table: every row is
+visible to distributed queries, every shell stays empty, and a row the shards refuse (a
+CHECK constraint) is rejected alone and counted.
+"""
+
+import subprocess
+
+import pytest
+
+from conftest import Cluster, send_tcp, send_udp, wait_for
+from http_support import T0_NS, assert_204, assert_json_error, require_http, write
+
+CLUSTER_CONF = {
+    "shared_preload_libraries": "'citus,pg_influx'",
+    "max_worker_processes": "24",
+    "citus.shard_count": "4",
+}
+
+WORKER_CONF = {
+    "shared_preload_libraries": "'citus'",
+    "max_worker_processes": "16",
+}
+
+
+@pytest.fixture(scope="module")
+def citus(listener):
+    """The module's cluster as a Citus coordinator with two worker nodes."""
+    workers = []
+    try:
+        for i in range(2):
+            w = Cluster(f"citus_worker{i}", WORKER_CONF)
+            w.init()
+            w.start()
+            workers.append(w)
+            w.execute("CREATE EXTENSION citus")
+        listener.execute("CREATE EXTENSION IF NOT EXISTS citus")
+        listener.execute("SELECT citus_set_coordinator_host('localhost', %s)", (listener.port,))
+        for w in workers:
+            listener.execute("SELECT citus_add_node('localhost', %s)", (w.port,))
+        yield listener
+    finally:
+        for w in workers:
+            w.destroy()
+
+
+def shell_bytes(cluster, table):
+    """Bytes in the coordinator's own heap of a Citus table (its shell)."""
+    return cluster.scalar("SELECT pg_relation_size(%s::regclass)", (table,))
+
+
+def make_tables(c, name):
+    c.execute(f"""
+        CREATE TABLE {name}_hash (_time timestamptz NOT NULL, host text, v float8 CHECK (v >= 0));
+        SELECT create_distributed_table('{name}_hash', 'host');
+        CREATE TABLE {name}_part (_time timestamptz NOT NULL, host text, v float8)
+            PARTITION BY RANGE (_time);
+        CREATE TABLE {name}_part_a PARTITION OF {name}_part
+            FOR VALUES FROM ('2023-01-01') TO ('2023-11-14 22:14:00+00');
+        CREATE TABLE {name}_part_b PARTITION OF {name}_part
+            FOR VALUES FROM ('2023-11-14 22:14:00+00') TO ('2024-01-01');
+        SELECT create_distributed_table('{name}_part', 'host');
+        CREATE TABLE {name}_ref (_time timestamptz NOT NULL, host text, v float8);
+        SELECT create_reference_table('{name}_ref');
+        CREATE TABLE {name}_local (_time timestamptz NOT NULL, host text, v float8);
+        SELECT citus_add_local_table_to_metadata('{name}_local');""")
+    return [f"{name}_hash", f"{name}_part", f"{name}_ref", f"{name}_local"]
+
+
+def lines(table, n, t0=T0_NS):
+    return "".join(f"{table},host=h{i % 50} v={i} {t0 + i * 1_000_000_000}\n" for i in range(n))
+
+
+def assert_landed(c, tables, n):
+    for t in tables:
+        wait_for(lambda: c.scalar(f"SELECT count(*) FROM {t}") == n, 30,
+                 what=f"{n} rows in {t} (distributed count)")
+        assert c.scalar(f"SELECT sum(v) FROM {t}") == sum(range(n))
+    shells = [t for t in tables] + [tables[1] + "_a", tables[1] + "_b"]
+    assert {t: shell_bytes(c, t) for t in shells} == {t: 0 for t in shells}
+
+
+def test_tcp_into_every_kind_of_citus_table(citus):
+    tables = make_tables(citus, "tcp")
+    send_tcp(citus.tcp_port, "".join(lines(t, 2000) for t in tables))
+    assert_landed(citus, tables, 2000)
+
+
+def test_udp_into_citus_tables(citus):
+    tables = make_tables(citus, "udp")
+    for t in tables:
+        for start in range(0, 200, 20):
+            body = "".join(f"{t},host=h{i % 50} v={i} {T0_NS + i * 1_000_000_000}\n"
+                           for i in range(start, start + 20))
+            send_udp(citus.udp_port, body)
+    assert_landed(citus, tables, 200)
+
+
+def test_http_and_insert_function(citus):
+    require_http(citus)
+    tables = make_tables(citus, "web")
+    for t in tables[:2]:
+        assert_204(write(citus.http_port, lines(t, 1000)))
+        # 204 = committed: visible at once, no polling.
+        assert citus.scalar(f"SELECT count(*) FROM {t}") == 1000
+    for t in tables[2:]:
+        assert citus.scalar("SELECT influx.insert(%s)", (lines(t, 1000),)) == 1000
+    assert_landed(citus, tables, 1000)
+
+
+def test_a_row_the_shards_refuse_is_rejected_alone(citus):
+    require_http(citus)
+    c = citus
+    c.execute("""CREATE TABLE chk (_time timestamptz NOT NULL, host text, v float8 CHECK (v >= 0));
+                 SELECT create_distributed_table('chk', 'host')""")
+    before = c.stat_total("rows_rejected_insert", kind="worker")
+    body = lines("chk", 100) + f"chk,host=bad v=-1 {T0_NS}\n"
+    r = write(c.http_port, body)
+    assert_json_error(r, 400, "partial write")
+    assert c.scalar("SELECT count(*) FROM chk") == 100
+    assert c.stat_total("rows_rejected_insert", kind="worker") == before + 1
+    assert shell_bytes(c, "chk") == 0
