@@ -26,7 +26,8 @@ import psycopg2
 import pytest
 
 from conftest import send_tcp, wait_for
-from http_support import T0_NS, assert_204, assert_json_error, require_http, write
+from http_support import (T0_NS, Connection, assert_204, assert_json_error, require_http,
+                          telegraf_batch, telegraf_write, write)
 
 CLUSTER_CONF = {
     "influx.on_conflict": "'merge'",
@@ -680,3 +681,40 @@ def test_policy_outlives_the_table(http):
     opt = http.query("SELECT on_conflict FROM influx.table_option "
                      "WHERE table_name = 'shared_name'")
     assert (got, opt) == ([(2.0,)], []), (got, opt)
+
+
+def test_telegraf_fleet_batch_resent_changes_nothing(http):
+    """A Telegraf outputs.influxdb batch (7 measurements, sparse fields, strings with escapes,
+    unsigned, booleans; gzip, chunked) into tables created with their point key, sent three
+    times as a retrying Telegraf would: every table is as after the first send."""
+    http.execute("ALTER SYSTEM SET influx.create_unique_key = on")
+    http.execute("SELECT pg_reload_conf()")
+    try:
+        t = T0_NS
+        n = [0]
+
+        def key_on():
+            name = f"probe_fleet_{n[0]}"
+            n[0] += 1
+            assert_204(write(http.http_port, f"{name},host=a v=1 {t}\n"))
+            return http.scalar("SELECT count(*) FROM pg_constraint WHERE conrelid = "
+                               "%s::regclass AND contype = 'u'", (name,)) == 1
+        wait_for(key_on, 10, what="influx.create_unique_key in force")
+
+        body, counts = telegraf_batch(0, size=5000, prefix="fleet_")
+        conn = Connection(http.http_port)
+        try:
+            assert_204(telegraf_write(conn, body, db="public"))
+            snapshot = {m: http.query(f"SELECT * FROM {m} ORDER BY _time") for m in counts}
+            assert {m: len(r) for m, r in snapshot.items()} == counts
+            merged = counter(http, "rows_merged")
+            for _ in range(2):
+                assert_204(telegraf_write(conn, body, db="public"))
+            assert {m: http.query(f"SELECT * FROM {m} ORDER BY _time") for m in counts} == snapshot
+            wait_for(lambda: counter(http, "rows_merged") - merged == 2 * 5000, 10,
+                     what="both resends counted as merged")
+        finally:
+            conn.close()
+    finally:
+        http.execute("ALTER SYSTEM RESET influx.create_unique_key")
+        http.execute("SELECT pg_reload_conf()")
