@@ -80,7 +80,7 @@ installcheck: check-schedule
 # ---- pure C++ tests and tools (no server needed) ----
 CXX_TOOL_FLAGS = -std=c++17 -O2 -g -Wall -Wextra $(if $(CI),-Werror) -Isrc
 
-test/unit/unittest: $(PURE_SRCS) $(wildcard test/unit/*.cpp) $(SRC_HEADERS)
+test/unit/unittest: $(PURE_SRCS) $(wildcard test/unit/*.cpp) $(SRC_HEADERS) test/zlib_reference.hpp
 	$(CXX) $(CXX_TOOL_FLAGS) -o $@ $(PURE_SRCS) $(wildcard test/unit/*.cpp) -lgtest -lgtest_main -lpthread \
 	  $(PURE_LIBS)
 
@@ -92,7 +92,7 @@ test/fuzz/fuzz_line_protocol: $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(SR
 	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -o $@ $(PURE_SRCS) test/fuzz/fuzz_line_protocol.cpp $(PURE_LIBS)
 
-test/fuzz/fuzz_http_request: $(PURE_SRCS) test/fuzz/fuzz_http_request.cpp $(SRC_HEADERS)
+test/fuzz/fuzz_http_request: $(PURE_SRCS) test/fuzz/fuzz_http_request.cpp $(SRC_HEADERS) test/zlib_reference.hpp
 	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -o $@ $(PURE_SRCS) test/fuzz/fuzz_http_request.cpp $(PURE_LIBS)
 
@@ -122,7 +122,7 @@ parser-bench: bench/parser_bench
 
 # ---- formatting (.clang-format) ----
 FORMAT_SRCS = $(sort $(wildcard src/*.cpp src/*.hpp src/*/*.cpp src/*/*.hpp test/unit/*.cpp \
-                                test/fuzz/*.cpp bench/*.cpp))
+                                test/fuzz/*.cpp test/*.hpp bench/*.cpp))
 
 .PHONY: format format-check
 format:

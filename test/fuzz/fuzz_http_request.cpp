@@ -51,6 +51,7 @@
 #include <zlib.h>
 
 #include "http/request.hpp"
+#include "../zlib_reference.hpp"
 
 using namespace influx::http;
 
@@ -239,55 +240,15 @@ std::string Gzip(std::string_view data, int level)
     return out;
 }
 
-/* What zlib's streaming inflate makes of a gzip body, members one after the other. */
-struct Inflated {
-    bool ok = false;
-    std::string out;     /* everything inflated, also before an error */
-    std::string message; /* the reader's 400 message for the error */
-};
-
-Inflated ZlibInflate(std::string_view gz)
+/* What zlib makes of a gzip body; an empty body is empty in any encoding. */
+influx::test::Inflated ZlibInflate(std::string_view gz)
 {
-    Inflated r;
-    if (gz.empty()) { /* an empty body is empty in any encoding */
+    if (gz.empty()) {
+        influx::test::Inflated r;
         r.ok = true;
         return r;
     }
-    z_stream zs{};
-    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
-        return r;
-    zs.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(gz.data()));
-    zs.avail_in = static_cast<uInt>(gz.size());
-    char buf[4096];
-    bool done = false;
-    bool full = false; /* the last call filled buf: zlib may hold more output */
-    while (zs.avail_in > 0 || full) {
-        if (done && zs.avail_in == 0)
-            break;
-        if (done) {
-            inflateReset(&zs);
-            done = false;
-        }
-        zs.next_out = reinterpret_cast<Bytef *>(buf);
-        zs.avail_out = sizeof(buf);
-        int rc = inflate(&zs, Z_NO_FLUSH);
-        full = zs.avail_out == 0;
-        r.out.append(buf, sizeof(buf) - zs.avail_out);
-        if (rc == Z_STREAM_END) {
-            done = true;
-        } else if (rc == Z_BUF_ERROR && zs.avail_in == 0 && zs.avail_out != 0) {
-            break; /* nothing more to read: a truncated stream */
-        } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs.avail_out == 0)) {
-            r.message = std::string("invalid gzip body: ") + (zs.msg != nullptr ? zs.msg : "");
-            inflateEnd(&zs);
-            return r;
-        }
-    }
-    inflateEnd(&zs);
-    r.ok = done;
-    if (!done)
-        r.message = "invalid gzip body: unexpected end of stream";
-    return r;
+    return influx::test::ZlibInflate(gz);
 }
 
 /* The first request of a gzip-mode input against zlib's reading of its body `gz`, which
@@ -297,7 +258,7 @@ void CheckAgainstZlib(const Outcome &o, std::string_view gz, std::string_view se
 {
     if (!o.head || gz.size() > limits.max_body_bytes)
         return; /* refused before its body is inflated (431, 413 for the wire body) */
-    Inflated z = ZlibInflate(gz);
+    influx::test::Inflated z = ZlibInflate(gz);
     if (o.state == ReadState::Complete) {
         CHECK(z.ok ? o.body == z.out : o.body == sent);
     } else if (o.state == ReadState::Failed && o.status == 400 &&

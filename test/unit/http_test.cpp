@@ -22,6 +22,7 @@
 #include "http/params.hpp"
 #include "http/request.hpp"
 #include "http/response.hpp"
+#include "../zlib_reference.hpp"
 
 using namespace influx::http;
 
@@ -715,45 +716,13 @@ std::string Unhex(std::string_view hex)
     return out;
 }
 
-/* What zlib's streaming inflate makes of a gzip body (members one after the other): the
- * body, or "invalid gzip body: <zlib's message>" -- how the reader worked before libdeflate. */
+/* zlib's reading of a gzip body: the body, or "invalid gzip body: <zlib's message>" -- how
+ * the reader worked before libdeflate. */
 std::pair<bool, std::string> ZlibInflate(std::string_view gz)
 {
-    z_stream zs{};
-    EXPECT_EQ(inflateInit2(&zs, 16 + MAX_WBITS), Z_OK);
-    zs.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(gz.data()));
-    zs.avail_in = static_cast<uInt>(gz.size());
-    std::string out;
-    char buf[4096];
-    bool done = false;
-    bool full = false; /* the last call filled buf: zlib may hold more output */
-    std::pair<bool, std::string> result;
-    while (zs.avail_in > 0 || full) {
-        if (done && zs.avail_in == 0)
-            break;
-        if (done) {
-            inflateReset(&zs);
-            done = false;
-        }
-        zs.next_out = reinterpret_cast<Bytef *>(buf);
-        zs.avail_out = sizeof(buf);
-        int rc = inflate(&zs, Z_NO_FLUSH);
-        full = zs.avail_out == 0;
-        out.append(buf, sizeof(buf) - zs.avail_out);
-        if (rc == Z_STREAM_END) {
-            done = true;
-        } else if (rc == Z_BUF_ERROR && zs.avail_in == 0 && zs.avail_out != 0) {
-            break; /* nothing more to read: a truncated stream */
-        } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs.avail_out == 0)) {
-            result = {false, std::string("invalid gzip body: ") + (zs.msg ? zs.msg : "?")};
-            inflateEnd(&zs);
-            return result;
-        }
-    }
-    inflateEnd(&zs);
-    if (!done)
-        return {false, "invalid gzip body: unexpected end of stream"};
-    return {true, out};
+    influx::test::Inflated r = influx::test::ZlibInflate(gz);
+    return r.ok ? std::pair<bool, std::string>{true, r.out}
+                : std::pair<bool, std::string>{false, r.message};
 }
 
 TEST(RequestReader, CorruptGzipIsReadAsZlibReadsIt)
