@@ -20,6 +20,8 @@ The module's cluster runs with influx.on_conflict = merge; tables that test anot
 set it with influx.set_on_conflict().
 """
 
+import contextlib
+import itertools
 import threading
 
 import psycopg2
@@ -70,6 +72,31 @@ def make_cpu_table(cluster, name, policy=None):
 
 def counter(cluster, name):
     return cluster.stat_total(name, kind="worker")
+
+
+_probes = itertools.count()
+
+
+@contextlib.contextmanager
+def unique_keys(cluster, add_columns=False):
+    """influx.create_unique_key on (and influx.add_columns, if asked) for the block: set,
+    reloaded, and polled until the workers create a probe measurement's table with a key."""
+    cluster.execute("ALTER SYSTEM SET influx.create_unique_key = on")
+    if add_columns:
+        cluster.execute("ALTER SYSTEM SET influx.add_columns = on")
+    cluster.execute("SELECT pg_reload_conf()")
+    try:
+        def created_with_key():
+            name = f"probe_key_{next(_probes)}"
+            assert_204(write(cluster.http_port, f"{name},host=a v=1 {T0_NS}\n"))
+            return cluster.scalar("SELECT count(*) FROM pg_constraint WHERE conrelid = "
+                                  "%s::regclass AND contype = 'u'", (name,)) == 1
+        wait_for(created_with_key, 10, what="influx.create_unique_key in force")
+        yield
+    finally:
+        cluster.execute("ALTER SYSTEM RESET influx.create_unique_key")
+        cluster.execute("ALTER SYSTEM RESET influx.add_columns")
+        cluster.execute("SELECT pg_reload_conf()")
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,10 +406,7 @@ def test_row_level_security_for_merge(http):
 
 
 def test_create_unique_key_and_widening(http):
-    http.execute("ALTER SYSTEM SET influx.create_unique_key = on")
-    http.execute("ALTER SYSTEM SET influx.add_columns = on")
-    http.execute("SELECT pg_reload_conf()")
-    try:
+    with unique_keys(http, add_columns=True):
         m = "made_key"
         t = T0_NS
 
@@ -395,16 +419,6 @@ def test_create_unique_key_and_widening(http):
                 WHERE c.conrelid = %s::regclass AND c.contype = 'u'
                   AND obj_description(c.oid, 'pg_constraint') = 'pg_influx point key'""",
                                (m,))
-
-        # The workers see the setting after the reload: poll with fresh measurements.
-        def created_with_key():
-            name = f"probe_key_{created_with_key.n}"
-            created_with_key.n += 1
-            assert_204(write(http.http_port, f"{name},host=a v=1 {t}\n"))
-            return http.scalar("SELECT count(*) FROM pg_constraint WHERE conrelid = %s::regclass "
-                               "AND contype = 'u'", (name,)) == 1
-        created_with_key.n = 0
-        wait_for(created_with_key, 10, what="influx.create_unique_key in force")
 
         body = (f"{m},host=a,region=eu v=1 {t}\n"
                 f"{m},host=b v=2 {t}\n")  # no region: NULL, still one point
@@ -422,10 +436,6 @@ def test_create_unique_key_and_widening(http):
         assert_204(write(http.http_port, f"{m},host=a,region=eu,rack=r1 v=4 {t}\n"))
         assert http.row_count(m) == 3
         assert http.scalar(f"SELECT v FROM {m} WHERE rack = 'r1'") == 4.0
-    finally:
-        http.execute("ALTER SYSTEM RESET influx.create_unique_key")
-        http.execute("ALTER SYSTEM RESET influx.add_columns")
-        http.execute("SELECT pg_reload_conf()")
 
 
 # ---------------------------------------------------------------------------------------
@@ -613,26 +623,12 @@ def test_case_insensitive_key_in_one_request(http):
 
 
 def test_create_unique_key_with_32_tags(http):
-    http.execute("ALTER SYSTEM SET influx.create_unique_key = on")
-    http.execute("SELECT pg_reload_conf()")
-    try:
+    with unique_keys(http):
         t = T0_NS
-        n = [0]
-
-        def key_on():
-            name = f"probe32_{n[0]}"
-            n[0] += 1
-            write(http.http_port, f"{name},host=a v=1 {t}\n")
-            return http.scalar("SELECT count(*) FROM pg_constraint WHERE conrelid = "
-                               "to_regclass(%s) AND contype = 'u'", (name,)) == 1
-        wait_for(key_on, 10, what="create_unique_key in force")
         tags = ",".join(f"t{i}=x" for i in range(32))
         r = write(http.http_port, f"many_tags,{tags} v=1 {t}\n")
         exists = http.scalar("SELECT to_regclass('many_tags') IS NOT NULL")
         assert (r.status, exists) == (204, True), (r.status, r.body)
-    finally:
-        http.execute("ALTER SYSTEM RESET influx.create_unique_key")
-        http.execute("SELECT pg_reload_conf()")
 
 
 def test_trigger_sees_rows_in_line_order(http):
@@ -687,20 +683,7 @@ def test_telegraf_fleet_batch_resent_changes_nothing(http):
     """A Telegraf outputs.influxdb batch (7 measurements, sparse fields, strings with escapes,
     unsigned, booleans; gzip, chunked) into tables created with their point key, sent three
     times as a retrying Telegraf would: every table is as after the first send."""
-    http.execute("ALTER SYSTEM SET influx.create_unique_key = on")
-    http.execute("SELECT pg_reload_conf()")
-    try:
-        t = T0_NS
-        n = [0]
-
-        def key_on():
-            name = f"probe_fleet_{n[0]}"
-            n[0] += 1
-            assert_204(write(http.http_port, f"{name},host=a v=1 {t}\n"))
-            return http.scalar("SELECT count(*) FROM pg_constraint WHERE conrelid = "
-                               "%s::regclass AND contype = 'u'", (name,)) == 1
-        wait_for(key_on, 10, what="influx.create_unique_key in force")
-
+    with unique_keys(http):
         body, counts = telegraf_batch(0, size=5000, prefix="fleet_")
         conn = Connection(http.http_port)
         try:
@@ -715,6 +698,3 @@ def test_telegraf_fleet_batch_resent_changes_nothing(http):
                      what="both resends counted as merged")
         finally:
             conn.close()
-    finally:
-        http.execute("ALTER SYSTEM RESET influx.create_unique_key")
-        http.execute("SELECT pg_reload_conf()")
