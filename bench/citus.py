@@ -15,7 +15,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "test", "integration"))
 from conftest import Cluster, wait_for
-DDL = "CREATE TABLE {t} (_time timestamptz NOT NULL, host text, cpu text, usage_user float8, usage_system float8, usage_idle float8, usage_nice float8, usage_iowait float8, usage_irq float8, usage_softirq float8, usage_steal float8, usage_guest float8, usage_guest_nice float8); SELECT create_distributed_table('{t}', 'host')"
 common = {"fsync": "on", "synchronous_commit": "on", "shared_buffers": "512MB", "max_wal_size": "4GB", "autovacuum": "off"}
 c = Cluster("cb_coord", dict(common, **{"shared_preload_libraries": "'citus,pg_influx'", "max_worker_processes": "24", "citus.shard_count": "8", "influx.synchronous_commit": "on"}))
 ws = [Cluster(f"cb_w{i}", dict(common, **{"shared_preload_libraries": "'citus'", "max_worker_processes": "16"})) for i in range(2)]
@@ -28,6 +27,16 @@ for mode, name in (("lp", "cpu.lp"), ("binary", "cpu.bin")):
     subprocess.run([LOADGEN, "--mode", mode, "--lines", str(N), "--out", os.path.join(WORK, name),
                     "--quiet"], check=True, capture_output=True)
     os.chmod(os.path.join(WORK, name), 0o644)
+# The typed table loadgen's rows fit (its own DDL), distributed by host.
+TABLE = subprocess.run([LOADGEN, "--mode", "ddl", "--shape", "typed"], check=True,
+                       capture_output=True, text=True).stdout.strip().rstrip(";")
+
+
+def distributed_table(name):
+    return (TABLE.replace("public.cpu", name, 1)
+            + f"; SELECT create_distributed_table('{name}', 'host')")
+
+
 try:
     for x in [c] + ws:
         x.init(); x.start(); x.execute("CREATE EXTENSION citus")
@@ -37,7 +46,7 @@ try:
     c.execute("CREATE EXTENSION pg_influx"); c.wait_listener_running()
     for rep in range(2):
         c.execute("DROP TABLE IF EXISTS cpu, cpu_copy")
-        c.execute(DDL.format(t="cpu")); c.execute(DDL.format(t="cpu_copy"))
+        c.execute(distributed_table("cpu")); c.execute(distributed_table("cpu_copy"))
         t0 = time.time()
         c.execute("COPY cpu_copy FROM '%s' (FORMAT binary)" % os.path.join(WORK, "cpu.bin"))
         tc = time.time() - t0
