@@ -355,6 +355,12 @@ bool ErrorAlwaysRetried(int sqlstate)
 bool isolate_transient = false;
 
 /*
+ * Set while a flush writes its groups in subtransactions: then every row of a table with
+ * a conflict policy is probed (the first attempt writes optimistically, table_writer.hpp).
+ */
+bool isolating = false;
+
+/*
  * Whether an error in an isolated attempt ends the attempt rather than a range of rows.
  * While transient errors are isolated too, a statement timeout before any row was written
  * (waiting for the table's lock, say) is still not the rows' doing.
@@ -520,7 +526,8 @@ RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     /* Each group is a statement: it sees what the previous ones wrote. */
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
-    RowCounts n = WriteRows(rel, info, GetUserId(), reporter, g, lo, hi, &progress, ReparseRow);
+    RowCounts n = WriteRows(rel, info, GetUserId(), reporter, g, lo, hi, &progress, ReparseRow,
+                            isolating ? ConflictSearch::Probe : ConflictSearch::Optimistic);
     PopActiveSnapshot();
     table_close(rel, NoLock);
     return n;
@@ -645,6 +652,7 @@ RowCounts InsertAll(const FlushOptions *opts, bool isolate)
     park_bytes = 0;
     for (int i = 0; i < batch.ngroups; i++)
         batch.groups[i]->parked = false;
+    isolating = isolate;
     for (int i = 0; i < batch.ngroups; i++) {
         BatchGroup *g = batch.groups[i];
         if (isolate) {

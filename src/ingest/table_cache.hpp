@@ -100,6 +100,7 @@ struct TableInfo {
     PointKey key;
     int on_conflict;     /* influx.set_on_conflict() for this table (INFLUX_ON_CONFLICT_*), or -1 */
     ConflictPlan *plans; /* prepared INSERT ... ON CONFLICT statements (conflict.cpp) */
+    int probe_writes;    /* first attempts still to probe every row (table_writer.cpp) */
 };
 
 /* Once per process: memory context and invalidation callbacks. */

@@ -148,6 +148,8 @@ struct Writer {
     /* Points that may exist (conflict.hpp); policy error: none of this. */
     int policy;            /* INFLUX_ON_CONFLICT_* */
     bool conflict;         /* policy is not error and the table has a point key */
+    bool probe;            /* conflict: every row is looked up in the point key */
+    int64 taken;           /* rows a lookup found the point of */
     bool upsert_all;       /* every row goes through INSERT ... ON CONFLICT */
     bool no_defaults;      /* rows for statements: the statement applies the defaults */
     const bool *updatable; /* merge: per column, the writer may UPDATE it */
@@ -986,8 +988,15 @@ Probe ProbePoint(Writer *w, Target *t, int i, TupleTableSlot *slot, TupleTableSl
 
 } // namespace
 
+/*
+ * After a table's write found existing points, its next kProbeWrites optimistic writes
+ * probe too: a resent batch then costs one failed attempt, not one per flush.
+ */
+constexpr int kProbeWrites = 32;
+
 RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, BatchGroup *group,
-                    int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse)
+                    int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse,
+                    ConflictSearch search)
 {
     Writer *w = static_cast<Writer *>(palloc0(sizeof(Writer)));
     w->rel = rel;
@@ -1004,6 +1013,7 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
 
     w->policy = ConflictPolicyFor(info);
     w->conflict = w->policy != INFLUX_ON_CONFLICT_ERROR;
+    w->probe = w->conflict && (search == ConflictSearch::Probe || info->probe_writes > 0);
     /* A Citus table's relation is a shell: only a statement reaches its shards. */
     w->upsert_all = info->distributed;
     if (w->conflict) {
@@ -1061,8 +1071,10 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
             MemoryContextSwitchTo(old);
             continue;
         }
+        bool repeated = false; /* its point is that of a row before it */
         if (w->conflict && !KeySetAdd(&w->pending, PointHash(info, desc, slot))) {
             /* Its point is pending: what is pending goes first, in order. */
+            repeated = true;
             ExecMaterializeSlot(slot);
             WritePending(w);
             progress->row = i;
@@ -1104,7 +1116,13 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
                 ExecConstraints(t->rri, slot, estate);
             if (t->partition_check)
                 ExecPartitionCheck(t->rri, slot, estate, true);
-            if (w->conflict && ProbePoint(w, t, i, slot, row_slot) == Probe::Taken) {
+            Probe probe = Probe::Insert;
+            if (w->conflict && (w->probe || repeated))
+                probe = ProbePoint(w, t, i, slot, row_slot);
+            if (probe == Probe::Taken) {
+                /* A point the batch itself wrote says nothing about the table. */
+                if (!repeated)
+                    w->taken++;
                 ExecClearTuple(slot);
             } else {
                 ExecMaterializeSlot(slot);
@@ -1124,6 +1142,10 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
 
     Finish(w);
     EndActing(&acting);
+    if (w->taken > 0)
+        info->probe_writes = kProbeWrites;
+    else if (w->probe && search == ConflictSearch::Optimistic)
+        info->probe_writes--;
     w->counts.inserted += w->inserted;
     return w->counts;
 }

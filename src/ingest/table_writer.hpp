@@ -58,7 +58,17 @@ struct WriteProgress {
  */
 typedef bool (*ReparseFn)(const BatchRow *row, Point *point);
 
+/*
+ * How a write under a merge, replace or skip policy finds the rows whose point exists:
+ *   Probe       every row is looked up in the point key before it is buffered;
+ *   Optimistic  unless the table's recent writes found existing points, rows are written
+ *               with no lookup: a row whose point exists then fails the write with a
+ *               unique violation, and the caller writes the rows again with Probe.
+ */
+enum class ConflictSearch { Probe, Optimistic };
+
 RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report, BatchGroup *group,
-                    int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse);
+                    int lo, int hi, volatile WriteProgress *progress, ReparseFn reparse,
+                    ConflictSearch search);
 
 } // namespace influx

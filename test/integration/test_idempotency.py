@@ -269,6 +269,53 @@ def test_changed_values_are_written(http):
              what="rows_merged counted")
 
 
+def test_resend_mixed_with_new_points_and_another_table(http):
+    """A request whose lines are half resent points (changed values) and half new ones,
+    with a table without a key in the same request: the first attempt, written without
+    lookups, fails on the key and is written again with them (table_writer.hpp); every line
+    lands once and is counted once."""
+    table, plain = "mixed_resend", "mixed_plain"
+    make_cpu_table(http, table, "merge")
+    http.execute(f"DROP TABLE IF EXISTS {plain}")
+    assert_204(write(http.http_port, cpu_lines(1000).replace("{m}", table)))
+    inserted, merged = counter(http, "rows_inserted"), counter(http, "rows_merged")
+
+    resent = cpu_lines(1000, value=0.5).replace("{m}", table).splitlines()[500:]
+    new = cpu_lines(500, t0=T0_NS + 10**13).replace("{m}", table).splitlines()
+    others = [f"{plain},host=h{i} v={i}i {T0_NS + i}" for i in range(300)]
+    body = "\n".join(x for triple in zip(resent, new, others + [""] * 200) for x in triple if x)
+    assert_204(write(http.http_port, body + "\n"))
+
+    assert http.row_count(table) == 1500
+    assert http.scalar(f"SELECT count(*) FROM {table} WHERE usage_idle = 50.5") == 500
+    assert http.row_count(plain) == 300
+    wait_for(lambda: counter(http, "rows_merged") - merged >= 500, 10, what="rows_merged")
+    assert counter(http, "rows_merged") - merged == 500
+    assert counter(http, "rows_inserted") - inserted == 800
+
+
+def test_resend_after_many_clean_writes(http):
+    """After a resend, a table's writes look up every point for a while, then go back to
+    writing without lookups: a resend after that is still merged, not duplicated nor
+    rejected."""
+    table = "resend_later"
+    make_cpu_table(http, table, "merge")
+    first = cpu_lines(200).replace("{m}", table)
+    assert_204(write(http.http_port, first))
+    assert_204(write(http.http_port, first))
+    rejected = counter(http, "rows_rejected_insert")
+    for k in range(1, 81):
+        assert_204(write(http.http_port, cpu_lines(200, t0=T0_NS + k * 10**12).replace("{m}", table)))
+    xmins = http.query(f"SELECT xmin::text FROM {table} ORDER BY _time, host, cpu")
+    assert_204(write(http.http_port, first))
+    assert_204(write(http.http_port, cpu_lines(200, value=0.25).replace("{m}", table)))
+    assert http.row_count(table) == 81 * 200
+    assert http.scalar(f"SELECT count(*) FROM {table} WHERE usage_idle = 50.25") == 200
+    after = http.query(f"SELECT xmin::text FROM {table} ORDER BY _time, host, cpu")
+    assert after[200:] == xmins[200:]
+    assert counter(http, "rows_rejected_insert") == rejected
+
+
 # ---------------------------------------------------------------------------------------
 # Partitions, triggers
 # ---------------------------------------------------------------------------------------
