@@ -15,6 +15,7 @@ extern "C" {
 #include "catalog/pg_namespace.h"
 #include "commands/extension.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 }
@@ -58,6 +59,21 @@ bool IsCitusTable(Relation rel)
     }
     table_close(catalog, AccessShareLock);
     return citus;
+}
+
+void KeepCitusConnections(void)
+{
+    /* GetConfigOption answers integers in one static buffer: one value at a time. */
+    const char *cached = GetConfigOption("citus.max_cached_conns_per_worker", true, false);
+    if (cached == nullptr || strcmp(cached, "1") != 0)
+        return;
+    const char *pool = GetConfigOption("citus.max_adaptive_executor_pool_size", true, false);
+    if (pool == nullptr)
+        return;
+    char value[32];
+    strlcpy(value, pool, sizeof(value));
+    (void) set_config_option("citus.max_cached_conns_per_worker", value, PGC_USERSET, PGC_S_SESSION,
+                             GUC_ACTION_SET, true, WARNING, false);
 }
 
 } // namespace influx

@@ -26,4 +26,14 @@ namespace influx
  */
 bool IsCitusTable(Relation rel);
 
+/*
+ * For an insertion worker, once after it connects, where Citus is loaded: keeps the
+ * connections a write to the shards opened, as many per node as one write may open
+ * (citus.max_adaptive_executor_pool_size), unless citus.max_cached_conns_per_worker was
+ * raised from its default of 1.  Citus closes all but that many at the end of every
+ * transaction; each flush would otherwise open (fork, authenticate, set up TLS) most of
+ * its shard connections again.
+ */
+void KeepCitusConnections(void);
+
 } // namespace influx

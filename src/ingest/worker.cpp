@@ -47,6 +47,7 @@ extern "C" {
 }
 
 #include "ipc/chunk.hpp"
+#include "ingest/citus.hpp"
 #include "ingest/insert.hpp"
 #include "ingest/requests.hpp"
 #include "core/pg_cpp.hpp"
@@ -483,6 +484,7 @@ void WorkerMain(Datum main_arg)
     pgstat_report_appname(appname);
     pgstat_report_activity(STATE_IDLE, nullptr);
     SetSlotActivity(slot, "idle");
+    KeepCitusConnections();
 
     shm_mq_handle *mqh = AttachRing(main_arg, args, slot);
     ReceiveLoop(mqh, slot, args.worker_index);

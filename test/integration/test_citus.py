@@ -8,7 +8,9 @@ writes Citus tables through prepared INSERT ... SELECT statements, which Citus r
 Checked for TCP, UDP, HTTP and influx.insert(), into a hash-distributed table, a
 partitioned distributed table, a reference table and a Citus-local table: every row is
 visible to distributed queries, every shell stays empty, and a row the shards refuse (a
-CHECK constraint) is rejected alone and counted.
+CHECK constraint) is rejected alone and counted.  The insertion workers keep the shard
+connections a write opens (citus.max_cached_conns_per_worker) instead of opening them again
+for every flush.
 """
 
 import subprocess
@@ -45,6 +47,7 @@ def citus(listener):
         listener.execute("SELECT citus_set_coordinator_host('localhost', %s)", (listener.port,))
         for w in workers:
             listener.execute("SELECT citus_add_node('localhost', %s)", (w.port,))
+        listener.citus_workers = workers
         yield listener
     finally:
         for w in workers:
@@ -127,3 +130,26 @@ def test_a_row_the_shards_refuse_is_rejected_alone(citus):
     assert c.scalar("SELECT count(*) FROM chk") == 100
     assert c.stat_total("rows_rejected_insert", kind="worker") == before + 1
     assert shell_bytes(c, "chk") == 0
+
+
+def test_insertion_workers_keep_their_shard_connections(citus):
+    """After a write into a table with two shards per node, an insertion worker still holds
+    more than one connection to a node: Citus' default keeps one and closes the rest at
+    every commit, so each flush would connect (fork, authenticate, TLS) again."""
+    require_http(citus)
+    citus.execute("""CREATE TABLE keep_conns (_time timestamptz NOT NULL, host text, v float8);
+                     SELECT create_distributed_table('keep_conns', 'host')""")
+    assert_204(write(citus.http_port, lines("keep_conns", 2000)))
+    influx_pids = set(citus.backend_pids("influx worker"))
+
+    def most_kept_by_one_worker():
+        most = 0
+        for node in citus.citus_workers:
+            names = node.query("SELECT application_name FROM pg_stat_activity "
+                               "WHERE application_name LIKE 'citus_internal gpid=%'")
+            # gpid = node id * 10^10 + the pid on the node the connection comes from
+            pids = [int(name.split("=", 1)[1]) % 10**10 for (name,) in names]
+            most = max([most] + [pids.count(p) for p in influx_pids])
+        return most >= 2
+
+    wait_for(most_kept_by_one_worker, 10, what="an insertion worker keeping 2 connections to a node")
