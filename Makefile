@@ -34,7 +34,9 @@ REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_c
 PG_CPPFLAGS = -Isrc
 # Hidden by default: only the entry points PostgreSQL looks up by name are exported
 # (PGDLLEXPORT, see src/core/compat.hpp; test/check-exports.sh checks the list).
-PG_CXXFLAGS = -std=c++17 -fvisibility=hidden -fvisibility-inlines-hidden \
+# Frame pointers, as PostgreSQL's own C code is built here: `perf record -g` then sees
+# whole call chains through the workers' code (docs/benchmarks.md profiles).
+PG_CXXFLAGS = -std=c++17 -fvisibility=hidden -fvisibility-inlines-hidden -fno-omit-frame-pointer \
               -Wno-register -Wno-missing-field-initializers $(if $(CI),-Werror)
 PG_CFLAGS   = $(if $(CI),-Werror)
 SHLIB_LINK  = -lstdc++ $(PURE_LIBS) -lssl -lcrypto

@@ -176,6 +176,7 @@ void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_n
                  size_t line_len)
 {
     SetRowArrays(batch, AppendRow(batch, g, time_ns, line, line_len), point);
+    g->unbuilt++;
 }
 
 void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nvalues,

@@ -56,6 +56,7 @@ struct BatchGroup {
     const struct TableInfo *build_info; /* what built rows were converted against, or NULL */
     struct BuildMemo *build_memo;       /* BuildRow's lookups from the previous row */
     int build_refusals;                 /* lines BuildRow refused in a row */
+    int unbuilt;                        /* rows added as parsed keys and values (BatchAddRow) */
     bool parked; /* this flush attempt hands its rows back: the table was locked (tables.cpp
                     OpenTable) */
 };
@@ -97,5 +98,14 @@ void BatchAddRow(Batch *batch, BatchGroup *g, const Point &point, int64_t time_n
 /* Appends a built row (values allocated in the batch's context) to a group. */
 void BatchAddBuiltRow(Batch *batch, BatchGroup *g, const Datum *values, int nvalues,
                       int64_t time_ns, const char *line, size_t line_len);
+
+/*
+ * Whether every row of the group was built against `info` (not NULL): then each of their
+ * keys has a column in it, and there is no column to add for them.
+ */
+inline bool BatchGroupBuiltFor(const BatchGroup *g, const struct TableInfo *info)
+{
+    return info != nullptr && g->build_info == info && g->unbuilt == 0;
+}
 
 } // namespace influx

@@ -53,6 +53,7 @@ extern "C" {
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "access/twophase.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
@@ -186,12 +187,25 @@ void FlushWatchdog(void)
 /*
  * Tables one worker transaction writes at most: a batch is flushed once it names this many
  * measurements.  Each table takes a lock (and its indexes one each) in the server's shared
- * lock table, which holds max_locks_per_transaction x (max_connections + ...) entries for
- * all sessions together (6,400 and more with the defaults), and a flush that must isolate
- * rows gives each table a subtransaction.  influx.insert() writes in its caller's
- * transaction and has no such cap.
+ * lock table, which holds max_locks_per_transaction x (MaxBackends + max_prepared_xacts)
+ * entries for all sessions together (7,808 with the defaults).  The workers together take
+ * at most a quarter of it, counting two locks per table: 488 tables per flush with the
+ * defaults and two workers, never fewer than 256 nor more than 4,096.  A Telegraf fleet
+ * names a few hundred measurements in every gather: a lower cap would end each flush after
+ * one agent's lines (tiny transactions, one commit each).  A flush that must isolate rows
+ * gives each table a subtransaction.  influx.insert() writes in its caller's transaction
+ * and has no such cap.
  */
-constexpr int kMaxTablesPerFlush = 256;
+int MaxTablesPerFlush(void)
+{
+    static int cap = 0;
+    if (cap == 0) {
+        int64 entries = static_cast<int64>(max_locks_per_xact) * (MaxBackends + max_prepared_xacts);
+        int64 n = entries / 4 / Max(influx_workers, 1) / 2;
+        cap = static_cast<int>(Min(Max(n, 256), 4096));
+    }
+    return cap;
+}
 
 /*
  * Requests a flush may carry: each is an outcome the worker writes into its ring's log
@@ -505,7 +519,7 @@ RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
         RejectRange(g, lo, hi, kRowsRejectedTable, refusal);
         return none;
     }
-    if (opts->add_columns && g->schema_relid != relid) {
+    if (opts->add_columns && g->schema_relid != relid && !BatchGroupBuiltFor(g, info)) {
         /* ALTER TABLE refuses a table this backend has open: close it, keep the lock. */
         table_close(rel, NoLock);
         bool added = AddColumns(relid, info, g, lo, hi);
@@ -844,7 +858,7 @@ size_t InsertAddRecord(const RecordView &record, size_t from, bool *head, bool *
     size_t used = 0;
     if (from < record.size)
         used = ParseChunk(record.lines + from, record.size - from, precision,
-                          IntakeSchema(batch_database), kMaxTablesPerFlush, true, now_ns);
+                          IntakeSchema(batch_database), MaxTablesPerFlush(), true, now_ns);
     batch.request = 0;
     /*
      * A record that gave no row (only rejected lines or comments) leaves nothing to flush,
@@ -854,7 +868,7 @@ size_t InsertAddRecord(const RecordView &record, size_t from, bool *head, bool *
     if (batch.nrows == 0)
         ResetBatch();
     *full = batch.nrows >= static_cast<size_t>(influx_batch_size) ||
-            batch.ngroups >= kMaxTablesPerFlush ||
+            batch.ngroups >= MaxTablesPerFlush() ||
             MemoryContextMemAllocated(batch.cxt, false) >= kMaxBatchMemory ||
             RequestTallyCount() >= kMaxRequestsPerFlush;
     return used;

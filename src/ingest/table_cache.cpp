@@ -168,12 +168,16 @@ TableInfo *BuildInfo(Relation rel)
     for (int i = 0; i < slots; i++)
         info->name_slots[i] = -1;
 
+    info->may_default = static_cast<int16 *>(palloc(sizeof(int16) * Max(desc->natts, 1)));
     for (int i = 0; i < desc->natts; i++) {
         Form_pg_attribute att = TupleDescAttr(desc, i);
         ColumnInfo *col = &info->columns[i];
         col->attnum = att->attnum;
         if (att->attisdropped)
             continue;
+        if (att->attgenerated == '\0' && (att->atthasdef || att->attidentity != '\0' ||
+                                          get_typtype(att->atttypid) == TYPTYPE_DOMAIN))
+            info->may_default[info->nmay_default++] = static_cast<int16>(i);
         const char *name = NameStr(att->attname);
         col->name_len = static_cast<uint8>(strlen(name));
         memcpy(col->name, name, col->name_len + 1);

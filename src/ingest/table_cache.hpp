@@ -101,6 +101,9 @@ struct TableInfo {
     int on_conflict;     /* influx.set_on_conflict() for this table (INFLUX_ON_CONFLICT_*), or -1 */
     ConflictPlan *plans; /* prepared INSERT ... ON CONFLICT statements (conflict.cpp) */
     int probe_writes;    /* first attempts still to probe every row (table_writer.cpp) */
+    int16 *may_default;  /* indexes of the columns that may have a default: their own, an
+                          * identity, or their domain's (which can change without notice) */
+    int nmay_default;
 };
 
 /* Once per process: memory context and invalidation callbacks. */

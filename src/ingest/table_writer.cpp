@@ -687,17 +687,16 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
 bool PrepareDefaults(Writer *w)
 {
     TupleDesc desc = RelationGetDescr(w->rel);
-    int n = desc->natts;
+    int n = w->info->nmay_default;
     w->default_index = static_cast<int *>(palloc(sizeof(int) * Max(n, 1)));
     w->default_state = static_cast<ExprState **>(palloc(sizeof(ExprState *) * Max(n, 1)));
     w->default_value = static_cast<Datum *>(palloc(sizeof(Datum) * Max(n, 1)));
     w->default_null = static_cast<bool *>(palloc(sizeof(bool) * Max(n, 1)));
     bool is_volatile = false;
-    for (int i = 0; i < n; i++) {
-        Form_pg_attribute att = TupleDescAttr(desc, i);
-        if (att->attisdropped || att->attgenerated != '\0')
-            continue;
-        Node *def = build_column_default(w->rel, att->attnum);
+    /* Not every column: a wide table's descriptor is not walked on every write. */
+    for (int k = 0; k < w->info->nmay_default; k++) {
+        int i = w->info->may_default[k];
+        Node *def = build_column_default(w->rel, TupleDescAttr(desc, i)->attnum);
         if (def == nullptr)
             continue;
         Expr *expr = expression_planner(reinterpret_cast<Expr *>(def));

@@ -65,12 +65,7 @@ struct KeySets {
  */
 void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *keys)
 {
-    HASHCTL ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    ctl.keysize = NAMEDATALEN;
-    ctl.entrysize = NAMEDATALEN + sizeof(int);
-    ctl.hcxt = CurrentMemoryContext;
-    HTAB *seen = hash_create("influx keys", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+    HTAB *seen = nullptr; /* made for the first key without a column */
     memset(keys, 0, sizeof(*keys));
 
     /* Fields first, so that a key used as both is typed by its field. */
@@ -103,6 +98,15 @@ void CollectKeys(BatchGroup *g, int lo, int hi, const TableInfo *info, KeySets *
                     continue;
                 if (info != nullptr && TableInfoFindColumn(info, name, len) >= 0)
                     continue;
+                if (seen == nullptr) {
+                    HASHCTL ctl;
+                    memset(&ctl, 0, sizeof(ctl));
+                    ctl.keysize = NAMEDATALEN;
+                    ctl.entrysize = NAMEDATALEN + sizeof(int);
+                    ctl.hcxt = CurrentMemoryContext;
+                    seen = hash_create("influx keys", 64, &ctl,
+                                       HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+                }
                 bool found;
                 hash_search(seen, name, HASH_ENTER, &found);
                 if (found)
@@ -464,6 +468,12 @@ SchemaNeed CheckGroupSchema(const FlushOptions *opts, Oid nspid, BatchGroup *g)
     if (!OidIsValid(relid))
         return opts->create_tables ? SchemaNeed::Create : SchemaNeed::Nothing;
     if (!opts->add_columns)
+        return SchemaNeed::Nothing;
+    /*
+     * Rows built against the table's info, still valid, have a column for every key: the
+     * table need not be opened (the flush checks the info again under its lock).
+     */
+    if (BatchGroupBuiltFor(g, TableCachePeek(opts->schema, g->measurement)))
         return SchemaNeed::Nothing;
     /* Anything odd (dropped, not a table, refused) is the flush's to report. */
     char relkind = get_rel_relkind(relid);

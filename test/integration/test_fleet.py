@@ -30,9 +30,10 @@ CLUSTER_CONF = {
     # here) nor by age (flush_interval 20 s), only by the end of the burst (flush_idle: 1 s
     # without new data). So the 1,000-measurement TCP test (which lowers influx.workers to 1
     # first) hands one worker a single batch naming all of them. The worker itself still
-    # commits such a batch in several transactions: it flushes once a batch names a fixed
-    # number of tables (kMaxTablesPerFlush in src/ingest/insert.cpp, 256 in the build under test),
-    # so that test checks that transactions wrote far more than 64 tables each, not one.
+    # commits such a batch in several transactions: it flushes once a batch names as many
+    # tables as its share of the lock table allows (MaxTablesPerFlush in
+    # src/ingest/insert.cpp: 256 to 4,096), so that test checks that transactions wrote far
+    # more than 64 tables each, not one.
     "influx.batch_size": "1000000",
     "influx.flush_interval": "20s",
     "influx.flush_idle": "1s",
@@ -339,6 +340,30 @@ def test_a_tcp_batch_of_over_1000_measurements_lands_completely(listener):
     assert max(n for _, n in per_xact) >= 200, per_xact
     assert d[("worker", "batches")] == len(per_xact), per_xact
     assert value_problems(c, "public", points) == []
+
+
+def test_one_agents_gather_of_339_measurements_is_one_transaction(listener):
+    """A Telegraf agent's gather names every measurement of its inputs at once (339 here).
+    A worker used to commit every 256 tables, which on a fleet's interleaved stream made
+    transactions of a few hundred rows each (0.46x COPY); the cap now follows the server's
+    lock table (488 tables with the defaults and two workers)."""
+    c = listener
+    points, lines, expected = fleet_points(hosts=1, intervals=1, seed=SEED, prometheus_families=300,
+                                           name_prefix="g_", start_ns=fleet.DEFAULT_START_NS + 7200 * 10**9)
+    assert len(expected) > 256
+    payload = ("\n".join(lines) + "\n").encode()
+    set_workers(c, 1)
+    try:
+        before = counters(c)
+        send_tcp(c.tcp_port, payload)
+        d = wait_all_accounted(c, before, len(lines), 60, f"{len(lines)} rows of {len(expected)} measurements")
+    finally:
+        set_workers(c, None)
+    assert_reconciled(d, len(lines))
+    per_xact = c.query("SELECT x, count(DISTINCT m) FROM (" + " UNION ALL ".join(
+        f"SELECT xmin::text AS x, '{m}' AS m FROM public.{m}" for m in sorted(expected)) + ") s GROUP BY x")
+    assert [n for _, n in per_xact] == [len(expected)]
+    assert d[("worker", "batches")] == 1
 
 
 # ---------------------------------------------------------------------------------------
