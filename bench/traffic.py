@@ -50,12 +50,52 @@ START_NS = 1_704_067_200 * 10**9  # loadgen's first timestamp: 2024-01-01 00:00:
 _write_report = benchrun.write_report
 
 
+RESULTS = []  # the run's results, for the plot
+
+
 def write_report(path, text, png=None, caption=""):
-    """bench/run.py's report as traffic-<timestamp>.md, its one-dataset line replaced by the
-    scenarios' own (in its notes)."""
+    """bench/run.py's report as traffic-<timestamp>.md (+ .png), its one-dataset line
+    replaced by the scenarios' own (in its notes)."""
     text = "\n".join(x for x in text.split("\n") if not x.startswith("- dataset:"))
     head, name = os.path.split(path)
-    return _write_report(os.path.join(head, "traffic-" + name), text, png, caption)
+    path = os.path.join(head, "traffic-" + name)
+    png = plot(path[:-3] + ".png")
+    return _write_report(path, text, png, "rows/s per scenario: binary COPY and pg_influx")
+
+
+def plot(path):
+    """A bar per scenario and method: median rows/s (python3-matplotlib; none without it)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing (apt-get install -y python3-matplotlib): no plot")
+        return None
+    from statistics import median
+    bars = {}
+    for r in RESULTS:
+        if r.get("secs") and r.get("ok", True):
+            bars.setdefault((r["variant"].name, r["method"]), []).append(r["rows"] / r["secs"])
+    if not bars:
+        return None
+    keys = list(bars)
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(keys) + 1.5))
+    y = list(range(len(keys)))[::-1]
+    rates = [median(bars[k]) for k in keys]
+    ax.barh(y, rates, color=["0.6" if "COPY" in k[1] else "tab:blue" for k in keys])
+    for yi, rate in zip(y, rates):
+        ax.text(rate, yi, f" {rate:,.0f}", va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{k[0]}: {k[1].strip('`')}" for k in keys], fontsize=8)
+    ax.set_xlim(0, max(rates) * 1.2)
+    ax.set_xlabel("rows/s (median of the timed trials)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title("pg_influx on real traffic vs binary COPY of the same rows (bench/traffic.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 benchrun.write_report = write_report
@@ -93,6 +133,7 @@ def last_timestamp(path):
 class Traffic(benchrun.Bench):
     def __init__(self, args):
         super().__init__(args)
+        self.results = RESULTS
         self.expected = {}  # variant name -> {table: rows}
 
     # ----- the fleet -----
