@@ -6,6 +6,9 @@
 #include "net/listener_state.hpp"
 #include "net/http.hpp"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+
 namespace influx
 {
 namespace net
@@ -45,6 +48,56 @@ void SetKeepalive(int fd)
         ReportProblem(L->slot, "could not set TCP keepalive on a connection: %m");
 }
 
+namespace
+{
+
+/*
+ * A descriptor held in reserve.  Out of descriptors, accept() fails and leaves the
+ * connection queued: the listen socket stays readable and the loop would wake for it again
+ * and again, at full speed, while the client waits for nothing.  The reserve is given up
+ * to take that connection and close it at once (refused, counted), then taken back.
+ */
+int spare_fd = -1;
+
+void HoldSpareDescriptor(void)
+{
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+} // namespace
+
+void RaiseDescriptorLimit(void)
+{
+    HoldSpareDescriptor();
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    /* Both connection limits at their highest (they may be raised by a reload), and room
+     * for PostgreSQL's own files. */
+    rlim_t want = 2 * static_cast<rlim_t>(INFLUX_MAX_CONNECTIONS) + 1024;
+    if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
+        want = rl.rlim_max;
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return;
+    if (rl.rlim_cur < want) {
+        rlim_t before = rl.rlim_cur;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = before;
+    }
+    rlim_t needed = static_cast<rlim_t>(influx_max_connections) + influx_http_max_connections + 64;
+    if (rl.rlim_cur < needed)
+        ereport(WARNING,
+                (errmsg("pg_influx: the listener may open %llu file descriptors, fewer than "
+                        "influx.max_connections + influx.http_max_connections allow "
+                        "(%d + %d): connections beyond it are refused",
+                        static_cast<unsigned long long>(rl.rlim_cur), influx_max_connections,
+                        influx_http_max_connections),
+                 errhint("Raise the server's hard limit on open files (LimitNOFILE= in the "
+                         "PostgreSQL service's systemd unit, or ulimit -Hn).")));
+}
+
 int AcceptSocket(int listen_fd, const char *what)
 {
     for (;;) {
@@ -53,6 +106,22 @@ int AcceptSocket(int listen_fd, const char *what)
             return fd;
         if (errno == EINTR)
             continue;
+        if ((errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+            int e = errno;
+            close(spare_fd);
+            spare_fd = -1;
+            int refused = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (refused >= 0)
+                close(refused);
+            HoldSpareDescriptor();
+            if (refused >= 0) {
+                Count(L->slot, kConnectionsRefused);
+                errno = e;
+                ReportProblem(L->slot, "refused %s: the listener is out of file descriptors (%m)",
+                              what);
+            }
+            return -1;
+        }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
             ReportProblem(L->slot, "could not accept %s: %m", what);
         return -1;

@@ -342,6 +342,7 @@ void StartListener(void)
     SetListenerStatus("starting");
 
     L->targets_ok = CheckTargets();
+    RaiseDescriptorLimit();
     BindSockets(true);
     SuperviseWorkers(false);
     pgstat_report_activity(STATE_IDLE, nullptr);

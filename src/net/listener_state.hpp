@@ -236,6 +236,9 @@ void SetKeepalive(int fd);
 /* The next connection waiting on a listen socket, non-blocking; -1 when there is none (an
  * error other than "none now" is reported, naming `what`). */
 int AcceptSocket(int listen_fd, const char *what);
+/* At start: the soft limit on open files raised as far as the hard limit allows (a WARNING
+ * if the connection limits could need more), and a descriptor held in reserve. */
+void RaiseDescriptorLimit(void);
 void AcceptConnections(int listen_fd, int max_accepts);
 void ProcessConnectionBytes(Connection *c);
 void FinishConnection(Connection *c);
