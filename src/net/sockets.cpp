@@ -25,7 +25,7 @@ namespace influx
  * Connections the kernel queues before the listener accepts them (capped by
  * net.core.somaxconn): room for a connection storm between two wakeups.
  */
-constexpr int kListenBacklog = 1024;
+constexpr int kListenBacklog = 4096;
 
 namespace
 {
