@@ -21,6 +21,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/syscache.h"
 }
 
@@ -38,7 +39,21 @@ struct InfoEntry {
     Oid relid; /* hash key */
     bool valid;
     TableInfo *info;
+    uint64 last_used; /* the batch that last asked for it (TableCacheGet) */
 };
+
+/*
+ * Table infos a process keeps.  Beyond it, after a batch, the infos used longest ago go,
+ * and with them PostgreSQL's own cache entry of their table: the relcache never forgets a
+ * relation by itself, and each table a worker wrote costs it about 6 KiB (148 MiB after
+ * 20,000 tables).  High enough that the default influx.max_tables (10,000) never evicts:
+ * a table evicted and written again is rebuilt, and writes cycling over more tables than
+ * the cache holds rebuild every one of them (a third of the speed, bench/many_tables.py).
+ * A flush writes at most 4,096 tables (insert.cpp): the infos of the batch are all kept.
+ */
+constexpr long kMaxCachedInfos = 20000;
+constexpr long kCachedInfosAfterEviction = 18000;
+uint64 batch_number = 1;
 
 struct NameKey {
     Oid nspid;
@@ -293,6 +308,7 @@ TableInfo *TableCacheGet(Relation rel)
     bool found;
     auto e = static_cast<InfoEntry *>(hash_search(infos, &relid, HASH_ENTER, &found));
     /* No info on a valid entry: its last build raised an ERROR; build it again. */
+    e->last_used = batch_number;
     if (found && e->valid && e->info != nullptr)
         return e->info;
     if (found && e->info != nullptr) {
@@ -307,6 +323,7 @@ TableInfo *TableCacheGet(Relation rel)
     /* BuildInfo may have processed invalidations that added entries: look up again. */
     e = static_cast<InfoEntry *>(hash_search(infos, &relid, HASH_FIND, nullptr));
     e->info = info;
+    e->last_used = batch_number;
     return info;
 }
 
@@ -342,6 +359,49 @@ int TableInfoFindColumn(const TableInfo *info, const char *name, size_t len)
     }
 }
 
+namespace
+{
+
+struct Age {
+    uint64 last_used;
+    Oid relid;
+};
+
+int CompareAge(const void *a, const void *b)
+{
+    uint64 x = static_cast<const Age *>(a)->last_used, y = static_cast<const Age *>(b)->last_used;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Keeps at most kMaxCachedInfos infos: see there. */
+void EvictLeastRecent(void)
+{
+    long n = hash_get_num_entries(infos);
+    if (n <= kMaxCachedInfos)
+        return;
+    Age *ages = static_cast<Age *>(MemoryContextAlloc(cache_cxt, sizeof(Age) * n));
+    long k = 0;
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, infos);
+    for (auto e = static_cast<InfoEntry *>(hash_seq_search(&seq)); e;
+         e = static_cast<InfoEntry *>(hash_seq_search(&seq)))
+        ages[k++] = Age{e->last_used, e->relid};
+    qsort(ages, k, sizeof(Age), CompareAge);
+    for (long i = 0; i < k - kCachedInfosAfterEviction; i++) {
+        if (ages[i].last_used >= batch_number)
+            break; /* used by this batch: never */
+        auto e = static_cast<InfoEntry *>(hash_search(infos, &ages[i].relid, HASH_FIND, nullptr));
+        if (e->info != nullptr)
+            MemoryContextDelete(e->info->cxt);
+        hash_search(infos, &ages[i].relid, HASH_REMOVE, nullptr);
+        /* Not open (refcount 0): PostgreSQL frees its entry; open, it only rebuilds it. */
+        RelationCacheInvalidateEntry(ages[i].relid);
+    }
+    pfree(ages);
+}
+
+} // namespace
+
 void TableCacheEndOfBatch(void)
 {
     if (cache_cxt == nullptr)
@@ -363,6 +423,8 @@ void TableCacheEndOfBatch(void)
             MemoryContextDelete(e->info->cxt);
         hash_search(infos, &e->relid, HASH_REMOVE, nullptr);
     }
+    EvictLeastRecent();
+    batch_number++;
 }
 
 } // namespace influx
