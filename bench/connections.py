@@ -245,14 +245,7 @@ def main():
                    d={k: after[k] - base[k] for k in after} if base and after else {},
                    pg=db.value("SHOW server_version"))
     finally:
-        if db:
-            db.close()
-        c.stop()
-        if a.keep:
-            log(f"kept {c.dir}")
-        else:
-            import shutil
-            shutil.rmtree(c.dir, ignore_errors=True)
+        c.finish([db], a.keep)
     sys.exit(report(a, res, load_before))
 
 

@@ -346,14 +346,7 @@ def main():
             results.append(one_interval(a, c, db, blocks, ms, first_marker=(k + 1) * 1_000_000))
         pg_version = db.value("SHOW server_version")
     finally:
-        if db:
-            db.close()
-        c.stop()
-        if a.keep:
-            log(f"kept {c.dir}")
-        else:
-            import shutil
-            shutil.rmtree(c.dir, ignore_errors=True)
+        c.finish([db], a.keep)
     report(a, results, pg_version, load_before)
     sys.exit(0 if all(r["ok"] for r in results) else 1)
 

@@ -137,14 +137,7 @@ def main():
                               "'influx_many'::regnamespace AND relkind = 'r'"))
         pg = db.value("SHOW server_version")
     finally:
-        if db:
-            db.close()
-        c.stop()
-        if a.keep:
-            log(f"kept {c.dir}")
-        else:
-            import shutil
-            shutil.rmtree(c.dir, ignore_errors=True)
+        c.finish([db], a.keep)
 
     now = datetime.datetime.now()
     L = [f"# pg_influx: {a.measurements:,} measurements — {now:%Y-%m-%d %H:%M:%S}\n"]
@@ -154,7 +147,7 @@ def main():
              f"`influx.batch_size={a.batch_size}`, fsync and synchronous_commit on")
     L.append(f"- tables at the end: {tables:,}; first sightings took {create_secs:.0f} s in all")
     L.append("")
-    L.append(f"| load | rows/s | ratio |")
+    L.append("| load | rows/s | ratio |")
     L.append("|---|--:|--:|")
     L.append(f"| {a.lines:,} lines into one table | {single:,.0f} | 1.00 |")
     L.append(f"| {a.lines:,} lines over {spread:,} existing tables, {a.run} consecutive lines per table | {spread_rate:,.0f} | "
