@@ -82,3 +82,10 @@ static inline bool InfluxAdjustTimestampForTypmod(Timestamp *ts, int32 typmod)
 #else
 #define InfluxTableOwnerCheck(relid, role) pg_class_ownercheck((relid), (role))
 #endif
+
+/* Every setting's state (utils/guc_tables.h): the count became an out-parameter in 16. */
+#if PG_VERSION_NUM >= 160000
+#define InfluxGucVariables(n) get_guc_variables(n)
+#else
+#define InfluxGucVariables(n) (*(n) = GetNumConfigOptions(), get_guc_variables())
+#endif

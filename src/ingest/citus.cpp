@@ -16,10 +16,12 @@ extern "C" {
 #include "commands/extension.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 }
 
+#include "core/compat.hpp"
 #include "ingest/citus.hpp"
 
 namespace influx
@@ -61,8 +63,27 @@ bool IsCitusTable(Relation rel)
     return citus;
 }
 
+namespace
+{
+
+/* Whether a setting holds its built-in default: nobody set it (server file, role, ...). */
+bool SettingIsDefault(const char *name)
+{
+    int n = 0;
+    struct config_generic **vars = InfluxGucVariables(&n);
+    for (int i = 0; i < n; i++)
+        if (pg_strcasecmp(vars[i]->name, name) == 0)
+            return vars[i]->source == PGC_S_DEFAULT;
+    return false;
+}
+
+} // namespace
+
 void KeepCitusConnections(void)
 {
+    /* An administrator's own value, even 1, is kept. */
+    if (!SettingIsDefault("citus.max_cached_conns_per_worker"))
+        return;
     /* GetConfigOption answers integers in one static buffer: one value at a time. */
     const char *cached = GetConfigOption("citus.max_cached_conns_per_worker", true, false);
     if (cached == nullptr || strcmp(cached, "1") != 0)

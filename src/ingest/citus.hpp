@@ -30,9 +30,10 @@ bool IsCitusTable(Relation rel);
  * For an insertion worker, once after it connects, where Citus is loaded: keeps the
  * connections a write to the shards opened, as many per node as one write may open
  * (citus.max_adaptive_executor_pool_size), unless citus.max_cached_conns_per_worker was
- * raised from its default of 1.  Citus closes all but that many at the end of every
- * transaction; each flush would otherwise open (fork, authenticate, set up TLS) most of
- * its shard connections again.
+ * set by the administrator (any value, 1 included).  Citus closes all but that many at the
+ * end of every transaction; each flush would otherwise open (fork, authenticate, set up
+ * TLS) most of its shard connections again.  Kept per node, user and database: with
+ * influx.http_auth = password, per writing role.
  */
 void KeepCitusConnections(void);
 

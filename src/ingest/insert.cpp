@@ -159,6 +159,14 @@ bool may_park = false;
 size_t park_bytes = 0;
 
 /*
+ * After a flush of this batch filled the server's lock table: the groups the next attempt
+ * writes (0: all); the others are handed back, to come again in later batches.  Halved at
+ * each such failure, so a batch of tables that lock more than MaxTablesPerFlush() counted
+ * on (many partitions or indexes) gets written instead of failing again and again.
+ */
+int lock_table_groups = 0;
+
+/*
  * A stopping worker's flush watchdog (a timeout, so it runs in the SIGALRM handler): once
  * the worker has been asked to stop, a flush gets kStopGraceMs more before the worker is
  * made to exit as pg_terminate_backend() makes a backend exit.  A flush that waits on a
@@ -186,25 +194,24 @@ void FlushWatchdog(void)
 
 /*
  * Tables one worker transaction writes at most: a batch is flushed once it names this many
- * measurements.  Each table takes a lock (and its indexes one each) in the server's shared
- * lock table, which holds max_locks_per_transaction x (MaxBackends + max_prepared_xacts)
- * entries for all sessions together (7,808 with the defaults).  The workers together take
- * at most a quarter of it, counting two locks per table: 488 tables per flush with the
- * defaults and two workers, never fewer than 256 nor more than 4,096.  A Telegraf fleet
- * names a few hundred measurements in every gather: a lower cap would end each flush after
- * one agent's lines (tiny transactions, one commit each).  A flush that must isolate rows
- * gives each table a subtransaction.  influx.insert() writes in its caller's transaction
- * and has no such cap.
+ * measurements.  Each table takes a lock in the server's shared lock table (and each of its
+ * indexes and partitions written one more), which holds max_locks_per_transaction x
+ * (MaxBackends + max_prepared_xacts) entries for all sessions together (7,808 with the
+ * defaults).  The workers together take at most a quarter of it, counting per table the
+ * relations the last committed flush locked per table (two before the first): 488 tables
+ * with the defaults, two workers and tables with one index; 93 for tables with 20
+ * partitions; never fewer than 16 nor more than 4,096.  A Telegraf fleet names a few
+ * hundred measurements in every gather: a lower cap would end each flush after one agent's
+ * lines (tiny transactions, one commit each).  influx.insert() writes in its caller's
+ * transaction and has no such cap.
  */
+int learned_relations_per_table = 2;
+
 int MaxTablesPerFlush(void)
 {
-    static int cap = 0;
-    if (cap == 0) {
-        int64 entries = static_cast<int64>(max_locks_per_xact) * (MaxBackends + max_prepared_xacts);
-        int64 n = entries / 4 / Max(influx_workers, 1) / 2;
-        cap = static_cast<int>(Min(Max(n, 256), 4096));
-    }
-    return cap;
+    int64 entries = static_cast<int64>(max_locks_per_xact) * (MaxBackends + max_prepared_xacts);
+    int64 n = entries / 4 / Max(influx_workers, 1) / Max(learned_relations_per_table, 2);
+    return static_cast<int>(Min(Max(n, 16), 4096));
 }
 
 /*
@@ -375,6 +382,18 @@ bool isolate_transient = false;
 bool isolating = false;
 
 /*
+ * Set for a first attempt made again because the one before found an existing point
+ * while writing without lookups: this one looks every point up, still in one transaction
+ * (isolating would give every table a subtransaction, and a point another writer commits
+ * meanwhile could then fail a single row).
+ */
+bool probe_attempt = false;
+
+/* Relations locked and tables written by the attempt so far (MaxTablesPerFlush). */
+int64 attempt_relations = 0;
+int64 attempt_tables = 0;
+
+/*
  * Whether an error in an isolated attempt ends the attempt rather than a range of rows.
  * While transient errors are isolated too, a statement timeout before any row was written
  * (waiting for the table's lock, say) is still not the rows' doing.
@@ -491,6 +510,8 @@ RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     RowCounts none = {0, 0, 0};
     progress.stage = WriteStage::Resolve;
     progress.row = -1;
+    progress.merges = progress.optimistic = false;
+    progress.relations = 0;
     progress.column = nullptr;
     if (g->parked || PendingRows(g, lo, hi) == 0)
         return none;
@@ -540,8 +561,11 @@ RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     /* Each group is a statement: it sees what the previous ones wrote. */
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
-    RowCounts n = WriteRows(rel, info, GetUserId(), reporter, g, lo, hi, &progress, ReparseRow,
-                            isolating ? ConflictSearch::Probe : ConflictSearch::Optimistic);
+    RowCounts n =
+        WriteRows(rel, info, GetUserId(), reporter, g, lo, hi, &progress, ReparseRow,
+                  isolating || probe_attempt ? ConflictSearch::Probe : ConflictSearch::Optimistic);
+    attempt_relations += progress.relations;
+    attempt_tables++;
     PopActiveSnapshot();
     table_close(rel, NoLock);
     return n;
@@ -588,6 +612,7 @@ RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, i
 {
     check_stack_depth();
     RowCounts total = {0, 0, 0};
+    int head_retried = -1; /* the head row tried again after a unique violation */
     while (lo < hi && PendingRows(g, lo, hi) > 0) {
         CHECK_FOR_INTERRUPTS();
         char message[INFLUX_ERROR_TEXT];
@@ -616,6 +641,15 @@ RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, i
              */
             total += InsertGroupIsolated(opts, g, lo, row);
             lo = row;
+            continue;
+        }
+        if (stage == WriteStage::Rows && row == lo && sqlstate == ERRCODE_UNIQUE_VIOLATION &&
+            progress.merges && head_retried != lo) {
+            /*
+             * The row's point was looked up and not found, then another writer committed
+             * it before this insert: looking it up again finds it, and merges.
+             */
+            head_retried = lo;
             continue;
         }
         if (stage == WriteStage::Rows && row >= lo && row < hi) {
@@ -666,7 +700,18 @@ RowCounts InsertAll(const FlushOptions *opts, bool isolate)
     park_bytes = 0;
     for (int i = 0; i < batch.ngroups; i++)
         batch.groups[i]->parked = false;
+    if (may_park && lock_table_groups > 0 && hooks->handback_writable()) {
+        for (int i = lock_table_groups; i < batch.ngroups; i++) {
+            BatchGroup *g = batch.groups[i];
+            size_t need = GroupLineBytes(g, 0, g->nrows);
+            if (park_bytes + need > hooks->handback_capacity)
+                break;
+            park_bytes += need;
+            g->parked = true;
+        }
+    }
     isolating = isolate;
+    attempt_relations = attempt_tables = 0;
     for (int i = 0; i < batch.ngroups; i++) {
         BatchGroup *g = batch.groups[i];
         if (isolate) {
@@ -754,6 +799,8 @@ void ApplySynchronousCommit(void)
 /* After a flush (or an influx.insert() call): free the batch and per-flush memory. */
 void EndBatch(void)
 {
+    probe_attempt = false;
+    lock_table_groups = 0;
     ResetBatch();
     parser->Trim();
     MemoryContextReset(attempt_cxt);
@@ -974,11 +1021,24 @@ bool FlushBatchAs(void)
         isolate_transient = suspect_failures >= kTransientFailuresBeforeIsolating;
         ok = !isolate_transient &&
              FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
+        if (!ok && sqlstate == ERRCODE_UNIQUE_VIOLATION && progress.optimistic) {
+            probe_attempt = true;
+            ok = FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
+            probe_attempt = false;
+        }
         if (!ok && (isolate_transient || !ErrorIsTransient(sqlstate)))
             ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
         isolate_transient = false;
         if (ok || !ErrorIsTransient(sqlstate))
             break;
+        if (error_was_lock_table && batch.ngroups > 1) {
+            /* Perhaps full because of this flush: fewer tables next time (see there). */
+            int groups = lock_table_groups > 0 ? lock_table_groups : batch.ngroups;
+            lock_table_groups = Max(1, groups / 2);
+            if (attempt_tables > 0)
+                learned_relations_per_table = static_cast<int>(
+                    Max(2, (attempt_relations + attempt_tables - 1) / attempt_tables));
+        }
         suspect_failures = ErrorAlwaysRetried(sqlstate) ? 0 : suspect_failures + 1;
         Problem(reporter, kFlushRetries, 1,
                 "flush of %lld rows rolled back (SQLSTATE %s), trying again in %d ms: %s",
@@ -1005,6 +1065,9 @@ bool FlushBatchAs(void)
     if (ok) {
         NoteRowCounts(inserted);
         Note(reporter, kBatches);
+        if (attempt_tables > 0)
+            learned_relations_per_table =
+                static_cast<int>((attempt_relations + attempt_tables - 1) / attempt_tables);
     }
     EndBatch();
     pgstat_report_stat(false);
@@ -1056,6 +1119,15 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
         bool ok = InSubtransaction(
             work_cxt, [&]() { n = InsertAll(&opts, false); }, &sqlstate, message, sizeof(message));
         MemoryContextSwitchTo(work_cxt);
+        if (!ok && sqlstate == ERRCODE_UNIQUE_VIOLATION && progress.optimistic) {
+            /* A point exists: once more, looking every point up (see probe_attempt). */
+            probe_attempt = true;
+            ok = InSubtransaction(
+                work_cxt, [&]() { n = InsertAll(&opts, false); }, &sqlstate, message,
+                sizeof(message));
+            probe_attempt = false;
+            MemoryContextSwitchTo(work_cxt);
+        }
         /* Not about the rows (a cancel, a lock timeout, ...): the caller's to handle. */
         if (!ok && ErrorIsTransient(sqlstate))
             ereport(ERROR, (errcode(sqlstate), errmsg("%s", message)));

@@ -190,8 +190,10 @@ TableInfo *BuildInfo(Relation rel)
         col->attnum = att->attnum;
         if (att->attisdropped)
             continue;
+        /* What build_column_default may find: the column's, an identity, its type's. */
         if (att->attgenerated == '\0' && (att->atthasdef || att->attidentity != '\0' ||
-                                          get_typtype(att->atttypid) == TYPTYPE_DOMAIN))
+                                          get_typtype(att->atttypid) == TYPTYPE_DOMAIN ||
+                                          get_typdefault(att->atttypid) != nullptr))
             info->may_default[info->nmay_default++] = static_cast<int16>(i);
         const char *name = NameStr(att->attname);
         col->name_len = static_cast<uint8>(strlen(name));

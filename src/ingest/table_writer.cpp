@@ -1013,6 +1013,9 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
     w->policy = ConflictPolicyFor(info);
     w->conflict = w->policy != INFLUX_ON_CONFLICT_ERROR;
     w->probe = w->conflict && (search == ConflictSearch::Probe || info->probe_writes > 0);
+    progress->merges = w->conflict;
+    progress->optimistic = w->conflict && !w->probe;
+    progress->relations = 1 + list_length(RelationGetIndexList(rel));
     /* A Citus table's relation is a shell: only a statement reaches its shards. */
     w->upsert_all = info->distributed;
     if (w->conflict) {
@@ -1139,8 +1142,12 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
         MemoryContextSwitchTo(old);
     }
 
+    int relations = 0;
+    for (int i = 0; i < w->ntargets; i++)
+        relations += 1 + w->targets[i]->rri->ri_NumIndices;
     Finish(w);
     EndActing(&acting);
+    progress->relations = Max(progress->relations, relations);
     if (w->taken > 0)
         info->probe_writes = kProbeWrites;
     else if (w->probe && search == ConflictSearch::Optimistic)

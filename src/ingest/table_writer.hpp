@@ -41,6 +41,9 @@ struct WriteProgress {
     WriteStage stage;
     int row;            /* index in the group, -1 when unknown */
     const char *column; /* set while a value is being converted, else NULL */
+    bool merges;        /* the table has a conflict policy (merge, replace, skip) */
+    bool optimistic;    /* ... and its rows were written without looking points up */
+    int relations;      /* relations the write locked: the table, partitions, indexes */
 };
 
 /*

@@ -153,3 +153,32 @@ def test_insertion_workers_keep_their_shard_connections(citus):
         return most >= 2
 
     wait_for(most_kept_by_one_worker, 10, what="an insertion worker keeping 2 connections to a node")
+
+
+def test_an_administrators_setting_of_cached_connections_is_kept(citus):
+    """citus.max_cached_conns_per_worker set by the administrator, even to Citus' default
+    of 1, is left alone: the insertion workers keep one connection per node."""
+    require_http(citus)
+    c = citus
+    c.execute("""CREATE TABLE keep_one (_time timestamptz NOT NULL, host text, v float8);
+                 SELECT create_distributed_table('keep_one', 'host')""")
+    c.execute("ALTER SYSTEM SET citus.max_cached_conns_per_worker = 1")
+    try:
+        c.execute("SELECT pg_reload_conf()")
+        old = set(c.backend_pids("influx worker"))
+        c.execute("SELECT influx.restart_workers()")
+        wait_for(lambda: (lambda now: now and not (now & old))(set(c.backend_pids("influx worker"))),
+                 30, what="new insertion workers")
+        assert_204(write(c.http_port, lines("keep_one", 2000)))
+        influx_pids = set(c.backend_pids("influx worker"))
+        most = 0
+        for node in c.citus_workers:
+            names = node.query("SELECT application_name FROM pg_stat_activity "
+                               "WHERE application_name LIKE 'citus_internal gpid=%'")
+            pids = [int(name.split("=", 1)[1]) % 10**10 for (name,) in names]
+            most = max([most] + [pids.count(p) for p in influx_pids])
+        assert most == 1
+    finally:
+        c.execute("ALTER SYSTEM RESET citus.max_cached_conns_per_worker")
+        c.execute("SELECT pg_reload_conf()")
+        c.execute("SELECT influx.restart_workers()")

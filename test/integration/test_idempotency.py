@@ -294,6 +294,40 @@ def test_resend_mixed_with_new_points_and_another_table(http):
     assert counter(http, "rows_inserted") - inserted == 800
 
 
+def test_point_committed_by_another_session_during_the_write_is_merged(http):
+    """A flush finds an existing point (its first attempt fails) and, while it writes again,
+    another session commits a point the flush also carries: that row is merged, never
+    rejected. (The write used to isolate rows in subtransactions at once, and the point
+    committed between a row's lookup and its insert failed it as a duplicate.)"""
+    c = http
+    T1 = T0_NS + 10**9
+    for t in ("race_u", "race_t"):
+        c.execute(f"DROP TABLE IF EXISTS {t}")
+        c.execute(f"CREATE TABLE {t} (_time timestamptz NOT NULL, host text, v float8, "
+                  f"UNIQUE NULLS NOT DISTINCT (_time, host))")
+    c.execute("INSERT INTO race_u VALUES (to_timestamp(%s), 'r', 0)", (T0_NS / 1e9,))
+    c.execute("INSERT INTO race_t VALUES (to_timestamp(%s), 'p', 0)", (T0_NS / 1e9,))
+    merged, rejected = counter(c, "rows_merged"), counter(c, "rows_rejected_insert")
+    x = c.connect()
+    try:
+        x.autocommit = False
+        cur = x.cursor()
+        cur.execute("UPDATE race_t SET v = 99 WHERE host = 'p'")  # the flush waits on this row
+        send_tcp(c.tcp_port, f"race_u,host=r v=1 {T0_NS}\nrace_t,host=q v=1 {T1}\n"
+                             f"race_t,host=p v=2 {T0_NS}\n")
+        wait_for(lambda: c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                                  "'influx worker' AND wait_event = 'transactionid'") == 1, 15,
+                 what="the flush waiting for the other session")
+        cur.execute("INSERT INTO race_t VALUES (to_timestamp(%s), 'q', 5)", (T1 / 1e9,))
+        x.commit()
+    finally:
+        x.close()
+    wait_for(lambda: counter(c, "rows_merged") - merged >= 3, 15, what="three rows merged")
+    assert c.query("SELECT host, v FROM race_t ORDER BY host") == [("p", 2.0), ("q", 1.0)]
+    assert c.query("SELECT host, v FROM race_u") == [("r", 1.0)]
+    assert counter(c, "rows_rejected_insert") == rejected
+
+
 def test_resend_after_many_clean_writes(http):
     """After a resend, a table's writes look up every point for a while, then go back to
     writing without lookups: a resend after that is still merged, not duplicated nor
