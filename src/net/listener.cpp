@@ -343,6 +343,15 @@ void StartListener(void)
 
     L->targets_ok = CheckTargets();
     RaiseDescriptorLimit();
+    /*
+     * Request bodies (a megabyte or more each) come and go by the thousand: from the heap,
+     * not a fresh mmap each (whose every page faults in again, a third of the listener's
+     * time under HTTP load), and kept for the next request rather than trimmed after each.
+     * GiveBackMemory trims once the listener is quiet.  32 MiB is glibc's largest mmap
+     * threshold, above influx.http_max_body_size's default.
+     */
+    (void) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    (void) mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
     BindSockets(true);
     SuperviseWorkers(false);
     pgstat_report_activity(STATE_IDLE, nullptr);
