@@ -162,7 +162,11 @@ size_t park_bytes = 0;
  * After a flush of this batch filled the server's lock table: the groups the next attempt
  * writes (0: all); the others are handed back, to come again in later batches.  Halved at
  * each such failure, so a batch of tables that lock more than MaxTablesPerFlush() counted
- * on (many partitions or indexes) gets written instead of failing again and again.
+ * on (many partitions or indexes) gets written instead of failing again and again.  Only
+ * as many lines as the handback area holds (2 MiB) can be handed back: the tables beyond
+ * are written in every attempt, and a batch whose tables still fill the lock table then
+ * waits as before (as does a single table that alone needs more locks than the table
+ * holds: raise max_locks_per_transaction).
  */
 int lock_table_groups = 0;
 
@@ -199,18 +203,25 @@ void FlushWatchdog(void)
  * (MaxBackends + max_prepared_xacts) entries for all sessions together (7,808 with the
  * defaults).  The workers together take at most a quarter of it, counting per table the
  * relations the last committed flush locked per table (two before the first): 488 tables
- * with the defaults, two workers and tables with one index; 93 for tables with 20
- * partitions; never fewer than 16 nor more than 4,096.  A Telegraf fleet names a few
+ * with the defaults, two workers and tables with one index; 48 for tables with 20
+ * partitions; never fewer than 16 nor more than 4,096.  An estimate (the tables of the
+ * next batch may lock more than those of the last): a flush that fills the lock table
+ * anyway is written in parts (lock_table_groups).  A Telegraf fleet names a few
  * hundred measurements in every gather: a lower cap would end each flush after one agent's
  * lines (tiny transactions, one commit each).  influx.insert() writes in its caller's
  * transaction and has no such cap.
  */
 int learned_relations_per_table = 2;
 
+/* Entries of the server's shared lock table. */
+int64 LockTableEntries(void)
+{
+    return static_cast<int64>(max_locks_per_xact) * (MaxBackends + max_prepared_xacts);
+}
+
 int MaxTablesPerFlush(void)
 {
-    int64 entries = static_cast<int64>(max_locks_per_xact) * (MaxBackends + max_prepared_xacts);
-    int64 n = entries / 4 / Max(influx_workers, 1) / Max(learned_relations_per_table, 2);
+    int64 n = LockTableEntries() / 4 / Max(influx_workers, 1) / Max(learned_relations_per_table, 2);
     return static_cast<int>(Min(Max(n, 16), 4096));
 }
 
@@ -495,8 +506,11 @@ size_t WriteHandback(void)
     }
     Assert(pos <= park_bytes);
     ReportProblem(my_slot,
-                  "%lld rows of %d table%s locked by another session handed back, to "
-                  "be sent again",
+                  lock_table_groups > 0
+                      ? "%lld rows of %d table%s handed back, to be sent again: the flush "
+                        "needed more locks than the server's lock table holds"
+                      : "%lld rows of %d table%s locked by another session handed back, to "
+                        "be sent again",
                   static_cast<long long>(rows), groups, groups == 1 ? "" : "s");
     return pos;
 }
@@ -701,11 +715,12 @@ RowCounts InsertAll(const FlushOptions *opts, bool isolate)
     for (int i = 0; i < batch.ngroups; i++)
         batch.groups[i]->parked = false;
     if (may_park && lock_table_groups > 0 && hooks->handback_writable()) {
+        /* As many of the later tables as the handback area holds (it may not hold all). */
         for (int i = lock_table_groups; i < batch.ngroups; i++) {
             BatchGroup *g = batch.groups[i];
             size_t need = GroupLineBytes(g, 0, g->nrows);
             if (park_bytes + need > hooks->handback_capacity)
-                break;
+                continue;
             park_bytes += need;
             g->parked = true;
         }
@@ -1031,8 +1046,13 @@ bool FlushBatchAs(void)
         isolate_transient = false;
         if (ok || !ErrorIsTransient(sqlstate))
             break;
-        if (error_was_lock_table && batch.ngroups > 1) {
-            /* Perhaps full because of this flush: fewer tables next time (see there). */
+        if (error_was_lock_table && batch.ngroups > 1 &&
+            attempt_relations >= LockTableEntries() / 8) {
+            /*
+             * Full because of this flush (it held an eighth of the table, not just a few
+             * locks that other sessions left no room for): fewer tables next time (see
+             * lock_table_groups).  Full because of others, the flush waits as before.
+             */
             int groups = lock_table_groups > 0 ? lock_table_groups : batch.ngroups;
             lock_table_groups = Max(1, groups / 2);
             if (attempt_tables > 0)

@@ -25,7 +25,9 @@ def test_a_full_lock_table_keeps_the_rows(listener):
     c = listener
     for k in range(0, 800, 100):
         c.execute("".join(f"CREATE TABLE lt{i} (a int);" for i in range(k, k + 100)))
-    c.execute("".join(f"CREATE TABLE m{i} (_time timestamptz, v bigint);" for i in range(40)))
+    # 80 tables: more than the room left (and its 16 fast-path locks) even if the lines
+    # arrive in two or three batches.
+    c.execute("".join(f"CREATE TABLE m{i} (_time timestamptz, v bigint);" for i in range(80)))
     hog = c.connect()
     hog.autocommit = False
     cur = hog.cursor()
@@ -36,14 +38,14 @@ def test_a_full_lock_table_keeps_the_rows(listener):
             locked = i
     except psycopg2.Error as e:
         assert e.pgcode == "53200", e
-        # Room for a few locks, not for a flush's 40 tables.
+        # Room for a few locks, not for a flush's 80 tables.
         cur.execute(f"ROLLBACK TO SAVEPOINT s{locked - 8}")
     else:
         raise AssertionError("800 locks fitted: the lock table is larger than planned")
     try:
         retries = stat(c, "flush_retries")
         rejected = stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
-        send_tcp(c.tcp_port, "".join(f"m{i} v={i}i {T0_NS + i}\n" for i in range(40)))
+        send_tcp(c.tcp_port, "".join(f"m{i} v={i}i {T0_NS + i}\n" for i in range(80)))
         # At least one attempt fails; the next ones write fewer tables at a time (see the
         # next test), so the rows may land before the locks are freed, or after.
         wait_for(lambda: stat(c, "flush_retries") >= retries + 1, 30,
@@ -52,8 +54,8 @@ def test_a_full_lock_table_keeps_the_rows(listener):
     finally:
         hog.rollback()
         hog.close()
-    wait_for(lambda: sum(c.scalar(f"SELECT count(*) FROM m{i}") for i in range(40)) == 40, 30,
-             what="all 40 rows once the locks are free")
+    wait_for(lambda: sum(c.scalar(f"SELECT count(*) FROM m{i}") for i in range(80)) == 80, 30,
+             what="all 80 rows once the locks are free")
     assert stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table") == rejected
 
 
