@@ -13,7 +13,6 @@ connections a write opens (citus.max_cached_conns_per_worker) instead of opening
 for every flush.
 """
 
-import subprocess
 
 import pytest
 
@@ -132,6 +131,19 @@ def test_a_row_the_shards_refuse_is_rejected_alone(citus):
     assert shell_bytes(c, "chk") == 0
 
 
+def most_connections_of_a_worker(c):
+    """The most connections one insertion worker holds open to one Citus worker node."""
+    influx_pids = set(c.backend_pids("influx worker"))
+    most = 0
+    for node in c.citus_workers:
+        names = node.query("SELECT application_name FROM pg_stat_activity "
+                           "WHERE application_name LIKE 'citus_internal gpid=%'")
+        # gpid = node id * 10^10 + the pid on the node the connection comes from
+        pids = [int(name.split("=", 1)[1]) % 10**10 for (name,) in names]
+        most = max([most] + [pids.count(p) for p in influx_pids])
+    return most
+
+
 def test_insertion_workers_keep_their_shard_connections(citus):
     """After a write into a table with two shards per node, an insertion worker still holds
     more than one connection to a node: Citus' default keeps one and closes the rest at
@@ -140,19 +152,8 @@ def test_insertion_workers_keep_their_shard_connections(citus):
     citus.execute("""CREATE TABLE keep_conns (_time timestamptz NOT NULL, host text, v float8);
                      SELECT create_distributed_table('keep_conns', 'host')""")
     assert_204(write(citus.http_port, lines("keep_conns", 2000)))
-    influx_pids = set(citus.backend_pids("influx worker"))
-
-    def most_kept_by_one_worker():
-        most = 0
-        for node in citus.citus_workers:
-            names = node.query("SELECT application_name FROM pg_stat_activity "
-                               "WHERE application_name LIKE 'citus_internal gpid=%'")
-            # gpid = node id * 10^10 + the pid on the node the connection comes from
-            pids = [int(name.split("=", 1)[1]) % 10**10 for (name,) in names]
-            most = max([most] + [pids.count(p) for p in influx_pids])
-        return most >= 2
-
-    wait_for(most_kept_by_one_worker, 10, what="an insertion worker keeping 2 connections to a node")
+    wait_for(lambda: most_connections_of_a_worker(citus) >= 2, 10,
+             what="an insertion worker keeping 2 connections to a node")
 
 
 def test_an_administrators_setting_of_cached_connections_is_kept(citus):
@@ -170,14 +171,7 @@ def test_an_administrators_setting_of_cached_connections_is_kept(citus):
         wait_for(lambda: (lambda now: now and not (now & old))(set(c.backend_pids("influx worker"))),
                  30, what="new insertion workers")
         assert_204(write(c.http_port, lines("keep_one", 2000)))
-        influx_pids = set(c.backend_pids("influx worker"))
-        most = 0
-        for node in c.citus_workers:
-            names = node.query("SELECT application_name FROM pg_stat_activity "
-                               "WHERE application_name LIKE 'citus_internal gpid=%'")
-            pids = [int(name.split("=", 1)[1]) % 10**10 for (name,) in names]
-            most = max([most] + [pids.count(p) for p in influx_pids])
-        assert most == 1
+        assert most_connections_of_a_worker(c) == 1
     finally:
         c.execute("ALTER SYSTEM RESET citus.max_cached_conns_per_worker")
         c.execute("SELECT pg_reload_conf()")

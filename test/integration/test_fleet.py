@@ -314,29 +314,39 @@ def test_fleet_spot_values_over_tcp(listener, tcp_fleet):
                     "'https://api.example.com/health?probe=1&verbose=true' AND host = 'web-eu-0000'") == 2
 
 
+def send_to_one_worker(c, lines, expected, timeout):
+    """Sends the lines over TCP with influx.workers at 1 (so that one worker's batch names
+    every measurement, see CLUSTER_CONF) and returns the counters' deltas once all are
+    accounted for."""
+    set_workers(c, 1)
+    try:
+        before = counters(c)
+        send_tcp(c.tcp_port, ("\n".join(lines) + "\n").encode())
+        return wait_all_accounted(c, before, len(lines), timeout,
+                                  f"{len(lines)} rows of {len(expected)} measurements")
+    finally:
+        set_workers(c, None)
+
+
+def tables_per_transaction(c, expected):
+    """[(xmin, tables it wrote)] over the measurements' tables in public."""
+    return c.query("SELECT x, count(DISTINCT m) FROM (" + " UNION ALL ".join(
+        f"SELECT xmin::text AS x, '{m}' AS m FROM public.{m}" for m in sorted(expected)) + ") s GROUP BY x")
+
+
 def test_a_tcp_batch_of_over_1000_measurements_lands_completely(listener):
     c = listener
     points, lines, expected = fleet_points(hosts=1, intervals=1, seed=SEED, prometheus_families=WIDE_FAMILIES,
                                            name_prefix="w_", start_ns=fleet.DEFAULT_START_NS + 3600 * 10**9)
     assert len(expected) >= 1000
-    payload = ("\n".join(lines) + "\n").encode()
-    # One worker, so that one worker's batch names every measurement (see CLUSTER_CONF).
-    set_workers(c, 1)
-    try:
-        before = counters(c)
-        send_tcp(c.tcp_port, payload)
-        d = wait_all_accounted(c, before, len(lines), 180, f"{len(lines)} rows of {len(expected)} measurements")
-    finally:
-        set_workers(c, None)
-
+    d = send_to_one_worker(c, lines, expected, 180)
     assert_reconciled(d, len(lines))
     counts = table_counts(c, "public", expected)
     missing = {m: (n, counts.get(m, 0)) for m, n in expected.items() if counts.get(m, 0) != n}
     assert missing == {}
     # What the test is for: transactions that each wrote far more than 64 tables (a batch
     # of over 64 measurements once hung a worker), all of them by the one worker.
-    per_xact = c.query("SELECT x, count(DISTINCT m) FROM (" + " UNION ALL ".join(
-        f"SELECT xmin::text AS x, '{m}' AS m FROM public.{m}" for m in sorted(expected)) + ") s GROUP BY x")
+    per_xact = tables_per_transaction(c, expected)
     assert max(n for _, n in per_xact) >= 200, per_xact
     assert d[("worker", "batches")] == len(per_xact), per_xact
     assert value_problems(c, "public", points) == []
@@ -351,17 +361,9 @@ def test_one_agents_gather_of_339_measurements_is_one_transaction(listener):
     points, lines, expected = fleet_points(hosts=1, intervals=1, seed=SEED, prometheus_families=300,
                                            name_prefix="g_", start_ns=fleet.DEFAULT_START_NS + 7200 * 10**9)
     assert len(expected) > 256
-    payload = ("\n".join(lines) + "\n").encode()
-    set_workers(c, 1)
-    try:
-        before = counters(c)
-        send_tcp(c.tcp_port, payload)
-        d = wait_all_accounted(c, before, len(lines), 60, f"{len(lines)} rows of {len(expected)} measurements")
-    finally:
-        set_workers(c, None)
+    d = send_to_one_worker(c, lines, expected, 60)
     assert_reconciled(d, len(lines))
-    per_xact = c.query("SELECT x, count(DISTINCT m) FROM (" + " UNION ALL ".join(
-        f"SELECT xmin::text AS x, '{m}' AS m FROM public.{m}" for m in sorted(expected)) + ") s GROUP BY x")
+    per_xact = tables_per_transaction(c, expected)
     assert [n for _, n in per_xact] == [len(expected)]
     assert d[("worker", "batches")] == 1
 
