@@ -86,6 +86,7 @@ constexpr size_t kMaxBufferedBytesTotal = 8 * 1024 * 1024;
 struct Target {
     ResultRelInfo *rri;
     bool multi;           /* bulk path */
+    bool foreign_batch;   /* bulk path of a foreign table: ExecForeignBatchInsert */
     bool before_row;      /* has BEFORE ROW (or INSTEAD OF ROW) insert triggers */
     bool has_generated;   /* stored generated columns */
     bool partition_check; /* a partition written directly: check its constraint */
@@ -324,7 +325,14 @@ Target *AddTarget(Writer *w, ResultRelInfo *rri)
     TriggerDesc *td = rri->ri_TrigDesc;
     t->rri = rri;
     t->before_row = td != nullptr && (td->trig_insert_before_row || td->trig_insert_instead_row);
-    t->multi = !w->single_only && !t->before_row && r->rd_rel->relkind == RELKIND_RELATION;
+    /*
+     * A foreign table whose server takes batches (postgres_fdw's batch_size above 1, and
+     * no row triggers or RETURNING there) is buffered too, as COPY does.
+     */
+    t->foreign_batch = rri->ri_FdwRoutine != nullptr && rri->ri_BatchSize > 1 &&
+                       rri->ri_FdwRoutine->ExecForeignBatchInsert != nullptr;
+    t->multi = !w->single_only && !t->before_row &&
+               (r->rd_rel->relkind == RELKIND_RELATION || t->foreign_batch);
     t->has_generated = r->rd_att->constr != nullptr && r->rd_att->constr->has_generated_stored;
     t->partition_check = r->rd_rel->relispartition && (w->proute == nullptr || t->before_row);
     if (r->rd_rel->relkind == RELKIND_RELATION)
@@ -398,11 +406,49 @@ TupleTableSlot *NextSlot(Writer *w, Target *t)
     return t->slots[t->nused];
 }
 
+/*
+ * Writes a foreign target's buffered rows in batches of the server's batch size, then
+ * their AFTER ROW triggers (as copyfrom.c's CopyMultiInsertBufferFlush does).
+ */
+void FlushForeignTarget(Writer *w, Target *t)
+{
+    EState *estate = w->estate;
+    ResultRelInfo *rri = t->rri;
+    TriggerDesc *td = rri->ri_TrigDesc;
+    Oid relid = RelationGetRelid(rri->ri_RelationDesc);
+    /* The FDW keeps what it prepares in the current context: the query's, as in INSERT. */
+    MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+    w->progress->row = -1;
+    for (int sent = 0; sent < t->nused;) {
+        int size = Min(rri->ri_BatchSize, t->nused - sent);
+        int inserted = size;
+        TupleTableSlot **done = rri->ri_FdwRoutine->ExecForeignBatchInsert(
+            estate, rri, &t->slots[sent], nullptr, &inserted);
+        sent += size;
+        for (int k = 0; k < inserted && td != nullptr && td->trig_insert_after_row; k++) {
+            done[k]->tts_tableOid = relid;
+            ExecARInsertTriggers(estate, rri, done[k], NIL, w->tcs);
+        }
+        w->inserted += Max(inserted, 0);
+    }
+    MemoryContextSwitchTo(old);
+    for (int k = 0; k < t->nused; k++)
+        ExecClearTuple(t->slots[k]);
+    w->buffered_bytes -= t->bytes;
+    t->nused = 0;
+    t->bytes = 0;
+    ResetPerTupleExprContext(estate);
+}
+
 /* Writes a target's buffered rows, then their index entries and AFTER ROW triggers. */
 void FlushTarget(Writer *w, Target *t)
 {
     if (t->nused == 0)
         return;
+    if (t->foreign_batch) {
+        FlushForeignTarget(w, t);
+        return;
+    }
     EState *estate = w->estate;
     ResultRelInfo *rri = t->rri;
     TriggerDesc *td = rri->ri_TrigDesc;
@@ -441,6 +487,19 @@ void FlushAll(Writer *w)
         FlushTarget(w, w->targets[i]);
 }
 
+/* Buffers the row of group row `i` in its target's next slot; flushes what is full. */
+void BufferRow(Writer *w, Target *t, TupleTableSlot *slot, int i, size_t line_len)
+{
+    ExecMaterializeSlot(slot);
+    t->rows[t->nused++] = i;
+    t->bytes += line_len;
+    w->buffered_bytes += line_len;
+    if (t->nused == kMaxBuffered || t->bytes >= kMaxBufferedBytes)
+        FlushTarget(w, t);
+    else if (w->buffered_bytes >= kMaxBufferedBytesTotal)
+        FlushAll(w);
+}
+
 /* The slow path for one row: INSERT's steps (ExecInsert) in INSERT's order. */
 void InsertOne(Writer *w, Target *t, TupleTableSlot *slot)
 {
@@ -464,7 +523,10 @@ void InsertOne(Writer *w, Target *t, TupleTableSlot *slot)
         ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
 
     if (rri->ri_FdwRoutine != nullptr) {
+        /* The FDW keeps what it prepares in the current context: the query's, as in INSERT. */
+        MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
         slot = rri->ri_FdwRoutine->ExecForeignInsert(estate, rri, slot, nullptr);
+        MemoryContextSwitchTo(old);
         if (slot == nullptr)
             return;
         ExecARInsertTriggers(estate, rri, slot, NIL, w->tcs);
@@ -757,6 +819,11 @@ void SetUp(Writer *w)
 
     if (rri->ri_FdwRoutine != nullptr && rri->ri_FdwRoutine->BeginForeignInsert != nullptr)
         rri->ri_FdwRoutine->BeginForeignInsert(mtstate, rri);
+    /* The batch size the server takes (partitions get theirs from ExecInitRoutingInfo). */
+    rri->ri_BatchSize = 1;
+    if (rri->ri_FdwRoutine != nullptr && rri->ri_FdwRoutine->GetForeignModifyBatchSize != nullptr &&
+        rri->ri_FdwRoutine->ExecForeignBatchInsert != nullptr)
+        rri->ri_BatchSize = rri->ri_FdwRoutine->GetForeignModifyBatchSize(rri);
 
     w->tcs = mtstate->mt_transition_capture =
         MakeTransitionCaptureState(rel->trigdesc, RelationGetRelid(rel), CMD_INSERT);
@@ -1109,6 +1176,11 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
             ExecClearTuple(slot);
         } else if (!t->multi) {
             InsertOne(w, t, slot);
+        } else if (t->foreign_batch) {
+            /* As INSERT into a foreign table: its server checks the constraints. */
+            if (t->has_generated)
+                ExecComputeStoredGenerated(t->rri, estate, slot, CMD_INSERT);
+            BufferRow(w, t, slot, i, row->line_len);
         } else {
             if (t->has_generated)
                 ExecComputeStoredGenerated(t->rri, estate, slot, CMD_INSERT);
@@ -1127,14 +1199,7 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
                     w->taken++;
                 ExecClearTuple(slot);
             } else {
-                ExecMaterializeSlot(slot);
-                t->rows[t->nused++] = i;
-                t->bytes += row->line_len;
-                w->buffered_bytes += row->line_len;
-                if (t->nused == kMaxBuffered || t->bytes >= kMaxBufferedBytes)
-                    FlushTarget(w, t);
-                else if (w->buffered_bytes >= kMaxBufferedBytesTotal)
-                    FlushAll(w);
+                BufferRow(w, t, slot, i, row->line_len);
             }
         }
         if (w->upserts != nullptr && UpsertsFull(w->upserts))
