@@ -157,6 +157,25 @@ const WorkerHooks *hooks = nullptr;
  */
 bool may_park = false;
 size_t park_bytes = 0;
+int parked_unreachable = 0; /* groups parked because a remote node is out of reach */
+
+/*
+ * Parks a whole group whose rows could not go because a remote node (a Citus worker, a
+ * foreign server) is out of reach: its lines are handed back, to come again later.  False
+ * when they cannot be (no room, the last lines not taken yet, a worker stopping).
+ */
+bool ParkUnreachable(BatchGroup *g)
+{
+    if (!may_park || g->parked || !hooks->handback_writable())
+        return false;
+    size_t need = GroupLineBytes(g, 0, g->nrows);
+    if (park_bytes + need > hooks->handback_capacity)
+        return false;
+    park_bytes += need;
+    g->parked = true;
+    parked_unreachable++;
+    return true;
+}
 
 /*
  * After a flush of this batch filled the server's lock table: the groups the next attempt
@@ -505,13 +524,13 @@ size_t WriteHandback(void)
         groups++;
     }
     Assert(pos <= park_bytes);
-    ReportProblem(my_slot,
-                  lock_table_groups > 0
-                      ? "%lld rows of %d table%s handed back, to be sent again: the flush "
-                        "needed more locks than the server's lock table holds"
-                      : "%lld rows of %d table%s locked by another session handed back, to "
-                        "be sent again",
-                  static_cast<long long>(rows), groups, groups == 1 ? "" : "s");
+    const char *why = "locked by another session";
+    if (parked_unreachable > 0)
+        why = "whose remote node or foreign server is out of reach";
+    else if (lock_table_groups > 0)
+        why = "that need more locks than the server's lock table holds";
+    ReportProblem(my_slot, "%lld rows of %d table%s handed back, to be sent again: tables %s",
+                  static_cast<long long>(rows), groups, groups == 1 ? "" : "s", why);
     return pos;
 }
 
@@ -636,6 +655,18 @@ RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, i
             total += n;
             break;
         }
+        if (ERRCODE_TO_CATEGORY(sqlstate) == ERRCODE_CONNECTION_EXCEPTION) {
+            /*
+             * A shard's node or a foreign server out of reach (transient failures isolated
+             * after retries): the rows are good but cannot go now.  Never rejected: the whole
+             * group is handed back while nothing of it is written, the rest of the flush
+             * commits; otherwise the flush ends and is tried again later, keeping the rows
+             * (the ring fills, senders are held back).
+             */
+            if (lo != 0 || hi != g->nrows || !ParkUnreachable(g))
+                RaiseAgain(sqlstate, message);
+            break;
+        }
         WriteStage stage = progress.stage;
         int row = progress.row;
         bool in_value = progress.column != nullptr;
@@ -712,6 +743,7 @@ RowCounts InsertAll(const FlushOptions *opts, bool isolate)
     /* Each attempt decides afresh which groups to hand back (a lock may have gone). */
     may_park = opts->worker && hooks != nullptr && hooks->handback_allowed();
     park_bytes = 0;
+    parked_unreachable = 0;
     for (int i = 0; i < batch.ngroups; i++)
         batch.groups[i]->parked = false;
     if (may_park && lock_table_groups > 0 && hooks->handback_writable()) {

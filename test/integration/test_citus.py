@@ -176,3 +176,41 @@ def test_an_administrators_setting_of_cached_connections_is_kept(citus):
         c.execute("ALTER SYSTEM RESET citus.max_cached_conns_per_worker")
         c.execute("SELECT pg_reload_conf()")
         c.execute("SELECT influx.restart_workers()")
+
+
+def rejected_total(c):
+    return sum(c.stat_total(k, kind="worker") for k in
+               ("rows_rejected_insert", "rows_rejected_table", "rows_rejected_value"))
+
+
+def test_a_worker_node_stopped_during_ingest_loses_nothing(citus):
+    """A Citus worker node stops while lines for a distributed table arrive (a restart, a
+    crash): the writes fail with connection errors, which say nothing about the rows.
+    They used to be retried a few times and then isolated and rejected like bad rows (every
+    row for the table lost). Now the table's lines are handed back and come again until
+    the node is back; the rows of a plain table in the same batches land meanwhile; not a
+    row is rejected."""
+    c = citus
+    c.execute("""CREATE TABLE outage (_time timestamptz NOT NULL, host text, v float8);
+                 SELECT create_distributed_table('outage', 'host');
+                 CREATE TABLE outage_local (_time timestamptz NOT NULL, host text, v float8)""")
+    rejected = rejected_total(c)
+    send_tcp(c.tcp_port, lines("outage", 1000))
+    wait_for(lambda: c.scalar("SELECT count(*) FROM outage") == 1000, 30,
+             what="the rows written while every node is up")
+    node = c.citus_workers[1]
+    node.stop()
+    try:
+        t1 = T0_NS + 10_000 * 1_000_000_000
+        send_tcp(c.tcp_port, lines("outage", 5000, t1) + lines("outage_local", 500, t1))
+        # The plain table's rows go on landing while the distributed table's wait.
+        wait_for(lambda: c.scalar("SELECT count(*) FROM outage_local") == 500, 60,
+                 what="the plain table's rows while a node is down")
+        assert rejected_total(c) == rejected
+    finally:
+        node.start()
+    wait_for(lambda: c.scalar("SELECT count(*) FROM outage") == 6000, 90,
+             what="every row once the node is back")
+    assert c.scalar("SELECT count(DISTINCT _time) FROM outage") == 6000
+    assert rejected_total(c) == rejected
+    assert shell_bytes(c, "outage") == 0
