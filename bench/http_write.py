@@ -858,7 +858,9 @@ class HttpBench:
         v.influx_schema = "bench"
         db = None
         try:
-            c.init({"fsync": "on", "synchronous_commit": "on", "influx.schema": "'bench'"})
+            settings = {"fsync": "on", "synchronous_commit": "on", "influx.schema": "'bench'"}
+            settings.update(kv.split("=", 1) for kv in a.set)
+            c.init(settings)
             c.start()
             if a.nice:
                 self.autogroups = {"postmaster": renice(self.pg_roots()[0], a.nice)}
@@ -1324,6 +1326,8 @@ def main():
     p.add_argument("--workers", type=int, default=2, help="influx.workers (default 2)")
     p.add_argument("--batch-size", type=int, default=10000, help="influx.batch_size (default 10000, its default)")
     p.add_argument("--shared-buffers", default="1GB")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a server setting for the run, e.g. --set influx.flush_idle=5 (repeatable)")
     p.add_argument("--repeat", type=int, default=5, help="timed trials of every pg_influx/COPY load (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed loads of every method first (default 1)")
     p.add_argument("--no-influxdb", dest="influxdb", action="store_false", help="skip InfluxDB 1.6")

@@ -214,3 +214,38 @@ def test_a_worker_node_stopped_during_ingest_loses_nothing(citus):
     assert c.scalar("SELECT count(DISTINCT _time) FROM outage") == 6000
     assert rejected_total(c) == rejected
     assert shell_bytes(c, "outage") == 0
+
+
+def test_pg_influx_on_a_worker_node_writes_distributed_tables(citus):
+    """Citus 11+ takes writes on every node: pg_influx preloaded on a worker node writes the
+    same distributed table as the coordinator's (its metadata is synced there), through the
+    same statements, never the node's shell; table creation stays on the coordinator, so a
+    new measurement sent to the worker node is refused with the reason, not created."""
+    c = citus
+    node = c.citus_workers[0]
+    with open(f"{node.data}/postgresql.conf", "a") as f:
+        f.write("shared_preload_libraries = 'citus,pg_influx'\n"
+                "influx.create_tables = off\ninflux.add_columns = off\n")
+    node.stop()
+    node.start()
+    # Citus refuses extension commands on a worker node unless this session keeps them local.
+    node.execute("SET citus.enable_metadata_sync = off; CREATE EXTENSION IF NOT EXISTS pg_influx")
+    node.wait_listener_running()
+    c.execute("""CREATE TABLE spread (_time timestamptz NOT NULL, host text, v float8);
+                 SELECT create_distributed_table('spread', 'host')""")
+    wait_for(lambda: node.scalar("SELECT count(*) FROM pg_dist_partition "
+                                 "WHERE logicalrelid = 'spread'::regclass"), 30,
+             what="the table's metadata on the worker node")
+    rejected = node.stat_total("rows_rejected_table", kind="worker")
+    t1 = T0_NS + 100_000 * 1_000_000_000
+    send_tcp(node.tcp_port, lines("spread", 3000) + lines("spread_unknown", 10))
+    send_tcp(c.tcp_port, lines("spread", 3000, t1))
+    wait_for(lambda: c.scalar("SELECT count(*) FROM spread") == 6000, 60,
+             what="the rows sent to both nodes, counted from the coordinator")
+    assert node.scalar("SELECT count(*) FROM spread") == 6000
+    assert c.scalar("SELECT count(DISTINCT _time) FROM spread") == 6000
+    assert shell_bytes(c, "spread") == 0
+    assert shell_bytes(node, "spread") == 0
+    wait_for(lambda: node.stat_total("rows_rejected_table", kind="worker") == rejected + 10, 30,
+             what="the unknown measurement refused on the worker node")
+    assert c.scalar("SELECT to_regclass('spread_unknown')") is None
