@@ -416,3 +416,19 @@ COMMENT ON FUNCTION influx.forget_dropped_tables() IS
 CREATE EVENT TRIGGER influx_forget_dropped_tables ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION influx.forget_dropped_tables();
+
+-- ---------------------------------------------------------------------------------------
+-- The rows of the statement pg_influx is running in this session for a Citus table
+-- (docs/scale-out.md): the statement reads them from here instead of from parameters,
+-- which Citus would plan again as constants at every execution.  Returns nothing but the
+-- rows pg_influx's own code is writing at that moment (to tables the caller may write);
+-- an ERROR anywhere else.
+-- ---------------------------------------------------------------------------------------
+
+CREATE FUNCTION influx.statement_rows()
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_influx_statement_rows'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION influx.statement_rows() IS
+'Internal: the rows of the statement pg_influx is running in this session for a Citus table; an error anywhere else.';

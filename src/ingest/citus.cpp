@@ -79,9 +79,13 @@ bool SettingIsDefault(const char *name)
 
 } // namespace
 
-void KeepCitusConnections(void)
+void SetCitusSessionDefaults(void)
 {
-    /* An administrator's own value, even 1, is kept. */
+    /* An administrator's own value is kept. */
+    if (SettingIsDefault("citus.multi_shard_modify_mode"))
+        (void) set_config_option("citus.multi_shard_modify_mode", "sequential", PGC_USERSET,
+                                 PGC_S_SESSION, GUC_ACTION_SET, true, WARNING, false);
+
     if (!SettingIsDefault("citus.max_cached_conns_per_worker"))
         return;
     /* GetConfigOption answers integers in one static buffer: one value at a time. */

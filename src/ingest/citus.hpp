@@ -27,14 +27,20 @@ namespace influx
 bool IsCitusTable(Relation rel);
 
 /*
- * For an insertion worker, once after it connects, where Citus is loaded: keeps the
- * connections a write to the shards opened, as many per node as one write may open
- * (citus.max_adaptive_executor_pool_size), unless citus.max_cached_conns_per_worker was
- * set by the administrator (any value, 1 included).  Citus closes all but that many at the
- * end of every transaction; each flush would otherwise open (fork, authenticate, set up
- * TLS) most of its shard connections again.  Kept per node, user and database: with
- * influx.http_auth = password, per writing role.
+ * For an insertion worker, once after it connects, where Citus is loaded, two settings of
+ * its own session, each unless the administrator set it (any value is kept):
+ *   citus.multi_shard_modify_mode = sequential: a write goes to each node over one
+ *     connection, shard after shard, instead of one connection per shard.  Every
+ *     connection of a write is a participant of the flush's two-phase commit (a PREPARE
+ *     and a COMMIT PREPARED, each flushing WAL on its node): with 8 shards over 2 nodes, 8
+ *     participants per flush instead of 2.  The insertion workers write in parallel
+ *     already; within a flush, the parallel shard writes cost more than they gained.
+ *   citus.max_cached_conns_per_worker = citus.max_adaptive_executor_pool_size: keeps the
+ *     connections a write opened (Citus closes all but one per node at the end of every
+ *     transaction); each flush would otherwise open (fork, authenticate, set up TLS) them
+ *     again.  Kept per node, user and database: with influx.http_auth = password, per
+ *     writing role.
  */
-void KeepCitusConnections(void);
+void SetCitusSessionDefaults(void);
 
 } // namespace influx

@@ -10,6 +10,15 @@
  *   SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), ...)
  *   ON CONFLICT (key columns) DO UPDATE SET c = EXCLUDED.c, ... | DO NOTHING
  *
+ * A Citus table's statement cannot take parameters (Citus plans it again for every
+ * execution with the parameters as constants, copying arrays of thousands of values several
+ * times over): it reads its rows from the function influx.statement_rows() instead, which
+ * returns the rows of the statement this process is running (from 1.3 of the extension;
+ * with an older one, the arrays above):
+ *
+ *   INSERT INTO s.m AS t (c1, ...)
+ *   SELECT * FROM influx.statement_rows() AS r(c1 type1, ...) [ON CONFLICT ...]
+ *
  * C-style code: everything here may raise an ERROR.
  */
 #include <cstring>
@@ -35,6 +44,10 @@ extern "C" {
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/tuplestore.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "parser/parse_func.h"
 }
 
 #include "core/settings.hpp"
@@ -46,8 +59,9 @@ namespace influx
 /* A prepared statement of one table info (freed with it). */
 struct ConflictPlan {
     int policy;
-    bool *shape; /* natts entries: the columns given */
-    bool values; /* one row per execution (a column type has no array type) */
+    bool *shape;    /* natts entries: the columns given */
+    bool values;    /* one row per execution (a column type has no array type) */
+    bool from_rows; /* rows from influx.statement_rows() (a Citus table), no parameters */
     SPIPlanPtr plan;
     ConflictPlan *next;
 };
@@ -65,6 +79,8 @@ int kept_plans = 0;
 /* Rows (or bytes of values) taken before the statements run. */
 constexpr int kMaxUpsertRows = 2000;
 constexpr size_t kMaxUpsertBytes = 8 * 1024 * 1024;
+/* influx.statement_rows() keeps a statement's rows in memory up to this (kB), then spills. */
+constexpr int kRowsStoreKB = 4 * kMaxUpsertBytes / 1024;
 
 /* The override of a table in influx.table_option (1.2), or -1. */
 int ReadTableOption(Relation rel)
@@ -292,9 +308,24 @@ struct Upserts {
 namespace
 {
 
-/* The statement for a shape: see the file comment. */
-char *StatementText(Upserts *u, const ShapeRows *s, bool values)
+/* The statement influx.statement_rows() serves now (RunShape), and its rows; else NULL. */
+const Upserts *serving = nullptr;
+const ShapeRows *serving_rows = nullptr;
+
+/* How a statement gets its rows. */
+enum class RowSource { Arrays, Values, Function };
+
+/* Whether influx.statement_rows() exists (the extension is 1.3 or later). */
+bool HaveStatementRows(void)
 {
+    List *name = list_make2(makeString(pstrdup("influx")), makeString(pstrdup("statement_rows")));
+    return OidIsValid(LookupFuncName(name, 0, nullptr, true));
+}
+
+/* The statement for a shape: see the file comment. */
+char *StatementText(Upserts *u, const ShapeRows *s, RowSource source)
+{
+    const bool values = source == RowSource::Values;
     TableInfo *info = u->info;
     TupleDesc desc = RelationGetDescr(u->rel);
     StringInfoData sql;
@@ -305,10 +336,19 @@ char *StatementText(Upserts *u, const ShapeRows *s, bool values)
     for (int j = 0; j < s->ncols; j++)
         appendStringInfo(&sql, "%s%s", j > 0 ? ", " : "",
                          quote_identifier(info->columns[s->cols[j]].name));
-    appendStringInfoString(&sql, values ? ") VALUES (" : ") SELECT * FROM ROWS FROM (");
-    for (int j = 0; j < s->ncols; j++)
-        appendStringInfo(&sql, values ? "%s$%d" : "%spg_catalog.unnest($%d)", j > 0 ? ", " : "",
-                         j + 1);
+    if (source == RowSource::Function) {
+        /* Types without their modifiers, as the arrays have them: the INSERT applies those. */
+        appendStringInfoString(&sql, ") SELECT * FROM influx.statement_rows() AS r (");
+        for (int j = 0; j < s->ncols; j++)
+            appendStringInfo(&sql, "%sc%d %s", j > 0 ? ", " : "", j + 1,
+                             format_type_extended(info->columns[s->cols[j]].typid, -1,
+                                                  FORMAT_TYPE_FORCE_QUALIFY));
+    } else {
+        appendStringInfoString(&sql, values ? ") VALUES (" : ") SELECT * FROM ROWS FROM (");
+        for (int j = 0; j < s->ncols; j++)
+            appendStringInfo(&sql, values ? "%s$%d" : "%spg_catalog.unnest($%d)", j > 0 ? ", " : "",
+                             j + 1);
+    }
     appendStringInfoChar(&sql, ')');
     if (u->policy == INFLUX_ON_CONFLICT_ERROR)
         return sql.data; /* a plain INSERT (a Citus table whose points are not merged) */
@@ -387,14 +427,18 @@ ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
     if (values)
         for (int j = 0; j < s->ncols; j++)
             types[j] = info->columns[s->cols[j]].typid;
-    char *sql = StatementText(u, s, values);
+    bool from_rows = info->distributed && !values && HaveStatementRows();
+    char *sql = StatementText(
+        u, s, from_rows ? RowSource::Function : (values ? RowSource::Values : RowSource::Arrays));
     /*
      * A generic plan: the statement is planned once.  Citus cannot plan a distributed
      * INSERT ... SELECT with parameters ("could not create distributed plan"): for its
-     * tables a custom plan, planned per execution with the arrays as constants.
+     * tables a custom plan, planned per execution with the arrays as constants -- unless the
+     * rows come from influx.statement_rows(), with no parameters.
      */
-    int options = info->distributed ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN;
-    SPIPlanPtr plan = SPI_prepare_cursor(sql, s->ncols, types, options);
+    int options =
+        info->distributed && !from_rows ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN;
+    SPIPlanPtr plan = SPI_prepare_cursor(sql, from_rows ? 0 : s->ncols, types, options);
     if (plan == nullptr)
         elog(ERROR, "pg_influx: could not prepare \"%s\": %s", sql,
              SPI_result_code_string(SPI_result));
@@ -404,6 +448,7 @@ ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
         MemoryContextAllocZero(*kept ? info->cxt : CurrentMemoryContext, sizeof(ConflictPlan)));
     p->policy = u->policy;
     p->values = values;
+    p->from_rows = from_rows;
     p->plan = plan;
     if (*kept) {
         p->shape = static_cast<bool *>(MemoryContextAlloc(info->cxt, Max(info->natts, 1)));
@@ -441,6 +486,29 @@ uint64 RunShape(Upserts *u, ShapeRows *s)
     Datum *args = static_cast<Datum *>(palloc(sizeof(Datum) * Max(s->ncols, 1)));
     char *nulls = static_cast<char *>(palloc(Max(s->ncols, 1)));
     uint64 processed = 0;
+    if (p->from_rows) {
+        /* Statements nest (a trigger's influx.insert()): the outer one's rows come back after. */
+        const Upserts *outer = serving;
+        const ShapeRows *outer_rows = serving_rows;
+        serving = u;
+        serving_rows = s;
+        int rc = 0;
+        PG_TRY();
+        {
+            rc = SPI_execute_plan(p->plan, nullptr, nullptr, false, 0);
+        }
+        PG_FINALLY();
+        {
+            serving = outer;
+            serving_rows = outer_rows;
+        }
+        PG_END_TRY();
+        if (rc != SPI_OK_INSERT)
+            elog(ERROR, "pg_influx: INSERT ... SELECT returned %s", SPI_result_code_string(rc));
+        processed = SPI_processed;
+        SPI_finish();
+        return processed;
+    }
     int per_call = p->values ? 1 : s->nrows;
     for (int from = 0; from < s->nrows; from += per_call) {
         for (int j = 0; j < s->ncols; j++) {
@@ -463,6 +531,48 @@ uint64 RunShape(Upserts *u, ShapeRows *s)
 }
 
 } // namespace
+
+void StatementRows(FunctionCallInfo fcinfo)
+{
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    if (serving == nullptr)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("influx.statement_rows() returns rows only inside pg_influx's own "
+                               "statements")));
+    if (rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo) ||
+        (rsinfo->allowedModes & SFRM_Materialize) == 0 || rsinfo->expectedDesc == nullptr)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("influx.statement_rows() must be called in FROM with a column "
+                               "definition list")));
+    const ShapeRows *s = serving_rows;
+    const TableInfo *info = serving->info;
+    TupleDesc expected = rsinfo->expectedDesc;
+    bool match = expected->natts == s->ncols;
+    for (int j = 0; j < s->ncols && match; j++)
+        match = TupleDescAttr(expected, j)->atttypid == info->columns[s->cols[j]].typid;
+    if (!match)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("influx.statement_rows(): the column definition list does not "
+                               "match the statement's rows")));
+
+    MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+    /* In memory: a statement's rows are bounded (kMaxUpsertBytes), work_mem may be small. */
+    Tuplestorestate *store = tuplestore_begin_heap(false, false, Max(work_mem, kRowsStoreKB));
+    TupleDesc desc = CreateTupleDescCopy(expected);
+    Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * Max(s->ncols, 1)));
+    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * Max(s->ncols, 1)));
+    for (int i = 0; i < s->nrows; i++) {
+        for (int j = 0; j < s->ncols; j++) {
+            values[j] = s->values[j][i];
+            nulls[j] = s->nulls[j][i];
+        }
+        tuplestore_putvalues(store, desc, values, nulls);
+    }
+    MemoryContextSwitchTo(old);
+    rsinfo->returnMode = SFRM_Materialize;
+    rsinfo->setResult = store;
+    rsinfo->setDesc = desc;
+}
 
 Upserts *UpsertsCreate(Relation rel, TableInfo *info, int policy, MemoryContext cxt)
 {

@@ -30,6 +30,7 @@
 
 extern "C" {
 #include "executor/tuptable.h"
+#include "fmgr.h"
 #include "utils/relcache.h"
 }
 
@@ -74,6 +75,12 @@ void KeySetInit(KeySet *set, MemoryContext cxt);
 /* Adds a hash; false if it was there already (the caller writes what is pending first). */
 bool KeySetAdd(KeySet *set, uint64 hash);
 void KeySetClear(KeySet *set);
+
+/*
+ * influx.statement_rows(): the rows of the statement this process is running for a Citus
+ * table (conflict.cpp), into the caller's tuplestore; an ERROR outside such a statement.
+ */
+void StatementRows(FunctionCallInfo fcinfo);
 
 /* Hash of a row's point: its key columns' values in `slot` (the table's column order). */
 uint64 PointHash(const TableInfo *info, TupleDesc desc, TupleTableSlot *slot);

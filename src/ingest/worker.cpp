@@ -484,7 +484,7 @@ void WorkerMain(Datum main_arg)
     pgstat_report_appname(appname);
     pgstat_report_activity(STATE_IDLE, nullptr);
     SetSlotActivity(slot, "idle");
-    KeepCitusConnections();
+    SetCitusSessionDefaults();
 
     shm_mq_handle *mqh = AttachRing(main_arg, args, slot);
     ReceiveLoop(mqh, slot, args.worker_index);

@@ -22,6 +22,7 @@ extern "C" {
 
 #include "core/compat.hpp"
 #include "core/pg_cpp.hpp"
+#include "ingest/conflict.hpp"
 #include "sql/extension_table.hpp"
 
 namespace
@@ -80,3 +81,17 @@ Datum set_on_conflict(FunctionCallInfo fcinfo)
 INFLUX_SQL_FUNCTION(set_on_conflict)
 
 } // namespace
+
+namespace
+{
+
+/* influx.statement_rows(): see ingest/conflict.hpp. */
+Datum statement_rows(FunctionCallInfo fcinfo)
+{
+    influx::StatementRows(fcinfo);
+    return (Datum) 0;
+}
+
+} // namespace
+
+INFLUX_SQL_FUNCTION(statement_rows)

@@ -144,38 +144,64 @@ def most_connections_of_a_worker(c):
     return most
 
 
-def test_insertion_workers_keep_their_shard_connections(citus):
-    """After a write into a table with two shards per node, an insertion worker still holds
-    more than one connection to a node: Citus' default keeps one and closes the rest at
-    every commit, so each flush would connect (fork, authenticate, TLS) again."""
+def worker_node_backends(c):
+    """Backend pids on the worker nodes serving the insertion workers' connections."""
+    influx_pids = set(c.backend_pids("influx worker"))
+    found = set()
+    for node in c.citus_workers:
+        for pid, name in node.query("SELECT pid, application_name FROM pg_stat_activity "
+                                    "WHERE application_name LIKE 'citus_internal gpid=%'"):
+            if int(name.split("=", 1)[1]) % 10**10 in influx_pids:
+                found.add((node.port, pid))
+    return found
+
+
+def test_insertion_workers_write_each_node_over_one_kept_connection(citus):
+    """A write into a table with two shards per node goes to each node over one connection
+    (citus.multi_shard_modify_mode = sequential in the insertion workers: one participant
+    per node in the flush's two-phase commit, not one per shard), and the connection is
+    kept for the next flush instead of being opened again."""
     require_http(citus)
     citus.execute("""CREATE TABLE keep_conns (_time timestamptz NOT NULL, host text, v float8);
                      SELECT create_distributed_table('keep_conns', 'host')""")
     assert_204(write(citus.http_port, lines("keep_conns", 2000)))
-    wait_for(lambda: most_connections_of_a_worker(citus) >= 2, 10,
-             what="an insertion worker keeping 2 connections to a node")
+    assert most_connections_of_a_worker(citus) == 1
+    first = wait_for(lambda: worker_node_backends(citus), 10, what="the kept connections")
+    for t0 in (T0_NS + 10**13, T0_NS + 2 * 10**13):
+        assert_204(write(citus.http_port, lines("keep_conns", 2000, t0)))
+    assert worker_node_backends(citus) >= first
+    assert citus.scalar("SELECT count(*) FROM keep_conns") == 6000
 
 
-def test_an_administrators_setting_of_cached_connections_is_kept(citus):
-    """citus.max_cached_conns_per_worker set by the administrator, even to Citus' default
-    of 1, is left alone: the insertion workers keep one connection per node."""
+def test_an_administrators_citus_settings_are_kept(citus):
+    """citus.multi_shard_modify_mode and citus.max_cached_conns_per_worker set by the
+    administrator are left alone: in parallel mode an insertion worker opens and keeps a
+    connection per shard, and keeps just one per node when the administrator says so."""
     require_http(citus)
     c = citus
     c.execute("""CREATE TABLE keep_one (_time timestamptz NOT NULL, host text, v float8);
                  SELECT create_distributed_table('keep_one', 'host')""")
-    c.execute("ALTER SYSTEM SET citus.max_cached_conns_per_worker = 1")
-    try:
+
+    def restart_with(settings):
+        for name, value in settings.items():
+            c.execute(f"ALTER SYSTEM SET {name} = {value}" if value is not None
+                      else f"ALTER SYSTEM RESET {name}")
         c.execute("SELECT pg_reload_conf()")
         old = set(c.backend_pids("influx worker"))
         c.execute("SELECT influx.restart_workers()")
         wait_for(lambda: (lambda now: now and not (now & old))(set(c.backend_pids("influx worker"))),
                  30, what="new insertion workers")
+
+    try:
+        restart_with({"citus.multi_shard_modify_mode": "parallel"})
         assert_204(write(c.http_port, lines("keep_one", 2000)))
+        assert most_connections_of_a_worker(c) >= 2
+        restart_with({"citus.max_cached_conns_per_worker": "1"})
+        assert_204(write(c.http_port, lines("keep_one", 2000, T0_NS + 10**13)))
         assert most_connections_of_a_worker(c) == 1
     finally:
-        c.execute("ALTER SYSTEM RESET citus.max_cached_conns_per_worker")
-        c.execute("SELECT pg_reload_conf()")
-        c.execute("SELECT influx.restart_workers()")
+        restart_with({"citus.multi_shard_modify_mode": None,
+                      "citus.max_cached_conns_per_worker": None})
 
 
 def rejected_total(c):

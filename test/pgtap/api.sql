@@ -2,7 +2,7 @@
 -- functions with their argument and result types, and the influx.stats view.
 -- Catalog checks only: behaviour is covered by pg_regress and the integration tests.
 BEGIN;
-SELECT plan(58);
+SELECT plan(61);
 
 -- The OUT columns of a function as "name type, ..." (NULL if the function is missing).
 CREATE FUNCTION pg_temp.out_columns(fn regprocedure) RETURNS text LANGUAGE sql AS $$
@@ -15,8 +15,8 @@ $$;
 -- Extension and schema
 SELECT has_extension('influx', 'pg_influx', 'extension pg_influx is installed in schema influx');
 SELECT has_schema('influx');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.2',
-          'pg_influx version is 1.2');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.3',
+          'pg_influx version is 1.3');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'pg_influx'), false,
           'pg_influx is not relocatable (its objects live in schema influx)');
 
@@ -115,12 +115,19 @@ SELECT table_privs_are('influx', 'table_option', 'public', ARRAY['SELECT'],
 SELECT isnt(obj_description(to_regprocedure('influx.set_on_conflict(regclass,text)'), 'pg_proc'),
             NULL, 'influx.set_on_conflict() has a comment');
 
+-- The rows of pg_influx's own statements for Citus tables (1.3): nothing anywhere else.
+SELECT has_function('influx', 'statement_rows', ARRAY[]::name[]);
+SELECT function_returns('influx', 'statement_rows', ARRAY[]::name[], 'setof record');
+SELECT throws_ok('SELECT * FROM influx.statement_rows() AS r(a int)', '55000',
+                 'influx.statement_rows() returns rows only inside pg_influx''s own statements',
+                 'influx.statement_rows() called by anyone returns nothing: an error');
+
 -- Exactly these functions: none opens network connections from the server (the former
 -- send_udp()/send_tcp() test helpers are gone; tests send with their own clients).
 SELECT functions_are('influx', ARRAY[
     'parse', 'stats', 'listener_status', 'restart_workers', 'insert',
     'create_measurement_table', 'add_measurement_columns', 'field_column_type',
-    'create_token', 'drop_token', 'set_on_conflict', 'forget_dropped_tables'],
+    'create_token', 'drop_token', 'set_on_conflict', 'forget_dropped_tables', 'statement_rows'],
     'schema influx has exactly the functions of the SQL API');
 SELECT hasnt_function('influx', 'send_udp', 'there is no influx.send_udp()');
 SELECT hasnt_function('influx', 'send_tcp', 'there is no influx.send_tcp()');
