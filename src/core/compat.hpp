@@ -89,3 +89,14 @@ static inline bool InfluxAdjustTimestampForTypmod(Timestamp *ts, int32 typmod)
 #else
 #define InfluxGucVariables(n) (*(n) = GetNumConfigOptions(), get_guc_variables())
 #endif
+
+/* The catalog-specific ACL checks became object_aclcheck in 16. */
+#if PG_VERSION_NUM >= 160000
+#define InfluxNamespaceAclcheck(nspid, role, mode)                                                 \
+    object_aclcheck(NamespaceRelationId, (nspid), (role), (mode))
+#define InfluxProcAclcheck(funcid, role, mode)                                                     \
+    object_aclcheck(ProcedureRelationId, (funcid), (role), (mode))
+#else
+#define InfluxNamespaceAclcheck(nspid, role, mode) pg_namespace_aclcheck((nspid), (role), (mode))
+#define InfluxProcAclcheck(funcid, role, mode) pg_proc_aclcheck((funcid), (role), (mode))
+#endif

@@ -31,10 +31,13 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -50,6 +53,7 @@ extern "C" {
 #include "parser/parse_func.h"
 }
 
+#include "core/compat.hpp"
 #include "core/settings.hpp"
 #include "ingest/conflict.hpp"
 
@@ -308,18 +312,42 @@ struct Upserts {
 namespace
 {
 
-/* The statement influx.statement_rows() serves now (RunShape), and its rows; else NULL. */
+/*
+ * The statement influx.statement_rows() serves now (RunShape), its rows and the user it runs
+ * as; else NULL.  The rows are handed out once, to the statement's own scan, which runs
+ * before any of the table's code (defaults, triggers): code that calls the function later
+ * in the statement, or as another user, gets an error, not the rows.
+ */
 const Upserts *serving = nullptr;
 const ShapeRows *serving_rows = nullptr;
+Oid serving_user = InvalidOid;
 
 /* How a statement gets its rows. */
 enum class RowSource { Arrays, Values, Function };
 
-/* Whether influx.statement_rows() exists (the extension is 1.3 or later). */
-bool HaveStatementRows(void)
+/*
+ * Whether a shape's statement can take its rows from influx.statement_rows() as the current
+ * user: the function exists (the extension is 1.3 or later), the user may execute it, and
+ * may use the schemas of the column types the statement names.  Else the arrays go as
+ * parameters, which name no type.
+ */
+bool StatementRowsUsable(const TableInfo *info, const ShapeRows *s)
 {
     List *name = list_make2(makeString(pstrdup("influx")), makeString(pstrdup("statement_rows")));
-    return OidIsValid(LookupFuncName(name, 0, nullptr, true));
+    Oid fn = LookupFuncName(name, 0, nullptr, true);
+    if (!OidIsValid(fn) || InfluxProcAclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+        return false;
+    for (int j = 0; j < s->ncols; j++) {
+        HeapTuple tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(info->columns[s->cols[j]].typid));
+        if (!HeapTupleIsValid(tup))
+            return false;
+        Oid nspid = reinterpret_cast<Form_pg_type>(GETSTRUCT(tup))->typnamespace;
+        ReleaseSysCache(tup);
+        if (nspid != PG_CATALOG_NAMESPACE &&
+            InfluxNamespaceAclcheck(nspid, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+            return false;
+    }
+    return true;
 }
 
 /* The statement for a shape: see the file comment. */
@@ -417,9 +445,12 @@ bool ParamTypes(Upserts *u, const ShapeRows *s, Oid *types)
 ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
 {
     TableInfo *info = u->info;
+    /* Checked at each statement: plans are kept per table, the user differs (HTTP). */
+    bool rows_usable = info->distributed && StatementRowsUsable(info, s);
     int count = 0;
     for (ConflictPlan *p = info->plans; p != nullptr; p = p->next, count++)
-        if (p->policy == u->policy && memcmp(p->shape, s->shape, info->natts) == 0)
+        if (p->policy == u->policy && memcmp(p->shape, s->shape, info->natts) == 0 &&
+            (p->values || p->from_rows == rows_usable))
             return p;
 
     Oid *types = static_cast<Oid *>(palloc(sizeof(Oid) * Max(s->ncols, 1)));
@@ -427,7 +458,7 @@ ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
     if (values)
         for (int j = 0; j < s->ncols; j++)
             types[j] = info->columns[s->cols[j]].typid;
-    bool from_rows = info->distributed && !values && HaveStatementRows();
+    bool from_rows = rows_usable && !values;
     char *sql = StatementText(
         u, s, from_rows ? RowSource::Function : (values ? RowSource::Values : RowSource::Arrays));
     /*
@@ -487,24 +518,30 @@ uint64 RunShape(Upserts *u, ShapeRows *s)
     char *nulls = static_cast<char *>(palloc(Max(s->ncols, 1)));
     uint64 processed = 0;
     if (p->from_rows) {
-        /* Statements nest (a trigger's influx.insert()): the outer one's rows come back after. */
-        const Upserts *outer = serving;
-        const ShapeRows *outer_rows = serving_rows;
+        /* Never nested: influx.insert() refuses to run inside a flush (a trigger's). */
+        Assert(serving == nullptr);
         serving = u;
         serving_rows = s;
+        serving_user = GetUserId();
         int rc = 0;
+        bool taken = false;
         PG_TRY();
         {
             rc = SPI_execute_plan(p->plan, nullptr, nullptr, false, 0);
+            taken = serving_rows == nullptr;
         }
         PG_FINALLY();
         {
-            serving = outer;
-            serving_rows = outer_rows;
+            serving = nullptr;
+            serving_rows = nullptr;
+            serving_user = InvalidOid;
         }
         PG_END_TRY();
         if (rc != SPI_OK_INSERT)
             elog(ERROR, "pg_influx: INSERT ... SELECT returned %s", SPI_result_code_string(rc));
+        if (!taken && s->nrows > 0)
+            elog(ERROR, "pg_influx: the statement did not take its rows from "
+                        "influx.statement_rows()");
         processed = SPI_processed;
         SPI_finish();
         return processed;
@@ -535,10 +572,10 @@ uint64 RunShape(Upserts *u, ShapeRows *s)
 void StatementRows(FunctionCallInfo fcinfo)
 {
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-    if (serving == nullptr)
+    if (serving == nullptr || serving_rows == nullptr || GetUserId() != serving_user)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("influx.statement_rows() returns rows only inside pg_influx's own "
-                               "statements")));
+                        errmsg("influx.statement_rows() returns rows only to pg_influx's own "
+                               "statements, once")));
     if (rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo) ||
         (rsinfo->allowedModes & SFRM_Materialize) == 0 || rsinfo->expectedDesc == nullptr)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -569,6 +606,7 @@ void StatementRows(FunctionCallInfo fcinfo)
         tuplestore_putvalues(store, desc, values, nulls);
     }
     MemoryContextSwitchTo(old);
+    serving_rows = nullptr; /* handed out */
     rsinfo->returnMode = SFRM_Materialize;
     rsinfo->setResult = store;
     rsinfo->setDesc = desc;

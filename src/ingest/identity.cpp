@@ -5,6 +5,7 @@ extern "C" {
 #include "postgres.h"
 
 #include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
 #include "access/table.h"
@@ -17,6 +18,7 @@ extern "C" {
 }
 
 #include "ingest/identity.hpp"
+#include "core/compat.hpp"
 #include "core/settings.hpp"
 
 namespace influx
@@ -153,7 +155,7 @@ bool *ColumnsGranted(Relation rel, Oid writer, AclMode mode)
 
 const char *SchemaRefusal(Oid nspid, Oid writer)
 {
-    if (pg_namespace_aclcheck(nspid, writer, ACL_USAGE) != ACLCHECK_OK)
+    if (InfluxNamespaceAclcheck(nspid, writer, ACL_USAGE) != ACLCHECK_OK)
         return "permission denied: USAGE privilege on the schema is required";
     return nullptr;
 }

@@ -40,6 +40,7 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "commands/trigger.h"
@@ -82,6 +83,7 @@ extern "C" {
 #include "core/pg_cpp.hpp"
 #include "core/report.hpp"
 #include "core/clock.hpp"
+#include "core/compat.hpp"
 #include "core/settings.hpp"
 #include "ingest/table_cache.hpp"
 #include "ingest/table_writer.hpp"
@@ -405,6 +407,15 @@ bool ErrorAlwaysRetried(int sqlstate)
 /* Set while a flush isolates transient errors too (see ErrorAlwaysRetried). */
 bool isolate_transient = false;
 
+bool subxact_left_half_begun = false;
+
+/* The rows InsertGroupInSubxact tries now: rejected if the try leaves a subtransaction half begun.
+ */
+struct {
+    BatchGroup *group;
+    int lo, hi;
+} trying = {nullptr, 0, 0};
+
 /*
  * Set while a flush writes its groups in subtransactions: then every row of a table with
  * a conflict policy is probed (the first attempt writes optimistically, table_writer.hpp).
@@ -546,6 +557,7 @@ RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     progress.merges = progress.optimistic = false;
     progress.relations = 0;
     progress.column = nullptr;
+    progress.remote = progress.citus = false;
     if (g->parked || PendingRows(g, lo, hi) == 0)
         return none;
 
@@ -573,6 +585,8 @@ RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
         RejectRange(g, lo, hi, kRowsRejectedTable, refusal);
         return none;
     }
+    progress.citus = info->distributed;
+    progress.remote = info->distributed || rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE;
     if (opts->add_columns && g->schema_relid != relid && !BatchGroupBuiltFor(g, info)) {
         /* ALTER TABLE refuses a table this backend has open: close it, keep the lock. */
         table_close(rel, NoLock);
@@ -609,6 +623,7 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
                           char *message, size_t message_size, int *sqlstate)
 {
     MemoryContextReset(attempt_cxt);
+    trying = {g, lo, hi};
     bool ok = InSubtransaction(
         attempt_cxt,
         [&]() {
@@ -624,6 +639,7 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
                 DisarmFlushTimeout();
         },
         sqlstate, message, message_size);
+    trying.group = nullptr;
     MemoryContextReset(attempt_cxt);
 
     /*
@@ -635,6 +651,54 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
     if (!ok && EndsAttempt(*sqlstate))
         RaiseAgain(*sqlstate, message);
     return ok;
+}
+
+/*
+ * Whether a connection error (SQLSTATE class 08) writing a table on another server means
+ * that server is out of reach.  For a Citus table, asked of Citus once per flush attempt:
+ * some active primary node fails Citus' own connection check (a node down, restarting,
+ * refusing connections; an error while checking counts as out of reach).  With every node
+ * answering, the error came from the table's own code (a trigger on the shards raising
+ * class 08, a default that confuses Citus' connection state) and is about its rows.  A
+ * foreign table's server is taken to be out of reach: there is no such check for it.
+ */
+int reach_checked = 0; /* this attempt: 0 not asked, 1 every node answers, -1 some does not */
+
+bool RemoteOutOfReach(void)
+{
+    if (!progress.citus)
+        return true;
+    if (reach_checked == 0) {
+        bool every_node = false;
+        char message[INFLUX_ERROR_TEXT];
+        int sqlstate = 0;
+        bool ok = InSubtransaction(
+            attempt_cxt,
+            [&]() {
+                PushActiveSnapshot(GetTransactionSnapshot());
+                SPI_connect();
+                int rc = SPI_execute(
+                    "SELECT pg_catalog.bool_and(pg_catalog.citus_check_connection_to_node("
+                    "nodename, nodeport)) FROM pg_catalog.pg_dist_node "
+                    "WHERE isactive AND noderole = 'primary'",
+                    false, 1);
+                if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+                    bool isnull = true;
+                    Datum d =
+                        SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+                    every_node = !isnull && DatumGetBool(d);
+                }
+                SPI_finish();
+                PopActiveSnapshot();
+            },
+            &sqlstate, message, sizeof(message));
+        MemoryContextReset(attempt_cxt);
+        reach_checked = ok && every_node ? 1 : -1;
+        if (reach_checked > 0)
+            ReportProblem(my_slot, "a connection error while every Citus node answers: taken to be "
+                                   "about the rows");
+    }
+    return reach_checked < 0;
 }
 
 /*
@@ -655,13 +719,17 @@ RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, i
             total += n;
             break;
         }
-        if (ERRCODE_TO_CATEGORY(sqlstate) == ERRCODE_CONNECTION_EXCEPTION) {
+        if (ERRCODE_TO_CATEGORY(sqlstate) == ERRCODE_CONNECTION_EXCEPTION && progress.remote &&
+            RemoteOutOfReach()) {
             /*
              * A shard's node or a foreign server out of reach (transient failures isolated
              * after retries): the rows are good but cannot go now.  Never rejected: the whole
              * group is handed back while nothing of it is written, the rest of the flush
              * commits; otherwise the flush ends and is tried again later, keeping the rows
-             * (the ring fills, senders are held back).
+             * (the ring fills, senders are held back).  Only for a table whose rows go to
+             * another server, and for a Citus table only while a node does not answer: a
+             * table's own code (a trigger) raising class 08 is about its rows, which are then
+             * rejected as for any other error.
              */
             if (lo != 0 || hi != g->nrows || !ParkUnreachable(g))
                 RaiseAgain(sqlstate, message);
@@ -744,6 +812,7 @@ RowCounts InsertAll(const FlushOptions *opts, bool isolate)
     may_park = opts->worker && hooks != nullptr && hooks->handback_allowed();
     park_bytes = 0;
     parked_unreachable = 0;
+    reach_checked = 0;
     for (int i = 0; i < batch.ngroups; i++)
         batch.groups[i]->parked = false;
     if (may_park && lock_table_groups > 0 && hooks->handback_writable()) {
@@ -800,6 +869,8 @@ void SetConstraintsImmediate(void)
 bool FlushTransaction(const FlushOptions *opts, bool isolate, RowCounts *inserted, int *sqlstate,
                       char *message, size_t message_size)
 {
+    subxact_left_half_begun = false;
+    trying.group = nullptr;
     bool ok = InOwnTransaction(
         [&]() {
             if (isolate)
@@ -807,6 +878,19 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, RowCounts *inserte
             *inserted = InsertAll(opts, isolate);
         },
         sqlstate, message, message_size, true);
+    if (!ok && subxact_left_half_begun && trying.group != nullptr) {
+        /*
+         * The rows tried when the table's own code left a subtransaction half begun cannot
+         * be tried one by one (each try ends the same way, aborting the whole attempt):
+         * they are rejected with the error, and the next attempt writes the rest.
+         */
+        char reason[INFLUX_ERROR_TEXT];
+        pg_snprintf(reason, sizeof(reason),
+                    "%s (a subtransaction the table's code began failed to start)", message);
+        RejectRange(trying.group, trying.lo, trying.hi, kRowsRejectedInsert, reason);
+    }
+    subxact_left_half_begun = false;
+    trying.group = nullptr;
     /* Lines this attempt handed back belong to a flush that did not commit: not valid. */
     if (!ok && hooks != nullptr)
         hooks->handback_rolled_back();
@@ -882,7 +966,7 @@ const char *ResolveDatabase(const char *database)
         StartTransactionCommand();
         Oid nspid = get_namespace_oid(database, true);
         usable = OidIsValid(nspid) &&
-                 pg_namespace_aclcheck(nspid, GetUserId(), ACL_CREATE) == ACLCHECK_OK;
+                 InfluxNamespaceAclcheck(nspid, GetUserId(), ACL_CREATE) == ACLCHECK_OK;
         CommitTransactionCommand();
     }
     strlcpy(resolved_database, database, sizeof(resolved_database));
@@ -1192,6 +1276,8 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
     {
         MemoryContextSwitchTo(oldcxt);
         EndBatch();
+        subxact_left_half_begun = false; /* the error went to the caller */
+        trying.group = nullptr;
         sql_call_active = false;
         reporter = &worker_reporter;
     }

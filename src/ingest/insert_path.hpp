@@ -74,6 +74,16 @@ extern size_t park_bytes;
 /* Set while a flush isolates transient errors too (see ErrorAlwaysRetried). */
 extern bool isolate_transient;
 
+/*
+ * Set when InSubtransaction could not roll its subtransaction back where it failed: code
+ * inside began a subtransaction of its own that failed to start (a subtransaction callback
+ * raised: Citus does when it cannot send SAVEPOINT to a node busy with its COPY, as when a
+ * Citus table's default opens a PL/pgSQL exception block) and left it half begun, which
+ * only an abort of the whole transaction cleans up.  InSubtransaction then raises the
+ * error again, for the transaction to be aborted.
+ */
+extern bool subxact_left_half_begun;
+
 /* Refused builds in a row after which a group's lines take the ordinary path (batch.hpp). */
 constexpr int kBuildRefusalsToStop = 16;
 
@@ -119,6 +129,7 @@ bool InSubtransaction(MemoryContext run_cxt, const Fn &fn, const OnError &on_err
     ResourceOwner oldowner = CurrentResourceOwner;
     volatile bool ok = true;
     BeginInternalSubTransaction(nullptr);
+    const int level = GetCurrentTransactionNestLevel();
     MemoryContextSwitchTo(run_cxt);
     PG_TRY();
     {
@@ -129,6 +140,10 @@ bool InSubtransaction(MemoryContext run_cxt, const Fn &fn, const OnError &on_err
     {
         on_error();
         MemoryContextSwitchTo(oldcxt);
+        if (GetCurrentTransactionNestLevel() != level) {
+            subxact_left_half_begun = true;
+            PG_RE_THROW();
+        }
         *sqlstate = TakeError(message, message_size);
         RollbackAndReleaseCurrentSubTransaction();
         ok = false;

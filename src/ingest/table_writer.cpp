@@ -329,6 +329,8 @@ Target *AddTarget(Writer *w, ResultRelInfo *rri)
      * A foreign table whose server takes batches (postgres_fdw's batch_size above 1, and
      * no row triggers or RETURNING there) is buffered too, as COPY does.
      */
+    if (rri->ri_FdwRoutine != nullptr)
+        w->progress->remote = true;
     t->foreign_batch = rri->ri_FdwRoutine != nullptr && rri->ri_BatchSize > 1 &&
                        rri->ri_FdwRoutine->ExecForeignBatchInsert != nullptr;
     t->multi = !w->single_only && !t->before_row &&
@@ -819,11 +821,15 @@ void SetUp(Writer *w)
 
     if (rri->ri_FdwRoutine != nullptr && rri->ri_FdwRoutine->BeginForeignInsert != nullptr)
         rri->ri_FdwRoutine->BeginForeignInsert(mtstate, rri);
-    /* The batch size the server takes (partitions get theirs from ExecInitRoutingInfo). */
-    rri->ri_BatchSize = 1;
+    /*
+     * The batch size the server takes, as copyfrom.c sets it (partitions get theirs from
+     * ExecInitRoutingInfo): the FDW asks for ri_BatchSize still 0.
+     */
     if (rri->ri_FdwRoutine != nullptr && rri->ri_FdwRoutine->GetForeignModifyBatchSize != nullptr &&
         rri->ri_FdwRoutine->ExecForeignBatchInsert != nullptr)
         rri->ri_BatchSize = rri->ri_FdwRoutine->GetForeignModifyBatchSize(rri);
+    else
+        rri->ri_BatchSize = 1;
 
     w->tcs = mtstate->mt_transition_capture =
         MakeTransitionCaptureState(rel->trigdesc, RelationGetRelid(rel), CMD_INSERT);

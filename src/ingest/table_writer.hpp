@@ -44,6 +44,8 @@ struct WriteProgress {
     bool merges;        /* the table has a conflict policy (merge, replace, skip) */
     bool optimistic;    /* ... and its rows were written without looking points up */
     int relations;      /* relations the write locked: the table, partitions, indexes */
+    bool remote;        /* rows go to another server: a Citus table, a foreign table or partition */
+    bool citus;         /* ... a Citus table */
 };
 
 /*

@@ -131,6 +131,85 @@ def test_a_row_the_shards_refuse_is_rejected_alone(citus):
     assert shell_bytes(c, "chk") == 0
 
 
+def rejected_total(c):
+    return sum(c.stat_total(k, kind="worker") for k in
+               ("rows_rejected_insert", "rows_rejected_table", "rows_rejected_value"))
+
+
+def test_a_tables_own_code_cannot_read_the_statements_rows(citus):
+    """influx.statement_rows() hands a statement's rows out once, to the statement's own
+    scan: a table's code that calls it later in the statement (here a column default) gets
+    an error, never the rows, and the rows are rejected for the table's error."""
+    c = citus
+    c.execute("""
+        CREATE FUNCTION peek() RETURNS bigint LANGUAGE plpgsql AS $$
+        BEGIN
+            RETURN (SELECT count(*)
+                      FROM influx.statement_rows() AS r (_time timestamptz, host text, v float8));
+        END $$;
+        CREATE TABLE peek (_time timestamptz NOT NULL, host text, v float8,
+                           seen bigint DEFAULT peek());
+        SELECT create_distributed_table('peek', 'host')""")
+    rejected = c.stat_total("rows_rejected_insert", kind="worker")
+    send_tcp(c.tcp_port, lines("peek", 20) + lines("peek_ok", 20))
+    wait_for(lambda: c.stat_total("rows_rejected_insert", kind="worker") == rejected + 20, 60,
+             what="every row of the table whose default reads the statement's rows rejected")
+    wait_for(lambda: c.row_count("peek_ok") == 20, 30, what="the other table's rows")
+    assert c.scalar("SELECT count(*) FROM peek") == 0
+    assert "statement_rows" in " ".join(r["last_error"] or "" for r in c.stats())
+
+
+def test_a_connection_error_with_every_node_up_rejects_the_rows_not_forever(citus):
+    """A connection error (SQLSTATE class 08) while every node answers Citus' connection
+    check is about the rows, not an outage.  Here the table's own default opens a
+    subtransaction (a PL/pgSQL exception block) in the middle of Citus' writes to the shards,
+    which Citus fails with 08006 "another command is already in progress".  The rows are
+    rejected with that reason and the other table's rows land, instead of the table's lines
+    being handed back to come again forever."""
+    c = citus
+    c.execute("""
+        CREATE FUNCTION guarded() RETURNS bigint LANGUAGE plpgsql AS $$
+        BEGIN
+            RETURN 1;
+        EXCEPTION WHEN others THEN
+            RETURN -1;
+        END $$;
+        CREATE TABLE guarded (_time timestamptz NOT NULL, host text, v float8,
+                              g bigint DEFAULT guarded());
+        SELECT create_distributed_table('guarded', 'host')""")
+    rejected = rejected_total(c)
+    send_tcp(c.tcp_port, lines("guarded", 30) + lines("guarded_ok", 30))
+    wait_for(lambda: rejected_total(c) == rejected + 30, 90,
+             what="the 30 rows rejected for the connection error")
+    wait_for(lambda: c.row_count("guarded_ok") == 30, 30, what="the other table's rows")
+    assert c.scalar("SELECT count(*) FROM guarded") == 0
+
+
+def test_a_writer_without_usage_on_a_column_types_schema_writes(citus):
+    """The statement that reads influx.statement_rows() names every column's type; a role
+    that may insert into the table but not use the schema of a column's type (a domain)
+    gets its rows written through array parameters instead, which name no type."""
+    c = citus
+    c.execute("""
+        CREATE SCHEMA reading_types;
+        CREATE DOMAIN reading_types.celsius AS float8 CHECK (VALUE > -273.15);
+        CREATE TABLE room (_time timestamptz NOT NULL, host text, v reading_types.celsius);
+        SELECT create_distributed_table('room', 'host');
+        CREATE ROLE room_writer LOGIN;
+        GRANT INSERT, SELECT ON room TO room_writer""")
+    conn = c.connect(user="room_writer")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT has_schema_privilege('reading_types', 'USAGE')")
+            assert cur.fetchone()[0] is False
+            cur.execute("SELECT influx.insert(%s)", (lines("room", 300),))
+            assert cur.fetchone()[0] == 300
+    finally:
+        conn.close()
+    assert c.scalar("SELECT count(*) FROM room") == 300
+    assert shell_bytes(c, "room") == 0
+
+
 def most_connections_of_a_worker(c):
     """The most connections one insertion worker holds open to one Citus worker node."""
     influx_pids = set(c.backend_pids("influx worker"))
@@ -202,11 +281,6 @@ def test_an_administrators_citus_settings_are_kept(citus):
     finally:
         restart_with({"citus.multi_shard_modify_mode": None,
                       "citus.max_cached_conns_per_worker": None})
-
-
-def rejected_total(c):
-    return sum(c.stat_total(k, kind="worker") for k in
-               ("rows_rejected_insert", "rows_rejected_table", "rows_rejected_value"))
 
 
 def test_a_worker_node_stopped_during_ingest_loses_nothing(citus):

@@ -420,6 +420,27 @@ def test_out_of_memory_raised_for_one_row_rejects_that_row(listener):
     wait_for(lambda: stat(c, "rows_rejected_insert") == rejected + 1, 10, what="the row rejected")
 
 
+def test_a_connection_error_raised_by_a_local_tables_trigger_rejects_its_row(listener):
+    """SQLSTATE class 08 from a local table's own code (here a trigger, for one row) is not a
+    remote node out of reach: the row is rejected alone, the others land, and the table's
+    lines are not handed back to come again forever."""
+    c = listener
+    c.execute("""
+        CREATE TABLE conn08 (_time timestamptz, host text, v bigint);
+        CREATE FUNCTION conn08_check() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.v = 7 THEN RAISE EXCEPTION 'lost it' USING ERRCODE = '08006'; END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER conn08_check AFTER INSERT ON conn08 FOR EACH ROW EXECUTE FUNCTION conn08_check();
+    """)
+    rejected = stat(c, "rows_rejected_insert")
+    send_tcp(c.tcp_port, lines("conn08", 0, 100))
+    wait_for(lambda: exact(c, "conn08", 99), 30, what="the 99 other rows")
+    assert c.scalar("SELECT count(*) FROM conn08 WHERE v = 7") == 0
+    wait_for(lambda: stat(c, "rows_rejected_insert") == rejected + 1, 10, what="the row rejected")
+
+
 def test_a_locked_table_does_not_hold_up_the_others(listener):
     """While one table is locked by another session, lines for other tables that arrive in
     the same batches keep landing: the locked table's lines are handed back to the

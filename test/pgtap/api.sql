@@ -119,7 +119,7 @@ SELECT isnt(obj_description(to_regprocedure('influx.set_on_conflict(regclass,tex
 SELECT has_function('influx', 'statement_rows', ARRAY[]::name[]);
 SELECT function_returns('influx', 'statement_rows', ARRAY[]::name[], 'setof record');
 SELECT throws_ok('SELECT * FROM influx.statement_rows() AS r(a int)', '55000',
-                 'influx.statement_rows() returns rows only inside pg_influx''s own statements',
+                 'influx.statement_rows() returns rows only to pg_influx''s own statements, once',
                  'influx.statement_rows() called by anyone returns nothing: an error');
 
 -- Exactly these functions: none opens network connections from the server (the former
