@@ -57,8 +57,10 @@ struct BatchGroup {
     struct BuildMemo *build_memo;       /* BuildRow's lookups from the previous row */
     int build_refusals;                 /* lines BuildRow refused in a row */
     int unbuilt;                        /* rows added as parsed keys and values (BatchAddRow) */
-    bool parked; /* this flush attempt hands its rows back: the table was locked (tables.cpp
-                    OpenTable) */
+    bool parked;      /* this flush attempt hands its rows back: the table was locked (tables.cpp
+                         OpenTable) */
+    int isolate_span; /* > 0: isolated attempts write at most this many rows per
+                         subtransaction (a range left one half begun: insert.cpp) */
 };
 
 struct Batch {

@@ -43,9 +43,14 @@ bool Distributed(Relation catalog, Oid relid)
 
 } // namespace
 
+bool CitusInstalled(void)
+{
+    return OidIsValid(get_extension_oid("citus", true));
+}
+
 bool IsCitusTable(Relation rel)
 {
-    if (!OidIsValid(get_extension_oid("citus", true)))
+    if (!CitusInstalled())
         return false;
     Oid catalog_relid = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
     if (!OidIsValid(catalog_relid))

@@ -26,6 +26,9 @@ namespace influx
  */
 bool IsCitusTable(Relation rel);
 
+/* Whether the citus extension exists in this database (needs a transaction). */
+bool CitusInstalled(void);
+
 /*
  * For an insertion worker, once after it connects, where Citus is loaded, two settings of
  * its own session, each unless the administrator set it (any value is kept):

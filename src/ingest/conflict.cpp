@@ -50,6 +50,7 @@ extern "C" {
 #include "utils/tuplestore.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "optimizer/planner.h"
 #include "parser/parse_func.h"
 }
 
@@ -322,6 +323,36 @@ const Upserts *serving = nullptr;
 const ShapeRows *serving_rows = nullptr;
 Oid serving_user = InvalidOid;
 
+/*
+ * How many planner calls this process is inside, and how many it was inside when the
+ * statement began to be served: the statement's plan is built inside SPI_execute_plan, after
+ * serving is set, and the planner evaluates IMMUTABLE functions (of a default, say) with
+ * constant arguments.  The rows go only to a call made at the statement's own depth, which
+ * is its scan; a call from inside the planner is refused.
+ */
+int planning_depth = 0;
+int serving_depth = -1;
+planner_hook_type prev_planner_hook = nullptr;
+
+PlannedStmt *CountingPlanner(Query *parse, const char *query_string, int cursor_options,
+                             ParamListInfo bound_params)
+{
+    PlannedStmt *volatile result = nullptr;
+    planning_depth++;
+    PG_TRY();
+    {
+        result = prev_planner_hook != nullptr
+                     ? prev_planner_hook(parse, query_string, cursor_options, bound_params)
+                     : standard_planner(parse, query_string, cursor_options, bound_params);
+    }
+    PG_FINALLY();
+    {
+        planning_depth--;
+    }
+    PG_END_TRY();
+    return result;
+}
+
 /* How a statement gets its rows. */
 enum class RowSource { Arrays, Values, Function };
 
@@ -333,6 +364,11 @@ enum class RowSource { Arrays, Values, Function };
  */
 bool StatementRowsUsable(const TableInfo *info, const ShapeRows *s)
 {
+    /* Looking the function up in a schema the user may not use would raise an error. */
+    Oid influx_nspid = get_namespace_oid("influx", true);
+    if (!OidIsValid(influx_nspid) ||
+        InfluxNamespaceAclcheck(influx_nspid, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+        return false;
     List *name = list_make2(makeString(pstrdup("influx")), makeString(pstrdup("statement_rows")));
     Oid fn = LookupFuncName(name, 0, nullptr, true);
     if (!OidIsValid(fn) || InfluxProcAclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
@@ -523,6 +559,7 @@ uint64 RunShape(Upserts *u, ShapeRows *s)
         serving = u;
         serving_rows = s;
         serving_user = GetUserId();
+        serving_depth = planning_depth;
         int rc = 0;
         bool taken = false;
         PG_TRY();
@@ -535,6 +572,7 @@ uint64 RunShape(Upserts *u, ShapeRows *s)
             serving = nullptr;
             serving_rows = nullptr;
             serving_user = InvalidOid;
+            serving_depth = -1;
         }
         PG_END_TRY();
         if (rc != SPI_OK_INSERT)
@@ -572,7 +610,8 @@ uint64 RunShape(Upserts *u, ShapeRows *s)
 void StatementRows(FunctionCallInfo fcinfo)
 {
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-    if (serving == nullptr || serving_rows == nullptr || GetUserId() != serving_user)
+    if (serving == nullptr || serving_rows == nullptr || GetUserId() != serving_user ||
+        planning_depth != serving_depth)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                         errmsg("influx.statement_rows() returns rows only to pg_influx's own "
                                "statements, once")));
@@ -610,6 +649,12 @@ void StatementRows(FunctionCallInfo fcinfo)
     rsinfo->returnMode = SFRM_Materialize;
     rsinfo->setResult = store;
     rsinfo->setDesc = desc;
+}
+
+void InstallStatementRowsGuard(void)
+{
+    prev_planner_hook = planner_hook;
+    planner_hook = CountingPlanner;
 }
 
 Upserts *UpsertsCreate(Relation rel, TableInfo *info, int policy, MemoryContext cxt)

@@ -82,6 +82,13 @@ void KeySetClear(KeySet *set);
  */
 void StatementRows(FunctionCallInfo fcinfo);
 
+/*
+ * Installs the planner hook that tells influx.statement_rows() when it is called while a
+ * statement is being planned (an IMMUTABLE function in a default, folded by the planner):
+ * it then refuses, as for any caller other than the statement's own scan.  From _PG_init.
+ */
+void InstallStatementRowsGuard(void);
+
 /* Hash of a row's point: its key columns' values in `slot` (the table's column order). */
 uint64 PointHash(const TableInfo *info, TupleDesc desc, TupleTableSlot *slot);
 

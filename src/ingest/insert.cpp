@@ -40,6 +40,7 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -74,6 +75,7 @@ extern "C" {
 }
 
 #include "ingest/batch.hpp"
+#include "ingest/citus.hpp"
 #include "ipc/chunk.hpp"
 #include "ingest/convert.hpp"
 #include "ingest/identity.hpp"
@@ -409,12 +411,24 @@ bool isolate_transient = false;
 
 bool subxact_left_half_begun = false;
 
-/* The rows InsertGroupInSubxact tries now: rejected if the try leaves a subtransaction half begun.
+/*
+ * The rows InsertGroupInSubxact tries now: narrowed down, then rejected, if the try leaves a
+ * subtransaction half begun (FlushTransaction).
  */
 struct {
     BatchGroup *group;
     int lo, hi;
 } trying = {nullptr, 0, 0};
+
+/*
+ * A flush's attempts that narrowed a range or rejected a row after a half-begun
+ * subtransaction (each aborts the whole attempt, which is then made again): past
+ * kHalfBegunNarrowings, a range that fails so is rejected whole.
+ */
+constexpr int kHalfBegunNarrowings = 24;
+int half_begun_narrowings = 0;
+/* Set when the last attempt narrowed or rejected so: the next one goes at once. */
+bool attempt_narrowed = false;
 
 /*
  * Set while a flush writes its groups in subtransactions: then every row of a table with
@@ -558,6 +572,7 @@ RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
     progress.relations = 0;
     progress.column = nullptr;
     progress.remote = progress.citus = false;
+    progress.table = InvalidOid;
     if (g->parked || PendingRows(g, lo, hi) == 0)
         return none;
 
@@ -578,6 +593,7 @@ RowCounts InsertGroup(const FlushOptions *opts, BatchGroup *g, int lo, int hi)
         return none;
 
     Oid relid = RelationGetRelid(rel);
+    progress.table = relid;
     TableInfo *info = nullptr;
     const char *refusal = Refusal(rel, &info);
     if (refusal != nullptr) {
@@ -653,21 +669,62 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
     return ok;
 }
 
+/* Whether a partitioned table has a foreign table among its partitions, at any level. */
+bool HasForeignPartition(Oid relid)
+{
+    if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+        return false;
+    List *all = find_all_inheritors(relid, NoLock, nullptr);
+    bool foreign = false;
+    ListCell *lc;
+    foreach (lc, all)
+        foreign = foreign || get_rel_relkind(lfirst_oid(lc)) == RELKIND_FOREIGN_TABLE;
+    list_free(all);
+    return foreign;
+}
+
+/*
+ * After a connection error (class 08): notes that the rows were going to another server when
+ * the write did not know it yet -- a row being routed to a foreign partition (postgres_fdw
+ * connects as the partition is first routed to, before the writer sees the partition), or
+ * the table being created or set up on a Citus node (the creation hook's
+ * create_distributed_table connects to every node).  Needs a transaction.
+ */
+void NoteRemoteTarget(void)
+{
+    if (progress.remote)
+        return;
+    if (OidIsValid(progress.table) && HasForeignPartition(progress.table))
+        progress.remote = true;
+    else if ((progress.stage == WriteStage::Resolve || progress.stage == WriteStage::Setup) &&
+             CitusInstalled())
+        progress.remote = progress.citus = true;
+}
+
 /*
  * Whether a connection error (SQLSTATE class 08) writing a table on another server means
- * that server is out of reach.  For a Citus table, asked of Citus once per flush attempt:
- * some active primary node fails Citus' own connection check (a node down, restarting,
- * refusing connections; an error while checking counts as out of reach).  With every node
- * answering, the error came from the table's own code (a trigger on the shards raising
- * class 08, a default that confuses Citus' connection state) and is about its rows.  A
- * foreign table's server is taken to be out of reach: there is no such check for it.
+ * that server is out of reach.  For a Citus table, asked of Citus: some other active primary
+ * node fails Citus' own connection check (a node down, restarting, refusing connections; an
+ * error while checking counts as out of reach).  With every node answering, the error came
+ * from the table's own code (a trigger on the shards raising class 08, a default that
+ * confuses Citus' connection state) and is about its rows.  "Out of reach" holds for the
+ * rest of the flush attempt; "every node answers" for a second, as a node may go down
+ * meanwhile.  A foreign table's server is taken to be out of reach: there is no such check
+ * for it.
  */
 int reach_checked = 0; /* this attempt: 0 not asked, 1 every node answers, -1 some does not */
+TimestampTz reach_checked_at = 0;
+
+/* Milliseconds Citus may take to connect to a node for the check (its default is 30 s). */
+constexpr const char *kReachCheckConnectMs = "2000";
 
 bool RemoteOutOfReach(void)
 {
     if (!progress.citus)
         return true;
+    if (reach_checked > 0 &&
+        TimestampDifferenceExceeds(reach_checked_at, GetCurrentTimestamp(), 1000))
+        reach_checked = 0;
     if (reach_checked == 0) {
         bool every_node = false;
         char message[INFLUX_ERROR_TEXT];
@@ -675,12 +732,18 @@ bool RemoteOutOfReach(void)
         bool ok = InSubtransaction(
             attempt_cxt,
             [&]() {
+                /* For the check only: the setting comes back as it was at its end. */
+                int guc_level = NewGUCNestLevel();
+                (void) set_config_option("citus.node_connection_timeout", kReachCheckConnectMs,
+                                         PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                                         false);
                 PushActiveSnapshot(GetTransactionSnapshot());
                 SPI_connect();
                 int rc = SPI_execute(
-                    "SELECT pg_catalog.bool_and(pg_catalog.citus_check_connection_to_node("
-                    "nodename, nodeport)) FROM pg_catalog.pg_dist_node "
-                    "WHERE isactive AND noderole = 'primary'",
+                    "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node "
+                    "WHERE isactive AND noderole = 'primary' "
+                    "AND groupid <> (SELECT groupid FROM pg_catalog.pg_dist_local_group) "
+                    "AND NOT pg_catalog.citus_check_connection_to_node(nodename, nodeport))",
                     false, 1);
                 if (rc == SPI_OK_SELECT && SPI_processed == 1) {
                     bool isnull = true;
@@ -690,10 +753,12 @@ bool RemoteOutOfReach(void)
                 }
                 SPI_finish();
                 PopActiveSnapshot();
+                AtEOXact_GUC(true, guc_level);
             },
             &sqlstate, message, sizeof(message));
         MemoryContextReset(attempt_cxt);
         reach_checked = ok && every_node ? 1 : -1;
+        reach_checked_at = GetCurrentTimestamp();
         if (reach_checked > 0)
             ReportProblem(my_slot, "a connection error while every Citus node answers: taken to be "
                                    "about the rows");
@@ -712,6 +777,13 @@ RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, i
     int head_retried = -1; /* the head row tried again after a unique violation */
     while (lo < hi && PendingRows(g, lo, hi) > 0) {
         CHECK_FOR_INTERRUPTS();
+        if (g->isolate_span > 0 && hi - lo > g->isolate_span) {
+            /* A range of the group left a subtransaction half begun: narrower ones only. */
+            int mid = lo + (hi - lo) / 2;
+            total += InsertGroupIsolated(opts, g, lo, mid);
+            total += InsertGroupIsolated(opts, g, mid, hi);
+            break;
+        }
         char message[INFLUX_ERROR_TEXT];
         int sqlstate = 0;
         RowCounts n = {0, 0, 0};
@@ -719,6 +791,8 @@ RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, i
             total += n;
             break;
         }
+        if (ERRCODE_TO_CATEGORY(sqlstate) == ERRCODE_CONNECTION_EXCEPTION)
+            NoteRemoteTarget();
         if (ERRCODE_TO_CATEGORY(sqlstate) == ERRCODE_CONNECTION_EXCEPTION && progress.remote &&
             RemoteOutOfReach()) {
             /*
@@ -863,6 +937,35 @@ void SetConstraintsImmediate(void)
 }
 
 /*
+ * Whether the error of a try that left a subtransaction half begun is about the rows tried,
+ * judged as InsertGroupIsolated judges errors (after the attempt's abort: a connection
+ * error's check runs in a transaction of its own).  A lock, a timeout, a shutdown, a
+ * remote node out of reach are not: the attempt is tried again later, as for any transient
+ * error.
+ */
+bool HalfBegunAboutRows(int sqlstate)
+{
+    if (error_was_timeout || ErrorAlwaysRetried(sqlstate))
+        return false;
+    if (ERRCODE_TO_CATEGORY(sqlstate) != ERRCODE_CONNECTION_EXCEPTION)
+        return true;
+    bool out_of_reach = true;
+    int check_sqlstate = 0;
+    char check_message[INFLUX_ERROR_TEXT];
+    /* What the caller still wants to know of the attempt's error. */
+    const bool was_lock_table = error_was_lock_table;
+    bool checked = InOwnTransaction(
+        [&]() {
+            NoteRemoteTarget();
+            out_of_reach = progress.remote && RemoteOutOfReach();
+        },
+        &check_sqlstate, check_message, sizeof(check_message));
+    error_was_timeout = false;
+    error_was_lock_table = was_lock_table;
+    return checked && !out_of_reach;
+}
+
+/*
  * A worker's flush attempt as one transaction of its own.  Returns false (rolled back) if
  * anything raised an ERROR, including the commit; *sqlstate and message say what.
  */
@@ -870,6 +973,7 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, RowCounts *inserte
                       char *message, size_t message_size)
 {
     subxact_left_half_begun = false;
+    attempt_narrowed = false;
     trying.group = nullptr;
     bool ok = InOwnTransaction(
         [&]() {
@@ -878,16 +982,32 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, RowCounts *inserte
             *inserted = InsertAll(opts, isolate);
         },
         sqlstate, message, message_size, true);
-    if (!ok && subxact_left_half_begun && trying.group != nullptr) {
+    if (!ok && subxact_left_half_begun && trying.group != nullptr &&
+        HalfBegunAboutRows(*sqlstate)) {
         /*
-         * The rows tried when the table's own code left a subtransaction half begun cannot
-         * be tried one by one (each try ends the same way, aborting the whole attempt):
-         * they are rejected with the error, and the next attempt writes the rest.
+         * The table's own code left a subtransaction half begun (see InSubtransaction),
+         * which only an abort of the whole attempt cleans up: the failing rows cannot be
+         * found within one attempt.  The next attempt, made at once, writes the range in
+         * halves; a single row that still fails so is rejected with the error.  Past
+         * kHalfBegunNarrowings such attempts in a flush, the range is rejected whole (and
+         * the rest of its table tried whole again), so that a table whose every row fails
+         * so costs a few attempts, not one per row.
          */
-        char reason[INFLUX_ERROR_TEXT];
-        pg_snprintf(reason, sizeof(reason),
-                    "%s (a subtransaction the table's code began failed to start)", message);
-        RejectRange(trying.group, trying.lo, trying.hi, kRowsRejectedInsert, reason);
+        BatchGroup *g = trying.group;
+        int lo = trying.lo, hi = trying.hi;
+        bool budget = half_begun_narrowings < kHalfBegunNarrowings;
+        half_begun_narrowings++;
+        attempt_narrowed = true;
+        if (hi - lo > 1 && budget) {
+            g->isolate_span = (hi - lo + 1) / 2;
+        } else {
+            char reason[INFLUX_ERROR_TEXT];
+            pg_snprintf(reason, sizeof(reason),
+                        "%s (a subtransaction the table's code began failed to start)", message);
+            RejectRange(g, lo, hi, kRowsRejectedInsert, reason);
+            if (!budget)
+                g->isolate_span = 0;
+        }
     }
     subxact_left_half_begun = false;
     trying.group = nullptr;
@@ -1146,6 +1266,7 @@ bool FlushBatchAs(void)
     char message[INFLUX_ERROR_TEXT];
     bool ok;
     int suspect_failures = 0; /* transient failures in a row that a row could cause */
+    half_begun_narrowings = 0;
     for (;;) {
         ApplySynchronousCommit();
         PrepareSchema(&opts);
@@ -1159,6 +1280,11 @@ bool FlushBatchAs(void)
         }
         if (!ok && (isolate_transient || !ErrorIsTransient(sqlstate)))
             ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
+        /* Narrowed down after a half-begun subtransaction: again, at once (bounded). */
+        while (!ok && attempt_narrowed) {
+            CHECK_FOR_INTERRUPTS();
+            ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
+        }
         isolate_transient = false;
         if (ok || !ErrorIsTransient(sqlstate))
             break;

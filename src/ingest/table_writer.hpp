@@ -46,6 +46,7 @@ struct WriteProgress {
     int relations;      /* relations the write locked: the table, partitions, indexes */
     bool remote;        /* rows go to another server: a Citus table, a foreign table or partition */
     bool citus;         /* ... a Citus table */
+    Oid table;          /* the table being written, InvalidOid before it is open */
 };
 
 /*
