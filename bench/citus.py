@@ -194,6 +194,9 @@ def load(nodes):
     return time.time() - t0
 
 
+STREAMS = []  # sessions kept between loads, as the COPY session is
+
+
 def copy_streams(streams):
     """Seconds to COPY every flush into cpu_copy over `streams` sessions, one transaction each."""
     import io
@@ -201,11 +204,15 @@ def copy_streams(streams):
     q = queue.Queue()
     for f in FLUSHES:
         q.put(f)
-    conns = [c.connect() for _ in range(streams)]
-    for x in conns:
+    while len(STREAMS) < streams:
+        x = c.connect()
+        x.autocommit = False
         # As the insertion workers do (docs/scale-out.md): keep the shard connections.
         x.cursor().execute("SET citus.max_cached_conns_per_worker = 16; "
                            "SET citus.multi_shard_modify_mode = sequential")
+        x.commit()
+        STREAMS.append(x)
+    conns = STREAMS[:streams]
 
     def run(conn):
         cur = conn.cursor()
@@ -223,10 +230,7 @@ def copy_streams(streams):
         t.start()
     for t in ts:
         t.join()
-    took = time.time() - t0
-    for x in conns:
-        x.close()
-    return took
+    return time.time() - t0
 
 
 results = []
