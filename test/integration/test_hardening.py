@@ -452,6 +452,26 @@ def _rss_anon_kb(pid):
         return next(int(l.split()[1]) for l in f if l.startswith("RssAnon"))
 
 
+def test_an_idle_worker_gives_back_the_memory_of_a_large_batch(listener):
+    """A worker keeps the memory a flush freed for the next flush, not for ever: after ten
+    seconds without data it gives it back to the kernel."""
+    c = listener
+    send_tcp(c.tcp_port, lines("smallrows", 0, 1000))
+    wait_for(lambda: c.row_count("smallrows") == 1000, 15)
+    before = {p: _rss_anon_kb(p) for p in worker_pids(c)}
+    big = "x" * 4000
+    send_tcp(c.tcp_port, lines("bigrows", 0, 20_000, extra=f',s="{big}"'))
+    wait_for(lambda: c.row_count("bigrows") == 20_000, 60)
+    grown = {p: _rss_anon_kb(p) - kb for p, kb in before.items()}
+    # 80 MB of lines went through the workers: at least one kept tens of megabytes.
+    assert max(grown.values()) > 16 * 1024, f"worker memory grew by only {grown} kB"
+
+    def given_back():
+        return max(_rss_anon_kb(p) - kb for p, kb in before.items()) < 8 * 1024
+
+    wait_for(given_back, 30, interval=0.5, what="the workers to give their memory back")
+
+
 def test_only_invalid_lines_do_not_grow_worker_memory(listener):
     """Lines that give no row leave nothing to flush; their copies must still be freed."""
     c = listener
