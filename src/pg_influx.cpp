@@ -15,7 +15,6 @@ extern "C" {
 }
 
 #include "core/compat.hpp"
-#include "ingest/conflict.hpp"
 #include "net/listener.hpp"
 #include "core/settings.hpp"
 #include "core/shared_state.hpp"
@@ -29,7 +28,6 @@ PGDLLEXPORT void _PG_init(void);
 void _PG_init(void)
 {
     influx::InitSettings();
-    influx::InstallStatementRowsGuard();
 
     /* Without the preload there is no listener; functions that need one say so. */
     if (!process_shared_preload_libraries_in_progress)

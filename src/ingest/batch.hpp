@@ -61,6 +61,8 @@ struct BatchGroup {
                          OpenTable) */
     int isolate_span; /* > 0: isolated attempts write at most this many rows per
                          subtransaction (a range left one half begun: insert.cpp) */
+    int half_begun_attempts; /* attempts that narrowed or rejected a range of this group after
+                                a half-begun subtransaction (insert.cpp) */
 };
 
 struct Batch {

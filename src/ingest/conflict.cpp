@@ -561,6 +561,7 @@ uint64 RunShape(Upserts *u, ShapeRows *s)
     char *nulls = static_cast<char *>(palloc(Max(s->ncols, 1)));
     uint64 processed = 0;
     if (p->from_rows) {
+        InstallStatementRowsGuard();
         /* Never nested: influx.insert() refuses to run inside a flush (a trigger's). */
         Assert(serving == nullptr);
         serving = u;
@@ -660,8 +661,12 @@ void StatementRows(FunctionCallInfo fcinfo)
 
 void InstallStatementRowsGuard(void)
 {
+    static bool installed = false;
+    if (installed)
+        return;
     prev_planner_hook = planner_hook;
     planner_hook = CountingPlanner;
+    installed = true;
 }
 
 Upserts *UpsertsCreate(Relation rel, TableInfo *info, int policy, MemoryContext cxt)

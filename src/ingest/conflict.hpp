@@ -85,7 +85,12 @@ void StatementRows(FunctionCallInfo fcinfo);
 /*
  * Installs the planner hook that tells influx.statement_rows() when it is called while a
  * statement is being planned (an IMMUTABLE function in a default, folded by the planner):
- * it then refuses, as for any caller other than the statement's own scan.  From _PG_init.
+ * it then refuses, as for any caller other than the statement's own scan.  Installed by the
+ * first statement that serves rows, in the process that runs it (only there can a call be
+ * served at all), not from _PG_init: Citus refuses to load after a library that set
+ * planner_hook, so shared_preload_libraries = 'pg_influx,citus' would stop the server from
+ * starting.  Installed in the middle of a planning, it counts from there: the statement's
+ * depth and a call's are counted alike.
  */
 void InstallStatementRowsGuard(void);
 

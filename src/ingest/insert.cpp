@@ -51,6 +51,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "pgstat.h"
+#include "port/pg_bitutils.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -421,12 +422,13 @@ struct {
 } trying = {nullptr, 0, 0};
 
 /*
- * A flush's attempts that narrowed a range or rejected a row after a half-begun
- * subtransaction (each aborts the whole attempt, which is then made again): past
- * kHalfBegunNarrowings, a range that fails so is rejected whole.
+ * Attempts that may narrow a range of one group or reject one of its rows after a half-begun
+ * subtransaction (each aborts the whole attempt, which is then made again): enough halvings
+ * to reach single rows, ceil(log2(rows of the group)), and kHalfBegunNarrowings more (single
+ * rows rejected, or ranges narrowed again).  Past that, a range of the group that fails so is
+ * rejected whole.  Each group has its own: one table's failures take nothing from another's.
  */
 constexpr int kHalfBegunNarrowings = 24;
-int half_begun_narrowings = 0;
 /* Set when the last attempt narrowed or rejected so: the next one goes at once. */
 bool attempt_narrowed = false;
 
@@ -947,6 +949,9 @@ bool HalfBegunAboutRows(int sqlstate)
 {
     if (error_was_timeout || ErrorAlwaysRetried(sqlstate))
         return false;
+    /* As EndsAttempt: a transient error is retried before it is isolated. */
+    if (!isolate_transient && ErrorIsTransient(sqlstate))
+        return false;
     if (ERRCODE_TO_CATEGORY(sqlstate) != ERRCODE_CONNECTION_EXCEPTION)
         return true;
     bool out_of_reach = true;
@@ -988,15 +993,16 @@ bool FlushTransaction(const FlushOptions *opts, bool isolate, RowCounts *inserte
          * The table's own code left a subtransaction half begun (see InSubtransaction),
          * which only an abort of the whole attempt cleans up: the failing rows cannot be
          * found within one attempt.  The next attempt, made at once, writes the range in
-         * halves; a single row that still fails so is rejected with the error.  Past
-         * kHalfBegunNarrowings such attempts in a flush, the range is rejected whole (and
-         * the rest of its table tried whole again), so that a table whose every row fails
-         * so costs a few attempts, not one per row.
+         * halves; a single row that still fails so is rejected with the error.  Past the
+         * group's budget of such attempts (kHalfBegunNarrowings), the range is rejected whole
+         * (and the rest of its table tried whole again), so that a table whose every row
+         * fails so costs a few attempts, not one per row.
          */
         BatchGroup *g = trying.group;
         int lo = trying.lo, hi = trying.hi;
-        bool budget = half_begun_narrowings < kHalfBegunNarrowings;
-        half_begun_narrowings++;
+        int halvings = g->nrows > 1 ? static_cast<int>(pg_ceil_log2_32(g->nrows)) : 0;
+        bool budget = g->half_begun_attempts < halvings + kHalfBegunNarrowings;
+        g->half_begun_attempts++;
         attempt_narrowed = true;
         if (hi - lo > 1 && budget) {
             g->isolate_span = (hi - lo + 1) / 2;
@@ -1266,7 +1272,6 @@ bool FlushBatchAs(void)
     char message[INFLUX_ERROR_TEXT];
     bool ok;
     int suspect_failures = 0; /* transient failures in a row that a row could cause */
-    half_begun_narrowings = 0;
     for (;;) {
         ApplySynchronousCommit();
         PrepareSchema(&opts);

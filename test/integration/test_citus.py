@@ -253,6 +253,36 @@ def test_a_subtransaction_left_half_begun_narrows_down_and_writes_the_rows(citus
     assert rejected_total(c) == rejected
 
 
+def test_half_begun_narrowing_of_one_table_leaves_the_others_their_own_budget(citus):
+    """Each table of a flush narrows its half-begun failures down on a budget of its own
+    (enough halvings for its rows, and more): six such tables whose lines come interleaved,
+    so that every flush holds all six and each needs several halvings, all land row by row.
+    (With one budget of 24 attempts for the whole flush, the rows of the tables narrowed
+    last were rejected whole, never tried alone.)"""
+    c = citus
+    c.execute("""
+        CREATE OR REPLACE FUNCTION guarded() RETURNS bigint LANGUAGE plpgsql AS $$
+        BEGIN
+            RETURN 1;
+        EXCEPTION WHEN others THEN
+            RETURN -1;
+        END $$""")
+    tables = [f"guarded_{k}" for k in range(6)]
+    for t in tables:
+        c.execute(f"""
+            CREATE TABLE {t} (_time timestamptz NOT NULL, host text, v float8,
+                              g bigint DEFAULT guarded());
+            SELECT create_distributed_table('{t}', 'host')""")
+    rejected = rejected_total(c)
+    per_table = [lines(t, 400).splitlines(keepends=True) for t in tables]
+    send_tcp(c.tcp_port, "".join(line for row in zip(*per_table) for line in row))
+    wait_for(lambda: sum(c.row_count(t) for t in tables) + rejected_total(c) - rejected
+             >= 400 * len(tables), 240, what="every row written or rejected")
+    assert rejected_total(c) == rejected
+    for t in tables:
+        assert c.scalar(f"SELECT count(*) FROM {t} WHERE g = 1") == 400
+
+
 def test_a_writer_without_usage_on_a_column_types_schema_writes(citus):
     """The statement that reads influx.statement_rows() names every column's type; a role
     that may insert into the table but not use the schema of a column's type (a domain)
