@@ -81,16 +81,18 @@ namespace
 constexpr int kMaxPlansPerTable = 64;
 constexpr int kMaxPlansPerProcess = 512;
 int kept_plans = 0;
-/* Rows (or bytes of values) taken before the statements run. */
+/* Rows (or bytes: values, their arrays, per-row overhead) taken before the statements run. */
 constexpr int kMaxUpsertRows = 2000;
 /*
- * A Citus table's statement takes every row of its flush (up to the byte bound): Citus runs
+ * A Citus table's statement takes the rows of its flush up to the byte bound (about 33,000
+ * `cpu` rows), not 2,000: Citus runs
  * each statement as one COPY into every shard it touches, and each COPY costs its node a
  * command, a shard opened and set up, whatever its rows.  At 2,000 rows a 10,000-row flush
  * into 8 shards made 40 COPY commands on the nodes instead of 8.
  */
 constexpr int kMaxDistributedRows = 1000000;
 constexpr size_t kMaxUpsertBytes = 8 * 1024 * 1024;
+constexpr size_t kRowOverheadBytes = 32;
 /* influx.statement_rows() keeps a statement's rows in memory up to this (kB), then spills. */
 constexpr int kRowsStoreKB = 4 * kMaxUpsertBytes / 1024;
 
@@ -739,6 +741,10 @@ void UpsertsAdd(Upserts *u, int row, TupleTableSlot *slot, const bool *is_set, b
         }
     }
     MemoryContextSwitchTo(old);
+    /* The arrays' own bytes too (a Datum and a null flag per value, the row's index and the
+     * tuple header its copy in influx.statement_rows() gets): narrow values cost more there
+     * than their data. */
+    u->bytes += s->ncols * (sizeof(Datum) + sizeof(bool)) + kRowOverheadBytes;
     s->rows[s->nrows++] = row;
     u->last = s;
     if (exists)

@@ -241,6 +241,36 @@ void PublishDone(RingPosition pos)
 }
 
 /*
+ * The memory a worker keeps between flushes (KeepFreedMemory) goes back to the kernel once no
+ * flush has been large for ten seconds: after a burst, whether or not a trickle of small
+ * flushes follows (Telegraf's 10 s interval would keep a worker from ever being idle that
+ * long).  Large: at least a quarter of the largest flush since memory was last given back.
+ */
+size_t largest_flush_rows = 0;
+TimestampTz large_flush_at = 0;
+
+void NoteFlushRows(size_t rows)
+{
+    if (rows == 0)
+        return;
+    if (rows >= largest_flush_rows / 4)
+        large_flush_at = GetCurrentTimestamp();
+    largest_flush_rows = Max(largest_flush_rows, rows);
+}
+
+void GiveBackMemoryAfterBursts(void)
+{
+    constexpr int kQuietMs = 10000;
+    if (largest_flush_rows == 0 ||
+        !TimestampDifferenceExceeds(large_flush_at, GetCurrentTimestamp(), kQuietMs))
+        return;
+#ifdef __GLIBC__
+    (void) malloc_trim(0);
+#endif
+    largest_flush_rows = 0;
+}
+
+/*
  * Flushes the pending batch, which ends at `pos`.  A worker asked to stop while its flush
  * keeps failing for a transient reason gives the batch up and exits: the listener sends
  * its lines to another worker.
@@ -248,6 +278,7 @@ void PublishDone(RingPosition pos)
 void Flush(TimestampTz *pending_since, RingPosition pos)
 {
     flush_position = pos;
+    NoteFlushRows(InsertPendingRows());
     if (InsertPendingRows() > 0 && !InsertFlush()) {
         ereport(LOG, (errmsg("influx worker %d: stopping with a flush that could not commit; "
                              "its lines are left to the listener",
@@ -350,30 +381,8 @@ struct LoopState {
     TimestampTz last_data;     /* when the last chunk came, while rows are pending */
     TimestampTz stop_since;
     bool announced_stop;
-    uint64 received;        /* chunks received: the number of the last one */
-    TimestampTz idle_since; /* 0: rows came since memory was last given back */
-    bool trimmed;           /* memory given back since the last chunk */
+    uint64 received; /* chunks received: the number of the last one */
 };
-
-/*
- * Gives the memory a worker keeps between flushes (KeepFreedMemory) back to the kernel once
- * it has had nothing to do for ten seconds, so that a burst does not pin its high-water mark.
- */
-void GiveBackMemoryWhenIdle(LoopState *st)
-{
-    constexpr int kIdleMs = 10000;
-    if (st->trimmed || st->pending_since != 0)
-        return;
-    TimestampTz now = GetCurrentTimestamp();
-    if (st->idle_since == 0) {
-        st->idle_since = now;
-    } else if (TimestampDifferenceExceeds(st->idle_since, now, kIdleMs)) {
-#ifdef __GLIBC__
-        (void) malloc_trim(0);
-#endif
-        st->trimmed = true;
-    }
-}
 
 /* One chunk from the ring: into the batch, then a flush if it is due. */
 void TakeChunk(LoopState *st, ProcessSlot *slot, int index, const void *data, Size nbytes)
@@ -439,8 +448,6 @@ void ReceiveLoop(shm_mq_handle *mqh, ProcessSlot *slot, int index)
         shm_mq_result res = shm_mq_receive(mqh, &nbytes, &data, true);
         if (res == SHM_MQ_SUCCESS) {
             TakeChunk(&st, slot, index, data, nbytes);
-            st.idle_since = 0;
-            st.trimmed = false;
             continue;
         }
 
@@ -478,7 +485,7 @@ void ReceiveLoop(shm_mq_handle *mqh, ProcessSlot *slot, int index)
             }
             timeout = Min(timeout, 100);
         }
-        GiveBackMemoryWhenIdle(&st);
+        GiveBackMemoryAfterBursts();
         SetSlotActivity(slot, st.pending_since != 0 ? "waiting to flush" : "idle");
         (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout,
                          PG_WAIT_EXTENSION);
@@ -493,8 +500,9 @@ void ReceiveLoop(shm_mq_handle *mqh, ProcessSlot *slot, int index)
  * the heap whenever its top is free, so flush after flush faulted the same pages in again.
  * Measured on 1M-row loads into a Citus table (influx.batch_size 100,000): 34,000-71,000
  * page faults per load in warm workers, 2.3-2.7 CPU s; with this, under 2,000 and 1.7 CPU s.
- * A worker keeps at most 64 MB of free memory at the top of its heap, and gives it back after
- * ten idle seconds (GiveBackMemoryWhenIdle).
+ * A worker so keeps the memory of its largest flush (glibc trims only free memory at the top
+ * of the heap, beyond 64 MB), until no flush has been large for ten seconds
+ * (GiveBackMemoryAfterBursts).
  */
 void KeepFreedMemory(void)
 {

@@ -447,3 +447,29 @@ def test_pg_influx_on_a_worker_node_writes_distributed_tables(citus):
     wait_for(lambda: node.stat_total("rows_rejected_table", kind="worker") == rejected + 10, 30,
              what="the unknown measurement refused on the worker node")
     assert c.scalar("SELECT to_regclass('spread_unknown')") is None
+
+
+def test_pg_influx_may_be_preloaded_before_citus():
+    """Citus refuses to load after a library that set the planner hook ("Citus has to be
+    loaded first"): pg_influx sets its hook only when its first statement serves rows, so a
+    server with shared_preload_libraries = 'pg_influx,citus' starts, and writes a
+    distributed table (single-node Citus: the shards on the coordinator)."""
+    c = Cluster("preload_order", {"shared_preload_libraries": "'pg_influx,citus'",
+                                  "max_worker_processes": "24"})
+    try:
+        c.init()
+        c.start()
+        c.execute("CREATE EXTENSION citus")
+        c.execute("CREATE EXTENSION pg_influx")
+        c.wait_listener_running()
+        c.execute("SELECT citus_set_coordinator_host('localhost', %s)", (c.port,))
+        c.execute("SELECT citus_set_node_property('localhost', %s, 'shouldhaveshards', true)",
+                  (c.port,))
+        c.execute("""
+            CREATE TABLE ordered (_time timestamptz NOT NULL, host text, v float8);
+            SELECT create_distributed_table('ordered', 'host')""")
+        send_tcp(c.tcp_port, lines("ordered", 500))
+        wait_for(lambda: c.scalar("SELECT count(*) FROM ordered") == 500, 60)
+        assert shell_bytes(c, "ordered") == 0
+    finally:
+        c.destroy()

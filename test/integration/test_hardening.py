@@ -452,9 +452,10 @@ def _rss_anon_kb(pid):
         return next(int(l.split()[1]) for l in f if l.startswith("RssAnon"))
 
 
-def test_an_idle_worker_gives_back_the_memory_of_a_large_batch(listener):
-    """A worker keeps the memory a flush freed for the next flush, not for ever: after ten
-    seconds without data it gives it back to the kernel."""
+def test_a_worker_gives_back_the_memory_of_a_large_batch_under_a_trickle(listener):
+    """A worker keeps the memory a flush freed for the next flush, not for ever: ten seconds
+    after its last large flush it gives it back to the kernel, even while small flushes
+    keep coming (a trickle of lines every half second)."""
     c = listener
     send_tcp(c.tcp_port, lines("smallrows", 0, 1000))
     wait_for(lambda: c.row_count("smallrows") == 1000, 15)
@@ -466,10 +467,15 @@ def test_an_idle_worker_gives_back_the_memory_of_a_large_batch(listener):
     # 80 MB of lines went through the workers: at least one kept tens of megabytes.
     assert max(grown.values()) > 16 * 1024, f"worker memory grew by only {grown} kB"
 
+    sent = [0]
+
     def given_back():
+        send_tcp(c.tcp_port, lines("trickle", sent[0], 1))
+        sent[0] += 1
         return max(_rss_anon_kb(p) - kb for p, kb in before.items()) < 8 * 1024
 
     wait_for(given_back, 30, interval=0.5, what="the workers to give their memory back")
+    wait_for(lambda: c.row_count("trickle") == sent[0], 15)
 
 
 def test_only_invalid_lines_do_not_grow_worker_memory(listener):
