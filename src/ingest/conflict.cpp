@@ -85,10 +85,9 @@ int kept_plans = 0;
 constexpr int kMaxUpsertRows = 2000;
 /*
  * A Citus table's statement takes the rows of its flush up to the byte bound (about 33,000
- * `cpu` rows), not 2,000: Citus runs
- * each statement as one COPY into every shard it touches, and each COPY costs its node a
- * command, a shard opened and set up, whatever its rows.  At 2,000 rows a 10,000-row flush
- * into 8 shards made 40 COPY commands on the nodes instead of 8.
+ * `cpu` rows), not 2,000: Citus runs each statement as one COPY into every shard it touches,
+ * and each COPY costs its node a command, a shard opened and set up, whatever its rows.  At
+ * 2,000 rows a 10,000-row flush into 8 shards made 40 COPY commands on the nodes instead of 8.
  */
 constexpr int kMaxDistributedRows = 1000000;
 constexpr size_t kMaxUpsertBytes = 8 * 1024 * 1024;
