@@ -165,6 +165,19 @@ class TcpStream:
         self.close()
 
 
+def reset_peak_memory(pid):
+    """Starts a new peak (VmHWM) for process pid, so that a test measures its own episode
+    and not what earlier tests of the module made the process hold."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_memory_kb(pid):
+    """Peak resident memory (VmHWM) of process pid since it started or was reset, in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+
+
 def send_udp(port, data, host="127.0.0.1"):
     """Sends data (str or bytes) as one UDP datagram."""
     if isinstance(data, str):

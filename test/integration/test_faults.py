@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 
-from conftest import Cluster, TcpStream, send_tcp, send_udp, wait_for
+from conftest import Cluster, TcpStream, peak_memory_kb, reset_peak_memory, send_tcp, send_udp, wait_for
 
 CLUSTER_CONF = {"influx.workers": "2"}
 
@@ -238,6 +238,7 @@ def test_huge_line_without_newline_is_bounded(listener):
     """A 100 MiB line with no newline: rejected and counted; memory does not follow it."""
     before = listener.stat_total("lines_rejected_too_long")
     lpid = listener.backend_pids("influx listener")[0]
+    reset_peak_memory(lpid)
     with TcpStream(listener.tcp_port) as s:
         chunk = b"x" * (1 << 20)
         for _ in range(100):
@@ -245,6 +246,5 @@ def test_huge_line_without_newline_is_bounded(listener):
         s.send(b"\n" + lines("afterhuge", 0, 10).encode())
     wait_for(lambda: exact_rows(listener, "afterhuge", 10), 30)
     assert listener.stat_total("lines_rejected_too_long") == before + 1
-    with open(f"/proc/{lpid}/status") as f:
-        hwm_kb = next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+    hwm_kb = peak_memory_kb(lpid)
     assert hwm_kb < 64 * 1024, f"listener peak memory {hwm_kb} kB"

@@ -9,8 +9,8 @@ import socket
 import threading
 import time
 
-from conftest import (TcpStream, log_since, log_size, send_tcp, two_batches_through_the_gate, wait_for,
-                      workers_at_the_gate)
+from conftest import (TcpStream, log_since, log_size, peak_memory_kb, reset_peak_memory, send_tcp,
+                      two_batches_through_the_gate, wait_for, workers_at_the_gate)
 
 # log_lock_waits: a deadlock between processes is logged ("detected deadlock"), which
 # test_opposite_orders_of_new_tables_do_not_deadlock looks for.
@@ -34,13 +34,16 @@ def test_ddl_during_a_tcp_stream(listener):
     c = listener
     c.execute("CREATE TABLE ddl (_time timestamptz, host text, v bigint)")
     pids = worker_pids(c)
+    inserted_before = c.stat_total("rows_inserted", "worker")
     stop = threading.Event()
     sent = [0]
 
     def stream():
         with TcpStream(c.tcp_port) as s:
             i = 0
-            while not stop.is_set() and i < 400_000:
+            # Until stopped (the cap only keeps clear of the tail's values below): a stream
+            # that ran out before the table was re-created left nothing to arrive after it.
+            while not stop.is_set() and i < 9_000_000:
                 s.send(lines("ddl", i, 500))
                 i += 500
                 sent[0] = i
@@ -63,6 +66,11 @@ def test_ddl_during_a_tcp_stream(listener):
     finally:
         stop.set()
         t.join()
+    # Every line of the stream is written before the test ends (through each change, into
+    # whichever table was there); nothing of it is left to drain into the next tests.
+    wait_for(lambda: c.stat_total("rows_inserted", "worker") - inserted_before >= sent[0], 120,
+             what=f"all {sent[0]} streamed lines written")
+    assert c.stat_total("rows_inserted", "worker") - inserted_before == sent[0]
     assert c.scalar("SELECT count(*) FROM ddl WHERE extra IS DISTINCT FROM 'new shape'") == 0
     assert worker_pids(c) == pids, "a worker was restarted"
     # The stream's tail lands completely in the new table.
@@ -131,18 +139,18 @@ def test_backpressure_while_the_table_is_locked(listener):
         elapsed[0] = time.monotonic() - t0
         done.set()
 
+    lpid = c.backend_pids("influx listener")[0]
+    reset_peak_memory(lpid)
     t = threading.Thread(target=sender)
     t.start()
     wait_for(lambda: c.stat_total("queue_full") > 0, 30, what="the rings to fill up")
     assert not done.is_set(), "the sender was not held back while the table was locked"
-    lpid = c.backend_pids("influx listener")[0]
     lock_conn.rollback()
     lock_conn.close()
     t.join(120)
     wait_for(lambda: c.row_count("locked") == n, 120, what="all rows after the lock")
     assert c.scalar("SELECT count(DISTINCT v) FROM locked") == n
-    with open(f"/proc/{lpid}/status") as f:
-        hwm_kb = next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+    hwm_kb = peak_memory_kb(lpid)
     assert hwm_kb < 64 * 1024, f"listener peak memory {hwm_kb} kB"
 
 
