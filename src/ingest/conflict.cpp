@@ -647,6 +647,8 @@ void StatementRows(FunctionCallInfo fcinfo)
     Datum *values = static_cast<Datum *>(palloc(sizeof(Datum) * Max(s->ncols, 1)));
     bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * Max(s->ncols, 1)));
     for (int i = 0; i < s->nrows; i++) {
+        if ((i & 4095) == 0)
+            CHECK_FOR_INTERRUPTS(); /* up to a million rows: a cancel must not wait for them */
         for (int j = 0; j < s->ncols; j++) {
             values[j] = s->values[j][i];
             nulls[j] = s->nulls[j][i];

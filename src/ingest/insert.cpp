@@ -705,14 +705,15 @@ void NoteRemoteTarget(void)
 
 /*
  * Whether a connection error (SQLSTATE class 08) writing a table on another server means
- * that server is out of reach.  For a Citus table, asked of Citus: some other active primary
- * node fails Citus' own connection check (a node down, restarting, refusing connections; an
- * error while checking counts as out of reach).  With every node answering, the error came
- * from the table's own code (a trigger on the shards raising class 08, a default that
- * confuses Citus' connection state) and is about its rows.  "Out of reach" holds for the
- * rest of the flush attempt; "every node answers" for a second, as a node may go down
- * meanwhile.  A foreign table's server is taken to be out of reach: there is no such check
- * for it.
+ * that server is out of reach.  For a Citus table, asked of Citus: some active primary node
+ * fails Citus' own connection check (a node down, restarting, refusing connections; an
+ * error while checking counts as out of reach).  This node's own group is checked too:
+ * Citus writes its local shards through connections to itself when it does not execute
+ * them locally, and a node out of connections refuses those.  With every node answering, the error
+ * came from the table's own code (a trigger on the shards raising class 08, a default that confuses
+ * Citus' connection state) and is about its rows.  "Out of reach" holds for the rest of the flush
+ * attempt; "every node answers" for a second, as a node may go down meanwhile.  A foreign table's
+ * server is taken to be out of reach: there is no such check for it.
  */
 int reach_checked = 0; /* this attempt: 0 not asked, 1 every node answers, -1 some does not */
 TimestampTz reach_checked_at = 0;
@@ -744,7 +745,6 @@ bool RemoteOutOfReach(void)
                 int rc = SPI_execute(
                     "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node "
                     "WHERE isactive AND noderole = 'primary' "
-                    "AND groupid <> (SELECT groupid FROM pg_catalog.pg_dist_local_group) "
                     "AND NOT pg_catalog.citus_check_connection_to_node(nodename, nodeport))",
                     false, 1);
                 if (rc == SPI_OK_SELECT && SPI_processed == 1) {
@@ -1264,8 +1264,13 @@ bool InsertFlushBatch(void)
 /* InsertFlushBatch as the batch's role. */
 bool FlushBatchAs(void)
 {
-    FlushOptions opts = {ResolveDatabase(batch_database), influx_create_tables, influx_add_columns,
-                         true};
+    /*
+     * A copy: influx.schema's string is freed when a reload sets it again, and a reload is
+     * answered while the flush waits to retry (WaitBeforeRetry).
+     */
+    char schema[NAMEDATALEN];
+    strlcpy(schema, ResolveDatabase(batch_database), sizeof(schema));
+    FlushOptions opts = {schema, influx_create_tables, influx_add_columns, true};
     int wait_ms = kRetryFirstWaitMs;
     RowCounts inserted = {0, 0, 0};
     int sqlstate = 0;

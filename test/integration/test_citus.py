@@ -14,6 +14,9 @@ for every flush.
 """
 
 
+import os
+
+import psycopg2
 import pytest
 
 from conftest import Cluster, send_tcp, send_udp, wait_for
@@ -471,5 +474,73 @@ def test_pg_influx_may_be_preloaded_before_citus():
         send_tcp(c.tcp_port, lines("ordered", 500))
         wait_for(lambda: c.scalar("SELECT count(*) FROM ordered") == 500, 60)
         assert shell_bytes(c, "ordered") == 0
+    finally:
+        c.destroy()
+
+
+def test_a_coordinator_refusing_its_own_connections_holds_the_rows():
+    """Citus writes the shards on the coordinator through connections to itself when it
+    does not execute locally; a coordinator that refuses them (out of connections, a
+    pg_hba.conf rule) is out of reach like any node, not a fault of the rows: they are held
+    and land once it accepts again.  The check of the nodes used to skip the coordinator's
+    own group, found every (other) node answering and rejected the rows as bad."""
+    c = Cluster("citus_loopback", {"shared_preload_libraries": "'citus,pg_influx'",
+                                   "max_worker_processes": "24",
+                                   "citus.enable_local_execution": "off"})
+
+    def sql(statement, params=None):
+        # Through the Unix socket: the test's own session is not refused with Citus' ones.
+        conn = psycopg2.connect(host=c.dir, port=c.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchone()[0] if cur.description else None
+        finally:
+            conn.close()
+
+    def rejected():
+        return sql("SELECT sum(rows_rejected_insert + rows_rejected_table + rows_rejected_value) "
+                   "FROM influx.stats() WHERE kind = 'worker'")
+
+    hba = None
+    try:
+        c.init()
+        c.start()
+        c.execute("CREATE EXTENSION citus")
+        c.execute("CREATE EXTENSION pg_influx")
+        c.wait_listener_running()
+        c.execute("SELECT citus_set_coordinator_host('localhost', %s)", (c.port,))
+        c.execute("SELECT citus_set_node_property('localhost', %s, 'shouldhaveshards', true)",
+                  (c.port,))
+        c.execute("""
+            CREATE TABLE loopback (_time timestamptz NOT NULL, host text, v float8);
+            SELECT create_distributed_table('loopback', 'host')""")
+        send_tcp(c.tcp_port, lines("loopback", 100))
+        wait_for(lambda: sql("SELECT count(*) FROM loopback") == 100, 60,
+                 what="rows written while the coordinator accepts its own connections")
+        before = rejected()
+        hba = os.path.join(c.data, "pg_hba.conf")
+        with open(hba) as f:
+            original = f.read()
+        with open(hba, "w") as f:
+            f.write("host all all all reject\n" + original)
+        sql("SELECT pg_reload_conf()")
+        # Citus keeps the connections it has: new ones are refused from the next flush on.
+        sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend' AND client_addr IS NOT NULL")
+        retries = sql("SELECT sum(flush_retries) FROM influx.stats() WHERE kind = 'worker'")
+        t1 = T0_NS + 10_000 * 1_000_000_000
+        send_tcp(c.tcp_port, lines("loopback", 500, t1))
+        wait_for(lambda: sql("SELECT sum(flush_retries) FROM influx.stats() "
+                             "WHERE kind = 'worker'") >= retries + 5 or rejected() > before, 90,
+                 what="the rows tried again while the coordinator refuses connections")
+        assert rejected() == before, "rows were rejected while the coordinator refused connections"
+        with open(hba, "w") as f:
+            f.write(original)
+        sql("SELECT pg_reload_conf()")
+        wait_for(lambda: sql("SELECT count(*) FROM loopback") == 600, 90,
+                 what="every row once the coordinator accepts connections again")
+        assert rejected() == before
     finally:
         c.destroy()

@@ -187,6 +187,39 @@ def test_lock_timeout_keeps_rows_and_retries(listener):
         restart_workers(c)
 
 
+def test_a_reload_while_a_flush_waits_to_retry_keeps_its_schema(listener):
+    """A flush waiting to be tried again answers configuration reloads, which free and set
+    influx.schema's string again: the flush used to keep a pointer to the old string and
+    then looked its table up in whatever the memory held next (another setting's value),
+    rejecting every row as "schema ... does not exist".  The flush keeps its own copy."""
+    c = listener
+    keyed_table(c, "reloaded")
+    c.execute("ALTER DATABASE postgres SET lock_timeout = '100ms'")
+    try:
+        restart_workers(c)
+        rejected = stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table")
+        held = HeldKey(c, "reloaded")
+        try:
+            send_tcp(c.tcp_port, lines("reloaded", 0, 200))
+            for k in range(5):
+                retries = stat(c, "flush_retries")
+                wait_for(lambda: stat(c, "flush_retries") > retries or
+                         stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table") > rejected,
+                         20, what="a flush retried after lock_timeout")
+                c.execute("SELECT pg_reload_conf()")
+        finally:
+            held.release()
+        wait_for(lambda: exact(c, "reloaded", 200) or
+                 stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table") > rejected, 30,
+                 what="200 distinct rows after the lock")
+        assert stat(c, "rows_rejected_insert") + stat(c, "rows_rejected_table") == rejected, \
+            [r["last_error"] for r in c.stats()]
+        assert exact(c, "reloaded", 200)
+    finally:
+        c.execute("ALTER DATABASE postgres RESET lock_timeout")
+        restart_workers(c)
+
+
 def test_statement_timeout_of_the_database_bounds_a_flush(listener):
     """statement_timeout set for the database applies to each flush transaction: a flush
     that runs over is rolled back and tried again, and lands once it fits."""
