@@ -67,6 +67,7 @@ struct ConflictPlan {
     bool *shape;    /* natts entries: the columns given */
     bool values;    /* one row per execution (a column type has no array type) */
     bool from_rows; /* rows from influx.statement_rows() (a Citus table), no parameters */
+    char *sql;      /* the statement's text (kept plans): compared with today's names */
     SPIPlanPtr plan;
     ConflictPlan *next;
 };
@@ -394,6 +395,14 @@ bool StatementRowsUsable(const TableInfo *info, const ShapeRows *s)
     return true;
 }
 
+/* Where a plan's rows come from. */
+RowSource SourceOf(const ConflictPlan *p)
+{
+    if (p->from_rows)
+        return RowSource::Function;
+    return p->values ? RowSource::Values : RowSource::Arrays;
+}
+
 /* The statement for a shape: see the file comment. */
 char *StatementText(Upserts *u, const ShapeRows *s, RowSource source)
 {
@@ -491,11 +500,34 @@ ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
     TableInfo *info = u->info;
     /* Checked at each statement: plans are kept per table, the user differs (HTTP). */
     bool rows_usable = info->distributed && StatementRowsUsable(info, s);
-    int count = 0;
-    for (ConflictPlan *p = info->plans; p != nullptr; p = p->next, count++)
-        if (p->policy == u->policy && memcmp(p->shape, s->shape, info->natts) == 0 &&
-            (p->values || p->from_rows == rows_usable))
+    for (ConflictPlan **link = &info->plans; *link != nullptr; link = &(*link)->next) {
+        ConflictPlan *p = *link;
+        if (p->policy != u->policy || memcmp(p->shape, s->shape, info->natts) != 0 ||
+            (!p->values && p->from_rows != rows_usable))
+            continue;
+        /*
+         * The plan cache parses a kept statement again from its text after any change of
+         * schemas (and of the types it names), by name: the text must still name the
+         * table's schema and the types (ALTER SCHEMA ... RENAME, ALTER TYPE ... RENAME or
+         * SET SCHEMA change neither the table's OID nor its info).  Else it is prepared
+         * again.
+         */
+        char *sql = StatementText(u, s, SourceOf(p));
+        bool current = strcmp(sql, p->sql) == 0;
+        pfree(sql);
+        if (current)
             return p;
+        *link = p->next;
+        SPI_freeplan(p->plan);
+        kept_plans--;
+        pfree(p->sql);
+        pfree(p->shape);
+        pfree(p);
+        break;
+    }
+    int count = 0;
+    for (ConflictPlan *p = info->plans; p != nullptr; p = p->next)
+        count++;
 
     Oid *types = static_cast<Oid *>(palloc(sizeof(Oid) * Max(s->ncols, 1)));
     bool values = !ParamTypes(u, s, types);
@@ -528,6 +560,7 @@ ConflictPlan *PlanFor(Upserts *u, const ShapeRows *s, bool *kept)
     if (*kept) {
         p->shape = static_cast<bool *>(MemoryContextAlloc(info->cxt, Max(info->natts, 1)));
         memcpy(p->shape, s->shape, info->natts);
+        p->sql = MemoryContextStrdup(info->cxt, sql);
         if (SPI_keepplan(plan) != 0)
             elog(ERROR, "pg_influx: SPI_keepplan failed");
         p->next = info->plans;

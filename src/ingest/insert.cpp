@@ -44,6 +44,7 @@ extern "C" {
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
@@ -1261,6 +1262,19 @@ bool InsertFlushBatch(void)
     return done;
 }
 
+/*
+ * Whether extension pg_influx is installed in the worker's database.  Its functions (the
+ * creation hook) and tables (table options) are part of every write: without it, rows would
+ * be rejected for the server's state, not for anything about them.
+ */
+bool ExtensionInstalled(void)
+{
+    StartTransactionCommand();
+    bool installed = OidIsValid(get_extension_oid("pg_influx", true));
+    CommitTransactionCommand();
+    return installed;
+}
+
 /* InsertFlushBatch as the batch's role. */
 bool FlushBatchAs(void)
 {
@@ -1278,6 +1292,22 @@ bool FlushBatchAs(void)
     bool ok;
     int suspect_failures = 0; /* transient failures in a row that a row could cause */
     for (;;) {
+        if (!ExtensionInstalled()) {
+            /* Before CREATE EXTENSION, or between a DROP and a CREATE: held, not rejected. */
+            Problem(reporter, kFlushRetries, 1,
+                    "%lld rows held: extension pg_influx is not installed in database \"%s\" "
+                    "(influx.database); they are written once it is",
+                    static_cast<long long>(AllPendingRows()), influx_database);
+            /* In pg_stat_activity too: influx.stats() is part of the missing extension. */
+            pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pg_influx");
+            SetSlotActivity(my_slot, "waiting for CREATE EXTENSION pg_influx");
+            if (!WaitBeforeRetry(wait_ms)) {
+                EndBatch();
+                return false;
+            }
+            wait_ms = Min(wait_ms * 2, kRetryMaxWaitMs);
+            continue;
+        }
         ApplySynchronousCommit();
         PrepareSchema(&opts);
         isolate_transient = suspect_failures >= kTransientFailuresBeforeIsolating;

@@ -9,8 +9,8 @@ import socket
 import threading
 import time
 
-from conftest import (TcpStream, log_since, log_size, peak_memory_kb, reset_peak_memory, send_tcp,
-                      two_batches_through_the_gate, wait_for, workers_at_the_gate)
+from conftest import (Cluster, TcpStream, log_since, log_size, peak_memory_kb, reset_peak_memory,
+                      send_tcp, two_batches_through_the_gate, wait_for, workers_at_the_gate)
 
 # log_lock_waits: a deadlock between processes is logged ("detected deadlock"), which
 # test_opposite_orders_of_new_tables_do_not_deadlock looks for.
@@ -501,3 +501,46 @@ def test_only_invalid_lines_do_not_grow_worker_memory(listener):
              what="every bad line counted")
     growth = {p: _rss_anon_kb(p) - kb for p, kb in before.items()}
     assert max(growth.values()) < 12 * 1024, f"worker memory grew by {growth} kB"
+
+
+def test_lines_sent_while_the_extension_is_missing_are_held_until_it_is_created():
+    """pg_influx is preloaded and listening before CREATE EXTENSION, and between a DROP
+    EXTENSION and a CREATE: lines sent then are held (their senders feel backpressure) and
+    written once the extension exists.  They used to be rejected for the server's state:
+    a new measurement's rows because the creation hook did not exist."""
+    c = Cluster("noext")
+    try:
+        c.init()
+        c.start()
+        c.execute("CREATE TABLE existing (_time timestamptz, host text, v bigint)")
+
+        def held():
+            return c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                            "'influx worker' AND query LIKE 'waiting for CREATE EXTENSION%'")
+
+        def tcp_open():
+            try:
+                socket.create_connection(("127.0.0.1", c.tcp_port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(tcp_open, 30, what="the TCP port to accept")
+        send_tcp(c.tcp_port, lines("early", 0, 300) + lines("existing", 0, 300))
+        wait_for(held, 30, what="a worker holding the lines until CREATE EXTENSION")
+        assert c.row_count("early") == 0 and c.row_count("existing") == 0
+        c.execute("CREATE EXTENSION pg_influx")
+        wait_for(lambda: c.row_count("early") == 300 and c.row_count("existing") == 300, 30,
+                 what="every row once the extension exists")
+
+        c.execute("DROP EXTENSION pg_influx")
+        send_tcp(c.tcp_port, lines("early", 300, 300) + lines("late", 0, 300))
+        wait_for(held, 30, what="a worker holding the lines after DROP EXTENSION")
+        c.execute("CREATE EXTENSION pg_influx")
+        wait_for(lambda: c.row_count("early") == 600 and c.row_count("late") == 300, 30,
+                 what="every row once the extension exists again")
+        assert c.scalar("SELECT count(DISTINCT v) FROM early") == 600
+        assert sum(c.stat_total(k, "worker") for k in
+                   ("rows_rejected_insert", "rows_rejected_table", "rows_rejected_value")) == 0
+    finally:
+        c.destroy()

@@ -779,3 +779,26 @@ def test_telegraf_fleet_batch_resent_changes_nothing(http):
                      what="both resends counted as merged")
         finally:
             conn.close()
+
+
+def test_a_renamed_schema_does_not_strand_the_kept_statements(http):
+    """The statements that write existing points are prepared once per table and kept.
+    PostgreSQL parses a kept statement again from its text after any schema change, and
+    the text names the table by schema: after ALTER SCHEMA ... RENAME, the kept statements
+    named a schema that no longer existed and every changed point was rejected (42P01)
+    until the worker restarted.  A statement whose names changed is prepared again."""
+    c = http
+    c.execute("DROP SCHEMA IF EXISTS renamed_a CASCADE; DROP SCHEMA IF EXISTS renamed_b CASCADE; "
+              "CREATE SCHEMA renamed_a")
+    make_cpu_table(c, "renamed_a.cpu", "merge")
+    assert_204(write(c.http_port, cpu_lines(400).replace("{m}", "cpu"), db="renamed_a"))
+    # Changed values of existing points: the statement path, in every worker.
+    for k in range(1, 5):
+        assert_204(write(c.http_port, cpu_lines(400, value=k / 10).replace("{m}", "cpu"),
+                         db="renamed_a"))
+    c.execute("ALTER SCHEMA renamed_a RENAME TO renamed_b")
+    for k in range(6, 10):
+        assert_204(write(c.http_port, cpu_lines(400, value=k / 10).replace("{m}", "cpu"),
+                         db="renamed_b"))
+    assert c.scalar("SELECT count(*) FROM renamed_b.cpu WHERE usage_idle = 50.9") == 400
+    assert c.row_count("renamed_b.cpu") == 400
