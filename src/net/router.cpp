@@ -221,7 +221,8 @@ bool CanTake(Ring *r)
         r->ready = true;
     }
     ForgetDone(r);
-    return r->sent_bytes < static_cast<Size>(influx_queue_size) + kSentBeyondQueue;
+    /* The ring's own size: it may have been made before a reload changed influx.queue_size. */
+    return r->sent_bytes < r->queue_size + kSentBeyondQueue;
 }
 
 /*
