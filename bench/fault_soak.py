@@ -19,7 +19,8 @@ What it does (see bench/README.md):
                    another worker);
        lock        LOCK TABLE <busiest fleet table> IN ACCESS EXCLUSIVE MODE for 10 s, with
                    lock_timeout 500ms set for the workers' database (they must retry,
-                   keep the rows and let the senders feel backpressure);
+                   keep the rows and let the senders feel backpressure), and a
+                   pg_reload_conf() 5 s in (a retrying flush must keep its tables);
        reload      influx.workers 2 -> 3 (the next reload fault: 3 -> 2), pg_reload_conf();
        cancel      pg_cancel_backend() of every worker (their flushes are tried again);
        restart     influx.restart_workers() (every worker replaced);
@@ -170,11 +171,16 @@ def main():
             s.start()
         duration = a.minutes * 60
         next_fault, next_sample, k, workers_now = a.fault_every, 0.0, 0, a.workers
-        held_until = None
+        held_until = reload_at = None
         while True:
             t = time.monotonic() - t0
             if t >= duration:
                 break
+            if held is not None and reload_at is not None and t >= reload_at:
+                # A reload while flushes wait out the lock: a retrying flush must keep its
+                # tables (it once read its schema from the memory a reload freed).
+                db.query("SELECT pg_reload_conf()")
+                reload_at = None
             if held is not None and t >= held_until:
                 held.close()
                 held = None
@@ -198,8 +204,8 @@ def main():
                     held.query("SET lock_timeout = 0")
                     held.query("BEGIN")
                     held.query("LOCK TABLE influx_fleet.cpu IN ACCESS EXCLUSIVE MODE")
-                    held_until = t + 10
-                    note = "influx_fleet.cpu for 10 s, lock_timeout 500ms"
+                    held_until, reload_at = t + 10, t + 5
+                    note = "influx_fleet.cpu for 10 s, lock_timeout 500ms, a reload after 5 s"
                 elif kind == "reload":
                     workers_now = 3 if workers_now == 2 else 2
                     db.query(f"ALTER SYSTEM SET influx.workers = {workers_now}")
