@@ -44,6 +44,7 @@ extern "C" {
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "datatype/timestamp.h"
@@ -708,13 +709,15 @@ void NoteRemoteTarget(void)
  * Whether a connection error (SQLSTATE class 08) writing a table on another server means
  * that server is out of reach.  For a Citus table, asked of Citus: some active primary node
  * fails Citus' own connection check (a node down, restarting, refusing connections; an
- * error while checking counts as out of reach).  This node's own group is checked too:
- * Citus writes its local shards through connections to itself when it does not execute
- * them locally, and a node out of connections refuses those.  With every node answering, the error
- * came from the table's own code (a trigger on the shards raising class 08, a default that confuses
- * Citus' connection state) and is about its rows.  "Out of reach" holds for the rest of the flush
- * attempt; "every node answers" for a second, as a node may go down meanwhile.  A foreign table's
- * server is taken to be out of reach: there is no such check for it.
+ * error while checking counts as out of reach).  This node's own group is checked too when
+ * Citus does not execute locally (citus.enable_local_execution off): then it writes the
+ * local shards through connections to itself, which a node out of connections refuses.
+ * With local execution (the default) it makes no such connection, and a login to itself,
+ * which pg_hba.conf may well refuse the writing role, would prove nothing.  With every node
+ * answering, the error came from the table's own code (a trigger on the shards raising class 08, a
+ * default that confuses Citus' connection state) and is about its rows.  "Out of reach" holds for
+ * the rest of the flush attempt; "every node answers" for a second, as a node may go down
+ * meanwhile.  A foreign table's server is taken to be out of reach: there is no such check for it.
  */
 int reach_checked = 0; /* this attempt: 0 not asked, 1 every node answers, -1 some does not */
 TimestampTz reach_checked_at = 0;
@@ -746,6 +749,8 @@ bool RemoteOutOfReach(void)
                 int rc = SPI_execute(
                     "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node "
                     "WHERE isactive AND noderole = 'primary' "
+                    "AND (groupid <> (SELECT groupid FROM pg_catalog.pg_dist_local_group) "
+                    "     OR NOT pg_catalog.current_setting('citus.enable_local_execution')::bool) "
                     "AND NOT pg_catalog.citus_check_connection_to_node(nodename, nodeport))",
                     false, 1);
                 if (rc == SPI_OK_SELECT && SPI_processed == 1) {
@@ -1092,8 +1097,10 @@ const char *ResolveDatabase(const char *database)
         strcmp(database, "influx") != 0) {
         StartTransactionCommand();
         Oid nspid = get_namespace_oid(database, true);
+        /* CREATE makes tables there, USAGE finds them: without either, influx.schema. */
         usable = OidIsValid(nspid) &&
-                 InfluxNamespaceAclcheck(nspid, GetUserId(), ACL_CREATE) == ACLCHECK_OK;
+                 InfluxNamespaceAclcheck(nspid, GetUserId(), ACL_CREATE) == ACLCHECK_OK &&
+                 InfluxNamespaceAclcheck(nspid, GetUserId(), ACL_USAGE) == ACLCHECK_OK;
         CommitTransactionCommand();
     }
     strlcpy(resolved_database, database, sizeof(resolved_database));
@@ -1267,10 +1274,14 @@ bool InsertFlushBatch(void)
  * creation hook) and tables (table options) are part of every write: without it, rows would
  * be rejected for the server's state, not for anything about them.
  */
-bool ExtensionInstalled(void)
+bool ExtensionInstalled(char *database, size_t size)
 {
     StartTransactionCommand();
     bool installed = OidIsValid(get_extension_oid("pg_influx", true));
+    if (!installed) {
+        char *name = get_database_name(MyDatabaseId);
+        strlcpy(database, name != nullptr ? name : "?", size);
+    }
     CommitTransactionCommand();
     return installed;
 }
@@ -1283,7 +1294,11 @@ bool FlushBatchAs(void)
      * answered while the flush waits to retry (WaitBeforeRetry).
      */
     char schema[NAMEDATALEN];
-    strlcpy(schema, ResolveDatabase(batch_database), sizeof(schema));
+    const char *resolved = ResolveDatabase(batch_database);
+    /* Cut as a name is (namein): never inside a character. */
+    int len = pg_mbcliplen(resolved, static_cast<int>(strlen(resolved)), NAMEDATALEN - 1);
+    memcpy(schema, resolved, len);
+    schema[len] = '\0';
     FlushOptions opts = {schema, influx_create_tables, influx_add_columns, true};
     int wait_ms = kRetryFirstWaitMs;
     RowCounts inserted = {0, 0, 0};
@@ -1291,21 +1306,28 @@ bool FlushBatchAs(void)
     char message[INFLUX_ERROR_TEXT];
     bool ok;
     int suspect_failures = 0; /* transient failures in a row that a row could cause */
+    int hold_ms = kRetryFirstWaitMs;
     for (;;) {
-        if (!ExtensionInstalled()) {
+        char database[NAMEDATALEN];
+        if (!ExtensionInstalled(database, sizeof(database))) {
             /* Before CREATE EXTENSION, or between a DROP and a CREATE: held, not rejected. */
             Problem(reporter, kFlushRetries, 1,
                     "%lld rows held: extension pg_influx is not installed in database \"%s\" "
                     "(influx.database); they are written once it is",
-                    static_cast<long long>(AllPendingRows()), influx_database);
+                    static_cast<long long>(AllPendingRows()), database);
             /* In pg_stat_activity too: influx.stats() is part of the missing extension. */
             pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION pg_influx");
             SetSlotActivity(my_slot, "waiting for CREATE EXTENSION pg_influx");
-            if (!WaitBeforeRetry(wait_ms)) {
+            /*
+             * Unlike a lock, this may never end here: once the listener that sent the lines
+             * is gone (influx.database changed, say), give them up rather than keep the
+             * worker forever.
+             */
+            if (WorkerListenerGone() || !WaitBeforeRetry(hold_ms)) {
                 EndBatch();
                 return false;
             }
-            wait_ms = Min(wait_ms * 2, kRetryMaxWaitMs);
+            hold_ms = Min(hold_ms * 2, kRetryMaxWaitMs);
             continue;
         }
         ApplySynchronousCommit();

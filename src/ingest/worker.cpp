@@ -142,6 +142,9 @@ bool HandbackWritable(void)
  */
 bool ring_detached = false;
 
+/* The generation of the listener that started this worker (core/shared_state.hpp). */
+uint32 listener_generation = 0;
+
 bool HandbackAllowed(void)
 {
     return !stop_requested && !ring_detached && pg_atomic_read_u32(&header->retired) == 0;
@@ -517,6 +520,9 @@ void WorkerMain(Datum main_arg)
     WorkerArgs args;
     memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
     worker_index = args.worker_index;
+    SpinLockAcquire(&shared_state->mutex);
+    listener_generation = shared_state->generation; /* the listener that registered this one */
+    SpinLockRelease(&shared_state->mutex);
 
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, WorkerSigterm);
@@ -557,6 +563,14 @@ bool WorkerShouldGiveUpRetrying(void)
 {
     /* A retired ring's replacement has fresh settings; let it take the batch. */
     return stop_requested || (header != nullptr && pg_atomic_read_u32(&header->retired) != 0);
+}
+
+bool WorkerListenerGone(void)
+{
+    SpinLockAcquire(&shared_state->mutex);
+    bool gone = shared_state->listener_pid == 0 || shared_state->generation != listener_generation;
+    SpinLockRelease(&shared_state->mutex);
+    return gone;
 }
 
 } // namespace influx

@@ -27,4 +27,11 @@ bool WorkerStopRequested(void);
  * (influx.restart_workers(), a reload lowering influx.workers).
  */
 bool WorkerShouldGiveUpRetrying(void);
+
+/*
+ * Whether the listener that started this worker is gone (it exits after influx.database or
+ * influx.role changed, when terminated, on an error).  It has counted what the worker had
+ * not committed as lost, and waits for no one.
+ */
+bool WorkerListenerGone(void);
 } // namespace influx

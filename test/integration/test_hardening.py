@@ -544,3 +544,39 @@ def test_lines_sent_while_the_extension_is_missing_are_held_until_it_is_created(
                    ("rows_rejected_insert", "rows_rejected_table", "rows_rejected_value")) == 0
     finally:
         c.destroy()
+
+
+def test_a_worker_holding_lines_for_create_extension_ends_with_its_listener():
+    """Lines held until CREATE EXTENSION may wait forever (the extension was created in
+    another database than influx.database).  When the listener that sent them exits --
+    here terminated; also after influx.database or influx.role changes -- it counts them
+    as lost and waits for no one: the holding workers end too, instead of staying with
+    their database connection and worker slot for good."""
+    c = Cluster("noext_listener")
+    try:
+        c.init()
+        c.start()
+
+        def holding():
+            return sorted(r[0] for r in c.query(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'influx worker' "
+                "AND query LIKE 'waiting for CREATE EXTENSION%'"))
+
+        def tcp_open():
+            try:
+                socket.create_connection(("127.0.0.1", c.tcp_port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(tcp_open, 30, what="the TCP port to accept")
+        send_tcp(c.tcp_port, lines("held", 0, 300))
+        held = wait_for(holding, 30, what="a worker holding the lines until CREATE EXTENSION")
+        listener_pid = c.backend_pids("influx listener")[0]
+        c.execute("SELECT pg_terminate_backend(%s)", (listener_pid,))
+        # The listener hands out what it holds and waits for the workers (20 s, then 30 s
+        # for those that commit nothing) before it exits.
+        wait_for(lambda: not set(held) & set(c.backend_pids("influx worker")), 90,
+                 interval=0.5, what="the holding workers to end after their listener")
+    finally:
+        c.destroy()

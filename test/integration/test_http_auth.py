@@ -237,3 +237,16 @@ def test_only_members_of_a_role_may_create_or_see_its_tokens(auth):
     finally:
         conn.close()
     assert auth.scalar("SELECT count(*) FROM influx.tokens WHERE role = 'tok_other'::regrole") == 1
+
+
+def test_a_database_the_role_may_create_in_but_not_use_falls_back_to_influx_schema(auth):
+    """`db` names a schema only where the writing role has both CREATE and USAGE; with
+    CREATE alone it could make tables there but never find them, and every line was
+    rejected (400, which Telegraf drops).  Such a request writes into influx.schema."""
+    c = auth
+    c.execute("DROP SCHEMA IF EXISTS create_only CASCADE; CREATE SCHEMA create_only; "
+              f"GRANT CREATE ON SCHEMA create_only TO {USER}")
+    body = "".join(f"create_only_m,host=h{i % 3} v={i} {T0_NS + i}\n" for i in range(50))
+    assert_204(write(c.http_port, body, db="create_only", u=USER, p=PASSWORD))
+    assert c.row_count("public.create_only_m") == 50
+    assert not exists(c, "create_only.create_only_m")
