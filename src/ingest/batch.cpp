@@ -147,6 +147,7 @@ BatchRow *AppendRow(Batch *batch, BatchGroup *g, int64_t time_ns, const char *li
     row->line_len = static_cast<uint32_t>(line_len);
     row->rejected = false;
     row->request = batch->request;
+    row->precision = batch->precision;
     batch->nrows++;
     return row;
 }

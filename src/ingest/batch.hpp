@@ -39,9 +39,10 @@ struct BatchRow {
     int64_t time_ns;     /* Unix time in nanoseconds (server time when the line had none) */
     const char *line;    /* the line: for error messages, and to parse a built row again */
     uint32_t line_len;
-    uint32_t request; /* its request's tally (requests.hpp), 0 if none */
-    uint16_t nvalues; /* built row: columns it gives a value */
-    bool rejected;    /* a value did not convert; never retried, counted once */
+    uint32_t request;  /* its request's tally (requests.hpp), 0 if none */
+    uint16_t nvalues;  /* built row: columns it gives a value */
+    bool rejected;     /* a value did not convert; never retried, counted once */
+    uint8_t precision; /* of its line's timestamp (Precision): a handed-back line keeps it */
 };
 
 struct BatchGroup {
@@ -74,7 +75,8 @@ struct Batch {
     int nbuckets;
     BatchGroup *last; /* the group of the previous row: consecutive lines usually share it */
     size_t nrows;
-    uint32_t request; /* the tally rows being added belong to (BatchRow.request) */
+    uint32_t request;  /* the tally rows being added belong to (BatchRow.request) */
+    uint8_t precision; /* the precision of the lines being added (BatchRow.precision) */
 };
 
 /* Creates an empty batch whose memory lives in a new child of `parent`. */

@@ -525,8 +525,9 @@ size_t WriteHandback(void)
                 i++;
                 continue;
             }
-            /* One record: rows [i, ...) of the same request. */
+            /* One record: rows [i, ...) of the same request (or received under one precision). */
             uint32 request = g->rows[i].request;
+            uint8 precision = g->rows[i].precision;
             RequestTally *tally = RequestTallyAt(request);
             size_t meta_size = tally != nullptr ? sizeof(RecordMeta) : 0;
             size_t start = pos + kRecordHeader + meta_size;
@@ -535,7 +536,7 @@ size_t WriteHandback(void)
                 const BatchRow *row = &g->rows[i];
                 if (row->rejected)
                     continue;
-                if (row->request != request)
+                if (row->request != request || (request == 0 && row->precision != precision))
                     break;
                 /* OpenTable reserved room for every row of the group (park_bytes). */
                 if (end + row->line_len + 1 > hooks->handback_capacity)
@@ -548,7 +549,7 @@ size_t WriteHandback(void)
                     tally->handed_back++;
             }
             pos += WriteRecord(area + pos, tally != nullptr ? &tally->meta : nullptr, area + start,
-                               end - start);
+                               end - start, precision);
         }
         groups++;
     }
@@ -1147,7 +1148,10 @@ size_t InsertAddRecord(const RecordView &record, size_t from, bool *head, bool *
         strlcpy(batch_database, database, sizeof(batch_database));
         batch_role = role;
     }
+    /* The precision the lines were received under, stamped on them by the listener. */
     Precision precision = static_cast<Precision>(influx_precision);
+    if (!record.request && record.precision <= static_cast<uint8>(Precision::Hours))
+        precision = static_cast<Precision>(record.precision);
     /*
      * Lines without a timestamp get one server time per record: an HTTP request's (taken by
      * the listener), or a TCP/UDP chunk's, taken when its first line is read and kept while
@@ -1167,6 +1171,7 @@ size_t InsertAddRecord(const RecordView &record, size_t from, bool *head, bool *
             RequestUnit(batch.request);
     }
     *head = false;
+    batch.precision = static_cast<uint8_t>(precision);
     size_t used = 0;
     if (from < record.size)
         used = ParseChunk(record.lines + from, record.size - from, precision,
@@ -1434,6 +1439,7 @@ int64 InsertLines(const char *data, size_t size, const InsertOptions *options)
         ResetBatch();
         /* The parser reads UTF-8; values go back to the database encoding as stored. */
         const char *utf8 = ServerToUtf8(data, &size);
+        batch.precision = static_cast<uint8_t>(options->precision);
         (void) ParseChunk(utf8, size, options->precision, opts.schema, INT_MAX, false);
 
         /* First attempt: everything in one subtransaction; on failure, isolate. */

@@ -335,21 +335,24 @@ bool LockWithin(Oid relid, int ms)
 
 /*
  * Handback bytes of rows [lo, hi) of a group: their lines, each with '\n', in one record
- * per run of rows of one request (insert.cpp WriteHandback).
+ * per run of rows of one request, or of no request and one precision (insert.cpp
+ * WriteHandback).
  */
 size_t GroupLineBytes(BatchGroup *g, int lo, int hi)
 {
     size_t n = 0;
     bool first = true;
     uint32 request = 0;
+    uint8 precision = 0;
     for (int i = lo; i < hi; i++) {
         const BatchRow *row = &g->rows[i];
         if (row->rejected)
             continue;
-        if (first || row->request != request)
+        if (first || row->request != request || (row->request == 0 && row->precision != precision))
             n += RecordBytes(row->request != 0, 0);
         first = false;
         request = row->request;
+        precision = row->precision;
         n += row->line_len + 1;
     }
     return n;

@@ -14,6 +14,11 @@
  * lines (precision, server time, database, role) and the request's tag, under which the worker
  * reports what became of them (ring.hpp RequestOutcome).
  *
+ * A plain record (TCP, UDP) carries in its length word the precision its lines were
+ * received under (influx.precision then), so that lines read again later -- handed back
+ * for a locked table, sent to another worker -- keep their meaning after a reload changed
+ * the setting.
+ *
  * Pure C++ (usable from PostgreSQL-facing code and from tests alike).
  */
 #pragma once
@@ -27,7 +32,11 @@ namespace influx
 
 constexpr size_t kRecordHeader = sizeof(uint32_t);
 constexpr uint32_t kRecordRequest = 0x80000000u; /* in the length word: a request record */
-constexpr uint32_t kRecordLengthMask = 0x7FFFFFFFu;
+/* In a plain record's length word: its Precision + 1 (0: none, the worker's setting). */
+constexpr uint32_t kRecordPrecisionMask = 0x70000000u;
+constexpr int kRecordPrecisionShift = 28;
+constexpr uint32_t kRecordLengthMask = 0x0FFFFFFFu; /* 256 MiB: lines are at most 64 MiB */
+constexpr uint8_t kNoPrecision = 0xFF;
 
 /*
  * RecordMeta.flags: the record carries its request's *head*, a unit of its own besides the
@@ -49,7 +58,8 @@ struct RecordMeta {
 /* One record: its lines, and its meta when it is a request record. */
 struct RecordView {
     bool request;
-    RecordMeta meta; /* valid when request */
+    uint8_t precision; /* a plain record's (Precision), or kNoPrecision */
+    RecordMeta meta;   /* valid when request */
     const char *lines;
     size_t size;
 };
@@ -69,6 +79,9 @@ inline bool ReadRecord(const char *chunk, size_t size, size_t pos, RecordView *o
     if (len > size - start)
         return false;
     out->request = (word & kRecordRequest) != 0;
+    uint32_t stamped = (word & kRecordPrecisionMask) >> kRecordPrecisionShift;
+    out->precision =
+        out->request || stamped == 0 ? kNoPrecision : static_cast<uint8_t>(stamped - 1);
     out->lines = chunk + start;
     out->size = len;
     if (out->request) {
@@ -88,15 +101,26 @@ inline size_t RecordBytes(bool request, size_t size)
     return kRecordHeader + (request ? sizeof(RecordMeta) : 0) + size;
 }
 
+/* A plain record's length word: its length and precision (kNoPrecision: none). */
+inline uint32_t PlainRecordWord(size_t size, uint8_t precision)
+{
+    uint32_t word = static_cast<uint32_t>(size);
+    if (precision != kNoPrecision)
+        word |= (static_cast<uint32_t>(precision) + 1) << kRecordPrecisionShift;
+    return word;
+}
+
 /*
  * Writes a record (length word, meta if `meta` is not NULL, lines) at `out` and returns
- * the bytes written.  The source may overlap the destination if it lies after it.
+ * the bytes written; a plain record gets `precision`.  The source may overlap the
+ * destination if it lies after it.
  */
-inline size_t WriteRecord(char *out, const RecordMeta *meta, const char *lines, size_t size)
+inline size_t WriteRecord(char *out, const RecordMeta *meta, const char *lines, size_t size,
+                          uint8_t precision = kNoPrecision)
 {
     size_t meta_size = meta != nullptr ? sizeof(RecordMeta) : 0;
-    uint32_t word =
-        static_cast<uint32_t>(meta_size + size) | (meta != nullptr ? kRecordRequest : 0u);
+    uint32_t word = meta != nullptr ? static_cast<uint32_t>(meta_size + size) | kRecordRequest
+                                    : PlainRecordWord(size, precision);
     /* Lines first: they may lie where the header and meta go. */
     memmove(out + kRecordHeader + meta_size, lines, size);
     memcpy(out, &word, kRecordHeader);
@@ -141,7 +165,8 @@ inline size_t CutChunk(char *data, size_t len, size_t offset)
         if (from < end || (whole && r.request)) {
             if (r.request && !whole)
                 r.meta.flags &= ~kMetaHead;
-            out += WriteRecord(data + out, r.request ? &r.meta : nullptr, data + from, end - from);
+            out += WriteRecord(data + out, r.request ? &r.meta : nullptr, data + from, end - from,
+                               r.precision);
         }
         pos = next;
     }

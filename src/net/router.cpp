@@ -88,9 +88,11 @@ void EmitRecord(const char *data, size_t len, bool add_newline)
     if (len == 0)
         return;
     uint32 reclen = static_cast<uint32>(len + (add_newline ? 1 : 0));
+    /* Stamped with the precision the lines were received under (chunk.hpp). */
+    uint32 word = PlainRecordWord(reclen, static_cast<uint8>(influx_precision));
     Buffer *c = &L->chunk;
     BufferReserve(c, kRecordHeader + reclen);
-    memcpy(c->data + c->len, &reclen, kRecordHeader);
+    memcpy(c->data + c->len, &word, kRecordHeader);
     memcpy(c->data + c->len + kRecordHeader, data, len);
     c->len += kRecordHeader + len;
     if (add_newline)

@@ -495,3 +495,48 @@ def test_a_locked_table_does_not_hold_up_the_others(listener):
         held.release()
     wait_for(lambda: exact(c, "hbl", 500), 30, what="the locked table's 500 rows after the lock")
     assert exact(c, "hbo", 500)
+
+
+def test_handed_back_lines_keep_the_precision_they_arrived_under(listener):
+    """TCP lines in seconds arrive under influx.precision = 's'; their table is locked, so
+    they are handed back and sent again; meanwhile a reload sets influx.precision = 'ms'.
+    They were read again under the new precision: the same timestamps landed in 1970
+    (silently), where the other table's rows of the same lines landed in 2023.  Now a
+    line keeps the precision it arrived under."""
+    c = listener
+    c.execute("CREATE TABLE prec_locked (_time timestamptz, host text, v bigint);"
+              "CREATE TABLE prec_free (_time timestamptz, host text, v bigint)")
+    c.execute("ALTER SYSTEM SET influx.precision = 's'")
+    c.execute("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: c.scalar("SELECT setting FROM pg_settings "
+                                  "WHERE name = 'influx.precision'") == "s", 10)
+        held = HeldLock(c, "prec_locked")
+        try:
+            rerouted = stat(c, "lines_rerouted")
+            t0 = 1_700_000_000
+            send_tcp(c.tcp_port, "".join(f"prec_locked,host=a v={i}i {t0 + i}\n"
+                                         f"prec_free,host=a v={i}i {t0 + i}\n"
+                                         for i in range(100)))
+            wait_for(lambda: exact(c, "prec_free", 100), 20, what="the free table's rows")
+            wait_for(lambda: stat(c, "lines_rerouted") >= rerouted + 100, 20,
+                     what="the locked table's lines handed back")
+            c.execute("ALTER SYSTEM SET influx.precision = 'ms'")
+            c.execute("SELECT pg_reload_conf()")
+            wait_for(lambda: c.scalar("SELECT setting FROM pg_settings "
+                                      "WHERE name = 'influx.precision'") == "ms", 10)
+            # Handed back again after the reload (the listener has it in force too).
+            wait_for(lambda: stat(c, "lines_rerouted") >= rerouted + 300, 20,
+                     what="the lines handed back again after the reload")
+        finally:
+            held.release()
+        wait_for(lambda: exact(c, "prec_locked", 100) or
+                 stat(c, "rows_rejected_value") + stat(c, "lines_rejected_syntax") > 0, 30,
+                 what="the locked table's rows after the lock")
+        assert c.query("SELECT v, _time FROM prec_locked ORDER BY v") == \
+            c.query("SELECT v, _time FROM prec_free ORDER BY v")
+        assert c.scalar("SELECT min(_time) FROM prec_locked")
+        assert c.scalar("SELECT extract(year FROM min(_time)) FROM prec_locked") == 2023
+    finally:
+        c.execute("ALTER SYSTEM RESET influx.precision")
+        c.execute("SELECT pg_reload_conf()")

@@ -192,3 +192,36 @@ TEST(RequestRecords, AShortMetaIsCorrupt)
     c += "abcd";
     EXPECT_FALSE(ForEachRecord(c.data(), c.size(), [](const RecordView &) {}));
 }
+
+TEST(PlainRecords, KeepThePrecisionTheyWereReceivedUnderThroughACut)
+{
+    /* Seconds, then none (the worker's setting), then hours. */
+    const std::vector<std::pair<std::string, uint8_t>> records = {
+        {"a v=1 1\nb v=2 2\n", 3}, {"c v=3\n", kNoPrecision}, {"d v=4 4\n", 5}};
+    std::string c;
+    for (const auto &[lines, precision] : records) {
+        std::string buf(RecordBytes(false, lines.size()), '\0');
+        WriteRecord(buf.data(), nullptr, lines.data(), lines.size(), precision);
+        c += buf;
+    }
+    auto read = [](const std::string &chunk) {
+        std::vector<std::pair<std::string, uint8_t>> out;
+        EXPECT_TRUE(ForEachRecord(chunk.data(), chunk.size(), [&](const RecordView &r) {
+            EXPECT_FALSE(r.request);
+            out.emplace_back(std::string(r.lines, r.size), r.precision);
+        }));
+        return out;
+    };
+    EXPECT_EQ(read(c), records);
+    /* Cut at "b v=2": the first record keeps its precision for the rest of its lines. */
+    std::string cut = c;
+    cut.resize(CutChunk(cut.data(), cut.size(), kRecordHeader + 8));
+    EXPECT_EQ(read(cut), (std::vector<std::pair<std::string, uint8_t>>{
+                             {"b v=2 2\n", 3}, {"c v=3\n", kNoPrecision}, {"d v=4 4\n", 5}}));
+    /* A length word without a precision (as before it was stamped) reads as none. */
+    std::string old;
+    uint32_t word = 6;
+    old.append(reinterpret_cast<const char *>(&word), kRecordHeader);
+    old += "e v=5\n";
+    EXPECT_EQ(read(old), (std::vector<std::pair<std::string, uint8_t>>{{"e v=5\n", kNoPrecision}}));
+}
