@@ -10,7 +10,7 @@
 #   make format-check    list the C++ sources .clang-format would change (fails if any)
 
 EXTENSION  = pg_influx
-EXTVERSION = 1.3
+EXTVERSION = 1.4
 MODULE_big = pg_influx
 
 # src/<area>/*.cpp: the areas are described in src/README.md.

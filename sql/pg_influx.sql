@@ -417,6 +417,33 @@ CREATE EVENT TRIGGER influx_forget_dropped_tables ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION influx.forget_dropped_tables();
 
+-- A renamed table (or one moved to another schema, or whose schema was renamed) leaves its
+-- policy behind under the old name, where a table created later under that name (by
+-- another owner, say) would inherit it: such rows go at the end of the command, as a
+-- dropped table's do.  The renamed table gets the setting's answer until its owner sets
+-- a policy again.  Runs for whoever alters a table, as the owner of influx.table_option,
+-- and touches nothing but rows whose name no longer leads to a relation.
+CREATE FUNCTION influx.forget_renamed_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM influx.table_option o
+     WHERE NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE n.nspname = o.schema_name AND c.relname = o.table_name);
+END
+$$;
+REVOKE ALL ON FUNCTION influx.forget_renamed_tables() FROM PUBLIC;
+
+COMMENT ON FUNCTION influx.forget_renamed_tables() IS
+'Event trigger: removes the influx.table_option rows whose table was renamed or moved';
+
+CREATE EVENT TRIGGER influx_forget_renamed_tables ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION influx.forget_renamed_tables();
+
 -- ---------------------------------------------------------------------------------------
 -- The rows of the statement pg_influx is running in this session for a Citus table
 -- (docs/scale-out.md): the statement reads them from here instead of from parameters,

@@ -35,7 +35,7 @@ def test_server_runs_unprivileged(cluster):
 
 
 def test_create_extension(ext):
-    assert ext.scalar("SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'") == "1.3"
+    assert ext.scalar("SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'") == "1.4"
     assert ext.scalar("SELECT count(*) FROM pg_proc WHERE pronamespace = 'influx'::regnamespace") >= 6
 
 

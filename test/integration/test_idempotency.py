@@ -802,3 +802,38 @@ def test_a_renamed_schema_does_not_strand_the_kept_statements(http):
                          db="renamed_b"))
     assert c.scalar("SELECT count(*) FROM renamed_b.cpu WHERE usage_idle = 50.9") == 400
     assert c.row_count("renamed_b.cpu") == 400
+
+
+@pytest.mark.parametrize("move", ["rename", "set schema"])
+def test_a_renamed_tables_policy_does_not_pass_to_the_next_table_of_its_name(http, move):
+    """alice sets `replace` on her table, then renames it (or moves it to another schema);
+    bob creates a table of the old name.  The policy, kept by name, used to stay behind and
+    apply to bob's table: his rows replaced instead of merging (a field he had written was
+    wiped), a policy only alice, not he, had chosen."""
+    name = "renamed_policy_" + move.replace(" ", "_")
+    http.execute(f"""
+        CREATE SCHEMA {name}_away;
+        CREATE ROLE {name}_alice LOGIN; CREATE ROLE {name}_bob LOGIN;
+        GRANT CREATE ON SCHEMA public, {name}_away TO {name}_alice, {name}_bob;""")
+    away = (f"ALTER TABLE public.{name} RENAME TO {name}_alice" if move == "rename" else
+            f"ALTER TABLE public.{name} SET SCHEMA {name}_away")
+    for user, sql in ((f"{name}_alice", f"CREATE TABLE public.{name} (_time timestamptz NOT NULL,"
+                                f" host text, a bigint, b bigint, PRIMARY KEY (_time, host));"
+                                f"SELECT influx.set_on_conflict('public.{name}', 'replace');"
+                                f"{away}"),
+                      (f"{name}_bob", f"CREATE TABLE public.{name} (_time timestamptz NOT NULL,"
+                                      f" host text, a bigint, b bigint, PRIMARY KEY (_time, host))")):
+        conn = http.connect(user=user)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+    http.execute(f"GRANT INSERT, SELECT, UPDATE ON public.{name} TO postgres")
+    assert http.query("SELECT schema_name, table_name FROM influx.table_option "
+                      "WHERE table_name LIKE %s", (name + "%",)) == []
+    assert_204(write(http.http_port, f"{name},host=h a=1i,b=2i {T0_NS}\n"))
+    assert_204(write(http.http_port, f"{name},host=h a=5i {T0_NS}\n"))
+    # bob never chose a policy: influx.on_conflict (merge) applies, b stays.
+    assert http.query(f"SELECT a, b FROM public.{name}") == [(5, 2)]

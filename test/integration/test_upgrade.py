@@ -6,7 +6,7 @@ library answers the older versions' influx.stats() and influx.listener_status();
 hook someone replaced survives the update.
 """
 
-CURRENT = "1.3"
+CURRENT = "1.4"
 
 # What the extension consists of, described so that two databases can be compared: each
 # member object with its definition and its privileges.

@@ -15,8 +15,8 @@ $$;
 -- Extension and schema
 SELECT has_extension('influx', 'pg_influx', 'extension pg_influx is installed in schema influx');
 SELECT has_schema('influx');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.3',
-          'pg_influx version is 1.3');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'pg_influx'), '1.4',
+          'pg_influx version is 1.4');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'pg_influx'), false,
           'pg_influx is not relocatable (its objects live in schema influx)');
 
@@ -127,7 +127,8 @@ SELECT throws_ok('SELECT * FROM influx.statement_rows() AS r(a int)', '55000',
 SELECT functions_are('influx', ARRAY[
     'parse', 'stats', 'listener_status', 'restart_workers', 'insert',
     'create_measurement_table', 'add_measurement_columns', 'field_column_type',
-    'create_token', 'drop_token', 'set_on_conflict', 'forget_dropped_tables', 'statement_rows'],
+    'create_token', 'drop_token', 'set_on_conflict', 'forget_dropped_tables', 'forget_renamed_tables',
+    'statement_rows'],
     'schema influx has exactly the functions of the SQL API');
 SELECT hasnt_function('influx', 'send_udp', 'there is no influx.send_udp()');
 SELECT hasnt_function('influx', 'send_tcp', 'there is no influx.send_tcp()');
