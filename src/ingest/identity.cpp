@@ -175,7 +175,8 @@ const char *WriterRoleProblem(bool is_superuser, bool bypassrls)
 void BeginActing(Acting *acting, Oid user, bool restricted)
 {
     GetUserIdAndSecContext(&acting->saved_user, &acting->saved_context);
-    SetUserIdAndSecContext(user, acting->saved_context |
+    /* No SET ROLE to the session's (the worker's) role either: see InsertFlushBatch. */
+    SetUserIdAndSecContext(user, acting->saved_context | SECURITY_LOCAL_USERID_CHANGE |
                                      (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
     acting->guc_level = NewGUCNestLevel();
     (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,

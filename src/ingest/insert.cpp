@@ -486,7 +486,11 @@ void MarkRejected(BatchRow *row)
     RequestRejected(row->request, reporter->last);
 }
 
-/* Rejects every remaining row of [lo, hi) for one reason (counted once per row). */
+/*
+ * Rejects every remaining row of [lo, hi) for one reason (counted once per row).  The log
+ * counts the rows of the whole range; each row's request learns the reason without that
+ * count, which may cover other requests' rows of the same flush.
+ */
 void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *reason)
 {
     int64 n = PendingRows(g, lo, hi);
@@ -494,8 +498,15 @@ void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *rea
         return;
     Problem(reporter, counter, n, "%lld row%s for \"%s\" rejected: %s", static_cast<long long>(n),
             n == 1 ? "" : "s", LogName(g->measurement), reason);
-    for (int i = lo; i < hi; i++)
-        MarkRejected(&g->rows[i]);
+    char row_reason[INFLUX_ERROR_TEXT];
+    snprintf(row_reason, sizeof(row_reason), "table \"%s\": %s", LogName(g->measurement), reason);
+    for (int i = lo; i < hi; i++) {
+        BatchRow *row = &g->rows[i];
+        if (row->rejected)
+            continue;
+        row->rejected = true;
+        RequestRejected(row->request, row_reason);
+    }
 }
 
 /*
@@ -1267,8 +1278,13 @@ bool InsertFlushBatch(void)
     Oid saved_user;
     int saved_context;
     GetUserIdAndSecContext(&saved_user, &saved_context);
+    /*
+     * As in a SECURITY DEFINER function: the session (the worker's login, influx.role) is
+     * not the role's, so the code of the role's tables may not SET ROLE or SET SESSION
+     * AUTHORIZATION -- which go by the session user -- to take the worker's rights.
+     */
     if (OidIsValid(batch_role))
-        SetUserIdAndSecContext(batch_role, saved_context);
+        SetUserIdAndSecContext(batch_role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
     bool done = FlushBatchAs();
     SetUserIdAndSecContext(saved_user, saved_context);
     return done;

@@ -307,6 +307,22 @@ def test_partial_write_commits_the_good_lines_and_counts_the_dropped(http):
     assert http.query("SELECT host, v FROM pw ORDER BY host") == [("a", 1.0), ("d", 4.0)]
 
 
+def test_a_refused_tables_reason_names_the_table_not_the_flushs_row_count(http):
+    """A table refused whole (here: it has an INSERT rule) rejects its rows in one go; the
+    answer quotes the reason for the table.  It used to quote the log line, "N rows for
+    ... rejected", whose N counted the rows of every request in the same flush."""
+    http.execute("CREATE TABLE ruled_http (_time timestamptz, host text, v float8);"
+                 "CREATE TABLE ruled_http_ok (_time timestamptz, host text, v float8);"
+                 "CREATE RULE noop AS ON INSERT TO ruled_http DO INSTEAD NOTHING")
+    body = "".join(f"ruled_http,host=h{i} v={i} {T0_NS + i}\n" for i in range(3))
+    body += f"ruled_http_ok,host=a v=1 {T0_NS}\n"
+    error = assert_json_error(write(http.http_port, body), 400, contains="partial write")
+    assert "dropped=3" in error, error
+    assert 'table "ruled_http": ' in error, error
+    assert "rows for" not in error, error
+    assert http.row_count("ruled_http_ok") == 1
+
+
 def test_only_bad_lines_is_400_and_writes_nothing(http):
     r = write(http.http_port, "allbad v=\nallbad\nallbad v=1 12a\n")
     assert_json_error(r, 400)

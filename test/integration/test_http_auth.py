@@ -250,3 +250,32 @@ def test_a_database_the_role_may_create_in_but_not_use_falls_back_to_influx_sche
     assert_204(write(c.http_port, body, db="create_only", u=USER, p=PASSWORD))
     assert c.row_count("public.create_only_m") == 50
     assert not exists(c, "create_only.create_only_m")
+
+
+def test_a_requests_own_table_code_cannot_take_the_workers_role(auth):
+    """A request writes as its role, inside a worker logged in as influx.role.  The code of
+    a table the role owns (a trigger) runs as the role, but its session is the worker's:
+    `SET ROLE <session_user>` used to succeed and hand the trigger the worker's rights (a
+    superuser's here).  It is refused, as in a SECURITY DEFINER function."""
+    c = auth
+    c.execute(f"""
+        CREATE SCHEMA escape_attempt AUTHORIZATION {USER};
+        SET ROLE {USER};
+        CREATE TABLE escape_attempt.m (_time timestamptz, v float8, note text);
+        CREATE FUNCTION escape_attempt.take() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            BEGIN
+                EXECUTE format('SET LOCAL ROLE %I', session_user);
+                NEW.note := 'became ' || current_user;
+            EXCEPTION WHEN OTHERS THEN
+                NEW.note := 'refused: ' || SQLERRM;
+            END;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER take BEFORE INSERT ON escape_attempt.m
+            FOR EACH ROW EXECUTE FUNCTION escape_attempt.take();
+        RESET ROLE;""")
+    r = write(c.http_port, f"m v=1 {T0_NS}\n", db="escape_attempt", u=USER, p=PASSWORD)
+    assert_204(r)
+    note = c.scalar("SELECT note FROM escape_attempt.m")
+    assert note.startswith("refused: "), note
