@@ -185,6 +185,72 @@ bool ParkUnreachable(BatchGroup *g)
 }
 
 /*
+ * Errors a table's own code can raise at will that are otherwise retried for as long as
+ * they last (ErrorAlwaysRetried): a lock not granted in time, a deadlock, a serialization
+ * failure.  Raised again and again, by another session's long lock or by a trigger that
+ * raises one for some row, they would hold the whole flush -- every table, every HTTP
+ * request in it, whatever role sent it.  After kContendedFailures failures in a row, the
+ * attempt writes table by table and hands back the table that fails so (its lines come
+ * again, as a locked table's do) while the others commit; a table that failed so in the
+ * last kContendedMemoryMs is handed back at its first such failure.
+ */
+constexpr int kContendedFailures = 3;
+constexpr int kContendedMemoryMs = 30000;
+bool park_contended = false; /* this attempt hands back a table failing with such an error */
+int parked_contended = 0;    /* groups handed back so in this attempt */
+struct ContendedTable {
+    Oid relid;
+    TimestampTz at;
+};
+ContendedTable contended_tables[8];
+
+bool ErrorContended(int sqlstate)
+{
+    return sqlstate == ERRCODE_LOCK_NOT_AVAILABLE || sqlstate == ERRCODE_T_R_DEADLOCK_DETECTED ||
+           sqlstate == ERRCODE_T_R_SERIALIZATION_FAILURE;
+}
+
+void NoteContended(Oid relid)
+{
+    if (!OidIsValid(relid))
+        return;
+    int oldest = 0;
+    for (int i = 0; i < static_cast<int>(lengthof(contended_tables)); i++) {
+        if (contended_tables[i].relid == relid) {
+            oldest = i;
+            break;
+        }
+        if (contended_tables[i].at < contended_tables[oldest].at)
+            oldest = i;
+    }
+    contended_tables[oldest] = {relid, GetCurrentTimestamp()};
+}
+
+bool RecentlyContended(Oid relid)
+{
+    if (!OidIsValid(relid))
+        return false;
+    for (const ContendedTable &t : contended_tables)
+        if (t.relid == relid &&
+            !TimestampDifferenceExceeds(t.at, GetCurrentTimestamp(), kContendedMemoryMs))
+            return true;
+    return false;
+}
+
+bool ParkContended(BatchGroup *g)
+{
+    if (!may_park || g->parked || !hooks->handback_writable())
+        return false;
+    size_t need = GroupLineBytes(g, 0, g->nrows);
+    if (park_bytes + need > hooks->handback_capacity)
+        return false;
+    park_bytes += need;
+    g->parked = true;
+    parked_contended++;
+    return true;
+}
+
+/*
  * After a flush of this batch filled the server's lock table: the groups the next attempt
  * writes (0: all); the others are handed back, to come again in later batches.  Halved at
  * each such failure, so a batch of tables that lock more than MaxTablesPerFlush() counted
@@ -568,6 +634,8 @@ size_t WriteHandback(void)
     const char *why = "locked by another session";
     if (parked_unreachable > 0)
         why = "whose remote node or foreign server is out of reach";
+    else if (parked_contended > 0)
+        why = "whose writes keep failing on a lock, a deadlock or a serialization failure";
     else if (lock_table_groups > 0)
         why = "that need more locks than the server's lock table holds";
     ReportProblem(my_slot, "%lld rows of %d table%s handed back, to be sent again: tables %s",
@@ -680,8 +748,15 @@ bool InsertGroupInSubxact(const FlushOptions *opts, BatchGroup *g, int lo, int h
      * again later (InsertFlushBatch).  Going on with the next range would only reject
      * good rows, and the attempt still holds the locks of the groups before this one.
      */
-    if (!ok && EndsAttempt(*sqlstate))
+    if (!ok && EndsAttempt(*sqlstate)) {
+        if (park_contended && ErrorContended(*sqlstate) && lo == 0 && hi == g->nrows &&
+            ParkContended(g)) {
+            NoteContended(progress.table);
+            *n = {0, 0, 0};
+            return true; /* nothing of it was written; it comes again */
+        }
         RaiseAgain(*sqlstate, message);
+    }
     return ok;
 }
 
@@ -906,6 +981,7 @@ RowCounts InsertAll(const FlushOptions *opts, bool isolate)
     may_park = opts->worker && hooks != nullptr && hooks->handback_allowed();
     park_bytes = 0;
     parked_unreachable = 0;
+    parked_contended = 0;
     reach_checked = 0;
     for (int i = 0; i < batch.ngroups; i++)
         batch.groups[i]->parked = false;
@@ -1326,7 +1402,8 @@ bool FlushBatchAs(void)
     int sqlstate = 0;
     char message[INFLUX_ERROR_TEXT];
     bool ok;
-    int suspect_failures = 0; /* transient failures in a row that a row could cause */
+    int suspect_failures = 0;   /* transient failures in a row that a row could cause */
+    int contended_failures = 0; /* failures in a row on locks and serialization (above) */
     int hold_ms = kRetryFirstWaitMs;
     for (;;) {
         char database[NAMEDATALEN];
@@ -1354,23 +1431,35 @@ bool FlushBatchAs(void)
         ApplySynchronousCommit();
         PrepareSchema(&opts);
         isolate_transient = suspect_failures >= kTransientFailuresBeforeIsolating;
-        ok = !isolate_transient &&
+        park_contended = contended_failures >= kContendedFailures;
+        ok = !isolate_transient && !park_contended &&
              FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
+        /* A table that failed so in an earlier flush: handed back at once (its lines came again).
+         */
+        if (!ok && contended_failures == 0 && ErrorContended(sqlstate) &&
+            RecentlyContended(progress.table))
+            park_contended = true;
         if (!ok && sqlstate == ERRCODE_UNIQUE_VIOLATION && progress.optimistic) {
             probe_attempt = true;
             ok = FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
             probe_attempt = false;
         }
-        if (!ok && (isolate_transient || !ErrorIsTransient(sqlstate)))
+        if (!ok && (isolate_transient || park_contended || !ErrorIsTransient(sqlstate)))
             ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
         /* Narrowed down after a half-begun subtransaction: again, at once (bounded). */
         while (!ok && attempt_narrowed) {
             CHECK_FOR_INTERRUPTS();
             ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
         }
-        isolate_transient = false;
+        isolate_transient = park_contended = false;
         if (ok || !ErrorIsTransient(sqlstate))
             break;
+        if (ErrorContended(sqlstate)) {
+            NoteContended(progress.table);
+            contended_failures++;
+        } else {
+            contended_failures = 0;
+        }
         if (error_was_lock_table && batch.ngroups > 1 &&
             attempt_relations >= LockTableEntries() / 8) {
             /*
