@@ -962,16 +962,34 @@ RowCounts InsertGroupIsolated(const FlushOptions *opts, BatchGroup *g, int lo, i
 /* One pass over all groups: plain (errors propagate) or isolated. */
 void SetConstraintsImmediate(void);
 
+extern Oid batch_role;
+
 RowCounts InsertAll(const FlushOptions *opts, bool isolate)
 {
     RowCounts total = {0, 0, 0};
     if (opts->worker) {
-        /*
-         * The role may have been made a superuser since the worker started: then nothing
-         * is written, and the flush waits (its rows kept) until the role is fixed.
-         */
         const char *problem =
             WriterRoleProblem(superuser_arg(GetUserId()), has_bypassrls_privilege(GetUserId()));
+        if (problem != nullptr && OidIsValid(batch_role)) {
+            /*
+             * An HTTP request's role made a superuser (or BYPASSRLS) after the listener let
+             * it in: its rows are refused, as its next request is (403).  Held instead, they
+             * would hold the worker -- and every other role's requests -- until an
+             * administrator undid the change, which may be meant to last.
+             */
+            char reason[INFLUX_ERROR_TEXT];
+            snprintf(reason, sizeof(reason),
+                     "role \"%s\" is a superuser or has BYPASSRLS: it may not write over HTTP "
+                     "unless influx.allow_superuser is on",
+                     GetUserNameFromId(GetUserId(), false));
+            for (int k = 0; k < batch.ngroups; k++)
+                RejectRange(batch.groups[k], 0, batch.groups[k]->nrows, kRowsRejectedTable, reason);
+            return total;
+        }
+        /*
+         * influx.role itself made a superuser since the worker started: nothing is written,
+         * and the flush waits (its rows kept) until the role is fixed.
+         */
         if (problem != nullptr)
             ereport(ERROR, (errcode(ERRCODE_CANNOT_CONNECT_NOW),
                             errmsg("role \"%s\" (influx.role) %s",

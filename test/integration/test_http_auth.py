@@ -13,12 +13,13 @@ import base64
 
 import pytest
 
-from conftest import wait_for
+from conftest import Cluster, wait_for
 
 from http_support import (
     T0_NS,
     assert_204,
     assert_influx_headers,
+    assert_json_error,
     request,
     require_http,
     setting,
@@ -279,3 +280,39 @@ def test_a_requests_own_table_code_cannot_take_the_workers_role(auth):
     assert_204(r)
     note = c.scalar("SELECT note FROM escape_attempt.m")
     assert note.startswith("refused: "), note
+
+
+def test_a_role_made_superuser_after_logging_in_does_not_hold_up_the_others():
+    """With influx.allow_superuser off, a superuser may not write over HTTP (403).  A role
+    made superuser while its login was still remembered (a few seconds) got its request
+    in; its rows then reached a worker, which held the flush until the role was fixed --
+    and every other role's requests behind it (500 timeouts).  Its rows are refused with
+    the reason; the others go on."""
+    c = Cluster("promoted", {"influx.http_auth": "password", "influx.role": None,
+                             "influx.allow_superuser": None, "influx.schema": None})
+    try:
+        c.init()
+        c.start()
+        c.execute("CREATE EXTENSION pg_influx")
+        c.wait_listener_running()
+        for who in ("alice", "bob"):
+            c.execute(f"CREATE ROLE {who} LOGIN PASSWORD '{who}-Secret-1';"
+                      f"GRANT USAGE, CREATE ON SCHEMA influx_metrics TO {who}")
+
+        def send(who, table, v):
+            return write(c.http_port, f"{table},host=h v={v} {T0_NS + v}\n",
+                         u=who, p=f"{who}-Secret-1")
+
+        assert_204(send("alice", "alice_m", 1))
+        assert_204(send("bob", "bob_m", 1))
+        c.execute("ALTER ROLE alice SUPERUSER")
+        r = send("alice", "alice_m", 2)  # in on the remembered login
+        assert r.status in (400, 403), r
+        if r.status == 400:
+            assert_json_error(r, 400, contains="superuser")
+        for v in range(2, 5):
+            assert_204(send("bob", "bob_m", v))
+        assert c.scalar("SELECT count(*) FROM influx_metrics.bob_m") == 4
+        assert c.scalar("SELECT count(*) FROM influx_metrics.alice_m") == 1
+    finally:
+        c.destroy()
