@@ -167,11 +167,11 @@ size_t park_bytes = 0;
 int parked_unreachable = 0; /* groups parked because a remote node is out of reach */
 
 /*
- * Parks a whole group whose rows could not go because a remote node (a Citus worker, a
- * foreign server) is out of reach: its lines are handed back, to come again later.  False
- * when they cannot be (no room, the last lines not taken yet, a worker stopping).
+ * Parks a whole group: its lines are handed back, to come again later, and *parked counts
+ * it.  False when they cannot be (no room, the last lines not taken yet, a worker
+ * stopping).
  */
-bool ParkUnreachable(BatchGroup *g)
+bool ParkGroup(BatchGroup *g, int *parked)
 {
     if (!may_park || g->parked || !hooks->handback_writable())
         return false;
@@ -180,8 +180,17 @@ bool ParkUnreachable(BatchGroup *g)
         return false;
     park_bytes += need;
     g->parked = true;
-    parked_unreachable++;
+    (*parked)++;
     return true;
+}
+
+/*
+ * Parks a group whose rows could not go because a remote node (a Citus worker, a foreign
+ * server) is out of reach.
+ */
+bool ParkUnreachable(BatchGroup *g)
+{
+    return ParkGroup(g, &parked_unreachable);
 }
 
 /*
@@ -239,15 +248,7 @@ bool RecentlyContended(Oid relid)
 
 bool ParkContended(BatchGroup *g)
 {
-    if (!may_park || g->parked || !hooks->handback_writable())
-        return false;
-    size_t need = GroupLineBytes(g, 0, g->nrows);
-    if (park_bytes + need > hooks->handback_capacity)
-        return false;
-    park_bytes += need;
-    g->parked = true;
-    parked_contended++;
-    return true;
+    return ParkGroup(g, &parked_contended);
 }
 
 /*

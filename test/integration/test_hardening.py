@@ -503,6 +503,16 @@ def test_only_invalid_lines_do_not_grow_worker_memory(listener):
     assert max(growth.values()) < 12 * 1024, f"worker memory grew by {growth} kB"
 
 
+def tcp_open(c):
+    """Whether the cluster's influx TCP port accepts connections (it listens before CREATE
+    EXTENSION too)."""
+    try:
+        socket.create_connection(("127.0.0.1", c.tcp_port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def test_lines_sent_while_the_extension_is_missing_are_held_until_it_is_created():
     """pg_influx is preloaded and listening before CREATE EXTENSION, and between a DROP
     EXTENSION and a CREATE: lines sent then are held (their senders feel backpressure) and
@@ -518,14 +528,7 @@ def test_lines_sent_while_the_extension_is_missing_are_held_until_it_is_created(
             return c.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
                             "'influx worker' AND query LIKE 'waiting for CREATE EXTENSION%'")
 
-        def tcp_open():
-            try:
-                socket.create_connection(("127.0.0.1", c.tcp_port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(tcp_open, 30, what="the TCP port to accept")
+        wait_for(lambda: tcp_open(c), 30, what="the TCP port to accept")
         send_tcp(c.tcp_port, lines("early", 0, 300) + lines("existing", 0, 300))
         wait_for(held, 30, what="a worker holding the lines until CREATE EXTENSION")
         assert c.row_count("early") == 0 and c.row_count("existing") == 0
@@ -562,14 +565,7 @@ def test_a_worker_holding_lines_for_create_extension_ends_with_its_listener():
                 "SELECT pid FROM pg_stat_activity WHERE backend_type = 'influx worker' "
                 "AND query LIKE 'waiting for CREATE EXTENSION%'"))
 
-        def tcp_open():
-            try:
-                socket.create_connection(("127.0.0.1", c.tcp_port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(tcp_open, 30, what="the TCP port to accept")
+        wait_for(lambda: tcp_open(c), 30, what="the TCP port to accept")
         send_tcp(c.tcp_port, lines("held", 0, 300))
         held = wait_for(holding, 30, what="a worker holding the lines until CREATE EXTENSION")
         listener_pid = c.backend_pids("influx listener")[0]
