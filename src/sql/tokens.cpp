@@ -25,6 +25,7 @@ extern "C" {
 }
 
 #include "core/pg_cpp.hpp"
+#include "core/shared_state.hpp"
 #include "core/tokens.hpp"
 #include "sql/extension_table.hpp"
 
@@ -76,10 +77,18 @@ Datum create_token(FunctionCallInfo fcinfo)
                        PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
                        ObjectIdGetDatum(GetUserId())};
     char nulls[4] = {' ', ' ', PG_ARGISNULL(1) ? 'n' : ' ', ' '};
-    (void) RunAsTableOwner("token",
-                           "INSERT INTO influx.token (role, hash, comment, created_by) "
-                           "VALUES ($1, $2, $3, $4)",
-                           4, types, values, nulls);
+    /* Beyond the tokens the listener loads, a token would be handed out and never work. */
+    uint64 made = RunAsTableOwner(
+        "token",
+        "INSERT INTO influx.token (role, hash, comment, created_by) "
+        "SELECT $1, $2, $3, $4 WHERE (SELECT pg_catalog.count(*) "
+        "FROM influx.token) OPERATOR(pg_catalog.<) " CppAsString2(INFLUX_MAX_TOKENS),
+        4, types, values, nulls);
+    if (made == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("influx.token holds %d tokens, the most pg_influx uses", INFLUX_MAX_TOKENS),
+                 errhint("Drop tokens no longer used with influx.drop_token().")));
     TokensChanged();
     PG_RETURN_TEXT_P(cstring_to_text(token));
 }

@@ -316,3 +316,24 @@ def test_a_role_made_superuser_after_logging_in_does_not_hold_up_the_others():
         assert c.scalar("SELECT count(*) FROM influx_metrics.alice_m") == 1
     finally:
         c.destroy()
+
+
+def test_create_token_refuses_past_the_tokens_in_force(auth):
+    """The listener uses the first 1,024 tokens; a token past them used to be created and
+    handed out, and then refused every request without a word (one role may fill the
+    table).  create_token() refuses instead, until a token is dropped."""
+    c = auth
+    have = c.scalar("SELECT count(*) FROM influx.token")
+    made = []
+    try:
+        c.execute(f"SELECT influx.create_token('{USER}', 'filler') "
+                  f"FROM generate_series(1, {1024 - have})")
+        made = [r[0] for r in c.query("SELECT id FROM influx.token WHERE comment = 'filler'")]
+        assert c.scalar("SELECT count(*) FROM influx.token") == 1024
+        with pytest.raises(Exception, match="holds 1024 tokens"):
+            c.execute(f"SELECT influx.create_token('{USER}', 'one too many')")
+        c.execute("SELECT influx.drop_token(%s)", (made.pop(),))
+        token = c.scalar(f"SELECT influx.create_token('{USER}', 'fits again')")
+        assert token.startswith("pgi_")
+    finally:
+        c.execute("DELETE FROM influx.token WHERE comment IN ('filler', 'fits again')")
