@@ -543,14 +543,15 @@ int64 PendingRows(BatchGroup *g, int lo, int hi)
 
 /*
  * Marks a row rejected, after its problem was reported: its request (if any) learns the
- * reason.  Rejection is for good: a later attempt of the flush skips the row.
+ * reason (the problem reported last, unless given).  Rejection is for good: a later attempt of the
+ * flush skips the row.
  */
-void MarkRejected(BatchRow *row)
+void MarkRejected(BatchRow *row, const char *reason)
 {
     if (row->rejected)
         return;
     row->rejected = true;
-    RequestRejected(row->request, reporter->last);
+    RequestRejected(row->request, reason != nullptr ? reason : reporter->last);
 }
 
 /*
@@ -567,13 +568,8 @@ void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *rea
             n == 1 ? "" : "s", LogName(g->measurement), reason);
     char row_reason[INFLUX_ERROR_TEXT];
     snprintf(row_reason, sizeof(row_reason), "table \"%s\": %s", LogName(g->measurement), reason);
-    for (int i = lo; i < hi; i++) {
-        BatchRow *row = &g->rows[i];
-        if (row->rejected)
-            continue;
-        row->rejected = true;
-        RequestRejected(row->request, row_reason);
-    }
+    for (int i = lo; i < hi; i++)
+        MarkRejected(&g->rows[i], row_reason);
 }
 
 /*

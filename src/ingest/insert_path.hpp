@@ -107,7 +107,7 @@ int TakeError(char *message, size_t message_size);
 [[noreturn]] void RaiseAgain(int sqlstate, const char *message);
 bool ErrorIsTransient(int sqlstate);
 int64 PendingRows(BatchGroup *g, int lo, int hi);
-void MarkRejected(BatchRow *row);
+void MarkRejected(BatchRow *row, const char *reason = nullptr);
 void RejectRange(BatchGroup *g, int lo, int hi, Counter counter, const char *reason);
 void ArmFlushTimeout(void);
 void DisarmFlushTimeout(void);

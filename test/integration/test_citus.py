@@ -452,6 +452,22 @@ def test_pg_influx_on_a_worker_node_writes_distributed_tables(citus):
     assert c.scalar("SELECT to_regclass('spread_unknown')") is None
 
 
+def single_node_citus(c, table):
+    """Starts cluster c as a single-node Citus (the shards on the coordinator) with
+    pg_influx running, and makes `table` a distributed table there."""
+    c.init()
+    c.start()
+    c.execute("CREATE EXTENSION citus")
+    c.execute("CREATE EXTENSION pg_influx")
+    c.wait_listener_running()
+    c.execute("SELECT citus_set_coordinator_host('localhost', %s)", (c.port,))
+    c.execute("SELECT citus_set_node_property('localhost', %s, 'shouldhaveshards', true)",
+              (c.port,))
+    c.execute(f"""
+        CREATE TABLE {table} (_time timestamptz NOT NULL, host text, v float8);
+        SELECT create_distributed_table('{table}', 'host')""")
+
+
 def test_pg_influx_may_be_preloaded_before_citus():
     """Citus refuses to load after a library that set the planner hook ("Citus has to be
     loaded first"): pg_influx sets its hook only when its first statement serves rows, so a
@@ -460,17 +476,7 @@ def test_pg_influx_may_be_preloaded_before_citus():
     c = Cluster("preload_order", {"shared_preload_libraries": "'pg_influx,citus'",
                                   "max_worker_processes": "24"})
     try:
-        c.init()
-        c.start()
-        c.execute("CREATE EXTENSION citus")
-        c.execute("CREATE EXTENSION pg_influx")
-        c.wait_listener_running()
-        c.execute("SELECT citus_set_coordinator_host('localhost', %s)", (c.port,))
-        c.execute("SELECT citus_set_node_property('localhost', %s, 'shouldhaveshards', true)",
-                  (c.port,))
-        c.execute("""
-            CREATE TABLE ordered (_time timestamptz NOT NULL, host text, v float8);
-            SELECT create_distributed_table('ordered', 'host')""")
+        single_node_citus(c, "ordered")
         send_tcp(c.tcp_port, lines("ordered", 500))
         wait_for(lambda: c.scalar("SELECT count(*) FROM ordered") == 500, 60)
         assert shell_bytes(c, "ordered") == 0
@@ -503,19 +509,8 @@ def test_a_coordinator_refusing_its_own_connections_holds_the_rows():
         return sql("SELECT sum(rows_rejected_insert + rows_rejected_table + rows_rejected_value) "
                    "FROM influx.stats() WHERE kind = 'worker'")
 
-    hba = None
     try:
-        c.init()
-        c.start()
-        c.execute("CREATE EXTENSION citus")
-        c.execute("CREATE EXTENSION pg_influx")
-        c.wait_listener_running()
-        c.execute("SELECT citus_set_coordinator_host('localhost', %s)", (c.port,))
-        c.execute("SELECT citus_set_node_property('localhost', %s, 'shouldhaveshards', true)",
-                  (c.port,))
-        c.execute("""
-            CREATE TABLE loopback (_time timestamptz NOT NULL, host text, v float8);
-            SELECT create_distributed_table('loopback', 'host')""")
+        single_node_citus(c, "loopback")
         send_tcp(c.tcp_port, lines("loopback", 100))
         wait_for(lambda: sql("SELECT count(*) FROM loopback") == 100, 60,
                  what="rows written while the coordinator accepts its own connections")

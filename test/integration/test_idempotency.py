@@ -731,6 +731,17 @@ def test_trigger_sees_rows_in_line_order(http):
     assert got == ["h1", "h2", "h3"], got
 
 
+def run_as(c, user, sql):
+    """Runs sql in a session of its own as user (autocommit)."""
+    conn = c.connect(user=user)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
 def test_policy_outlives_the_table(http):
     http.execute("""
         DROP ROLE IF EXISTS alice; CREATE ROLE alice LOGIN;
@@ -742,13 +753,7 @@ def test_policy_outlives_the_table(http):
                                 "DROP TABLE public.shared_name"),
                       ("bob", "CREATE TABLE public.shared_name (_time timestamptz NOT NULL,"
                               " host text, v float8, PRIMARY KEY (_time, host))")):
-        conn = http.connect(user=user)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
+        run_as(http, user, sql)
     http.execute("GRANT INSERT, SELECT, UPDATE ON public.shared_name TO postgres")
     t = T0_NS
     assert_204(write(http.http_port, f"shared_name,host=a v=1 {t}\n"))
@@ -823,13 +828,7 @@ def test_a_renamed_tables_policy_does_not_pass_to_the_next_table_of_its_name(htt
                                 f"{away}"),
                       (f"{name}_bob", f"CREATE TABLE public.{name} (_time timestamptz NOT NULL,"
                                       f" host text, a bigint, b bigint, PRIMARY KEY (_time, host))")):
-        conn = http.connect(user=user)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
+        run_as(http, user, sql)
     http.execute(f"GRANT INSERT, SELECT, UPDATE ON public.{name} TO postgres")
     assert http.query("SELECT schema_name, table_name FROM influx.table_option "
                       "WHERE table_name LIKE %s", (name + "%",)) == []
