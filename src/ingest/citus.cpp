@@ -14,12 +14,20 @@ extern "C" {
 #include "catalog/partition.h"
 #include "catalog/pg_namespace.h"
 #include "commands/extension.h"
+#include "miscadmin.h"
+#include "nodes/primnodes.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/typcache.h"
 }
+
+#include <algorithm>
 
 #include "core/compat.hpp"
 #include "ingest/citus.hpp"
@@ -104,6 +112,343 @@ void SetCitusSessionDefaults(void)
     strlcpy(value, pool, sizeof(value));
     (void) set_config_option("citus.max_cached_conns_per_worker", value, PGC_USERSET, PGC_S_SESSION,
                              GUC_ACTION_SET, true, WARNING, false);
+}
+
+namespace
+{
+
+/*
+ * Citus' catalogs and their columns are read by name (their column order has changed
+ * between releases); the lock tags below are those of Citus' resource_lock.h, which every
+ * Citus release since 9 uses.
+ */
+Oid CitusCatalog(const char *name)
+{
+    return get_relname_relid(name, PG_CATALOG_NAMESPACE);
+}
+
+/* Advisory lock classes of Citus' shard distribution metadata (resource_lock.h). */
+constexpr uint16 kLockClassShardMetadata = 4;
+constexpr uint16 kLockClassColocatedShardsMetadata = 8;
+
+/* What the pg_dist_partition row of a table says, for a hash-distributed table. */
+struct Distribution {
+    char method;       /* 'h': hash */
+    char repmodel;     /* 's': one placement per shard (streaming replication, if any) */
+    uint32 colocation; /* 0: none */
+    AttrNumber column;
+    Oid type;
+    Oid collation;
+};
+
+bool ReadDistribution(Oid relid, Distribution *out)
+{
+    Oid catalog_relid = CitusCatalog("pg_dist_partition");
+    if (!OidIsValid(catalog_relid))
+        return false;
+    AttrNumber method_att = get_attnum(catalog_relid, "partmethod");
+    AttrNumber key_att = get_attnum(catalog_relid, "partkey");
+    AttrNumber colocation_att = get_attnum(catalog_relid, "colocationid");
+    AttrNumber repmodel_att = get_attnum(catalog_relid, "repmodel");
+    if (method_att == InvalidAttrNumber || key_att == InvalidAttrNumber ||
+        colocation_att == InvalidAttrNumber || repmodel_att == InvalidAttrNumber)
+        return false;
+    Relation catalog = table_open(catalog_relid, AccessShareLock);
+    TupleDesc desc = RelationGetDescr(catalog);
+    ScanKeyData key;
+    ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+    SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, nullptr, 1, &key);
+    HeapTuple tuple = systable_getnext(scan);
+    bool ok = false;
+    if (HeapTupleIsValid(tuple)) {
+        bool method_null, key_null, colocation_null, repmodel_null;
+        Datum method = heap_getattr(tuple, method_att, desc, &method_null);
+        Datum partkey = heap_getattr(tuple, key_att, desc, &key_null);
+        Datum colocation = heap_getattr(tuple, colocation_att, desc, &colocation_null);
+        Datum repmodel = heap_getattr(tuple, repmodel_att, desc, &repmodel_null);
+        if (!method_null && !key_null && !colocation_null && !repmodel_null) {
+            out->method = DatumGetChar(method);
+            out->repmodel = DatumGetChar(repmodel);
+            out->colocation = DatumGetUInt32(colocation);
+            /* The distribution column, as Citus keeps it: a Var written by nodeToString. */
+            Node *node = out->method == 'h'
+                             ? static_cast<Node *>(stringToNode(TextDatumGetCString(partkey)))
+                             : nullptr;
+            if (node != nullptr && IsA(node, Var)) {
+                Var *var = reinterpret_cast<Var *>(node);
+                out->column = var->varattno;
+                out->type = var->vartype;
+                out->collation = var->varcollid;
+                ok = true;
+            }
+        }
+    }
+    systable_endscan(scan);
+    table_close(catalog, AccessShareLock);
+    return ok;
+}
+
+/* This node's group in the cluster (pg_dist_local_group), -1 when it has none. */
+int32 LocalGroup(void)
+{
+    Oid catalog_relid = CitusCatalog("pg_dist_local_group");
+    AttrNumber group_att =
+        OidIsValid(catalog_relid) ? get_attnum(catalog_relid, "groupid") : InvalidAttrNumber;
+    if (group_att == InvalidAttrNumber)
+        return -1;
+    Relation catalog = table_open(catalog_relid, AccessShareLock);
+    SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, nullptr, 0, nullptr);
+    HeapTuple tuple = systable_getnext(scan);
+    int32 group = -1;
+    bool isnull = true;
+    if (HeapTupleIsValid(tuple)) {
+        Datum d = heap_getattr(tuple, group_att, RelationGetDescr(catalog), &isnull);
+        if (!isnull)
+            group = DatumGetInt32(d);
+    }
+    systable_endscan(scan);
+    table_close(catalog, AccessShareLock);
+    return group;
+}
+
+/*
+ * Whether this node's row in pg_dist_node says it is active with its metadata in sync: a
+ * worker node whose metadata is behind may not know yet that a shard moved away.
+ */
+bool LocalNodeInSync(int32 group)
+{
+    Oid catalog_relid = CitusCatalog("pg_dist_node");
+    if (!OidIsValid(catalog_relid))
+        return false;
+    AttrNumber group_att = get_attnum(catalog_relid, "groupid");
+    AttrNumber active_att = get_attnum(catalog_relid, "isactive");
+    AttrNumber synced_att = get_attnum(catalog_relid, "metadatasynced");
+    if (group_att == InvalidAttrNumber || active_att == InvalidAttrNumber ||
+        synced_att == InvalidAttrNumber)
+        return false;
+    Relation catalog = table_open(catalog_relid, AccessShareLock);
+    TupleDesc desc = RelationGetDescr(catalog);
+    ScanKeyData key;
+    ScanKeyInit(&key, group_att, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group));
+    SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, nullptr, 1, &key);
+    bool in_sync = false;
+    HeapTuple tuple;
+    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+        bool active_null, synced_null;
+        Datum active = heap_getattr(tuple, active_att, desc, &active_null);
+        Datum synced = heap_getattr(tuple, synced_att, desc, &synced_null);
+        in_sync = in_sync ||
+                  (!active_null && !synced_null && DatumGetBool(active) && DatumGetBool(synced));
+    }
+    systable_endscan(scan);
+    table_close(catalog, AccessShareLock);
+    return in_sync;
+}
+
+/* A hash range bound as pg_dist_shard keeps it (text); false if it is not an int32. */
+bool RangeBound(Datum bound, int32 *out)
+{
+    char *s = TextDatumGetCString(bound);
+    char *end = nullptr;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    bool ok = errno == 0 && end != s && *end == '\0' && v >= PG_INT32_MIN && v <= PG_INT32_MAX;
+    *out = static_cast<int32>(v);
+    pfree(s);
+    return ok;
+}
+
+/* The table's shards, sorted by range (as Citus numbers them for its locks). */
+bool ReadShards(Oid relid, int *nshards, CitusShard **shards)
+{
+    Oid catalog_relid = CitusCatalog("pg_dist_shard");
+    if (!OidIsValid(catalog_relid))
+        return false;
+    AttrNumber id_att = get_attnum(catalog_relid, "shardid");
+    AttrNumber min_att = get_attnum(catalog_relid, "shardminvalue");
+    AttrNumber max_att = get_attnum(catalog_relid, "shardmaxvalue");
+    if (id_att == InvalidAttrNumber || min_att == InvalidAttrNumber || max_att == InvalidAttrNumber)
+        return false;
+    Oid index = CitusCatalog("pg_dist_shard_logical_relid_index");
+    Relation catalog = table_open(catalog_relid, AccessShareLock);
+    TupleDesc desc = RelationGetDescr(catalog);
+    ScanKeyData key;
+    ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+    SysScanDesc scan = systable_beginscan(catalog, index, OidIsValid(index), nullptr, 1, &key);
+    int n = 0, capacity = 16;
+    auto *out = static_cast<CitusShard *>(palloc(sizeof(CitusShard) * capacity));
+    bool ok = true;
+    HeapTuple tuple;
+    while (ok && HeapTupleIsValid(tuple = systable_getnext(scan))) {
+        bool id_null, min_null, max_null;
+        Datum id = heap_getattr(tuple, id_att, desc, &id_null);
+        Datum min = heap_getattr(tuple, min_att, desc, &min_null);
+        Datum max = heap_getattr(tuple, max_att, desc, &max_null);
+        if (id_null || min_null || max_null) {
+            ok = false;
+            break;
+        }
+        if (n == capacity) {
+            capacity *= 2;
+            out = static_cast<CitusShard *>(repalloc(out, sizeof(CitusShard) * capacity));
+        }
+        CitusShard *shard = &out[n++];
+        shard->id = DatumGetInt64(id);
+        shard->local_relid = InvalidOid;
+        ok = RangeBound(min, &shard->min) && RangeBound(max, &shard->max) &&
+             shard->min <= shard->max;
+    }
+    systable_endscan(scan);
+    table_close(catalog, AccessShareLock);
+    std::sort(out, out + n, [](const CitusShard &a, const CitusShard &b) { return a.min < b.min; });
+    for (int i = 1; i < n && ok; i++)
+        ok = out[i - 1].max < out[i].min; /* ranges do not overlap */
+    *nshards = n;
+    *shards = out;
+    return ok && n > 0;
+}
+
+/*
+ * Finds which shards are placed on this node (group `group`) and their relations there.
+ * False when a shard has more or fewer than one placement, or a local one whose relation is
+ * missing or not named as Citus names it.
+ */
+bool ReadPlacements(Relation rel, int32 group, CitusShard *shards, int nshards, int *nlocal)
+{
+    Oid catalog_relid = CitusCatalog("pg_dist_placement");
+    if (!OidIsValid(catalog_relid))
+        return false;
+    AttrNumber shard_att = get_attnum(catalog_relid, "shardid");
+    AttrNumber group_att = get_attnum(catalog_relid, "groupid");
+    if (shard_att == InvalidAttrNumber || group_att == InvalidAttrNumber)
+        return false;
+    Oid index = CitusCatalog("pg_dist_placement_shardid_index");
+    Relation catalog = table_open(catalog_relid, AccessShareLock);
+    TupleDesc desc = RelationGetDescr(catalog);
+    bool ok = true;
+    *nlocal = 0;
+    for (int i = 0; i < nshards && ok; i++) {
+        ScanKeyData key;
+        ScanKeyInit(&key, shard_att, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(shards[i].id));
+        SysScanDesc scan = systable_beginscan(catalog, index, OidIsValid(index), nullptr, 1, &key);
+        int placements = 0;
+        bool local = false;
+        HeapTuple tuple;
+        while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+            bool isnull;
+            Datum g = heap_getattr(tuple, group_att, desc, &isnull);
+            placements++;
+            local = local || (!isnull && DatumGetInt32(g) == group);
+        }
+        systable_endscan(scan);
+        ok = placements == 1;
+        if (!ok || !local)
+            continue;
+        /* Citus' name of a shard: the table's name, '_', the shard id (when that fits). */
+        char name[NAMEDATALEN * 2];
+        int len = pg_snprintf(name, sizeof(name), "%s_" INT64_FORMAT, RelationGetRelationName(rel),
+                              shards[i].id);
+        shards[i].local_relid =
+            len < NAMEDATALEN ? get_relname_relid(name, RelationGetNamespace(rel)) : InvalidOid;
+        ok = OidIsValid(shards[i].local_relid);
+        (*nlocal)++;
+    }
+    table_close(catalog, AccessShareLock);
+    return ok;
+}
+
+/* Reads the shards of a table and where they are placed. */
+bool ReadShardMap(Relation rel, int32 group, int *nshards, CitusShard **shards, int *nlocal)
+{
+    return ReadShards(RelationGetRelid(rel), nshards, shards) &&
+           ReadPlacements(rel, group, *shards, *nshards, nlocal);
+}
+
+} // namespace
+
+bool CitusLocalShards(Relation rel, CitusShardMap *map)
+{
+    Distribution dist;
+    if (rel->rd_rel->relkind != RELKIND_RELATION || !CitusInstalled() ||
+        !ReadDistribution(RelationGetRelid(rel), &dist) || dist.method != 'h' ||
+        dist.repmodel != 's' || dist.column <= 0 ||
+        dist.column > RelationGetNumberOfAttributes(rel))
+        return false;
+    Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), dist.column - 1);
+    if (att->attisdropped || att->atttypid != dist.type)
+        return false;
+    int32 group = LocalGroup();
+    if (group < 0 || !LocalNodeInSync(group))
+        return false;
+    int nshards = 0, nlocal = 0;
+    CitusShard *shards = nullptr;
+    if (!ReadShardMap(rel, group, &nshards, &shards, &nlocal) || nlocal == 0)
+        return false;
+
+    /*
+     * As Citus' executor does before it writes a shard (AcquireMetadataLocks): a share lock
+     * on the shard's distribution metadata, which a shard move, split or rebalance takes
+     * exclusively before it switches the shard's placement.  Then the shards are read again
+     * with a new catalog snapshot: a placement switched before the lock was granted is seen.
+     */
+    /* In the order of shard ids, as Citus takes them (LockShardListMetadata). */
+    int *order = static_cast<int *>(palloc(sizeof(int) * nshards));
+    for (int k = 0; k < nshards; k++)
+        order[k] = k;
+    std::sort(order, order + nshards,
+              [shards](int a, int b) { return shards[a].id < shards[b].id; });
+    for (int k = 0; k < nshards; k++) {
+        int i = order[k];
+        if (!OidIsValid(shards[i].local_relid))
+            continue;
+        LOCKTAG tag;
+        if (dist.colocation == 0)
+            SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(shards[i].id >> 32),
+                                 static_cast<uint32>(shards[i].id), kLockClassShardMetadata);
+        else
+            SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(i), dist.colocation,
+                                 kLockClassColocatedShardsMetadata);
+        (void) LockAcquire(&tag, ShareLock, false, false);
+    }
+    InvalidateCatalogSnapshot();
+    int nagain = 0, nlocal_again = 0;
+    CitusShard *again = nullptr;
+    if (!ReadShardMap(rel, group, &nagain, &again, &nlocal_again) || nagain != nshards)
+        return false;
+    for (int i = 0; i < nshards; i++)
+        if (again[i].id != shards[i].id || again[i].min != shards[i].min ||
+            again[i].max != shards[i].max || again[i].local_relid != shards[i].local_relid)
+            return false;
+    pfree(again);
+
+    TypeCacheEntry *type = lookup_type_cache(dist.type, TYPECACHE_HASH_PROC_FINFO);
+    if (!OidIsValid(type->hash_proc))
+        return false;
+    fmgr_info_copy(&map->hash, &type->hash_proc_finfo, CurrentMemoryContext);
+    map->column = dist.column;
+    map->collation = dist.collation;
+    map->nshards = nshards;
+    map->shards = shards;
+    map->nlocal = nlocal;
+    return true;
+}
+
+int CitusShardOf(const CitusShardMap *map, Datum value)
+{
+    int32 hash =
+        DatumGetInt32(FunctionCall1Coll(const_cast<FmgrInfo *>(&map->hash), map->collation, value));
+    int lo = 0, hi = map->nshards - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        const CitusShard *s = &map->shards[mid];
+        if (hash < s->min)
+            hi = mid - 1;
+        else if (hash > s->max)
+            lo = mid + 1;
+        else
+            return mid;
+    }
+    return -1;
 }
 
 } // namespace influx

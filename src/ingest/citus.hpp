@@ -14,6 +14,7 @@
 #pragma once
 
 extern "C" {
+#include "fmgr.h"
 #include "utils/relcache.h"
 }
 
@@ -45,5 +46,38 @@ bool CitusInstalled(void);
  *     writing role.
  */
 void SetCitusSessionDefaults(void);
+
+/*
+ * The shards of a hash-distributed table, for writing the rows of shards placed on this
+ * node straight into their shard relations (docs/scale-out.md, "Shards on this node").
+ */
+struct CitusShard {
+    int32 min, max;  /* the range of hash values it holds */
+    int64 id;        /* pg_dist_shard.shardid */
+    Oid local_relid; /* its relation on this node, InvalidOid when placed elsewhere */
+};
+
+struct CitusShardMap {
+    AttrNumber column; /* the distribution column (1-based, in the distributed table) */
+    Oid collation;     /* ... its collation, which the hash function takes */
+    FmgrInfo hash;     /* the type's standard hash function, as Citus hashes it */
+    int nshards;
+    CitusShard *shards; /* sorted by range */
+    int nlocal;         /* shards placed on this node */
+};
+
+/*
+ * For a hash-distributed table whose shards each have one placement (no Citus
+ * replication), with at least one of them placed on this node: fills `map` (in
+ * CurrentMemoryContext), after taking, as Citus' own writes do, a share lock on the shards'
+ * distribution metadata -- until the transaction ends, no shard move, split or rebalance
+ * can take a shard away from this node.  False for any other table, or when the table's
+ * shards changed while the locks were taken (then the statement path writes it).
+ * Needs a transaction.
+ */
+bool CitusLocalShards(Relation rel, CitusShardMap *map);
+
+/* The index in map->shards of the shard holding a (non-null) distribution value. */
+int CitusShardOf(const CitusShardMap *map, Datum value);
 
 } // namespace influx

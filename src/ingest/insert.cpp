@@ -375,11 +375,23 @@ void ResetBatch(void)
  * rolls back), copies its message into `message` and returns its SQLSTATE.  Allocates in
  * the current memory context, which must not be the failed (sub)transaction's.
  */
+/* The start of Citus' message for a failed connection of a distributed transaction. */
+constexpr char kCitusConnectionFailed[] = "failure on connection marked as essential";
+
 int TakeError(char *message, size_t message_size)
 {
     ErrorData *edata = CopyErrorData();
     FlushErrorState();
     int sqlstate = edata->sqlerrcode;
+    /*
+     * Citus ends a transaction one of whose node connections failed with an internal error
+     * (remote_transaction.c, no SQLSTATE of its own): at the commit of a flush whose write to
+     * an unreachable node was rolled back to a savepoint, say.  It says as much about the
+     * rows as the connection failure did -- nothing: it is one, and the flush is held.
+     */
+    if (sqlstate == ERRCODE_INTERNAL_ERROR && edata->message != nullptr &&
+        strncmp(edata->message, kCitusConnectionFailed, strlen(kCitusConnectionFailed)) == 0)
+        sqlstate = ERRCODE_CONNECTION_FAILURE;
     /* What ErrorIsTransient cannot tell from the SQLSTATE alone. */
     error_was_timeout = sqlstate == ERRCODE_QUERY_CANCELED && flush_timed_out;
     flush_timed_out = false;

@@ -57,6 +57,7 @@ extern "C" {
 
 #include "core/compat.hpp"
 #include "core/settings.hpp"
+#include "ingest/citus.hpp"
 #include "ingest/conflict.hpp"
 #include "ingest/convert.hpp"
 #include "ingest/identity.hpp"
@@ -1031,6 +1032,154 @@ void WriteAllAsUpserts(Writer *w, int lo, int hi)
     FreeExecutorState(estate);
 }
 
+/* Whether an INSERT into `rel` runs triggers (of any kind: row, statement, RI checks). */
+bool HasInsertTriggers(Relation rel)
+{
+    const TriggerDesc *td = rel->trigdesc;
+    return td != nullptr && (td->trig_insert_before_row || td->trig_insert_after_row ||
+                             td->trig_insert_instead_row || td->trig_insert_before_statement ||
+                             td->trig_insert_after_statement || td->trig_insert_new_table);
+}
+
+/*
+ * Opens the relations of a Citus table's shards placed on this node as targets of the bulk
+ * path.  False, with nothing left open, when one of them has code of its own to run on a
+ * write (an INSERT trigger, a foreign key's check: Citus runs a distributed table's triggers
+ * on its shards), another owner
+ * than the table, or is not an ordinary table: the table is then written by statements.
+ */
+bool OpenLocalShards(Writer *w, const CitusShardMap *map, Target **targets,
+                     TupleConversionMap **conversions)
+{
+    TupleDesc desc = RelationGetDescr(w->rel);
+    int opened = 0;
+    bool ok = true;
+    for (int i = 0; i < map->nshards && ok; i++) {
+        targets[i] = nullptr;
+        conversions[i] = nullptr;
+        if (!OidIsValid(map->shards[i].local_relid))
+            continue;
+        Relation shard = table_open(map->shards[i].local_relid, RowExclusiveLock);
+        if (shard->rd_rel->relkind != RELKIND_RELATION || HasInsertTriggers(shard) ||
+            shard->rd_rel->relrowsecurity || shard->rd_rel->relowner != w->rel->rd_rel->relowner) {
+            table_close(shard, RowExclusiveLock);
+            ok = false;
+            break;
+        }
+        ResultRelInfo *rri = makeNode(ResultRelInfo);
+        InitResultRelInfo(rri, shard, 0, nullptr, 0);
+        InfluxCheckValidResultRel(rri);
+        ExecOpenIndices(rri, false);
+        targets[i] = AddTarget(w, rri);
+        /* A shard made after a column of the table was dropped has no such column. */
+        conversions[i] = convert_tuples_by_name(desc, RelationGetDescr(shard));
+        opened++;
+    }
+    if (ok)
+        return true;
+    for (int i = 0; i < map->nshards; i++) {
+        if (targets[i] == nullptr)
+            continue;
+        ExecCloseIndices(targets[i]->rri);
+        table_close(targets[i]->rri->ri_RelationDesc, RowExclusiveLock);
+    }
+    (void) opened;
+    w->ntargets = 0;
+    return false;
+}
+
+/*
+ * A Citus table with shards on this node (docs/scale-out.md, "Shards on this node"): the
+ * rows of those shards go into the shard relations by the bulk path, as COPY into a local
+ * table would (constraints, indexes, generated columns; Citus would write them the same way,
+ * through a local COPY of rows it encoded first); the others go to the statement that Citus
+ * routes to the other nodes, in the same transaction.  False, having written nothing, when
+ * the table must be written by statements only (volatile defaults, a shard with triggers).
+ */
+bool WriteThroughLocalShards(Writer *w, const CitusShardMap *map, int lo, int hi)
+{
+    EState *estate = CreateExecutorState();
+    w->estate = estate;
+    MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+    estate->es_output_cid = w->cid = GetCurrentCommandId(true);
+#ifdef INFLUX_HAS_RTEPERMINFO
+    ExecInitRangeTable(estate, NIL, NIL);
+#else
+    ExecInitRangeTable(estate, NIL);
+#endif
+    w->targets_capacity = Max(map->nlocal, 1);
+    w->targets = static_cast<Target **>(palloc(sizeof(Target *) * w->targets_capacity));
+    auto targets = static_cast<Target **>(palloc(sizeof(Target *) * map->nshards));
+    auto conversions =
+        static_cast<TupleConversionMap **>(palloc(sizeof(TupleConversionMap *) * map->nshards));
+    if (PrepareDefaults(w) || !OpenLocalShards(w, map, targets, conversions)) {
+        MemoryContextSwitchTo(old);
+        FreeExecutorState(estate);
+        w->estate = nullptr;
+        w->ndefaults = 0;
+        w->targets = nullptr;
+        return false;
+    }
+    w->is_set = static_cast<bool *>(palloc(Max(w->info->natts, 1)));
+    TupleTableSlot *slot =
+        ExecAllocTableSlot(&estate->es_tupleTable, RelationGetDescr(w->rel), &TTSOpsVirtual);
+    w->upserts = UpsertsCreate(w->rel, w->info, w->policy, estate->es_query_cxt);
+    MemoryContextSwitchTo(old);
+    for (int i = 0; i < w->ntargets; i++)
+        w->progress->relations += 1 + w->targets[i]->rri->ri_NumIndices;
+
+    AfterTriggerBeginQuery();
+    w->progress->stage = WriteStage::Rows;
+    const int column = map->column - 1;
+    for (int i = lo; i < hi; i++) {
+        BatchRow *row = &w->group->rows[i];
+        if (row->rejected)
+            continue;
+        CHECK_FOR_INTERRUPTS();
+        w->progress->row = i;
+        ResetPerTupleExprContext(estate);
+        old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+        if (FillSlot(w, row, slot)) {
+            int s = slot->tts_isnull[column] ? -1 : CitusShardOf(map, slot->tts_values[column]);
+            Target *t = s >= 0 ? targets[s] : nullptr;
+            if (t == nullptr) {
+                /* Another node's shard (or no shard: Citus says why). */
+                UpsertsAdd(w->upserts, i, slot, w->is_set, false);
+                if (UpsertsFull(w->upserts))
+                    WritePending(w);
+            } else {
+                TupleTableSlot *dst = NextSlot(w, t);
+                if (conversions[s] != nullptr)
+                    dst = execute_attr_map_slot(conversions[s]->attrMap, slot, dst);
+                else
+                    dst = ExecCopySlot(dst, slot);
+                dst->tts_tableOid = RelationGetRelid(t->rri->ri_RelationDesc);
+                if (t->has_generated)
+                    ExecComputeStoredGenerated(t->rri, estate, dst, CMD_INSERT);
+                if (t->rri->ri_RelationDesc->rd_att->constr != nullptr)
+                    ExecConstraints(t->rri, dst, estate);
+                BufferRow(w, t, dst, i, row->line_len);
+            }
+        }
+        MemoryContextSwitchTo(old);
+    }
+    WritePending(w);
+    w->progress->stage = WriteStage::Finish;
+    w->progress->row = -1;
+    AfterTriggerEndQuery(estate);
+    for (int i = 0; i < w->ntargets; i++) {
+        Target *t = w->targets[i];
+        FreeBulkInsertState(t->bistate);
+        table_finish_bulk_insert(t->rri->ri_RelationDesc, 0);
+        ExecCloseIndices(t->rri);
+        table_close(t->rri->ri_RelationDesc, NoLock);
+    }
+    ExecResetTupleTable(estate->es_tupleTable, false);
+    FreeExecutorState(estate);
+    w->counts.inserted += w->inserted;
+    return true;
+}
+
 /* What a row of the bulk path does when its point may exist. */
 enum class Probe { Insert, Taken };
 
@@ -1111,6 +1260,15 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
                         errmsg("the table's owner and the writing role do not hold each "
                                "other's privileges")));
     BeginActing(&acting, w->acting, w->acting != writer);
+    /* (Citus gives every distributed table a TRUNCATE trigger: only INSERT's count.) */
+    if (info->distributed && !w->conflict && !HasInsertTriggers(rel) &&
+        check_enable_rls(RelationGetRelid(rel), writer, false) != RLS_ENABLED) {
+        CitusShardMap map;
+        if (CitusLocalShards(rel, &map) && WriteThroughLocalShards(w, &map, lo, hi)) {
+            EndActing(&acting);
+            return w->counts;
+        }
+    }
     if (w->upsert_all) {
         WriteAllAsUpserts(w, lo, hi);
         EndActing(&acting);

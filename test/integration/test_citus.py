@@ -468,6 +468,73 @@ def single_node_citus(c, table):
         SELECT create_distributed_table('{table}', 'host')""")
 
 
+def shard_relations(c, table):
+    """(shard id, relation name) of every shard of `table` placed on node c."""
+    return c.query("""SELECT s.shardid, %s || '_' || s.shardid
+                        FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+                       WHERE s.logicalrelid = %s::regclass
+                         AND p.groupid = (SELECT groupid FROM pg_dist_local_group)
+                       ORDER BY 1""", (table, table))
+
+
+def assert_rows_in_their_shards(c, table, column):
+    """Every row stored in a shard on node c belongs there by Citus' own hashing."""
+    total = 0
+    for shardid, relation in shard_relations(c, table):
+        misplaced = c.scalar(f"SELECT count(*) FROM {relation} WHERE "
+                             f"get_shard_id_for_distribution_column(%s, {column}) <> %s",
+                             (table, shardid))
+        assert misplaced == 0, f"{misplaced} rows of {relation} belong to another shard"
+        total += c.scalar(f"SELECT count(*) FROM {relation}")
+    return total
+
+
+def test_rows_for_shards_on_this_node_go_straight_into_them():
+    """Rows whose shard is placed on the node pg_influx runs on are written into the shard
+    relation by the bulk path (no statement, no connection): into the shard Citus' own hash
+    chooses, for a text, a varchar and a bigint distribution column; through a shard whose
+    columns are numbered differently from the table's (a column dropped before the table was
+    distributed); with the shards' constraints (a row a CHECK refuses is rejected alone);
+    never the shell.  A router query (one shard, chosen by the value) finds every row."""
+    c = Cluster("citus_local_shards", {"shared_preload_libraries": "'citus,pg_influx'",
+                                       "max_worker_processes": "24", "citus.shard_count": "6"})
+    try:
+        single_node_citus(c, "by_text")
+        c.execute("""
+            CREATE TABLE by_varchar (_time timestamptz NOT NULL, gone int, host varchar(20),
+                                     v float8 CHECK (v >= 0));
+            ALTER TABLE by_varchar DROP COLUMN gone;
+            SELECT create_distributed_table('by_varchar', 'host');
+            CREATE TABLE by_bigint (_time timestamptz NOT NULL, host text, n bigint, v float8);
+            SELECT create_distributed_table('by_bigint', 'n');""")
+        n = 3000
+        body = (lines("by_text", n) + lines("by_varchar", n)
+                + "".join(f"by_bigint,host=h n={i * 7919 - 10**6}i,v={i} {T0_NS + i * 10**9}\n"
+                          for i in range(n)))
+        send_tcp(c.tcp_port, body)
+        for table in ("by_text", "by_varchar", "by_bigint"):
+            wait_for(lambda: c.scalar(f"SELECT count(*) FROM {table}") == n, 60,
+                     what=f"{n} rows in {table}")
+            assert c.scalar(f"SELECT sum(v) FROM {table}") == sum(range(n))
+            assert shell_bytes(c, table) == 0
+        assert assert_rows_in_their_shards(c, "by_text", "host") == n
+        assert assert_rows_in_their_shards(c, "by_varchar", "host") == n
+        assert assert_rows_in_their_shards(c, "by_bigint", "n") == n
+        for host in ("h0", "h7", "h49"):
+            assert c.scalar("SELECT count(*) FROM by_text WHERE host = %s", (host,)) == n // 50
+        assert c.scalar("SELECT count(*) FROM by_bigint WHERE n = %s", (42 * 7919 - 10**6,)) == 1
+
+        if c.http_port:
+            rejected = c.stat_total("rows_rejected_insert", kind="worker")
+            t1 = T0_NS + 10**6 * 10**9
+            r = write(c.http_port, lines("by_varchar", 100, t1) + f"by_varchar,host=bad v=-1 {t1}\n")
+            assert_json_error(r, 400, "partial write")
+            assert c.scalar("SELECT count(*) FROM by_varchar") == n + 100
+            assert c.stat_total("rows_rejected_insert", kind="worker") == rejected + 1
+    finally:
+        c.destroy()
+
+
 def test_pg_influx_may_be_preloaded_before_citus():
     """Citus refuses to load after a library that set the planner hook ("Citus has to be
     loaded first"): pg_influx sets its hook only when its first statement serves rows, so a
@@ -487,9 +554,12 @@ def test_pg_influx_may_be_preloaded_before_citus():
 def test_a_coordinator_refusing_its_own_connections_holds_the_rows():
     """Citus writes the shards on the coordinator through connections to itself when it
     does not execute locally; a coordinator that refuses them (out of connections, a
-    pg_hba.conf rule) is out of reach like any node, not a fault of the rows: they are held
-    and land once it accepts again.  The check of the nodes used to skip the coordinator's
-    own group, found every (other) node answering and rejected the rows as bad."""
+    pg_hba.conf rule) is out of reach like any node, not a fault of the rows: rows that go
+    through Citus' statements (here: a table with a point key and an on-conflict policy)
+    are held and land once it accepts again.  The check of the nodes used to skip the
+    coordinator's own group, found every (other) node answering and rejected the rows as bad.
+    Rows of a plain table need no connection at all: its shards are on this node and take
+    them directly, at once."""
     c = Cluster("citus_loopback", {"shared_preload_libraries": "'citus,pg_influx'",
                                    "max_worker_processes": "24",
                                    "citus.enable_local_execution": "off"})
@@ -500,6 +570,8 @@ def test_a_coordinator_refusing_its_own_connections_holds_the_rows():
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
+                # Counting needs no connection to itself either (the workers' setting is off).
+                cur.execute("SET citus.enable_local_execution = on")
                 cur.execute(statement, params)
                 return cur.fetchone()[0] if cur.description else None
         finally:
@@ -510,7 +582,11 @@ def test_a_coordinator_refusing_its_own_connections_holds_the_rows():
                    "FROM influx.stats() WHERE kind = 'worker'")
 
     try:
-        single_node_citus(c, "loopback")
+        single_node_citus(c, "direct")
+        sql("""CREATE TABLE loopback (_time timestamptz NOT NULL, host text, v float8,
+                                      UNIQUE (host, _time));
+               SELECT create_distributed_table('loopback', 'host');
+               SELECT influx.set_on_conflict('loopback', 'skip')""")
         send_tcp(c.tcp_port, lines("loopback", 100))
         wait_for(lambda: sql("SELECT count(*) FROM loopback") == 100, 60,
                  what="rows written while the coordinator accepts its own connections")
@@ -524,6 +600,10 @@ def test_a_coordinator_refusing_its_own_connections_holds_the_rows():
         # Citus keeps the connections it has: new ones are refused from the next flush on.
         sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE backend_type = 'client backend' AND client_addr IS NOT NULL")
+        # The plain table's rows go into its shards here, with no connection: at once.
+        send_tcp(c.tcp_port, lines("direct", 300))
+        wait_for(lambda: sql("SELECT count(*) FROM direct") == 300, 60,
+                 what="the plain table's rows while the coordinator refuses connections")
         retries = sql("SELECT sum(flush_retries) FROM influx.stats() WHERE kind = 'worker'")
         t1 = T0_NS + 10_000 * 1_000_000_000
         send_tcp(c.tcp_port, lines("loopback", 500, t1))
@@ -531,11 +611,13 @@ def test_a_coordinator_refusing_its_own_connections_holds_the_rows():
                              "WHERE kind = 'worker'") >= retries + 5 or rejected() > before, 90,
                  what="the rows tried again while the coordinator refuses connections")
         assert rejected() == before, "rows were rejected while the coordinator refused connections"
+        assert sql("SELECT count(*) FROM loopback") == 100
         with open(hba, "w") as f:
             f.write(original)
         sql("SELECT pg_reload_conf()")
         wait_for(lambda: sql("SELECT count(*) FROM loopback") == 600, 90,
                  what="every row once the coordinator accepts connections again")
         assert rejected() == before
+        assert shell_bytes(c, "direct") == 0 and shell_bytes(c, "loopback") == 0
     finally:
         c.destroy()
