@@ -11,7 +11,11 @@ Each repetition loads three ways, interleaved:
            session kept for the whole run;
   1 node   all lines to pg_influx on the coordinator (4 connections);
   2 nodes  half the lines to pg_influx on the coordinator, half to pg_influx on worker node 0
-           (2 connections each, at the same time): Citus 11+ takes writes on every node.
+           (2 connections each, at the same time): Citus 11+ takes writes on every node;
+  1 worker node   all lines to pg_influx on worker node 0 (4 connections), which writes the
+           rows of the shards placed there straight into them and sends the others through
+           Citus (docs/scale-out.md, "Shards on this node");
+  2 worker nodes  half the lines to each worker node's pg_influx (2 connections each).
 On one 2-core machine the nodes share the CPUs, so "2 nodes" shows what spreading the
 ingest costs or saves here, not what a second machine would add.
 
@@ -50,6 +54,8 @@ p.add_argument("--warmup", type=int, default=3, help="untimed loads of each way 
 p.add_argument("--lines", type=int, default=1_000_000)
 p.add_argument("--flush-rows", type=int, default=10_000)
 p.add_argument("--streams", default="", help="COPY streams for the design ceiling, e.g. 1,2")
+p.add_argument("--ways", default="1 node,2 nodes,1 worker node,2 worker nodes",
+               help="which pg_influx loads to run, comma-separated")
 p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                help="a setting of every node's pg_influx, e.g. --set influx.batch_size=50000")
 args = p.parse_args()
@@ -60,14 +66,16 @@ common = {"fsync": "on", "synchronous_commit": "on", "shared_buffers": "512MB",
 common.update(kv.split("=", 1) for kv in args.set)
 c = Cluster("cb_coord", dict(common, **{"shared_preload_libraries": "'citus,pg_influx'",
                                         "max_worker_processes": "24", "citus.shard_count": "8"}))
-# Worker node 0 runs pg_influx too (idle but for the "2 nodes" loads); tables are made on
-# the coordinator only.
+# The worker nodes run pg_influx too (idle but for the loads sent to them); tables are made
+# on the coordinator only.
 ws = [Cluster("cb_w0", dict(common, **{"shared_preload_libraries": "'citus,pg_influx'",
                                        "max_worker_processes": "24",
                                        "influx.create_tables": "off",
                                        "influx.add_columns": "off"})),
-      Cluster("cb_w1", dict(common, **{"shared_preload_libraries": "'citus'",
-                                       "max_worker_processes": "16"}))]
+      Cluster("cb_w1", dict(common, **{"shared_preload_libraries": "'citus,pg_influx'",
+                                       "max_worker_processes": "24",
+                                       "influx.create_tables": "off",
+                                       "influx.add_columns": "off"}))]
 WORK = "/tmp/pg_influx_citus_bench"
 LOADGEN = os.path.join(HERE, "loadgen")
 os.makedirs(WORK, exist_ok=True)
@@ -257,7 +265,8 @@ def timed(fn, table):
     cpu = cpu_delta(before, cpu_by_role([c] + ws))
     assert c.scalar(f"SELECT count(*) FROM {table}") == N
     assert c.scalar(f"SELECT pg_relation_size('{table}')") == 0
-    assert ws[0].scalar(f"SELECT pg_relation_size('{table}')") == 0
+    for w in ws:
+        assert w.scalar(f"SELECT pg_relation_size('{table}')") == 0
     return took, cpu
 
 
@@ -278,14 +287,18 @@ try:
     c.execute("CREATE EXTENSION pg_influx")
     # Created after citus, the coordinator's extension is propagated to the workers; if not,
     # Citus refuses extension commands on a worker node unless the session keeps them local.
-    ws[0].execute("SET citus.enable_metadata_sync = off; CREATE EXTENSION IF NOT EXISTS pg_influx")
+    for w in ws:
+        w.execute("SET citus.enable_metadata_sync = off; CREATE EXTENSION IF NOT EXISTS pg_influx")
     c.wait_listener_running()
-    ws[0].wait_listener_running()
+    for w in ws:
+        w.wait_listener_running()
     COPY_SESSION = c.connect()
     COPY_SESSION.cursor().execute("SET citus.max_cached_conns_per_worker = 16")
-    ways = (("copy", copy_load, "cpu_copy"),
-            ("1 node", lambda: load([c]), "cpu"),
-            ("2 nodes", lambda: load([c, ws[0]]), "cpu"))
+    LOADS = {"1 node": [c], "2 nodes": [c, ws[0]], "1 worker node": [ws[0]],
+             "2 worker nodes": ws}
+    WAYS = [w.strip() for w in args.ways.split(",") if w.strip()]
+    ways = [("copy", copy_load, "cpu_copy")] + [
+        (k, (lambda nodes: lambda: load(nodes))(LOADS[k]), "cpu") for k in WAYS]
     for rep in range(-args.warmup, args.reps):
         row = {}
         for label, fn, table in ways:
@@ -298,7 +311,7 @@ try:
             assert c.scalar("SELECT count(*) FROM cpu_copy") == N
         name = f"rep {rep}" if rep >= 0 else f"warm-up {rep + args.warmup + 1} (not counted)"
         print(f"{name}: COPY binary via coordinator {describe(row['copy'], row['copy cpu'])}", flush=True)
-        for k in ("1 node", "2 nodes"):
+        for k in WAYS:
             print(f"    pg_influx on {k}: {row['copy'] / row[k]:.2f}x COPY, "
                   f"{describe(row[k], row[k + ' cpu'])}", flush=True)
         for k in row:
@@ -307,7 +320,7 @@ try:
                       f"{N / row[k]:,.0f} rows/s ({row['copy'] / row[k]:.2f}x COPY)", flush=True)
         if rep >= 0:
             results.append(row)
-    for k in ("1 node", "2 nodes"):
+    for k in WAYS:
         ratios = sorted(r["copy"] / r[k] for r in results)
         print(f"pg_influx on {k}: {ratios[0]:.2f}-{ratios[-1]:.2f}x COPY, "
               f"median {ratios[len(ratios) // 2]:.2f}x over {len(ratios)} repetitions")

@@ -1176,6 +1176,10 @@ bool WriteThroughLocalShards(Writer *w, const CitusShardMap *map, int lo, int hi
     }
     ExecResetTupleTable(estate->es_tupleTable, false);
     FreeExecutorState(estate);
+    elog(DEBUG1,
+         "pg_influx: %lld rows into the %d shards of \"%s\" on this node, %lld through Citus",
+         static_cast<long long>(w->inserted), map->nlocal, RelationGetRelationName(w->rel),
+         static_cast<long long>(w->counts.inserted));
     w->counts.inserted += w->inserted;
     return true;
 }

@@ -92,6 +92,27 @@ def assert_landed(c, tables, n):
     assert {t: shell_bytes(c, t) for t in shells} == {t: 0 for t in shells}
 
 
+def shard_relations(c, table):
+    """(shard id, relation name) of every shard of `table` placed on node c."""
+    return c.query("""SELECT s.shardid, %s || '_' || s.shardid
+                        FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+                       WHERE s.logicalrelid = %s::regclass
+                         AND p.groupid = (SELECT groupid FROM pg_dist_local_group)
+                       ORDER BY 1""", (table, table))
+
+
+def assert_rows_in_their_shards(c, table, column):
+    """Every row stored in a shard on node c belongs there by Citus' own hashing."""
+    total = 0
+    for shardid, relation in shard_relations(c, table):
+        misplaced = c.scalar(f"SELECT count(*) FROM {relation} WHERE "
+                             f"get_shard_id_for_distribution_column(%s, {column}) <> %s",
+                             (table, shardid))
+        assert misplaced == 0, f"{misplaced} rows of {relation} belong to another shard"
+        total += c.scalar(f"SELECT count(*) FROM {relation}")
+    return total
+
+
 def test_tcp_into_every_kind_of_citus_table(citus):
     tables = make_tables(citus, "tcp")
     send_tcp(citus.tcp_port, "".join(lines(t, 2000) for t in tables))
@@ -417,13 +438,11 @@ def test_a_worker_node_stopped_during_ingest_loses_nothing(citus):
     assert shell_bytes(c, "outage") == 0
 
 
-def test_pg_influx_on_a_worker_node_writes_distributed_tables(citus):
-    """Citus 11+ takes writes on every node: pg_influx preloaded on a worker node writes the
-    same distributed table as the coordinator's (its metadata is synced there), through the
-    same statements, never the node's shell; table creation stays on the coordinator, so a
-    new measurement sent to the worker node is refused with the reason, not created."""
-    c = citus
+def influx_on_worker_node(c):
+    """Worker node 0 of the module's cluster with pg_influx running (started once)."""
     node = c.citus_workers[0]
+    if getattr(node, "influx_running", False):
+        return node
     with open(f"{node.data}/postgresql.conf", "a") as f:
         f.write("shared_preload_libraries = 'citus,pg_influx'\n"
                 "influx.create_tables = off\ninflux.add_columns = off\n")
@@ -432,6 +451,18 @@ def test_pg_influx_on_a_worker_node_writes_distributed_tables(citus):
     # Citus refuses extension commands on a worker node unless this session keeps them local.
     node.execute("SET citus.enable_metadata_sync = off; CREATE EXTENSION IF NOT EXISTS pg_influx")
     node.wait_listener_running()
+    node.influx_running = True
+    return node
+
+
+def test_pg_influx_on_a_worker_node_writes_distributed_tables(citus):
+    """Citus 11+ takes writes on every node: pg_influx preloaded on a worker node writes the
+    same distributed table as the coordinator's (its metadata is synced there), the rows of
+    the shards placed on it straight into them and the others through Citus' statements,
+    never the node's shell; table creation stays on the coordinator, so a new measurement
+    sent to the worker node is refused with the reason, not created."""
+    c = citus
+    node = influx_on_worker_node(c)
     c.execute("""CREATE TABLE spread (_time timestamptz NOT NULL, host text, v float8);
                  SELECT create_distributed_table('spread', 'host')""")
     wait_for(lambda: node.scalar("SELECT count(*) FROM pg_dist_partition "
@@ -450,6 +481,55 @@ def test_pg_influx_on_a_worker_node_writes_distributed_tables(citus):
     wait_for(lambda: node.stat_total("rows_rejected_table", kind="worker") == rejected + 10, 30,
              what="the unknown measurement refused on the worker node")
     assert c.scalar("SELECT to_regclass('spread_unknown')") is None
+    assert assert_rows_in_their_shards(node, "spread", "host") > 0
+    assert assert_rows_in_their_shards(c.citus_workers[1], "spread", "host") > 0
+
+
+def test_shards_moved_away_during_ingest_lose_and_repeat_nothing(citus):
+    """While pg_influx on a worker node writes rows straight into the shards placed there,
+    Citus moves those shards to the other node (citus_move_shard_placement): a write holds
+    Citus' share lock on the shards' metadata, which the move takes exclusively before it
+    switches a placement, and every write reads the placements again under that lock, so no
+    row lands in a placement the move has left behind, and none twice."""
+    import threading
+    c = citus
+    node = influx_on_worker_node(c)
+    other = c.citus_workers[1]
+    c.execute("""CREATE TABLE moving (_time timestamptz NOT NULL, host text, v float8);
+                 SELECT create_distributed_table('moving', 'host')""")
+    wait_for(lambda: node.scalar("SELECT count(*) FROM pg_dist_partition "
+                                 "WHERE logicalrelid = 'moving'::regclass"), 30,
+             what="the table's metadata on the worker node")
+    local = [r[0] for r in shard_relations(node, "moving")]
+    assert local, "no shard of the table on worker node 0"
+    moved = threading.Event()
+    sent = [0]
+
+    def stream():
+        k = 0
+        while not moved.is_set() or k < 5:
+            t = T0_NS + k * 1000 * 1_000_000_000
+            send_tcp(node.tcp_port, lines("moving", 1000, t))
+            k += 1
+        sent[0] = k * 1000
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    try:
+        wait_for(lambda: c.scalar("SELECT count(*) FROM moving") > 0, 60,
+                 what="the first rows before the moves")
+        for shardid in local:
+            c.execute("SELECT citus_move_shard_placement(%s, 'localhost', %s, 'localhost', %s, "
+                      "shard_transfer_mode => 'block_writes')", (shardid, node.port, other.port))
+    finally:
+        moved.set()
+        sender.join()
+    assert shard_relations(node, "moving") == []
+    wait_for(lambda: c.scalar("SELECT count(*) FROM moving") >= sent[0], 90,
+             what=f"the {sent[0]} rows sent")
+    assert c.scalar("SELECT count(*) FROM moving") == sent[0]
+    assert c.scalar("SELECT count(DISTINCT _time) FROM moving") == sent[0]
+    assert assert_rows_in_their_shards(other, "moving", "host") == sent[0]
 
 
 def single_node_citus(c, table):
@@ -466,27 +546,6 @@ def single_node_citus(c, table):
     c.execute(f"""
         CREATE TABLE {table} (_time timestamptz NOT NULL, host text, v float8);
         SELECT create_distributed_table('{table}', 'host')""")
-
-
-def shard_relations(c, table):
-    """(shard id, relation name) of every shard of `table` placed on node c."""
-    return c.query("""SELECT s.shardid, %s || '_' || s.shardid
-                        FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
-                       WHERE s.logicalrelid = %s::regclass
-                         AND p.groupid = (SELECT groupid FROM pg_dist_local_group)
-                       ORDER BY 1""", (table, table))
-
-
-def assert_rows_in_their_shards(c, table, column):
-    """Every row stored in a shard on node c belongs there by Citus' own hashing."""
-    total = 0
-    for shardid, relation in shard_relations(c, table):
-        misplaced = c.scalar(f"SELECT count(*) FROM {relation} WHERE "
-                             f"get_shard_id_for_distribution_column(%s, {column}) <> %s",
-                             (table, shardid))
-        assert misplaced == 0, f"{misplaced} rows of {relation} belong to another shard"
-        total += c.scalar(f"SELECT count(*) FROM {relation}")
-    return total
 
 
 def test_rows_for_shards_on_this_node_go_straight_into_them():
