@@ -705,6 +705,19 @@ void InstallStatementRowsGuard(void)
     installed = true;
 }
 
+bool UpsertsTakeArrays(const TableInfo *info)
+{
+    for (int c = 0; c < info->natts; c++) {
+        const ColumnInfo *col = &info->columns[c];
+        if (!OidIsValid(col->typid)) /* a dropped column */
+            continue;
+        if (get_typtype(getBaseType(col->typid)) == TYPTYPE_COMPOSITE ||
+            !OidIsValid(get_array_type(col->typid)))
+            return false;
+    }
+    return true;
+}
+
 Upserts *UpsertsCreate(Relation rel, TableInfo *info, int policy, MemoryContext cxt)
 {
     Upserts *u = static_cast<Upserts *>(MemoryContextAllocZero(cxt, sizeof(Upserts)));

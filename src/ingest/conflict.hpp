@@ -97,6 +97,14 @@ void InstallStatementRowsGuard(void);
 /* Hash of a row's point: its key columns' values in `slot` (the table's column order). */
 uint64 PointHash(const TableInfo *info, TupleDesc desc, TupleTableSlot *slot);
 
+/*
+ * Whether every column of the table can be passed as an array (no composite type, an
+ * array type for each): its statements then take many rows at once as INSERT ... SELECT
+ * (which Citus writes through COPY, in a two-phase commit), not one row per INSERT ...
+ * VALUES.
+ */
+bool UpsertsTakeArrays(const TableInfo *info);
+
 /* Rows written as INSERT ... ON CONFLICT statements. */
 struct Upserts;
 

@@ -152,8 +152,9 @@ void DisarmFlushTimeout(void)
 }
 
 /* About the error TakeError took last (see ErrorIsTransient, ErrorAlwaysRetried). */
-bool error_was_timeout = false;    /* a cancel by the flush timeout */
-bool error_was_lock_table = false; /* out of shared memory in the lock table */
+bool error_was_timeout = false;      /* a cancel by the flush timeout */
+bool error_was_lock_table = false;   /* out of shared memory in the lock table */
+bool error_was_citus_commit = false; /* Citus' failed node connection (see TakeError) */
 
 /* The worker's hooks (NULL in a backend running influx.insert()). */
 const WorkerHooks *hooks = nullptr;
@@ -387,10 +388,16 @@ int TakeError(char *message, size_t message_size)
      * Citus ends a transaction one of whose node connections failed with an internal error
      * (remote_transaction.c, no SQLSTATE of its own): at the commit of a flush whose write to
      * an unreachable node was rolled back to a savepoint, say.  It says as much about the
-     * rows as the connection failure did -- nothing: it is one, and the flush is held.
+     * rows as the connection failure did -- nothing: it is one, and the flush is held while
+     * a node is out of reach (CitusCommitFailureHolds).
      */
-    if (sqlstate == ERRCODE_INTERNAL_ERROR && edata->message != nullptr &&
-        strncmp(edata->message, kCitusConnectionFailed, strlen(kCitusConnectionFailed)) == 0)
+    const char *file = edata->filename != nullptr ? strrchr(edata->filename, '/') : nullptr;
+    file = file != nullptr ? file + 1 : edata->filename;
+    error_was_citus_commit =
+        sqlstate == ERRCODE_INTERNAL_ERROR && edata->message != nullptr && file != nullptr &&
+        strcmp(file, "remote_transaction.c") == 0 &&
+        strncmp(edata->message, kCitusConnectionFailed, strlen(kCitusConnectionFailed)) == 0;
+    if (error_was_citus_commit)
         sqlstate = ERRCODE_CONNECTION_FAILURE;
     /* What ErrorIsTransient cannot tell from the SQLSTATE alone. */
     error_was_timeout = sqlstate == ERRCODE_QUERY_CANCELED && flush_timed_out;
@@ -868,6 +875,31 @@ bool RemoteOutOfReach(void)
                                    "about the rows");
     }
     return reach_checked < 0;
+}
+
+/*
+ * After a flush failed with Citus' failed-connection error (TakeError: raised when the
+ * flush ends, not by a write one could isolate), whether it is held as a connection error:
+ * while some node is out of reach.  With every node answering, the error is taken as what
+ * Citus calls it, an internal error, so that a cause that stays (not a node) does not hold
+ * the batch for good.  *sqlstate is set accordingly.
+ */
+void CitusCommitFailureHolds(int *sqlstate)
+{
+    if (*sqlstate != ERRCODE_CONNECTION_FAILURE || !error_was_citus_commit)
+        return;
+    bool out_of_reach = true;
+    int check_sqlstate = 0;
+    char message[INFLUX_ERROR_TEXT];
+    bool was_citus = progress.citus;
+    progress.citus = true;
+    reach_checked = 0;
+    (void) InOwnTransaction([&]() { out_of_reach = RemoteOutOfReach(); }, &check_sqlstate, message,
+                            sizeof(message));
+    progress.citus = was_citus;
+    reach_checked = 0;
+    if (!out_of_reach)
+        *sqlstate = ERRCODE_INTERNAL_ERROR;
 }
 
 /*
@@ -1459,8 +1491,9 @@ bool FlushBatchAs(void)
         PrepareSchema(&opts);
         isolate_transient = suspect_failures >= kTransientFailuresBeforeIsolating;
         park_contended = contended_failures >= kContendedFailures;
-        ok = !isolate_transient && !park_contended &&
-             FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
+        bool whole = !isolate_transient && !park_contended;
+        ok =
+            whole && FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
         /* A table that failed so in an earlier flush: handed back at once (its lines came again).
          */
         if (!ok && contended_failures == 0 && ErrorContended(sqlstate) &&
@@ -1471,8 +1504,13 @@ bool FlushBatchAs(void)
             ok = FlushTransaction(&opts, false, &inserted, &sqlstate, message, sizeof(message));
             probe_attempt = false;
         }
-        if (!ok && (isolate_transient || park_contended || !ErrorIsTransient(sqlstate)))
+        if (!ok && whole)
+            CitusCommitFailureHolds(&sqlstate);
+        if (!ok && (isolate_transient || park_contended || !ErrorIsTransient(sqlstate))) {
             ok = FlushTransaction(&opts, true, &inserted, &sqlstate, message, sizeof(message));
+            if (!ok)
+                CitusCommitFailureHolds(&sqlstate);
+        }
         /* Narrowed down after a half-begun subtransaction: again, at once (bounded). */
         while (!ok && attempt_narrowed) {
             CHECK_FOR_INTERRUPTS();

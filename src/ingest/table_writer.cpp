@@ -682,6 +682,23 @@ bool FillFromLine(Writer *w, BatchRow *row, TupleTableSlot *slot)
     return true;
 }
 
+/* Gives every column the row's line did not set its default (is_set says which it set). */
+void FillDefaults(Writer *w, TupleTableSlot *slot)
+{
+    ExprContext *econtext = GetPerTupleExprContext(w->estate);
+    for (int d = 0; d < w->ndefaults; d++) {
+        int c = w->default_index[d];
+        if (w->is_set[c])
+            continue;
+        if (w->default_state[d] == nullptr) {
+            slot->tts_values[c] = w->default_value[d];
+            slot->tts_isnull[c] = w->default_null[d];
+        } else {
+            slot->tts_values[c] = ExecEvalExpr(w->default_state[d], econtext, &slot->tts_isnull[c]);
+        }
+    }
+}
+
 /*
  * Fills a slot with one row: the values of its line (converted now, or when it was built),
  * then defaults for every column the line did not give a value.  False when the row was
@@ -728,18 +745,8 @@ bool FillSlot(Writer *w, BatchRow *row, TupleTableSlot *slot)
         }
     }
 
-    ExprContext *econtext = GetPerTupleExprContext(w->estate);
-    for (int d = 0; d < w->ndefaults && !w->no_defaults; d++) {
-        int c = w->default_index[d];
-        if (w->is_set[c])
-            continue;
-        if (w->default_state[d] == nullptr) {
-            slot->tts_values[c] = w->default_value[d];
-            slot->tts_isnull[c] = w->default_null[d];
-        } else {
-            slot->tts_values[c] = ExecEvalExpr(w->default_state[d], econtext, &slot->tts_isnull[c]);
-        }
-    }
+    if (!w->no_defaults)
+        FillDefaults(w, slot);
     ExecStoreVirtualTuple(slot);
     return true;
 }
@@ -1052,7 +1059,6 @@ bool OpenLocalShards(Writer *w, const CitusShardMap *map, Target **targets,
                      TupleConversionMap **conversions)
 {
     TupleDesc desc = RelationGetDescr(w->rel);
-    int opened = 0;
     bool ok = true;
     for (int i = 0; i < map->nshards && ok; i++) {
         targets[i] = nullptr;
@@ -1061,7 +1067,8 @@ bool OpenLocalShards(Writer *w, const CitusShardMap *map, Target **targets,
             continue;
         Relation shard = table_open(map->shards[i].local_relid, RowExclusiveLock);
         if (shard->rd_rel->relkind != RELKIND_RELATION || HasInsertTriggers(shard) ||
-            shard->rd_rel->relrowsecurity || shard->rd_rel->relowner != w->rel->rd_rel->relowner) {
+            shard->rd_rules != nullptr || shard->rd_rel->relrowsecurity ||
+            shard->rd_rel->relowner != w->rel->rd_rel->relowner) {
             table_close(shard, RowExclusiveLock);
             ok = false;
             break;
@@ -1073,7 +1080,6 @@ bool OpenLocalShards(Writer *w, const CitusShardMap *map, Target **targets,
         targets[i] = AddTarget(w, rri);
         /* A shard made after a column of the table was dropped has no such column. */
         conversions[i] = convert_tuples_by_name(desc, RelationGetDescr(shard));
-        opened++;
     }
     if (ok)
         return true;
@@ -1083,7 +1089,6 @@ bool OpenLocalShards(Writer *w, const CitusShardMap *map, Target **targets,
         ExecCloseIndices(targets[i]->rri);
         table_close(targets[i]->rri->ri_RelationDesc, RowExclusiveLock);
     }
-    (void) opened;
     w->ntargets = 0;
     return false;
 }
@@ -1109,9 +1114,9 @@ bool WriteThroughLocalShards(Writer *w, const CitusShardMap *map, int lo, int hi
 #endif
     w->targets_capacity = Max(map->nlocal, 1);
     w->targets = static_cast<Target **>(palloc(sizeof(Target *) * w->targets_capacity));
-    auto targets = static_cast<Target **>(palloc(sizeof(Target *) * map->nshards));
+    auto targets = static_cast<Target **>(palloc0(sizeof(Target *) * map->nshards));
     auto conversions =
-        static_cast<TupleConversionMap **>(palloc(sizeof(TupleConversionMap *) * map->nshards));
+        static_cast<TupleConversionMap **>(palloc0(sizeof(TupleConversionMap *) * map->nshards));
     if (PrepareDefaults(w) || !OpenLocalShards(w, map, targets, conversions)) {
         MemoryContextSwitchTo(old);
         FreeExecutorState(estate);
@@ -1125,8 +1130,12 @@ bool WriteThroughLocalShards(Writer *w, const CitusShardMap *map, int lo, int hi
         ExecAllocTableSlot(&estate->es_tupleTable, RelationGetDescr(w->rel), &TTSOpsVirtual);
     w->upserts = UpsertsCreate(w->rel, w->info, w->policy, estate->es_query_cxt);
     MemoryContextSwitchTo(old);
+    /* The shards' metadata locks, and each shard with its indexes. */
+    w->progress->relations += map->nlocal;
     for (int i = 0; i < w->ntargets; i++)
         w->progress->relations += 1 + w->targets[i]->rri->ri_NumIndices;
+    /* Defaults only for the rows written here: the statement applies them to the others. */
+    w->no_defaults = true;
 
     AfterTriggerBeginQuery();
     w->progress->stage = WriteStage::Rows;
@@ -1148,6 +1157,7 @@ bool WriteThroughLocalShards(Writer *w, const CitusShardMap *map, int lo, int hi
                 if (UpsertsFull(w->upserts))
                     WritePending(w);
             } else {
+                FillDefaults(w, slot);
                 TupleTableSlot *dst = NextSlot(w, t);
                 if (conversions[s] != nullptr)
                     dst = execute_attr_map_slot(conversions[s]->attrMap, slot, dst);
@@ -1178,7 +1188,7 @@ bool WriteThroughLocalShards(Writer *w, const CitusShardMap *map, int lo, int hi
     FreeExecutorState(estate);
     elog(DEBUG1,
          "pg_influx: %lld rows into the %d shards of \"%s\" on this node, %lld through Citus",
-         static_cast<long long>(w->inserted), map->nlocal, RelationGetRelationName(w->rel),
+         static_cast<long long>(w->inserted), map->nlocal, LogName(RelationGetRelationName(w->rel)),
          static_cast<long long>(w->counts.inserted));
     w->counts.inserted += w->inserted;
     return true;
@@ -1265,7 +1275,8 @@ RowCounts WriteRows(Relation rel, TableInfo *info, Oid writer, Reporter *report,
                                "other's privileges")));
     BeginActing(&acting, w->acting, w->acting != writer);
     /* (Citus gives every distributed table a TRUNCATE trigger: only INSERT's count.) */
-    if (info->distributed && !w->conflict && !HasInsertTriggers(rel) &&
+    if (info->distributed && !w->conflict && !rel->rd_rel->relispartition &&
+        !HasInsertTriggers(rel) && rel->rd_rules == nullptr && UpsertsTakeArrays(info) &&
         check_enable_rls(RelationGetRelid(rel), writer, false) != RLS_ENABLED) {
         CitusShardMap map;
         if (CitusLocalShards(rel, &map) && WriteThroughLocalShards(w, &map, lo, hi)) {

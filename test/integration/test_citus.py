@@ -583,6 +583,42 @@ def test_rows_for_shards_on_this_node_go_straight_into_them():
             assert c.scalar("SELECT count(*) FROM by_text WHERE host = %s", (host,)) == n // 50
         assert c.scalar("SELECT count(*) FROM by_bigint WHERE n = %s", (42 * 7919 - 10**6,)) == 1
 
+        # A trigger on one shard only (as run_command_on_shards makes them): that table's
+        # rows go through Citus, which runs the trigger; the others' still come straight.
+        trigger_shard = shard_relations(c, "by_text")[0][1]
+        c.execute(f"""
+            CREATE TABLE fired (host text);
+            CREATE FUNCTION note_host() RETURNS trigger LANGUAGE plpgsql AS
+                $$BEGIN INSERT INTO public.fired VALUES (NEW.host); RETURN NEW; END$$;
+            CREATE TRIGGER note_host BEFORE INSERT ON {trigger_shard}
+                FOR EACH ROW EXECUTE FUNCTION note_host();""")
+        t2 = T0_NS + 2 * 10**6 * 10**9
+        send_tcp(c.tcp_port, lines("by_text", n, t2))
+        wait_for(lambda: c.scalar("SELECT count(*) FROM by_text") == 2 * n, 60,
+                 what="the rows of a table one of whose shards has a trigger")
+        assert c.scalar(f"SELECT count(*) FROM {trigger_shard} WHERE _time >= "
+                        "to_timestamp(%s)", (t2 / 1e9,)) == c.scalar("SELECT count(*) FROM fired")
+        assert c.scalar("SELECT count(*) FROM fired") > 0
+        assert assert_rows_in_their_shards(c, "by_text", "host") == 2 * n
+
+        # A partition named by the measurement: its partition constraint holds (a row out of
+        # its range is rejected), as through Citus.
+        c.execute("""
+            CREATE TABLE parted (_time timestamptz NOT NULL, host text, v float8)
+                PARTITION BY RANGE (_time);
+            CREATE TABLE parted_a PARTITION OF parted
+                FOR VALUES FROM ('2023-01-01') TO ('2023-11-14 22:14:00+00');
+            CREATE TABLE parted_b PARTITION OF parted
+                FOR VALUES FROM ('2023-11-14 22:14:00+00') TO ('2024-01-01');
+            SELECT create_distributed_table('parted', 'host');""")
+        before = c.stat_total("rows_rejected_insert", kind="worker")
+        send_tcp(c.tcp_port, lines("parted_a", 100, T0_NS - 200 * 10**9)
+                 + lines("parted_a", 5, T0_NS + 100 * 10**9))
+        wait_for(lambda: c.stat_total("rows_rejected_insert", kind="worker") == before + 5, 60,
+                 what="the rows out of the partition's range rejected")
+        assert c.scalar("SELECT count(*) FROM parted_a") == 100
+        assert c.scalar("SELECT count(*) FROM parted_b") == 0
+
         if c.http_port:
             rejected = c.stat_total("rows_rejected_insert", kind="worker")
             t1 = T0_NS + 10**6 * 10**9
