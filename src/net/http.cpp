@@ -22,10 +22,15 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
+
 extern "C" {
 #include "catalog/pg_authid.h"
 #include "common/pg_prng.h"
 #include "libpq/crypt.h"
+#include "libpq/scram.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 
 /* PostgreSQL's own settings (libpq/libpq.h, whose headers need GSSAPI's). */
@@ -34,6 +39,7 @@ extern PGDLLIMPORT char *ssl_key_file;
 }
 
 #include "core/clock.hpp"
+#include "core/report.hpp"
 #include "core/tokens.hpp"
 #include "net/http.hpp"
 
@@ -441,6 +447,77 @@ Oid CheckToken(const std::string &token, int *status, std::string *why)
 }
 
 /*
+ * A SCRAM secret that no password matches, made once: a login naming a role that does not
+ * exist, or has no password, is checked against it, so that it takes as long as a wrong
+ * password for a real role (as PostgreSQL's own mock authentication does) instead of
+ * telling, by its speed, which role names exist.
+ */
+const char *MockSecret(void)
+{
+    static char *secret = nullptr;
+    if (secret == nullptr) {
+        char password[33];
+        for (int i = 0; i < 32; i++)
+            password[i] = static_cast<char>('a' + pg_prng_uint32(&pg_global_prng_state) % 26);
+        password[32] = '\0';
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        secret = pg_be_scram_build_secret(password);
+        MemoryContextSwitchTo(old);
+    }
+    return secret;
+}
+
+/*
+ * Failed logins (a wrong password, an unknown role or token): counted for /metrics
+ * (pg_influx_http_auth_failures_total) and logged as PostgreSQL logs its own, with the
+ * client's address, at most kAuthLogsPerMinute lines a minute (then one line of how many
+ * were not), so that a guessing client cannot flood the log.
+ */
+uint64 auth_failures = 0;
+constexpr int kAuthLogsPerMinute = 60;
+TimestampTz auth_log_window = 0;
+int auth_logged = 0;
+uint64 auth_unlogged = 0;
+
+void NoteAuthFailure(HttpConn *c, const http::Credentials &creds, int status)
+{
+    auth_failures++;
+    TimestampTz now = GetCurrentTimestamp();
+    if (TimestampDifferenceExceeds(auth_log_window, now, 60 * 1000)) {
+        if (auth_unlogged > 0)
+            ereport(LOG, (errmsg("pg_influx: %llu more failed HTTP logins in the last minute "
+                                 "were not logged",
+                                 static_cast<unsigned long long>(auth_unlogged))));
+        auth_log_window = now;
+        auth_logged = 0;
+        auth_unlogged = 0;
+    }
+    if (auth_logged >= kAuthLogsPerMinute) {
+        auth_unlogged++;
+        return;
+    }
+    auth_logged++;
+    char host[NI_MAXHOST] = "an unknown address";
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+    if (getpeername(c->fd, reinterpret_cast<struct sockaddr *>(&addr), &len) == 0)
+        (void) getnameinfo(reinterpret_cast<struct sockaddr *>(&addr), len, host, sizeof(host),
+                           nullptr, 0, NI_NUMERICHOST);
+    if (creds.kind == http::Credentials::Kind::UserPassword) {
+        char user[NAMEDATALEN];
+        strlcpy(user, creds.user.c_str(), sizeof(user)); /* up to a NUL, cut to a name */
+        ereport(LOG, (errmsg("pg_influx: HTTP login failed (%d) for user \"%s\" from %s", status,
+                             LogName(user), host)));
+    } else {
+        ereport(LOG, (errmsg("pg_influx: HTTP login failed (%d) for a %s from %s", status,
+                             creds.kind == http::Credentials::Kind::Token
+                                 ? "token"
+                                 : "request with malformed credentials",
+                             host)));
+    }
+}
+
+/*
  * Checks a user name and password against PostgreSQL's own roles (pg_authid, a shared
  * catalog the listener may read): the role's OID, or InvalidOid with the status to answer
  * and why.  The role must be allowed to log in, and be neither a superuser nor BYPASSRLS
@@ -477,6 +554,11 @@ Oid CheckLogin(const std::string &user, const std::string &password, int *status
         char *shadow = get_role_password(user.c_str(), &detail);
         ok = shadow != nullptr &&
              plain_crypt_verify(user.c_str(), shadow, password.c_str(), &detail) == STATUS_OK;
+        if (shadow == nullptr)
+            (void) plain_crypt_verify(user.c_str(), MockSecret(), password.c_str(), &detail);
+    } else {
+        const char *detail = nullptr;
+        (void) plain_crypt_verify(user.c_str(), MockSecret(), password.c_str(), &detail);
     }
     CommitTransactionCommand();
     if (!ok)
@@ -506,6 +588,7 @@ bool Authenticate(HttpConn *c, Oid *role, bool close)
             RespondError(c, 401, "unable to parse authentication credentials", close);
             return false;
         case http::Credentials::Kind::Malformed:
+            NoteAuthFailure(c, creds, 401);
             RespondError(c, 401, "unable to parse authentication credentials: " + creds.error,
                          close);
             return false;
@@ -519,6 +602,8 @@ bool Authenticate(HttpConn *c, Oid *role, bool close)
                 ? CheckToken(creds.token, &status, &why)
                 : CheckLogin(creds.user, creds.password, &status, &why);
     if (!OidIsValid(*role)) {
+        if (status == 401 || status == 403)
+            NoteAuthFailure(c, creds, status);
         RespondError(c, status, why, close);
         return false;
     }
@@ -710,12 +795,13 @@ void Metrics(HttpConn *c)
             out += line;
         }
     }
-    char line[160];
+    char line[512];
     snprintf(line, sizeof(line),
              "# TYPE pg_influx_http_connections gauge\npg_influx_http_connections %zu\n"
              "# TYPE pg_influx_http_requests_waiting gauge\npg_influx_http_requests_waiting "
-             "%zu\n",
-             conns.size(), in_flight.size());
+             "%zu\n# TYPE pg_influx_http_auth_failures_total counter\n"
+             "pg_influx_http_auth_failures_total %" PRIu64 "\n",
+             conns.size(), in_flight.size(), auth_failures);
     out += line;
     http::Response r;
     r.status = 200;

@@ -13,7 +13,7 @@ import base64
 
 import pytest
 
-from conftest import Cluster, wait_for
+from conftest import Cluster, log_since, log_size, wait_for
 
 from http_support import (
     T0_NS,
@@ -337,3 +337,51 @@ def test_create_token_refuses_past_the_tokens_in_force(auth):
         assert token.startswith("pgi_")
     finally:
         c.execute("DELETE FROM influx.token WHERE comment IN ('filler', 'fits again')")
+
+
+def test_an_unknown_user_takes_as_long_to_refuse_as_a_wrong_password(auth):
+    """A login naming a role that does not exist is checked against a secret no password
+    matches, as PostgreSQL's own mock authentication does: refusing it costs what refusing a
+    real role's wrong password costs (a SCRAM hash), so the time of a 401 does not tell which
+    role names exist.  (It was answered without hashing anything: several times faster.)"""
+    import time
+
+    def median_401_seconds(user):
+        times = []
+        for i in range(15):
+            t0 = time.perf_counter()
+            r = write(auth.http_port, f"timing v=1 {T0_NS}\n", u=user, p=f"wrong-{i}")
+            times.append(time.perf_counter() - t0)
+            assert r.status == 401, r
+        return sorted(times)[len(times) // 2]
+
+    median_401_seconds(USER)  # warm: connections, caches
+    known = median_401_seconds(USER)
+    unknown = median_401_seconds("nobody_at_all_here")
+    assert unknown >= 0.6 * known, (
+        f"an unknown user's 401 took {unknown * 1000:.2f} ms, a known user's wrong password "
+        f"{known * 1000:.2f} ms")
+
+
+def test_failed_logins_are_counted_and_logged(auth):
+    """Each failed login counts in /metrics (pg_influx_http_auth_failures_total) and is logged
+    with the user name and the client's address, as PostgreSQL logs its own failed logins."""
+    def failures():
+        r = request(auth.http_port, "GET", "/metrics",
+                    headers={"Authorization": basic(USER, PASSWORD)})
+        assert r.status == 200, r
+        for line in r.body.decode().splitlines():
+            if line.startswith("pg_influx_http_auth_failures_total "):
+                return int(line.split()[1])
+        raise AssertionError("no pg_influx_http_auth_failures_total in /metrics")
+
+    before, offset = failures(), log_size(auth)
+    assert_401(write(auth.http_port, f"counted v=1 {T0_NS}\n", u="counted_user", p="nope"))
+    assert_401(write(auth.http_port, f"counted v=1 {T0_NS}\n",
+                     headers={"Authorization": basic(USER, "nope")}))
+    assert_401(write_v2(auth.http_port, f"counted v=1 {T0_NS}\n", bucket="b",
+                        headers={"Authorization": "Token not-a-token"}))
+    assert failures() == before + 3
+    wait_for(lambda: 'HTTP login failed (401) for user "counted_user" from 127.0.0.1'
+             in log_since(auth, offset), 10, what="the failed login in the server log")
+    assert "nope" not in log_since(auth, offset), "a password in the server log"
