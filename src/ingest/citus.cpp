@@ -28,6 +28,7 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "core/compat.hpp"
 #include "ingest/citus.hpp"
@@ -127,6 +128,34 @@ Oid CitusCatalog(const char *name)
     return get_relname_relid(name, PG_CATALOG_NAMESPACE);
 }
 
+/*
+ * A Citus catalog and the attribute numbers of its columns `names` (in order, into `atts`):
+ * its OID, or InvalidOid when it or one of the columns does not exist.
+ */
+Oid CatalogColumns(const char *catalog, std::initializer_list<const char *> names, AttrNumber *atts)
+{
+    Oid relid = CitusCatalog(catalog);
+    int i = 0;
+    for (const char *name : names) {
+        atts[i] = OidIsValid(relid) ? get_attnum(relid, name) : InvalidAttrNumber;
+        if (atts[i++] == InvalidAttrNumber)
+            return InvalidOid;
+    }
+    return relid;
+}
+
+/* The values of columns `atts` of a catalog row; false when one of them is NULL. */
+bool RowValues(HeapTuple tuple, TupleDesc desc, const AttrNumber *atts, int n, Datum *values)
+{
+    for (int i = 0; i < n; i++) {
+        bool isnull;
+        values[i] = heap_getattr(tuple, atts[i], desc, &isnull);
+        if (isnull)
+            return false;
+    }
+    return true;
+}
+
 /* Advisory lock classes of Citus' shard distribution metadata (resource_lock.h). */
 constexpr uint16 kLockClassShardMetadata = 4;
 constexpr uint16 kLockClassColocatedShardsMetadata = 8;
@@ -143,44 +172,32 @@ struct Distribution {
 
 bool ReadDistribution(Oid relid, Distribution *out)
 {
-    Oid catalog_relid = CitusCatalog("pg_dist_partition");
+    AttrNumber atts[4];
+    Oid catalog_relid = CatalogColumns("pg_dist_partition",
+                                       {"partmethod", "partkey", "colocationid", "repmodel"}, atts);
     if (!OidIsValid(catalog_relid))
         return false;
-    AttrNumber method_att = get_attnum(catalog_relid, "partmethod");
-    AttrNumber key_att = get_attnum(catalog_relid, "partkey");
-    AttrNumber colocation_att = get_attnum(catalog_relid, "colocationid");
-    AttrNumber repmodel_att = get_attnum(catalog_relid, "repmodel");
-    if (method_att == InvalidAttrNumber || key_att == InvalidAttrNumber ||
-        colocation_att == InvalidAttrNumber || repmodel_att == InvalidAttrNumber)
-        return false;
     Relation catalog = table_open(catalog_relid, AccessShareLock);
-    TupleDesc desc = RelationGetDescr(catalog);
     ScanKeyData key;
     ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
     SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, nullptr, 1, &key);
     HeapTuple tuple = systable_getnext(scan);
+    Datum v[4];
     bool ok = false;
-    if (HeapTupleIsValid(tuple)) {
-        bool method_null, key_null, colocation_null, repmodel_null;
-        Datum method = heap_getattr(tuple, method_att, desc, &method_null);
-        Datum partkey = heap_getattr(tuple, key_att, desc, &key_null);
-        Datum colocation = heap_getattr(tuple, colocation_att, desc, &colocation_null);
-        Datum repmodel = heap_getattr(tuple, repmodel_att, desc, &repmodel_null);
-        if (!method_null && !key_null && !colocation_null && !repmodel_null) {
-            out->method = DatumGetChar(method);
-            out->repmodel = DatumGetChar(repmodel);
-            out->colocation = DatumGetUInt32(colocation);
-            /* The distribution column, as Citus keeps it: a Var written by nodeToString. */
-            Node *node = out->method == 'h'
-                             ? static_cast<Node *>(stringToNode(TextDatumGetCString(partkey)))
-                             : nullptr;
-            if (node != nullptr && IsA(node, Var)) {
-                Var *var = reinterpret_cast<Var *>(node);
-                out->column = var->varattno;
-                out->type = var->vartype;
-                out->collation = var->varcollid;
-                ok = true;
-            }
+    if (HeapTupleIsValid(tuple) && RowValues(tuple, RelationGetDescr(catalog), atts, 4, v)) {
+        out->method = DatumGetChar(v[0]);
+        out->colocation = DatumGetUInt32(v[2]);
+        out->repmodel = DatumGetChar(v[3]);
+        /* The distribution column, as Citus keeps it: a Var written by nodeToString. */
+        Node *node = out->method == 'h'
+                         ? static_cast<Node *>(stringToNode(TextDatumGetCString(v[1])))
+                         : nullptr;
+        if (node != nullptr && IsA(node, Var)) {
+            Var *var = reinterpret_cast<Var *>(node);
+            out->column = var->varattno;
+            out->type = var->vartype;
+            out->collation = var->varcollid;
+            ok = true;
         }
     }
     systable_endscan(scan);
@@ -191,21 +208,17 @@ bool ReadDistribution(Oid relid, Distribution *out)
 /* This node's group in the cluster (pg_dist_local_group), -1 when it has none. */
 int32 LocalGroup(void)
 {
-    Oid catalog_relid = CitusCatalog("pg_dist_local_group");
-    AttrNumber group_att =
-        OidIsValid(catalog_relid) ? get_attnum(catalog_relid, "groupid") : InvalidAttrNumber;
-    if (group_att == InvalidAttrNumber)
+    AttrNumber att;
+    Oid catalog_relid = CatalogColumns("pg_dist_local_group", {"groupid"}, &att);
+    if (!OidIsValid(catalog_relid))
         return -1;
     Relation catalog = table_open(catalog_relid, AccessShareLock);
     SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, nullptr, 0, nullptr);
     HeapTuple tuple = systable_getnext(scan);
+    Datum v;
     int32 group = -1;
-    bool isnull = true;
-    if (HeapTupleIsValid(tuple)) {
-        Datum d = heap_getattr(tuple, group_att, RelationGetDescr(catalog), &isnull);
-        if (!isnull)
-            group = DatumGetInt32(d);
-    }
+    if (HeapTupleIsValid(tuple) && RowValues(tuple, RelationGetDescr(catalog), &att, 1, &v))
+        group = DatumGetInt32(v);
     systable_endscan(scan);
     table_close(catalog, AccessShareLock);
     return group;
@@ -217,29 +230,21 @@ int32 LocalGroup(void)
  */
 bool LocalNodeInSync(int32 group)
 {
-    Oid catalog_relid = CitusCatalog("pg_dist_node");
+    AttrNumber atts[3];
+    Oid catalog_relid =
+        CatalogColumns("pg_dist_node", {"groupid", "isactive", "metadatasynced"}, atts);
     if (!OidIsValid(catalog_relid))
         return false;
-    AttrNumber group_att = get_attnum(catalog_relid, "groupid");
-    AttrNumber active_att = get_attnum(catalog_relid, "isactive");
-    AttrNumber synced_att = get_attnum(catalog_relid, "metadatasynced");
-    if (group_att == InvalidAttrNumber || active_att == InvalidAttrNumber ||
-        synced_att == InvalidAttrNumber)
-        return false;
     Relation catalog = table_open(catalog_relid, AccessShareLock);
-    TupleDesc desc = RelationGetDescr(catalog);
     ScanKeyData key;
-    ScanKeyInit(&key, group_att, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group));
+    ScanKeyInit(&key, atts[0], BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(group));
     SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, nullptr, 1, &key);
     bool in_sync = false;
     HeapTuple tuple;
-    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
-        bool active_null, synced_null;
-        Datum active = heap_getattr(tuple, active_att, desc, &active_null);
-        Datum synced = heap_getattr(tuple, synced_att, desc, &synced_null);
-        in_sync = in_sync ||
-                  (!active_null && !synced_null && DatumGetBool(active) && DatumGetBool(synced));
-    }
+    Datum v[3];
+    while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+        in_sync = in_sync || (RowValues(tuple, RelationGetDescr(catalog), atts, 3, v) &&
+                              DatumGetBool(v[1]) && DatumGetBool(v[2]));
     systable_endscan(scan);
     table_close(catalog, AccessShareLock);
     return in_sync;
@@ -261,13 +266,10 @@ bool RangeBound(Datum bound, int32 *out)
 /* The table's shards, sorted by range (as Citus numbers them for its locks). */
 bool ReadShards(Oid relid, int *nshards, CitusShard **shards)
 {
-    Oid catalog_relid = CitusCatalog("pg_dist_shard");
+    AttrNumber atts[3];
+    Oid catalog_relid =
+        CatalogColumns("pg_dist_shard", {"shardid", "shardminvalue", "shardmaxvalue"}, atts);
     if (!OidIsValid(catalog_relid))
-        return false;
-    AttrNumber id_att = get_attnum(catalog_relid, "shardid");
-    AttrNumber min_att = get_attnum(catalog_relid, "shardminvalue");
-    AttrNumber max_att = get_attnum(catalog_relid, "shardmaxvalue");
-    if (id_att == InvalidAttrNumber || min_att == InvalidAttrNumber || max_att == InvalidAttrNumber)
         return false;
     Oid index = CitusCatalog("pg_dist_shard_logical_relid_index");
     Relation catalog = table_open(catalog_relid, AccessShareLock);
@@ -279,12 +281,9 @@ bool ReadShards(Oid relid, int *nshards, CitusShard **shards)
     auto *out = static_cast<CitusShard *>(palloc(sizeof(CitusShard) * capacity));
     bool ok = true;
     HeapTuple tuple;
+    Datum v[3];
     while (ok && HeapTupleIsValid(tuple = systable_getnext(scan))) {
-        bool id_null, min_null, max_null;
-        Datum id = heap_getattr(tuple, id_att, desc, &id_null);
-        Datum min = heap_getattr(tuple, min_att, desc, &min_null);
-        Datum max = heap_getattr(tuple, max_att, desc, &max_null);
-        if (id_null || min_null || max_null) {
+        if (!RowValues(tuple, desc, atts, 3, v)) {
             ok = false;
             break;
         }
@@ -293,9 +292,9 @@ bool ReadShards(Oid relid, int *nshards, CitusShard **shards)
             out = static_cast<CitusShard *>(repalloc(out, sizeof(CitusShard) * capacity));
         }
         CitusShard *shard = &out[n++];
-        shard->id = DatumGetInt64(id);
+        shard->id = DatumGetInt64(v[0]);
         shard->local_relid = InvalidOid;
-        ok = RangeBound(min, &shard->min) && RangeBound(max, &shard->max) &&
+        ok = RangeBound(v[1], &shard->min) && RangeBound(v[2], &shard->max) &&
              shard->min <= shard->max;
     }
     systable_endscan(scan);
@@ -315,13 +314,11 @@ bool ReadShards(Oid relid, int *nshards, CitusShard **shards)
  */
 bool ReadPlacements(Relation rel, int32 group, CitusShard *shards, int nshards, int *nlocal)
 {
-    Oid catalog_relid = CitusCatalog("pg_dist_placement");
+    AttrNumber atts[2];
+    Oid catalog_relid = CatalogColumns("pg_dist_placement", {"shardid", "groupid"}, atts);
     if (!OidIsValid(catalog_relid))
         return false;
-    AttrNumber shard_att = get_attnum(catalog_relid, "shardid");
-    AttrNumber group_att = get_attnum(catalog_relid, "groupid");
-    if (shard_att == InvalidAttrNumber || group_att == InvalidAttrNumber)
-        return false;
+    const AttrNumber shard_att = atts[0], group_att = atts[1];
     Oid index = CitusCatalog("pg_dist_placement_shardid_index");
     Relation catalog = table_open(catalog_relid, AccessShareLock);
     TupleDesc desc = RelationGetDescr(catalog);

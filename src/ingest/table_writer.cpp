@@ -984,6 +984,23 @@ void CheckConflictPrivileges(Writer *w)
 }
 
 /*
+ * Row i of the write, as each row loop takes it: NULL if it was rejected already; else a
+ * cancel is answered, the progress set, and the per-tuple memory reset and made current
+ * (*old: the context to switch back to once the row is done).
+ */
+BatchRow *StartRow(Writer *w, int i, MemoryContext *old)
+{
+    BatchRow *row = &w->group->rows[i];
+    if (row->rejected)
+        return nullptr;
+    CHECK_FOR_INTERRUPTS();
+    w->progress->row = i;
+    ResetPerTupleExprContext(w->estate);
+    *old = MemoryContextSwitchTo(GetPerTupleMemoryContext(w->estate));
+    return row;
+}
+
+/*
  * Rows of a table whose own code must see the statement: all of them through INSERT ...
  * ON CONFLICT statements, which apply defaults, triggers, policies and routing themselves.
  */
@@ -1003,13 +1020,9 @@ void WriteAllAsUpserts(Writer *w, int lo, int hi)
 
     w->progress->stage = WriteStage::Rows;
     for (int i = lo; i < hi; i++) {
-        BatchRow *row = &w->group->rows[i];
-        if (row->rejected)
+        BatchRow *row = StartRow(w, i, &old);
+        if (row == nullptr)
             continue;
-        CHECK_FOR_INTERRUPTS();
-        w->progress->row = i;
-        ResetPerTupleExprContext(estate);
-        old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
         if (FillSlot(w, row, slot)) {
             uint64 point = w->conflict ? PointHash(w->info, desc, slot) : 0;
             /*
@@ -1141,13 +1154,9 @@ bool WriteThroughLocalShards(Writer *w, const CitusShardMap *map, int lo, int hi
     w->progress->stage = WriteStage::Rows;
     const int column = map->column - 1;
     for (int i = lo; i < hi; i++) {
-        BatchRow *row = &w->group->rows[i];
-        if (row->rejected)
+        BatchRow *row = StartRow(w, i, &old);
+        if (row == nullptr)
             continue;
-        CHECK_FOR_INTERRUPTS();
-        w->progress->row = i;
-        ResetPerTupleExprContext(estate);
-        old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
         if (FillSlot(w, row, slot)) {
             int s = slot->tts_isnull[column] ? -1 : CitusShardOf(map, slot->tts_values[column]);
             Target *t = s >= 0 ? targets[s] : nullptr;
