@@ -238,6 +238,7 @@ class RequestReader::Impl
     z_stream zs_{};
     bool zlib_ready_ = false;      /* zs_ is initialised (kept across requests) */
     bool member_done_ = false;     /* inflate reached the end of a gzip member */
+    bool inflate_later_ = false;   /* the complete gzip body waits for Inflate() */
     bool at_chunk_header_ = false; /* the next bytes of a chunked body are a chunk header */
 
     int error_status_ = 0;
@@ -252,6 +253,11 @@ class RequestReader::Impl
     bool Append(BodyBuffer *to, size_t cap, std::string_view piece);
     bool Decompress();
     bool InflateWithZlib();
+
+  public:
+    void InflateNow() noexcept;
+
+  private:
     bool Inflate(std::string_view piece);
 };
 
@@ -339,6 +345,7 @@ void RequestReader::Impl::Reset() noexcept
     wire_bytes_ = 0;
     chunked_bytes_ = 0;
     member_done_ = false;
+    inflate_later_ = false;
     at_chunk_header_ = false;
     error_status_ = 0;
     error_message_.clear();
@@ -372,7 +379,8 @@ bool RequestReader::Impl::FailHeadTooLarge(bool in_body)
 
 size_t RequestReader::Impl::Feed(const char *data, size_t len) noexcept
 {
-    if (state_ == ReadState::Complete || state_ == ReadState::Failed)
+    if (state_ == ReadState::Complete || state_ == ReadState::Failed ||
+        state_ == ReadState::Inflate)
         return 0;
     state_ = ReadState::NeedMore;
     size_t used = 0;
@@ -469,7 +477,7 @@ void RequestReader::Impl::AfterPut(const beast::error_code &ec, bool header_was_
         if (!pending_.empty()) /* cannot happen, see the file comment */
             Fail(500, "internal error: request ended inside buffered bytes");
         else
-            state_ = ReadState::Complete;
+            state_ = inflate_later_ ? ReadState::Inflate : ReadState::Complete;
         return;
     }
     if (!header_was_done) {
@@ -783,11 +791,32 @@ bool RequestReader::Impl::OnFinish()
     /* An empty body is empty in any encoding.  The wire buffer is freed either way: the
      * body (or the error) is all that is left of the request. */
     if (head_.encoding == ContentEncoding::Gzip && wire_bytes_ > 0) {
+        if (wire_bytes_ >= limits_.inflate_later_bytes) {
+            inflate_later_ = true; /* InflateNow() */
+            return true;
+        }
         bool ok = Decompress();
         wire_.Clear(0);
         return ok;
     }
     return true;
+}
+
+/* Inflate: what OnFinish leaves for later, then the state Feed() would have given. */
+void RequestReader::Impl::InflateNow() noexcept
+{
+    if (state_ != ReadState::Inflate)
+        return;
+    inflate_later_ = false;
+    try {
+        if (Decompress())
+            state_ = ReadState::Complete;
+    } catch (const std::bad_alloc &) {
+        Fail(503, "out of memory while reading the request");
+    } catch (...) {
+        Fail(500, "internal error while reading the request");
+    }
+    wire_.Clear(0);
 }
 
 /* ---- RequestReader: the public face ---- */
@@ -800,6 +829,11 @@ RequestReader &RequestReader::operator=(RequestReader &&) noexcept = default;
 size_t RequestReader::Feed(const char *data, size_t len) noexcept
 {
     return impl_->Feed(data, len);
+}
+
+void RequestReader::Inflate() noexcept
+{
+    impl_->InflateNow();
 }
 ReadState RequestReader::state() const noexcept
 {

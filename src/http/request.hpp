@@ -12,7 +12,9 @@
  *               owned by the reader.
  *   wire body   the body as it came over the connection (after de-chunking, before
  *               inflating).  A gzip wire body is kept until it is complete, then
- *               decompressed in one go (libdeflate) and freed.
+ *               decompressed in one go (libdeflate) and freed: by Feed(), or, for
+ *               bodies of inflate_later_bytes or more, by Inflate() when the caller
+ *               wants (the listener runs it on a thread of its own).
  *   limits      max_header_bytes bounds the head; max_body_bytes bounds both the wire body
  *               and the decoded body.  A body that exceeds either fails the request with
  *               413 as soon as that is known (at the head when Content-Length says so, at
@@ -55,12 +57,16 @@ enum class ReadState {
     NeedMore,     /* feed more bytes */
     HeadComplete, /* the head is parsed and a body follows; feed to read the body */
     Complete,     /* the whole request is read; Reset() before the next one */
+    Inflate,      /* the whole request is read, its gzip body not yet inflated: Inflate() */
     Failed,       /* answer error_status()/error_message() and close the connection */
 };
 
 struct RequestLimits {
     size_t max_header_bytes = 16 * 1024;
     size_t max_body_bytes = 25 * 1000 * 1000;
+    /* A gzip wire body of at least this many bytes is not inflated by Feed(): the state
+     * is Inflate, and the caller calls Inflate() -- from another thread if it likes. */
+    size_t inflate_later_bytes = SIZE_MAX;
 };
 
 /* What the head of a request says.  Valid from HeadComplete (or Complete) on. */
@@ -108,6 +114,14 @@ class RequestReader
      * fails the request with 503.
      */
     size_t Feed(const char *data, size_t len) noexcept;
+
+    /*
+     * In Inflate: decompresses the gzip body; the state is then Complete or Failed,
+     * exactly as Feed() would have left it with inflate_later_bytes unset.  Touches
+     * nothing but this reader, so it may run on another thread, as long as no other
+     * member is called meanwhile.  Does nothing in other states.  Never throws.
+     */
+    void Inflate() noexcept;
 
     ReadState state() const noexcept;
     /* Some byte of a request has been consumed (or the request is complete): closing the

@@ -118,6 +118,13 @@ long MillisecondsUntilDue(TimestampTz pending_since, TimestampTz last_data)
 RingHeader *header = nullptr;
 int worker_index = -1;
 RingPosition flush_position; /* where the pending batch ends */
+/*
+ * The pending batch holds lines of an HTTP request: a client is waiting for their commit
+ * (its answer), and sends nothing more until then.  Once the ring is empty such a batch
+ * is committed at once: waiting for influx.flush_idle would stall every client whose
+ * request it holds, and with them the data that could have joined the batch.
+ */
+bool batch_has_request = false;
 
 /* Whether the handback area holds lines of the flush now being written (not committed). */
 bool HandbackIsThisFlush(void)
@@ -281,6 +288,7 @@ void GiveBackMemoryAfterBursts(void)
 void Flush(TimestampTz *pending_since, RingPosition pos)
 {
     flush_position = pos;
+    batch_has_request = false;
     NoteFlushRows(InsertPendingRows());
     if (InsertPendingRows() > 0 && !InsertFlush()) {
         ereport(LOG, (errmsg("influx worker %d: stopping with a flush that could not commit; "
@@ -327,6 +335,7 @@ bool AddChunk(const char *data, size_t size, uint64 seq, TimestampTz *pending_si
         while (head || used < record.size) {
             bool head_before = head;
             used += InsertAddRecord(record, used, &head, full);
+            batch_has_request |= record.request;
             bool more = head || used < record.size;
             if (*full && (more || next < size)) {
                 /*
@@ -401,6 +410,7 @@ void TakeChunk(LoopState *st, ProcessSlot *slot, int index, const void *data, Si
         Flush(&st->pending_since, here);
     } else if (InsertPendingRows() == 0) {
         /* Nothing to commit (comments, rejected lines): done with it already. */
+        batch_has_request = false;
         WriteOutcomes(here);
         PublishDone(here);
         OutcomesDone();
@@ -465,7 +475,7 @@ void ReceiveLoop(shm_mq_handle *mqh, ProcessSlot *slot, int index)
         /* SHM_MQ_WOULD_BLOCK: the ring is empty for now. */
         long timeout = 1000;
         if (st.pending_since != 0) {
-            timeout = MillisecondsUntilDue(st.pending_since, st.last_data);
+            timeout = batch_has_request ? 0 : MillisecondsUntilDue(st.pending_since, st.last_data);
             if (timeout == 0) {
                 Flush(&st.pending_since, here);
                 WakeListener();

@@ -2,16 +2,24 @@
  * http.cpp — the listener's HTTP write endpoint (see http.hpp, docs/http.md).
  *
  * A connection is *reading* (its socket is watched for bytes; the request reader of
- * src/http takes them), *waiting* (a write's lines are with the workers; the socket is not
- * watched, so pipelined bytes stay in the kernel), or *writing* (a response did not fit in
- * the socket buffer; the socket is watched for room).  One request per connection is in
- * progress at a time, as HTTP/1.1 answers in order anyway.
+ * src/http takes them), *inflating* (its gzip body is being decompressed on the inflate
+ * thread; the socket is not watched), *waiting* (a write's lines are with the workers; the
+ * socket is not watched, so pipelined bytes stay in the kernel), or *writing* (a response
+ * did not fit in the socket buffer; the socket is watched for room).  One request per
+ * connection is in progress at a time, as HTTP/1.1 answers in order anyway.
+ *
+ * Gzip bodies of kInflateLaterBytes or more are inflated by one thread of the listener
+ * (http/inflater.hpp), not by the event loop: while it inflates one request, the loop reads
+ * the others, hands lines to the workers and answers.  The thread touches the request's
+ * reader only; the connection waits in Inflating, and one closed meanwhile is freed only
+ * once the thread has given its reader back.
  */
 #include <cinttypes>
 #include <string>
 #include <unordered_map>
 
 #include "http/auth.hpp"
+#include "http/inflater.hpp"
 #include "http/influxql.hpp"
 #include "http/params.hpp"
 #include "http/request.hpp"
@@ -60,7 +68,13 @@ constexpr int kRetryAfterSeconds = 1;
 /* The first reasons of a partial write's answer, at most this many bytes. */
 constexpr size_t kMaxReasonBytes = 512;
 
-enum class ConnState { Reading, Waiting, Writing };
+enum class ConnState { Reading, Inflating, Waiting, Writing };
+
+/*
+ * Gzip bodies of at least this many compressed bytes go to the inflate thread; smaller ones
+ * (well under a millisecond of work) are inflated at once, cheaper than the hand-over.
+ */
+constexpr size_t kInflateLaterBytes = 32 * 1024;
 
 struct HttpConn {
     int fd = -1;
@@ -75,6 +89,7 @@ struct HttpConn {
     Oid role = InvalidOid;           /* the request's role (influx.http_auth = password) */
     SSL *ssl = nullptr;              /* influx.http_tls: the connection's TLS session */
     bool dead = false;               /* closed; freed by Reap() once no handler can hold it */
+    bool inflating = false;          /* its reader is with the inflate thread */
     bool input_ready = false;        /* answered with bytes of a next request already read */
     size_t body_memory = 0;          /* what it counts in body_memory_total */
     TimestampTz last_activity = 0;   /* last byte read or written */
@@ -122,6 +137,15 @@ uint64 next_tag = 1;
 std::vector<HttpConn *> graveyard;
 /* Some connection has input_ready: the next wait must not sleep. */
 bool work_pending = false;
+
+/*
+ * The inflate thread, started at the first body that needs it.  Never freed: the thread
+ * may be inflating when the listener exits, and nothing must be destroyed under it then.
+ */
+http::Inflater *inflater = nullptr;
+bool inflater_failed = false; /* could not start: bodies are inflated by the loop */
+/* user_data of the inflate thread's wait event (with kHttpEventBit, as connections). */
+alignas(8) char inflater_event_tag;
 
 /* influx.http_tls: the server's certificate and key (ssl_cert_file, ssl_key_file). */
 SSL_CTX *tls_ctx = nullptr;
@@ -199,6 +223,7 @@ http::RequestLimits Limits(void)
 {
     http::RequestLimits limits;
     limits.max_body_bytes = static_cast<size_t>(influx_http_max_body_size);
+    limits.inflate_later_bytes = kInflateLaterBytes;
     return limits;
 }
 
@@ -255,8 +280,10 @@ void Close(HttpConn *c)
     close(c->fd);
     c->fd = -1;
     c->dead = true;
-    /* Its memory goes now, not when the object is freed: other requests may need it. */
-    c->reader.Reset();
+    /* Its memory goes now, not when the object is freed: other requests may need it (the
+     * inflate thread's reader goes when the thread gives it back: TakeInflated). */
+    if (!c->inflating)
+        c->reader.Reset();
     std::string().swap(c->in);
     std::string().swap(c->out);
     AccountBody(c, 0);
@@ -281,12 +308,20 @@ void Contain(HttpConn *c, const std::exception &e)
     Close(c);
 }
 
-/* Frees closed connections (from the main loop, with no handler on the stack). */
+/*
+ * Frees closed connections (from the main loop, with no handler on the stack); one whose
+ * reader is with the inflate thread stays until the thread is done with it.
+ */
 void Reap(void)
 {
-    for (HttpConn *c : graveyard)
-        delete c;
-    graveyard.clear();
+    size_t kept = 0;
+    for (HttpConn *c : graveyard) {
+        if (c->inflating)
+            graveyard[kept++] = c;
+        else
+            delete c;
+    }
+    graveyard.resize(kept);
 }
 
 /* Writes what is pending; false if the connection was closed (it is `dead`). */
@@ -908,6 +943,75 @@ bool CheckHead(HttpConn *c, bool complete)
 }
 
 /*
+ * Gives a gzip body to the inflate thread (starting it the first time); false if there is
+ * no thread, and the caller inflates it.
+ */
+bool InflateLater(HttpConn *c)
+{
+    if (inflater_failed)
+        return false;
+    if (inflater == nullptr) {
+        inflater = new http::Inflater();
+        std::string why;
+        if (!inflater->Start(&why)) {
+            inflater_failed = true;
+            ReportProblem(L->slot, "gzip bodies are inflated by the listener's loop: %s",
+                          why.c_str());
+            return false;
+        }
+        L->wes_dirty = true; /* its wait event */
+    }
+    inflater->Submit(&c->reader, c);
+    c->inflating = true;
+    c->state = ConnState::Inflating;
+    L->wes_dirty = true;
+    return true;
+}
+
+/*
+ * Acts on what the reader says after taking bytes (`progressed`: it took some) or after
+ * inflating.  False when the connection is to read no further now: it failed or was
+ * answered and closed, it waits (inflating, committing, writing), or the reader needs more
+ * bytes than it has.
+ */
+bool ActOnReader(HttpConn *c, bool progressed)
+{
+    AccountBody(c, c->reader.body_capacity());
+    http::ReadState st = c->reader.state();
+    if (st == http::ReadState::Failed) {
+        c->request_id = NewRequestId();
+        c->version = 11;
+        c->head_only = false;
+        RespondError(c, c->reader.error_status(), c->reader.error_message(), true);
+        return false;
+    }
+    bool read_whole = st == http::ReadState::Complete || st == http::ReadState::Inflate;
+    if (!read_whole && body_memory_total > BodyMemoryBudget()) {
+        BeginAnswer(c);
+        ReportProblem(L->slot, "refused an HTTP request: request bodies in memory exceed %zu bytes",
+                      BodyMemoryBudget());
+        RespondError(c, 503, "too much request data in memory; try again", true);
+        return false;
+    }
+    if ((st == http::ReadState::HeadComplete || read_whole) && !c->head_checked) {
+        c->head_checked = true;
+        if (!CheckHead(c, read_whole))
+            return false;
+    }
+    if (st == http::ReadState::Inflate) {
+        if (InflateLater(c))
+            return false; /* TakeInflated goes on */
+        c->reader.Inflate();
+        return ActOnReader(c, true);
+    }
+    if (st == http::ReadState::Complete) {
+        Dispatch(c);
+        return true; /* answered at once (or waiting: the caller's loop ends) */
+    }
+    return progressed;
+}
+
+/*
  * Feeds the bytes read to the reader and acts on what it says, request after request
  * (pipelining) in a loop.  The connection may be closed (dead) on return.
  */
@@ -919,35 +1023,32 @@ void ProcessInput(HttpConn *c)
         c->in.erase(0, used);
         if (c->request_started == 0 && c->reader.started())
             c->request_started = GetCurrentTimestamp();
-        AccountBody(c, c->reader.body_capacity());
-        http::ReadState st = c->reader.state();
-        if (st == http::ReadState::Failed) {
-            c->request_id = NewRequestId();
-            c->version = 11;
-            c->head_only = false;
-            RespondError(c, c->reader.error_status(), c->reader.error_message(), true);
+        if (!ActOnReader(c, used > 0))
             return;
+    }
+}
+
+/*
+ * The connections whose bodies the inflate thread is done with: on with their requests
+ * (routed, answered), then with what they have read after them.
+ */
+void TakeInflated(void)
+{
+    for (void *key : inflater->TakeDone()) {
+        auto *c = static_cast<HttpConn *>(key);
+        c->inflating = false;
+        L->wes_dirty = true;
+        if (c->dead) {
+            c->reader.Reset(); /* its memory; Reap frees the connection */
+            continue;
         }
-        if (st != http::ReadState::Complete && body_memory_total > BodyMemoryBudget()) {
-            BeginAnswer(c);
-            ReportProblem(L->slot,
-                          "refused an HTTP request: request bodies in memory exceed %zu bytes",
-                          BodyMemoryBudget());
-            RespondError(c, 503, "too much request data in memory; try again", true);
-            return;
+        c->state = ConnState::Reading;
+        try {
+            if (ActOnReader(c, true))
+                ProcessInput(c);
+        } catch (const std::exception &e) {
+            Contain(c, e);
         }
-        if ((st == http::ReadState::HeadComplete || st == http::ReadState::Complete) &&
-            !c->head_checked) {
-            c->head_checked = true;
-            if (!CheckHead(c, st == http::ReadState::Complete))
-                return;
-        }
-        if (st == http::ReadState::Complete) {
-            Dispatch(c);
-            continue; /* answered at once (or waiting: the loop ends) */
-        }
-        if (used == 0)
-            return;
     }
 }
 
@@ -1046,6 +1147,10 @@ void HttpAccept(int listen_fd, int max_accepts)
 void HttpHandleEvent(void *user_data, uint32 events)
 {
     auto *c = reinterpret_cast<HttpConn *>(reinterpret_cast<uintptr_t>(user_data) & ~kHttpEventBit);
+    if (reinterpret_cast<char *>(c) == &inflater_event_tag) {
+        TakeInflated();
+        return;
+    }
     bool alive = false;
     for (HttpConn *x : conns)
         alive |= x == c;
@@ -1059,11 +1164,15 @@ void HttpHandleEvent(void *user_data, uint32 events)
 
 int HttpWaitEventCount(void)
 {
-    return static_cast<int>(conns.size());
+    return static_cast<int>(conns.size()) + (inflater != nullptr && inflater->started() ? 1 : 0);
 }
 
 void HttpAddWaitEvents(WaitEventSet *set)
 {
+    if (inflater != nullptr && inflater->started())
+        AddWaitEventToSet(set, WL_SOCKET_READABLE, inflater->ready_fd(), nullptr,
+                          reinterpret_cast<void *>(
+                              reinterpret_cast<uintptr_t>(&inflater_event_tag) | kHttpEventBit));
     for (HttpConn *c : conns) {
         void *data = reinterpret_cast<void *>(reinterpret_cast<uintptr_t>(c) | kHttpEventBit);
         if (c->state == ConnState::Reading)

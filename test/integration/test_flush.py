@@ -5,7 +5,10 @@ follow a reload while rows are waiting.  Rows converted while they were parsed (
 the cached table) are converted again when the table changes before their flush.
 """
 
+import time
+
 from conftest import send_tcp, wait_for
+from http_support import T0_NS, assert_204, require_http, write
 
 # A flush interval far longer than any wait below: only the idle rule can commit in time.
 # Two rows fill a batch, so a test decides when a flush happens by sending a second line.
@@ -63,6 +66,32 @@ def test_rows_held_while_their_table_changes_get_its_new_columns(listener):
     assert c.query("SELECT host, v FROM reshaped ORDER BY _time") == [
         (None, 2), (None, 2), ("b", 4), ("c", 4)]
     assert c.scalar("SELECT sum(rows_rejected_value + rows_rejected_insert) FROM influx.stats") == 0
+
+
+def test_an_http_write_is_committed_as_soon_as_the_ring_is_empty(listener):
+    """An HTTP client waits for the commit of its lines and sends nothing more until then:
+    a batch holding them is committed once the worker's ring is empty, not after
+    influx.flush_idle or influx.flush_interval (60 s here, idle flushing off).  Rows from TCP
+    still wait for those."""
+    c = listener
+    require_http(c)
+    c.execute("CREATE TABLE http_now (_time timestamptz, host text, v float8)")
+    for i in range(3):
+        started = time.monotonic()
+        r = write(c.http_port, f"http_now,host=h{i} v={i} {T0_NS + i}\n")
+        elapsed = time.monotonic() - started
+        assert_204(r)
+        assert elapsed < 2, f"answered after {elapsed:.1f} s: the row waited for a flush rule"
+        assert c.row_count("http_now") == i + 1
+
+    # The next TCP row is held again, as before: the rule is the HTTP request's.
+    c.execute("CREATE TABLE tcp_after (_time timestamptz, host text, v float8)")
+    send_tcp(c.tcp_port, "tcp_after,host=a v=1 1\n")
+    wait_for(lambda: "waiting to flush" in worker_activities(c), 10,
+             what="the worker holding the row")
+    assert c.row_count("tcp_after") == 0
+    send_tcp(c.tcp_port, "tcp_after,host=a v=2 2\n")  # completes the batch
+    wait_for(lambda: c.row_count("tcp_after") == 2, 10, what="the batch of two")
 
 
 def set_and_wait(c, name, value):

@@ -17,6 +17,8 @@ Run (as root, with the extension installed):
 """
 
 import datetime
+import os
+import random
 import re
 import threading
 
@@ -511,6 +513,92 @@ def test_many_concurrent_writers_each_row_exactly_once(http):
     assert http.query("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM conc") == [
         (total, total, 0, total - 1)
     ]
+
+
+def listener_threads(c):
+    """The listener's pid and its threads (/proc/<pid>/task)."""
+    pid = c.scalar("SELECT pid FROM pg_stat_activity WHERE backend_type = 'influx listener'")
+    return pid, len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_large_gzip_bodies_from_many_connections_each_row_exactly_once(http):
+    """Gzip bodies of 32 KiB or more are inflated by the listener's inflate thread while its
+    loop serves the other connections: every row of every request once, answers in order on
+    a pipelined connection, the same 400 and 413 as bodies inflated at once."""
+    pid_before, _ = listener_threads(http)
+    threads_n, requests_n, lines_n = 12, 5, 3000
+    rng = random.Random(7)
+    http.execute("CREATE TABLE gzconc (_time timestamptz, t text, id int8, x float8)")
+
+    def body(t, r):
+        base = (t * requests_n + r) * lines_n
+        return "".join(f"gzconc,t=t{t} id={base + k}i,x={rng.random()!r} {T0_NS + base + k}\n"
+                       for k in range(lines_n)).encode()
+
+    bodies = {(t, r): gzipped(body(t, r)) for t in range(threads_n) for r in range(requests_n)}
+    assert min(len(b) for b in bodies.values()) >= 32 * 1024, "bodies for the inflate thread"
+    errors = []
+
+    def writer(t):
+        try:
+            with Connection(http.http_port) as conn:
+                for r in range(requests_n):
+                    data = bodies[(t, r)]
+                    if r % 2 == 1:  # as Telegraf sends: chunked
+                        resp = conn.request("POST", "/write", chunks(data, 16384),
+                                            {"Content-Encoding": "gzip"}, chunked=True)
+                    else:
+                        resp = conn.request("POST", "/write", data, {"Content-Encoding": "gzip"})
+                    if resp.status != 204:
+                        errors.append(f"thread {t} request {r}: {resp!r}")
+                        return
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"thread {t}: {e!r}")
+
+    workers = [threading.Thread(target=writer, args=(t,)) for t in range(threads_n)]
+    for w in workers:
+        w.start()
+
+    # Meanwhile, on one connection: two large gzip writes pipelined with other requests.
+    piped = [gzipped(body(threads_n, r)) for r in range(2)]
+    reqs = [
+        raw_request("POST", "/write", piped[0], headers={"Content-Encoding": "gzip",
+                                                         "X-Request-Id": "gz-0"}),
+        raw_request("GET", "/ping", headers={"X-Request-Id": "gz-ping"}),
+        raw_request("POST", "/write", piped[1], headers={"Content-Encoding": "gzip",
+                                                         "X-Request-Id": "gz-1"}),
+        raw_request("POST", "/write", f"gzconc,t=plain id=-1i,x=0 {T0_NS}\n",
+                    headers={"X-Request-Id": "gz-plain"}),
+    ]
+    with RawConnection(http.http_port, timeout=60) as c:
+        c.send(b"".join(reqs))
+        answers = [(a.status, a.header("X-Request-Id")) for a in
+                   (c.read_response() for _ in reqs)]
+    assert answers == [(204, "gz-0"), (204, "gz-ping"), (204, "gz-1"), (204, "gz-plain")]
+
+    # A large corrupt body and a large one over the limit once inflated, as if inflated at once.
+    corrupt = bytearray(bodies[(0, 0)])
+    corrupt[len(corrupt) // 2] ^= 0x55
+    r = write(http.http_port, bytes(corrupt), headers={"Content-Encoding": "gzip"})
+    assert_json_error(r, 400, "gzip")
+    noise = "".join(f"gzbig v={rng.random()!r}\n" for _ in range(MAX_BODY // 20)).encode()
+    assert len(noise) > MAX_BODY and 32 * 1024 <= len(gzipped(noise)) < MAX_BODY
+    r = post_over_the_limit(http.http_port, "/write", gzipped(noise), {"Content-Encoding": "gzip"},
+                            framing="content-length")
+    assert_json_error(r, 413)
+
+    for w in workers:
+        w.join(120)
+    assert not any(w.is_alive() for w in workers), "writers still running after 120 s"
+    assert errors == [], errors[:5]
+    total = (threads_n * requests_n + 2) * lines_n
+    assert http.query("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM gzconc "
+                      "WHERE t <> 'plain'") == [(total, total, 0, total - 1)]
+    assert http.scalar("SELECT count(*) FROM gzconc WHERE t = 'plain'") == 1
+    assert not exists(http, "public.gzbig")
+    pid_after, threads = listener_threads(http)
+    assert pid_after == pid_before, "the listener restarted"
+    assert threads == 2, f"the listener has {threads} threads: its loop and the inflate thread"
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@
  * Feed() did not consume stays in the connection's buffer and is fed again with the next
  * read.  Splitting one input at every offset must always give the same request.
  */
+#include <chrono>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,9 +17,11 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <zlib.h>
 
 #include "http/auth.hpp"
+#include "http/inflater.hpp"
 #include "http/influxql.hpp"
 #include "http/params.hpp"
 #include "http/request.hpp"
@@ -31,7 +35,7 @@ namespace influx::http
 /* Test output names the state instead of printing its bytes. */
 void PrintTo(ReadState s, std::ostream *os)
 {
-    const char *names[] = {"NeedMore", "HeadComplete", "Complete", "Failed"};
+    const char *names[] = {"NeedMore", "HeadComplete", "Complete", "Inflate", "Failed"};
     *os << names[static_cast<int>(s)];
 }
 } // namespace influx::http
@@ -104,6 +108,12 @@ FeedResult FeedReads(RequestReader &reader, const std::vector<std::string_view> 
     std::string buf;
     size_t next = 0;
     while (reader.state() != ReadState::Complete && reader.state() != ReadState::Failed) {
+        if (reader.state() == ReadState::Inflate) {
+            EXPECT_EQ(reader.Feed(buf.data(), buf.size()), 0u) << "Inflate consumes nothing";
+            reader.Inflate();
+            EXPECT_NE(reader.state(), ReadState::Inflate);
+            continue;
+        }
         if (buf.empty()) {
             if (next == reads.size())
                 break;
@@ -490,6 +500,120 @@ TEST(RequestReader, GzipBody)
     }
 }
 
+TEST(RequestReader, GzipBodyInflatedLaterStopsAtInflate)
+{
+    /* A body of inflate_later_bytes or more stops at Inflate with the request read whole
+     * (the next one left), consumes nothing more, and Inflate() ends it as Feed() would. */
+    RequestLimits limits;
+    limits.inflate_later_bytes = 20;
+    std::string gz = Gzip(kLines);
+    ASSERT_GE(gz.size(), 20u);
+    std::string next = "GET /ping HTTP/1.1\r\nHost: db\r\n\r\n";
+    std::string input = Post("/write?db=x", gz, "Content-Encoding: gzip\r\n") + next;
+    RequestReader reader(limits);
+    std::string buf = input;
+    size_t n = reader.Feed(buf.data(), buf.size());
+    buf.erase(0, n);
+    if (reader.state() == ReadState::HeadComplete) {
+        n = reader.Feed(buf.data(), buf.size());
+        buf.erase(0, n);
+    }
+    ASSERT_EQ(reader.state(), ReadState::Inflate);
+    EXPECT_EQ(buf, next);
+    EXPECT_EQ(reader.Feed(buf.data(), buf.size()), 0u);
+    EXPECT_EQ(reader.wire_body_bytes(), gz.size());
+    reader.Inflate();
+    ASSERT_EQ(reader.state(), ReadState::Complete);
+    EXPECT_EQ(reader.body(), kLines);
+    EXPECT_EQ(reader.head().query.Get("db"), "x");
+    reader.Inflate(); /* nothing to do now */
+    EXPECT_EQ(reader.state(), ReadState::Complete);
+    reader.Reset();
+    FeedAll(reader, buf);
+    EXPECT_EQ(reader.state(), ReadState::Complete);
+    EXPECT_EQ(reader.head().path, "/ping");
+
+    /* Smaller bodies are inflated by Feed(), as always. */
+    RequestReader small(limits);
+    FeedAll(small, Post("/write", Gzip("a v=1\n"), "Content-Encoding: gzip\r\n"));
+    EXPECT_EQ(small.state(), ReadState::Complete);
+    EXPECT_EQ(small.body(), "a v=1\n");
+
+    /* A bomb is refused by Inflate() with the same 413. */
+    std::string bomb = Gzip(std::string(2 * 1000 * 1000, 'a'));
+    RequestReader plain(Limits(16 * 1024, 1000 * 1000));
+    FeedAll(plain, Post("/write", bomb, "Content-Encoding: gzip\r\n"));
+    RequestLimits bomb_limits = Limits(16 * 1024, 1000 * 1000);
+    bomb_limits.inflate_later_bytes = 1;
+    RequestReader later(bomb_limits);
+    FeedAll(later, Post("/write", bomb, "Content-Encoding: gzip\r\n"));
+    ASSERT_EQ(plain.state(), ReadState::Failed);
+    ASSERT_EQ(later.state(), ReadState::Failed);
+    EXPECT_EQ(later.error_status(), 413);
+    EXPECT_EQ(later.error_message(), plain.error_message());
+}
+
+TEST(Inflater, InflatesOnItsThreadAndSaysWhenDone)
+{
+    /* Readers handed over in Inflate come back, each with its own body or error (as a
+     * reader that inflates in Feed() gives), and the descriptor says when: the listener's
+     * loop waits on it. */
+    Inflater inflater;
+    std::string why;
+    ASSERT_TRUE(inflater.Start(&why)) << why;
+    ASSERT_GE(inflater.ready_fd(), 0);
+    RequestLimits now_limits = Limits(16 * 1024, 100 * 1000);
+    RequestLimits later_limits = now_limits;
+    later_limits.inflate_later_bytes = 1;
+    constexpr int kReaders = 40;
+    std::vector<std::unique_ptr<RequestReader>> now, later;
+    for (int i = 0; i < kReaders; ++i) {
+        std::string body;
+        for (int k = 0; k <= i * 50; ++k)
+            body += "cpu,host=h" + std::to_string(i) + " v=" + std::to_string(k) + "\n";
+        if (i % 5 == 4) /* too large once inflated: 413 */
+            body = std::string(200 * 1000, 'x');
+        std::string gz = Gzip(body);
+        if (i % 7 == 6) /* corrupt: 400 */
+            gz[gz.size() / 2] = static_cast<char>(gz[gz.size() / 2] ^ 0x55);
+        std::string input = Post("/write", gz, "Content-Encoding: gzip\r\n");
+        now.push_back(std::make_unique<RequestReader>(now_limits));
+        FeedAll(*now.back(), input);
+        later.push_back(std::make_unique<RequestReader>(later_limits));
+        RequestReader &r = *later.back();
+        size_t used = 0;
+        while (used < input.size() && r.state() != ReadState::Inflate &&
+               r.state() != ReadState::Failed)
+            used += r.Feed(input.data() + used, input.size() - used);
+        ASSERT_EQ(r.state(), ReadState::Inflate) << i;
+        inflater.Submit(&r, reinterpret_cast<void *>(static_cast<uintptr_t>(i + 1)));
+    }
+    EXPECT_EQ(now[4]->error_status(), 413);
+    EXPECT_EQ(now[6]->error_status(), 400);
+    EXPECT_EQ(now[1]->state(), ReadState::Complete);
+    std::vector<bool> seen(kReaders, false);
+    int taken = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (taken < kReaders && std::chrono::steady_clock::now() < deadline) {
+        pollfd p = {inflater.ready_fd(), POLLIN, 0};
+        (void) poll(&p, 1, 1000);
+        for (void *key : inflater.TakeDone()) {
+            int i = static_cast<int>(reinterpret_cast<uintptr_t>(key)) - 1;
+            ASSERT_GE(i, 0);
+            ASSERT_LT(i, kReaders);
+            EXPECT_FALSE(seen[i]) << "returned twice: " << i;
+            seen[i] = true;
+            ++taken;
+            EXPECT_EQ(later[i]->state(), now[i]->state()) << i;
+            EXPECT_EQ(later[i]->error_status(), now[i]->error_status()) << i;
+            EXPECT_EQ(later[i]->error_message(), now[i]->error_message()) << i;
+            EXPECT_TRUE(later[i]->body() == now[i]->body()) << i;
+        }
+    }
+    EXPECT_EQ(taken, kReaders);
+    EXPECT_EQ(inflater.outstanding(), 0u);
+}
+
 TEST(RequestReader, GzipWithTwoMembers)
 {
     std::string gz = Gzip("cpu v=1\n") + Gzip("mem v=2\n");
@@ -598,6 +722,15 @@ void ReadGzip(RequestReader &reader, std::string_view gz, size_t limit = 1000 * 
     EXPECT_EQ(chunked.error_status(), reader.error_status());
     EXPECT_EQ(chunked.error_message(), reader.error_message());
     EXPECT_TRUE(chunked.body() == reader.body());
+    /* Inflated later (as the listener's thread does): the same outcome. */
+    RequestLimits later_limits = Limits(16 * 1024, limit);
+    later_limits.inflate_later_bytes = 1;
+    RequestReader later(later_limits);
+    FeedInPieces(later, Post("/write", gz, "Content-Encoding: gzip\r\n"), 4096);
+    ASSERT_EQ(later.state(), reader.state());
+    EXPECT_EQ(later.error_status(), reader.error_status());
+    EXPECT_EQ(later.error_message(), reader.error_message());
+    EXPECT_TRUE(later.body() == reader.body());
 }
 
 TEST(RequestReader, GzipIsizeIsOnlyAHint)
@@ -740,6 +873,13 @@ TEST(RequestReader, CorruptGzipIsReadAsZlibReadsIt)
             std::pair<bool, std::string> expected = ZlibInflate(damaged);
             RequestReader reader;
             FeedAll(reader, Post("/write", damaged, "Content-Encoding: gzip\r\n"));
+            RequestLimits later_limits;
+            later_limits.inflate_later_bytes = 1;
+            RequestReader later(later_limits);
+            FeedAll(later, Post("/write", damaged, "Content-Encoding: gzip\r\n"));
+            ASSERT_EQ(later.state(), reader.state()) << "byte " << at << " bit " << bit;
+            EXPECT_EQ(later.error_message(), reader.error_message());
+            EXPECT_TRUE(later.body() == reader.body()) << "byte " << at << " bit " << bit;
             if (expected.first) {
                 ++complete;
                 ASSERT_EQ(reader.state(), ReadState::Complete) << "byte " << at << " bit " << bit;
