@@ -19,7 +19,9 @@
  * Complete the request is taken, Reset() and the rest is fed; after Failed the connection
  * ends.  Checked:
  *   - reading everything at once and reading in pieces (and, for some inputs, a byte at a
- *     time) gives the same requests: the same states, methods, paths, bodies and error
+ *     time; when byte 2's top bit is set, in pieces with gzip bodies inflated later, as the
+ *     listener's inflate thread does) gives the same requests: the same states, methods,
+ *     paths, bodies and error
  *     statuses (or __builtin_trap), but for malformed bytes at the end of the input that
  *     fail at once and wait for more in pieces (see Agree);
  *   - Feed() never takes more than it is given, takes everything in NeedMore and nothing in
@@ -192,6 +194,13 @@ std::vector<Outcome> ReadConnection(std::string_view input, const RequestLimits 
             if (st == ReadState::NeedMore)
                 CHECK(used == in.size());
             in.erase(0, used);
+            if (st == ReadState::Inflate) {
+                /* As the listener's inflate thread does it: later, then on as Feed() would. */
+                CHECK(reader.Feed(in.data(), in.size()) == 0);
+                reader.Inflate();
+                st = reader.state();
+                CHECK(st == ReadState::Complete || st == ReadState::Failed);
+            }
             if (st == ReadState::HeadComplete)
                 head_seen = true;
             if (st == ReadState::Failed) {
@@ -353,8 +362,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     static const size_t kMaxReads[] = {1, 2, 3, 5, 8, 64, 300, 4096};
     std::vector<Outcome> whole = ReadConnection(input, limits, 0, 0);
+    /* Read in pieces, gzip bodies of (seed & 63) + 1 bytes or more inflated later half the
+     * time: the same requests either way. */
+    RequestLimits split_limits = limits;
+    if (seed & 0x80)
+        split_limits.inflate_later_bytes = (seed & 63) + 1;
     std::vector<Outcome> split =
-        ReadConnection(input, limits, (uint32_t{reads} << 8) | seed, kMaxReads[reads & 7]);
+        ReadConnection(input, split_limits, (uint32_t{reads} << 8) | seed, kMaxReads[reads & 7]);
     static const bool verbose = std::getenv("FUZZ_HTTP_PRINT") != nullptr;
     if (verbose) /* FUZZ_HTTP_PRINT=1 ./fuzz_http_request FILE...: what the inputs read as */
         Print("read at once", whole);
