@@ -30,9 +30,10 @@ struct Inflater::State {
     std::mutex mu;
     std::condition_variable wake;
     std::deque<Job> todo;     /* under mu */
-    std::vector<void *> done; /* under mu */
+    std::vector<void *> done; /* under mu; capacity >= outstanding, so pushes never allocate */
     bool stop = false;        /* under mu */
-    size_t outstanding = 0;   /* the caller's thread only */
+    size_t outstanding = 0;   /* submitted, not taken back; written by the caller's thread
+                               * only, read under mu */
     int fd = -1;
     std::thread thread;
 
@@ -51,11 +52,8 @@ struct Inflater::State {
             job.reader->Inflate(); /* never throws */
             {
                 std::lock_guard<std::mutex> lock(mu);
-                try {
-                    done.push_back(job.key);
-                } catch (...) {
-                    /* Capacity was reserved in Submit, so this cannot happen. */
-                }
+                /* Never allocates: done.size() < outstanding <= capacity (Submit). */
+                done.push_back(job.key);
             }
             uint64_t one = 1;
             ssize_t n;
@@ -70,16 +68,34 @@ Inflater::Inflater() : s_(std::make_unique<State>()) {}
 
 Inflater::~Inflater()
 {
-    if (s_->thread.joinable()) {
-        {
-            std::lock_guard<std::mutex> lock(s_->mu);
-            s_->stop = true;
-        }
-        s_->wake.notify_one();
-        s_->thread.join();
-    }
+    (void) Stop();
     if (s_->fd >= 0)
         close(s_->fd);
+}
+
+std::vector<void *> Inflater::Stop() noexcept
+{
+    std::vector<void *> keys;
+    if (!s_->thread.joinable())
+        return keys;
+    std::deque<State::Job> dropped;
+    {
+        std::lock_guard<std::mutex> lock(s_->mu);
+        s_->stop = true;
+        dropped.swap(s_->todo);
+    }
+    s_->wake.notify_one();
+    s_->thread.join();
+    uint64_t count;
+    while (read(s_->fd, &count, sizeof(count)) < 0 && errno == EINTR)
+        ;
+    /* No allocation: done's capacity covers every job not taken back, dropped ones too. */
+    keys.swap(s_->done);
+    for (const State::Job &job : dropped)
+        keys.push_back(job.key);
+    s_->outstanding = 0;
+    s_->stop = false;
+    return keys;
 }
 
 bool Inflater::Start(std::string *why) noexcept
@@ -89,7 +105,11 @@ bool Inflater::Start(std::string *why) noexcept
     if (s_->fd < 0) {
         s_->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (s_->fd < 0) {
-            *why = std::string("eventfd: ") + strerror(errno);
+            int err = errno;
+            try {
+                *why = std::string("eventfd: ") + strerror(err);
+            } catch (...) {
+            }
             return false;
         }
     }
@@ -126,10 +146,10 @@ void Inflater::Submit(RequestReader *reader, void *key)
     {
         std::lock_guard<std::mutex> lock(s_->mu);
         /* Room for its key among the done ones, so that the thread never allocates there. */
-        s_->done.reserve(s_->done.size() + s_->todo.size() + 1);
+        s_->done.reserve(s_->outstanding + 1);
         s_->todo.push_back(State::Job{reader, key});
+        s_->outstanding++;
     }
-    s_->outstanding++;
     s_->wake.notify_one();
 }
 
@@ -140,13 +160,20 @@ std::vector<void *> Inflater::TakeDone()
     while (read(s_->fd, &count, sizeof(count)) < 0 && errno == EINTR)
         ;
     std::vector<void *> keys;
-    {
-        std::lock_guard<std::mutex> lock(s_->mu);
-        keys.reserve(s_->done.size() + s_->todo.size());
-        keys.swap(s_->done);
-        /* The thread's next pushes must not allocate (see Submit). */
-        s_->done.reserve(keys.capacity());
+    std::lock_guard<std::mutex> lock(s_->mu);
+    /* Allocated before taking anything, so that a failure takes nothing. */
+    std::vector<void *> room;
+    try {
+        room.reserve(s_->outstanding);
+    } catch (...) {
+        uint64_t one = 1; /* what is done stays announced */
+        if (write(s_->fd, &one, sizeof(one)) < 0) {
+            /* An eventfd write fails only when its counter would overflow: still set. */
+        }
+        throw;
     }
+    keys.swap(s_->done);
+    s_->done.swap(room); /* the thread's next pushes must not allocate (see Submit) */
     s_->outstanding -= keys.size();
     return keys;
 }

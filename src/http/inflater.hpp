@@ -34,22 +34,32 @@ class Inflater
 {
   public:
     Inflater();
-    /* Stops the thread after the jobs submitted (joins it). */
+    /* Stops the thread (Stop()). */
     ~Inflater();
     Inflater(const Inflater &) = delete;
     Inflater &operator=(const Inflater &) = delete;
 
-    /* Starts the thread; false, with why, if it cannot (callers then inflate themselves). */
+    /* Starts the thread; false, with why, if it cannot (callers then inflate themselves).
+     * After Stop() it may be started again. */
     bool Start(std::string *why) noexcept;
     bool started() const noexcept;
+
+    /*
+     * Drops the jobs not begun, lets the one in progress end, joins the thread and returns
+     * the keys of every job not taken back (done or dropped): their readers are the
+     * caller's again, a dropped one still in ReadState::Inflate.
+     */
+    std::vector<void *> Stop() noexcept;
 
     /* Readable when some job is done: wait on it, then call TakeDone(). */
     int ready_fd() const noexcept;
 
-    /* Hands over a reader in ReadState::Inflate; `key` comes back from TakeDone(). */
+    /* Hands over a reader in ReadState::Inflate; `key` comes back from TakeDone().  On an
+     * exception (out of memory) the job was not taken. */
     void Submit(RequestReader *reader, void *key);
 
-    /* The keys of the jobs done since the last call, in the order they were done. */
+    /* The keys of the jobs done since the last call, in the order they were done.  On an
+     * exception (out of memory) nothing was taken. */
     std::vector<void *> TakeDone();
 
     /* Jobs submitted and not yet taken back. */

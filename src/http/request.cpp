@@ -256,6 +256,7 @@ class RequestReader::Impl
 
   public:
     void InflateNow() noexcept;
+    uint32_t LastIsize() const noexcept;
 
   private:
     bool Inflate(std::string_view piece);
@@ -667,6 +668,18 @@ bool RequestReader::Impl::Append(BodyBuffer *to, size_t cap, std::string_view pi
     return true;
 }
 
+/* The last 4 bytes of the gzip wire body as its last member's ISIZE (0 if shorter). */
+uint32_t RequestReader::Impl::LastIsize() const noexcept
+{
+    const auto *in = reinterpret_cast<const unsigned char *>(wire_.data());
+    const size_t in_size = wire_.size();
+    uint32_t isize = 0;
+    if (in_size >= kGzipIsizeBytes)
+        for (size_t i = 0; i < kGzipIsizeBytes; ++i)
+            isize |= uint32_t{in[in_size - kGzipIsizeBytes + i]} << (8 * i);
+    return isize;
+}
+
 /*
  * Decompresses the whole gzip wire body into the body buffer with libdeflate, member after
  * member (several gzip members one after the other are one body, as gzip -d reads them).
@@ -682,10 +695,7 @@ bool RequestReader::Impl::Decompress()
      * More than the limit is a body too large (a gzip bomb) or not a trailer at all (a
      * truncated stream's last bytes): either way an error, which zlib finds and names,
      * stopping one byte past the limit. */
-    uint32_t isize = 0;
-    if (in_size >= kGzipIsizeBytes)
-        for (size_t i = 0; i < kGzipIsizeBytes; ++i)
-            isize |= uint32_t{in[in_size - kGzipIsizeBytes + i]} << (8 * i);
+    uint32_t isize = LastIsize();
     if (isize > limits_.max_body_bytes)
         return InflateWithZlib();
     if (!body_.Reserve(std::min<size_t>(std::max<size_t>(isize, 1), body_cap_)))
@@ -834,6 +844,13 @@ size_t RequestReader::Feed(const char *data, size_t len) noexcept
 void RequestReader::Inflate() noexcept
 {
     impl_->InflateNow();
+}
+
+size_t RequestReader::inflated_size_hint() const noexcept
+{
+    if (impl_->state_ != ReadState::Inflate)
+        return 0;
+    return std::min<size_t>(impl_->LastIsize(), impl_->limits_.max_body_bytes + 1);
 }
 ReadState RequestReader::state() const noexcept
 {

@@ -123,6 +123,10 @@ class RequestReader
      */
     void Inflate() noexcept;
 
+    /* In Inflate: the size the gzip trailer announces, at most max_body_bytes + 1 -- a
+     * hint only (a sender may lie, and a body of several members announces its last). */
+    size_t inflated_size_hint() const noexcept;
+
     ReadState state() const noexcept;
     /* Some byte of a request has been consumed (or the request is complete): closing the
      * connection now would cut a request. */

@@ -8,11 +8,14 @@
  * did not fit in the socket buffer; the socket is watched for room).  One request per
  * connection is in progress at a time, as HTTP/1.1 answers in order anyway.
  *
- * Gzip bodies of kInflateLaterBytes or more are inflated by one thread of the listener
- * (http/inflater.hpp), not by the event loop: while it inflates one request, the loop reads
- * the others, hands lines to the workers and answers.  The thread touches the request's
- * reader only; the connection waits in Inflating, and one closed meanwhile is freed only
- * once the thread has given its reader back.
+ * Gzip bodies are inflated by one thread of the listener (http/inflater.hpp), not by the
+ * event loop: while it inflates one request, the loop reads the others, hands lines to the
+ * workers and answers.  The thread touches the request's reader only; the connection waits
+ * in Inflating, and one closed meanwhile is freed only once the thread has given its reader
+ * back.  At most kMaxInflateBacklog bodies wait for the thread; beyond, the loop inflates
+ * them itself (as it did before there was a thread), which slows every connection down as
+ * a backlog should.  A waiting body counts in the body-memory budget with the size its
+ * gzip trailer announces (at most the limit).
  */
 #include <cinttypes>
 #include <string>
@@ -71,10 +74,12 @@ constexpr size_t kMaxReasonBytes = 512;
 enum class ConnState { Reading, Inflating, Waiting, Writing };
 
 /*
- * Gzip bodies of at least this many compressed bytes go to the inflate thread; smaller ones
- * (well under a millisecond of work) are inflated at once, cheaper than the hand-over.
+ * Every gzip body goes to the inflate thread: even a small one may inflate to
+ * influx.http_max_body_size (tens of milliseconds), and the hand-over costs microseconds.
  */
-constexpr size_t kInflateLaterBytes = 32 * 1024;
+constexpr size_t kInflateLaterBytes = 1;
+/* Bodies waiting for the inflate thread at most; beyond, the loop inflates them. */
+constexpr size_t kMaxInflateBacklog = 16;
 
 struct HttpConn {
     int fd = -1;
@@ -143,7 +148,7 @@ bool work_pending = false;
  * may be inflating when the listener exits, and nothing must be destroyed under it then.
  */
 http::Inflater *inflater = nullptr;
-bool inflater_failed = false; /* could not start: bodies are inflated by the loop */
+bool inflater_failure_logged = false; /* it could not start once (tried again each time) */
 /* user_data of the inflate thread's wait event (with kHttpEventBit, as connections). */
 alignas(8) char inflater_event_tag;
 
@@ -948,19 +953,23 @@ bool CheckHead(HttpConn *c, bool complete)
  */
 bool InflateLater(HttpConn *c)
 {
-    if (inflater_failed)
-        return false;
-    if (inflater == nullptr) {
+    if (inflater == nullptr)
         inflater = new http::Inflater();
+    if (!inflater->started()) {
         std::string why;
         if (!inflater->Start(&why)) {
-            inflater_failed = true;
-            ReportProblem(L->slot, "gzip bodies are inflated by the listener's loop: %s",
-                          why.c_str());
+            if (!inflater_failure_logged)
+                ReportProblem(L->slot, "gzip bodies are inflated by the listener's loop: %s",
+                              why.c_str());
+            inflater_failure_logged = true;
             return false;
         }
         L->wes_dirty = true; /* its wait event */
     }
+    if (inflater->outstanding() >= kMaxInflateBacklog)
+        return false;
+    /* Counted now with what it will hold: the thread may not be asked meanwhile. */
+    AccountBody(c, c->reader.body_capacity() + c->reader.inflated_size_hint());
     inflater->Submit(&c->reader, c);
     c->inflating = true;
     c->state = ConnState::Inflating;
@@ -1034,7 +1043,15 @@ void ProcessInput(HttpConn *c)
  */
 void TakeInflated(void)
 {
-    for (void *key : inflater->TakeDone()) {
+    std::vector<void *> done;
+    try {
+        done = inflater->TakeDone();
+    } catch (const std::exception &e) {
+        /* Out of memory: nothing was taken, and the thread's event stays set. */
+        ReportProblem(L->slot, "could not take inflated HTTP bodies: %s", e.what());
+        return;
+    }
+    for (void *key : done) {
         auto *c = static_cast<HttpConn *>(key);
         c->inflating = false;
         L->wes_dirty = true;
@@ -1156,10 +1173,14 @@ void HttpHandleEvent(void *user_data, uint32 events)
         alive |= x == c;
     if (!alive)
         return;
-    if (c->state == ConnState::Writing && (events & WL_SOCKET_WRITEABLE))
-        (void) Flush(c);
-    else if (c->state == ConnState::Reading && (events & WL_SOCKET_READABLE))
-        Read(c);
+    try {
+        if (c->state == ConnState::Writing && (events & WL_SOCKET_WRITEABLE))
+            (void) Flush(c);
+        else if (c->state == ConnState::Reading && (events & WL_SOCKET_READABLE))
+            Read(c);
+    } catch (const std::exception &e) {
+        Contain(c, e);
+    }
 }
 
 int HttpWaitEventCount(void)
@@ -1317,6 +1338,15 @@ void HttpCloseAll(void)
 {
     while (!conns.empty())
         Close(conns.back());
+    /* The inflate thread ends here (joined): the readers it held are the loop's again. */
+    if (inflater != nullptr) {
+        for (void *key : inflater->Stop()) {
+            auto *c = static_cast<HttpConn *>(key);
+            c->inflating = false;
+            c->reader.Reset();
+        }
+        L->wes_dirty = true;
+    }
     Reap();
 }
 

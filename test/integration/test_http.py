@@ -522,9 +522,9 @@ def listener_threads(c):
 
 
 def test_large_gzip_bodies_from_many_connections_each_row_exactly_once(http):
-    """Gzip bodies of 32 KiB or more are inflated by the listener's inflate thread while its
-    loop serves the other connections: every row of every request once, answers in order on
-    a pipelined connection, the same 400 and 413 as bodies inflated at once."""
+    """Gzip bodies are inflated by the listener's inflate thread while its loop serves the
+    other connections: every row of every request once, answers in order on a pipelined
+    connection, the same 400 and 413 as bodies inflated at once."""
     pid_before, _ = listener_threads(http)
     threads_n, requests_n, lines_n = 12, 5, 3000
     rng = random.Random(7)
@@ -536,7 +536,6 @@ def test_large_gzip_bodies_from_many_connections_each_row_exactly_once(http):
                        for k in range(lines_n)).encode()
 
     bodies = {(t, r): gzipped(body(t, r)) for t in range(threads_n) for r in range(requests_n)}
-    assert min(len(b) for b in bodies.values()) >= 32 * 1024, "bodies for the inflate thread"
     errors = []
 
     def writer(t):
@@ -582,7 +581,7 @@ def test_large_gzip_bodies_from_many_connections_each_row_exactly_once(http):
     r = write(http.http_port, bytes(corrupt), headers={"Content-Encoding": "gzip"})
     assert_json_error(r, 400, "gzip")
     noise = "".join(f"gzbig v={rng.random()!r}\n" for _ in range(MAX_BODY // 20)).encode()
-    assert len(noise) > MAX_BODY and 32 * 1024 <= len(gzipped(noise)) < MAX_BODY
+    assert len(noise) > MAX_BODY and len(gzipped(noise)) < MAX_BODY
     r = post_over_the_limit(http.http_port, "/write", gzipped(noise), {"Content-Encoding": "gzip"},
                             framing="content-length")
     assert_json_error(r, 413)

@@ -176,3 +176,61 @@ def test_unfinished_gzip_requests_do_not_pin_gigabytes(http):
     wire = 20 * len(gz) // 1024
     assert grown < 100 * 1024, (
         f"{wire} kB of unfinished gzip requests hold {grown // 1024} MB in the listener")
+
+
+# ---------------------------------------------------------------------------------------
+# The inflate thread: a listener stopped while gzip bodies wait for it ends cleanly (the
+# thread is stopped and joined before the listener drains and exits), and the next
+# listener serves.  Kept last: it replaces the module's listener.
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_listener_stopped_while_bodies_wait_for_the_inflate_thread_exits_cleanly(http):
+    pid = listener_pid(http)
+    # 20 MB that fail their CRC only at the end: each keeps the thread busy for two whole
+    # inflates (libdeflate, then zlib for the reason), so that bodies queue behind them.
+    raw = b"rv_inflate v=1 1\n" * (20_000_000 // 17)
+    bomb = bytearray(gzip.compress(raw, 9))
+    bomb[-8] ^= 0xFF  # CRC-32
+    good = [gzip.compress("".join(f"rv_inflate_ok id={k * 100 + i}i {T0_NS + i}\n"
+                                  for i in range(100)).encode()) for k in range(4)]
+    bodies = [bytes(bomb)] * 24 + good
+    socks = []
+    for body in bodies:
+        s = socket.create_connection(("localhost", http.http_port))
+        s.sendall(b"POST /write HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        socks.append(s)
+    http.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    new_pid = wait_for(lambda: (lambda p: p if p not in (None, pid) else None)(listener_pid(http)),
+                       timeout=60, interval=0.2, what="a new listener")
+    assert new_pid != pid
+    # What each client got: an answer, or the connection closed without one.
+    answered_ok = []
+    for k, s in enumerate(socks):
+        s.settimeout(10)
+        data = b""
+        try:
+            while True:
+                d = s.recv(1 << 16)
+                if not d:
+                    break
+                data += d
+        except (socket.timeout, ConnectionResetError):
+            pass
+        s.close()
+        if k >= 24 and data.startswith(b"HTTP/1.1 204"):
+            answered_ok.append(k - 24)
+        assert data == b"" or data.startswith((b"HTTP/1.1 204", b"HTTP/1.1 400",
+                                               b"HTTP/1.1 503")), data[:200]
+    # A 204 means committed, listener or not.
+    for k in answered_ok:
+        assert http.scalar("SELECT count(*) FROM rv_inflate_ok WHERE id BETWEEN %s AND %s",
+                           (k * 100, k * 100 + 99)) == 100
+    assert not table_exists(http, "public.rv_inflate")
+    with open(http.logfile, errors="replace") as f:
+        log = f.read()
+    assert "terminated by signal" not in log and "reinitializing" not in log, \
+        "the listener did not exit cleanly"
+    wait_for(lambda: request(http.http_port, "GET", "/ping").status == 204, timeout=30,
+             what="the new listener to answer")

@@ -7,6 +7,7 @@
  * Feed() did not consume stays in the connection's buffer and is fed again with the next
  * read.  Splitting one input at every offset must always give the same request.
  */
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -612,6 +613,84 @@ TEST(Inflater, InflatesOnItsThreadAndSaysWhenDone)
     }
     EXPECT_EQ(taken, kReaders);
     EXPECT_EQ(inflater.outstanding(), 0u);
+}
+
+TEST(Inflater, StopGivesBackEveryReaderAndStartsAgain)
+{
+    /* Stop() while jobs wait: every key back once, each reader inflated or still in
+     * Inflate; after Start() again, the ones left are inflated as usual. */
+    Inflater inflater;
+    std::string why;
+    ASSERT_TRUE(inflater.Start(&why)) << why;
+    RequestLimits limits;
+    limits.inflate_later_bytes = 1;
+    std::string body;
+    for (int k = 0; k < 20000; ++k)
+        body += "cpu,host=h v=" + std::to_string(k) + "\n";
+    std::string input = Post("/write", Gzip(body), "Content-Encoding: gzip\r\n");
+    constexpr int kReaders = 30;
+    std::vector<std::unique_ptr<RequestReader>> readers;
+    for (int i = 0; i < kReaders; ++i) {
+        readers.push_back(std::make_unique<RequestReader>(limits));
+        size_t used = 0;
+        while (used < input.size() && readers[i]->state() != ReadState::Inflate)
+            used += readers[i]->Feed(input.data() + used, input.size() - used);
+        ASSERT_EQ(readers[i]->state(), ReadState::Inflate);
+        EXPECT_EQ(readers[i]->inflated_size_hint(), body.size());
+        inflater.Submit(readers[i].get(), readers[i].get());
+    }
+    std::vector<void *> keys = inflater.Stop();
+    EXPECT_FALSE(inflater.started());
+    EXPECT_EQ(inflater.outstanding(), 0u);
+    ASSERT_EQ(keys.size(), static_cast<size_t>(kReaders));
+    std::vector<RequestReader *> left;
+    for (int i = 0; i < kReaders; ++i) {
+        EXPECT_EQ(std::count(keys.begin(), keys.end(), readers[i].get()), 1) << i;
+        if (readers[i]->state() == ReadState::Inflate) {
+            left.push_back(readers[i].get());
+        } else {
+            EXPECT_EQ(readers[i]->state(), ReadState::Complete) << i;
+            EXPECT_EQ(readers[i]->body(), body) << i;
+        }
+    }
+    ASSERT_TRUE(inflater.Start(&why)) << why;
+    for (RequestReader *r : left)
+        inflater.Submit(r, r);
+    size_t taken = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (taken < left.size() && std::chrono::steady_clock::now() < deadline) {
+        pollfd p = {inflater.ready_fd(), POLLIN, 0};
+        (void) poll(&p, 1, 1000);
+        taken += inflater.TakeDone().size();
+    }
+    EXPECT_EQ(taken, left.size());
+    for (RequestReader *r : left) {
+        EXPECT_EQ(r->state(), ReadState::Complete);
+        EXPECT_EQ(r->body(), body);
+    }
+}
+
+TEST(RequestReader, InflatedSizeHintIsTheTrailersBoundedByTheLimit)
+{
+    RequestLimits limits = Limits(16 * 1024, 1000);
+    limits.inflate_later_bytes = 1;
+    auto read_to_inflate = [&limits](size_t size) {
+        auto r = std::make_unique<RequestReader>(limits);
+        std::string input =
+            Post("/write", Gzip(std::string(size, 'a')), "Content-Encoding: gzip\r\n");
+        size_t used = 0;
+        while (used < input.size() && r->state() != ReadState::Inflate)
+            used += r->Feed(input.data() + used, input.size() - used);
+        return r;
+    };
+    auto small = read_to_inflate(600);
+    ASSERT_EQ(small->state(), ReadState::Inflate);
+    EXPECT_EQ(small->inflated_size_hint(), 600u);
+    auto bomb = read_to_inflate(100000);
+    ASSERT_EQ(bomb->state(), ReadState::Inflate);
+    EXPECT_EQ(bomb->inflated_size_hint(), 1001u);
+    RequestReader none;
+    EXPECT_EQ(none.inflated_size_hint(), 0u); /* not in Inflate */
 }
 
 TEST(RequestReader, GzipWithTwoMembers)
