@@ -558,26 +558,83 @@ void NoteAuthFailure(HttpConn *c, const http::Credentials &creds, int status)
 }
 
 /*
+ * Password checks the listener's loop may spend time on: a SCRAM verification takes a few
+ * milliseconds (thousands of hash rounds), during which no socket is read, no line handed
+ * on and no answer sent.  A flood of logins that miss the login cache -- wrong passwords
+ * from a thousand connections, say -- would otherwise take the whole loop, and with it
+ * UDP, TCP and every other HTTP client.  So the checks of each second may take at most
+ * kPasswordCheckBudgetMs of it; beyond, a login that is not in the cache is answered 503
+ * with Retry-After (nothing was checked: try again), counted in
+ * pg_influx_http_auth_throttled_total and logged once a minute.  Logins in the cache, and
+ * tokens (one hash), are never held back.
+ */
+constexpr int kPasswordCheckBudgetMs = 250;
+TimestampTz check_window = 0; /* start of the current second */
+long check_spent_us = 0;      /* spent on password checks in it */
+uint64 auth_throttled = 0;
+TimestampTz throttle_logged = 0;
+
+bool PasswordCheckAllowed(TimestampTz now)
+{
+    if (TimestampDifferenceExceeds(check_window, now, 1000)) {
+        check_window = now;
+        check_spent_us = 0;
+    }
+    if (check_spent_us < kPasswordCheckBudgetMs * 1000L)
+        return true;
+    auth_throttled++;
+    if (TimestampDifferenceExceeds(throttle_logged, now, 60 * 1000)) {
+        throttle_logged = now;
+        ereport(LOG, (errmsg("pg_influx: HTTP password checks took %d ms of the last second; "
+                             "logins not in the login cache are answered 503 until the next",
+                             kPasswordCheckBudgetMs),
+                      errhint("Many failed logins (see pg_influx_http_auth_failures_total): "
+                              "someone may be guessing passwords.")));
+    }
+    return false;
+}
+
+void NotePasswordCheck(TimestampTz started)
+{
+    long secs;
+    int usecs;
+    TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
+    check_spent_us += secs * 1000000L + usecs;
+}
+
+/*
  * Checks a user name and password against PostgreSQL's own roles (pg_authid, a shared
  * catalog the listener may read): the role's OID, or InvalidOid with the status to answer
  * and why.  The role must be allowed to log in, and be neither a superuser nor BYPASSRLS
- * unless influx.allow_superuser says so, as for influx.role.
+ * unless influx.allow_superuser says so, as for influx.role.  A login not in the cache
+ * while the checks of this second have used their time is 503 (PasswordCheckAllowed).
  */
 Oid CheckLogin(const std::string &user, const std::string &password, int *status, std::string *why)
 {
     TimestampTz now = GetCurrentTimestamp();
+    /*
+     * The cache keeps a login that passed, also once it is due to be checked again: a wrong
+     * password (someone guessing) leaves it alone, and the same password again is checked
+     * even while the checks of this second are used up -- a client that knows its password
+     * is not locked out by those who do not.
+     */
     auto it = logins.find(user);
-    if (it != logins.end()) {
-        if (now < it->second.until && http::ConstantTimeEqual(it->second.password, password) &&
-            (!it->second.privileged || influx_allow_superuser))
+    bool known = false;
+    if (it != logins.end() && http::ConstantTimeEqual(it->second.password, password)) {
+        if (now < it->second.until && (!it->second.privileged || influx_allow_superuser))
             return it->second.role;
-        logins.erase(it);
+        known = true;
     }
     *status = 401;
     *why = "authorization failed";
     if (user.empty() || user.find('\0') != std::string::npos || user.size() >= NAMEDATALEN ||
         password.find('\0') != std::string::npos)
         return InvalidOid;
+    if (!known && !PasswordCheckAllowed(now)) {
+        *status = 503;
+        *why = "too many password checks this second; try again";
+        return InvalidOid;
+    }
 
     Oid role = InvalidOid;
     bool can_login = false, privileged = false, ok = false;
@@ -601,10 +658,12 @@ Oid CheckLogin(const std::string &user, const std::string &password, int *status
         (void) plain_crypt_verify(user.c_str(), MockSecret(), password.c_str(), &detail);
     }
     CommitTransactionCommand();
-    if (!ok)
+    NotePasswordCheck(now);
+    if (!ok || !RoleMayWrite(user.c_str(), can_login, privileged, status, why)) {
+        if (known) /* the password changed, or the role may no longer write */
+            logins.erase(user);
         return InvalidOid;
-    if (!RoleMayWrite(user.c_str(), can_login, privileged, status, why))
-        return InvalidOid;
+    }
     if (logins.size() >= kMaxCachedLogins)
         logins.clear();
     logins[user] =
@@ -840,8 +899,10 @@ void Metrics(HttpConn *c)
              "# TYPE pg_influx_http_connections gauge\npg_influx_http_connections %zu\n"
              "# TYPE pg_influx_http_requests_waiting gauge\npg_influx_http_requests_waiting "
              "%zu\n# TYPE pg_influx_http_auth_failures_total counter\n"
-             "pg_influx_http_auth_failures_total %" PRIu64 "\n",
-             conns.size(), in_flight.size(), auth_failures);
+             "pg_influx_http_auth_failures_total %" PRIu64 "\n"
+             "# TYPE pg_influx_http_auth_throttled_total counter\n"
+             "pg_influx_http_auth_throttled_total %" PRIu64 "\n",
+             conns.size(), in_flight.size(), auth_failures, auth_throttled);
     out += line;
     http::Response r;
     r.status = 200;

@@ -10,6 +10,7 @@ ignored: test_http.py.)
 """
 
 import base64
+import re
 
 import pytest
 
@@ -386,3 +387,85 @@ def test_an_unknown_user_takes_as_long_to_refuse_as_a_wrong_password(auth):
     assert unknown >= 0.6 * known, (
         f"an unknown user's 401 took {unknown * 1000:.2f} ms, a known user's wrong password "
         f"{known * 1000:.2f} ms")
+
+
+def metric(c, name):
+    r = request(c.http_port, "GET", f"/metrics?u={USER}&p={PASSWORD}")
+    assert r.status == 200, r
+    for line in r.text.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_a_flood_of_wrong_passwords_does_not_take_the_listener(auth):
+    """Each login that misses the login cache costs the listener's loop a SCRAM check (a
+    few ms), during which nothing else is served; the loop serves each connection's next
+    pipelined request once per turn.  900 connections with 4 pipelined wrong passwords each
+    (~10 s of checks) must not stall a client whose login is cached: checks may take a
+    quarter of each second, the rest are answered 503 with Retry-After.  (Before, every turn
+    of the loop made 900 checks: the cached client's writes waited over a second.)"""
+    import socket
+    import threading
+    import time
+
+    from http_support import Connection, raw_request
+
+    throttled_before = metric(auth, "pg_influx_http_auth_throttled_total")
+    latencies, errors = [], []
+    stop = threading.Event()
+
+    def cached_writer():
+        try:
+            with Connection(auth.http_port) as conn:
+                i = 0
+                while not stop.is_set():
+                    t0 = time.monotonic()
+                    r = conn.request("POST", f"/write?u={USER}&p={PASSWORD}",
+                                     f"flood_ok i={i}i {T0_NS + i}\n")
+                    latencies.append(time.monotonic() - t0)
+                    if r.status != 204:
+                        errors.append(repr(r))
+                        return
+                    i += 1
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    writer = threading.Thread(target=cached_writer)
+    writer.start()
+    wait_for(lambda: len(latencies) >= 3 or errors, 10, what="the cached writer's first writes")
+    n = 4
+    flood = b"".join(raw_request("GET", f"/query?q=SHOW+DATABASES&u={USER}&p=wrong-{k}")
+                     for k in range(n))
+    statuses = {}
+    socks = []
+    try:
+        for _ in range(900):
+            s = socket.create_connection(("localhost", auth.http_port))
+            s.sendall(flood)
+            socks.append(s)
+        for s in socks:
+            s.settimeout(60)
+            data = b""
+            while data.count(b"HTTP/1.1 ") < n:
+                d = s.recv(1 << 16)
+                if not d:
+                    break
+                data += d
+            for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data):
+                statuses[int(code)] = statuses.get(int(code), 0) + 1
+            if b"HTTP/1.1 503" in data:
+                assert b"Retry-After: " in data, data[:300]
+    finally:
+        for s in socks:
+            s.close()
+        stop.set()
+        writer.join(30)
+    assert errors == [], errors[:3]
+    assert set(statuses) <= {401, 503} and sum(statuses.values()) == 900 * n, statuses
+    assert statuses.get(503, 0) > 0 and statuses.get(401, 0) > 0, statuses
+    assert metric(auth, "pg_influx_http_auth_throttled_total") > throttled_before
+    assert len(latencies) > 3
+    worst = max(latencies)
+    assert worst < 0.6, f"a write with cached credentials waited {worst:.2f} s behind the flood"
+    assert auth.scalar("SELECT count(*) FROM flood_ok") == len(latencies)
