@@ -339,7 +339,11 @@ CREATE TABLE influx.token (
     hash bytea NOT NULL UNIQUE CHECK (length(hash) = 32),
     comment text,
     created_at timestamptz NOT NULL DEFAULT now(),
-    created_by oid NOT NULL
+    created_by oid NOT NULL,
+    -- The role's name when the token was made (1.4): a token is good only while the role
+    -- with that OID has that name, so that a token restored into another cluster, or left
+    -- behind by DROP ROLE until its OID is given to a new role, writes as nobody.
+    role_name name NOT NULL
 );
 REVOKE ALL ON influx.token FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('influx.token', '');

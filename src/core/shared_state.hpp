@@ -80,6 +80,7 @@ struct ProcessSlot {
 struct TokenEntry {
     uint8 hash[32];
     Oid role;
+    NameData role_name; /* "" when influx.token has no role_name (before extension 1.4) */
 };
 
 /* Slots: the listener, the workers, and room for draining workers being replaced. */

@@ -67,9 +67,12 @@ void LoadTokens(void)
     int saved_context;
     GetUserIdAndSecContext(&saved_user, &saved_context);
     SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+    /* role_name came with extension 1.4; before the update, tokens name their role by OID. */
+    bool named = get_attnum(relid, "role_name") != InvalidAttrNumber;
     SPI_connect();
-    int rc =
-        SPI_execute("SELECT role, hash FROM influx.token ORDER BY id", true, INFLUX_MAX_TOKENS);
+    int rc = SPI_execute(named ? "SELECT role, hash, role_name FROM influx.token ORDER BY id"
+                               : "SELECT role, hash, NULL::name FROM influx.token ORDER BY id",
+                         true, INFLUX_MAX_TOKENS);
     static TokenEntry entries[INFLUX_MAX_TOKENS];
     int n = 0;
     if (rc == SPI_OK_SELECT) {
@@ -84,6 +87,11 @@ void LoadTokens(void)
                 continue;
             memcpy(entries[n].hash, VARDATA_ANY(b), kTokenHashBytes);
             entries[n].role = DatumGetObjectId(role);
+            bool null3;
+            Datum name = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &null3);
+            memset(&entries[n].role_name, 0, sizeof(NameData));
+            if (!null3)
+                namestrcpy(&entries[n].role_name, NameStr(*DatumGetName(name)));
             n++;
         }
     }
@@ -110,16 +118,20 @@ void TokenHash(const char *data, size_t len, uint8 out[kTokenHashBytes])
     pg_cryptohash_free(ctx);
 }
 
-Oid TokenRole(const char *token, size_t len)
+Oid TokenRole(const char *token, size_t len, NameData *role_name)
 {
     uint8 hash[kTokenHashBytes];
     TokenHash(token, len, hash);
     Oid role = InvalidOid;
+    NameData name = {};
     SpinLockAcquire(&shared_state->mutex);
     for (int i = 0; i < shared_state->ntokens; i++)
-        if (SameHash(shared_state->tokens[i].hash, hash))
+        if (SameHash(shared_state->tokens[i].hash, hash)) {
             role = shared_state->tokens[i].role;
+            name = shared_state->tokens[i].role_name;
+        }
     SpinLockRelease(&shared_state->mutex);
+    *role_name = name;
     return role;
 }
 

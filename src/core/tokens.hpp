@@ -23,8 +23,12 @@ constexpr size_t kTokenHashBytes = 32;
 /* SHA-256 of `len` bytes.  Needs a resource owner (in a transaction). */
 void TokenHash(const char *data, size_t len, uint8 out[kTokenHashBytes]);
 
-/* The role a token names, or InvalidOid; in a transaction (TokenHash). */
-Oid TokenRole(const char *token, size_t len);
+/*
+ * The role a token names, or InvalidOid, and the role's name when the token was made ("" if
+ * unknown: extension before 1.4); in a transaction (TokenHash).  The caller checks that the
+ * role with that OID still has that name.
+ */
+Oid TokenRole(const char *token, size_t len, NameData *role_name);
 
 /* Whether shared memory holds the table (worker 0 loaded it at least once). */
 bool TokensLoaded(void);

@@ -468,18 +468,21 @@ Oid CheckToken(const std::string &token, int *status, std::string *why)
     /* In a transaction: hashing takes a resource owner (OpenSSL contexts are tracked). */
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
-    Oid role = TokenRole(token.data(), token.size());
+    NameData token_role_name;
+    Oid role = TokenRole(token.data(), token.size(), &token_role_name);
     HeapTuple tup = OidIsValid(role) ? SearchSysCache1(AUTHOID, ObjectIdGetDatum(role)) : nullptr;
     if (HeapTupleIsValid(tup)) {
         auto *form = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup));
-        found = true;
+        /* Another role with the OID (restored elsewhere, or the OID given again): nobody. */
+        found = NameStr(token_role_name)[0] == '\0' ||
+                strcmp(NameStr(form->rolname), NameStr(token_role_name)) == 0;
         can_login = form->rolcanlogin;
         privileged = form->rolsuper || form->rolbypassrls;
         strlcpy(name, NameStr(form->rolname), sizeof(name));
         ReleaseSysCache(tup);
     }
     CommitTransactionCommand();
-    if (!found) /* the role was dropped; its token is worth nothing */
+    if (!found) /* the role was dropped (or is not the token's); the token is worth nothing */
         return InvalidOid;
     if (!RoleMayWrite(name, can_login, privileged, status, why))
         return InvalidOid;

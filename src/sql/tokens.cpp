@@ -72,18 +72,27 @@ Datum create_token(FunctionCallInfo fcinfo)
     SET_VARSIZE(hash_value, VARHDRSZ + kTokenHashBytes);
     memcpy(VARDATA(hash_value), hash, kTokenHashBytes);
 
-    Oid types[4] = {OIDOID, BYTEAOID, TEXTOID, OIDOID};
-    Datum values[4] = {ObjectIdGetDatum(role), PointerGetDatum(hash_value),
+    /* The token is good while the role with this OID has this name (tokens.hpp). */
+    NameData *role_name = static_cast<NameData *>(palloc0(sizeof(NameData)));
+    namestrcpy(role_name, GetUserNameFromId(role, false));
+    Oid types[5] = {OIDOID, BYTEAOID, TEXTOID, OIDOID, NAMEOID};
+    Datum values[5] = {ObjectIdGetDatum(role), PointerGetDatum(hash_value),
                        PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
-                       ObjectIdGetDatum(GetUserId())};
-    char nulls[4] = {' ', ' ', PG_ARGISNULL(1) ? 'n' : ' ', ' '};
+                       ObjectIdGetDatum(GetUserId()), NameGetDatum(role_name)};
+    char nulls[5] = {' ', ' ', PG_ARGISNULL(1) ? 'n' : ' ', ' ', ' '};
+    /* role_name came with extension 1.4: a database not yet updated has no such column. */
+    Oid relid = get_relname_relid("token", get_namespace_oid("influx", false));
+    bool named = OidIsValid(relid) && get_attnum(relid, "role_name") != InvalidAttrNumber;
     /* Beyond the tokens the listener loads, a token would be handed out and never work. */
     uint64 made = RunAsTableOwner(
         "token",
-        "INSERT INTO influx.token (role, hash, comment, created_by) "
-        "SELECT $1, $2, $3, $4 WHERE (SELECT pg_catalog.count(*) "
-        "FROM influx.token) OPERATOR(pg_catalog.<) " CppAsString2(INFLUX_MAX_TOKENS),
-        4, types, values, nulls);
+        named ? "INSERT INTO influx.token (role, hash, comment, created_by, role_name) "
+                "SELECT $1, $2, $3, $4, $5 WHERE (SELECT pg_catalog.count(*) "
+                "FROM influx.token) OPERATOR(pg_catalog.<) " CppAsString2(INFLUX_MAX_TOKENS)
+              : "INSERT INTO influx.token (role, hash, comment, created_by) "
+                "SELECT $1, $2, $3, $4 WHERE (SELECT pg_catalog.count(*) "
+                "FROM influx.token) OPERATOR(pg_catalog.<) " CppAsString2(INFLUX_MAX_TOKENS),
+        named ? 5 : 4, types, values, nulls);
     if (made == 0)
         ereport(ERROR,
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

@@ -229,6 +229,33 @@ def test_tokens_write_as_their_role_and_stop_when_dropped(auth):
     assert auth.scalar("SELECT count(*) FROM public.auth_token") == before
 
 
+def test_a_token_whose_oid_names_another_role_writes_as_nobody(auth):
+    """A token names its role by OID and by name: when that OID names another role -- the
+    token restored into another cluster, or left by DROP ROLE until a new role got the OID
+    -- the token writes as nobody, not as that role.  (Before, it wrote as whichever role
+    had the OID.)"""
+    c = auth
+    for r in ("tok_oid_owner", "tok_oid_other"):
+        c.execute(f"CREATE ROLE {r} LOGIN")
+        c.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {r}")
+    token = c.scalar("SELECT influx.create_token('tok_oid_owner', 'oid test')")
+    headers = {"Authorization": f"Token {token}"}
+    wait_for(lambda: write(c.http_port, f"tok_oid v=1 {T0_NS}\n", headers=headers).status == 204,
+             20, what="the token to write")
+    assert c.scalar("SELECT tableowner FROM pg_tables WHERE tablename = 'tok_oid'") == \
+        "tok_oid_owner"
+    # The row now names another role's OID, as after a restore elsewhere or an OID reused.
+    c.execute("UPDATE influx.token SET role = 'tok_oid_other'::regrole WHERE comment = 'oid test'")
+    # The listener's copy of the tokens is loaded again within 10 s; until then the token
+    # still writes as its own role.
+    wait_for(lambda: write(c.http_port, f"tok_oid_later v=1 {T0_NS}\n",
+                           headers=headers).status == 401, 30,
+             what="the token to be refused (it wrote as the role that got the OID)")
+    assert c.scalar("SELECT tableowner FROM pg_tables WHERE tablename = 'tok_oid_later'") in (
+        None, "tok_oid_owner"), "the token wrote as the role that got the OID"
+    c.execute("DELETE FROM influx.token WHERE comment = 'oid test'")
+
+
 def test_only_members_of_a_role_may_create_or_see_its_tokens(auth):
     auth.execute("CREATE ROLE tok_other LOGIN")
     auth.execute("CREATE ROLE tok_mallory LOGIN")

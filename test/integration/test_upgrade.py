@@ -139,3 +139,31 @@ def test_update_from_1_1_keeps_a_replaced_hook(cluster):
             cur.execute("SELECT rows_merged, rows_skipped FROM influx.stats()")
     finally:
         conn.close()
+
+
+def test_update_to_1_4_names_each_tokens_role_and_drops_those_of_dropped_roles(cluster):
+    """1.4 binds a token to its role's name as well as its OID.  The update fills in the
+    names of the tokens there are, and removes the tokens whose role is gone (worth nothing,
+    and they would write as whichever role got the OID next)."""
+    cluster.execute("CREATE DATABASE from_1_3")
+    cluster.execute("CREATE ROLE upg_keep LOGIN")
+    cluster.execute("CREATE ROLE upg_gone LOGIN")
+    conn = cluster.connect(dbname="from_1_3")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION pg_influx VERSION '1.3'")
+            cur.execute("SELECT influx.create_token('upg_keep', 'kept')")
+            cur.execute("SELECT influx.create_token('upg_gone', 'orphaned')")
+            cur.execute("SELECT 'upg_gone'::regrole::oid")
+            gone_oid = cur.fetchone()[0]
+            cur.execute("DROP ROLE upg_gone")
+            cur.execute("SELECT count(*) FROM influx.token WHERE role = %s", (gone_oid,))
+            assert cur.fetchone()[0] == 1, "1.3 keeps a dropped role's token"
+            cur.execute("ALTER EXTENSION pg_influx UPDATE")
+            cur.execute("SELECT role::regrole::text, role_name, comment FROM influx.token")
+            assert cur.fetchall() == [("upg_keep", "upg_keep", "kept")]
+            cur.execute("SELECT influx.create_token('upg_keep', 'after')")
+            cur.execute("SELECT role_name FROM influx.token WHERE comment = 'after'")
+            assert cur.fetchone()[0] == "upg_keep"
+    finally:
+        conn.close()
