@@ -77,6 +77,8 @@ struct ProcessSlot {
 
 /* HTTP tokens (core/tokens.hpp): the SHA-256 of each token and its role. */
 #define INFLUX_MAX_TOKENS 1024
+/* Tokens one role may have (influx.create_token): a share of the above, never all of it. */
+#define INFLUX_MAX_TOKENS_PER_ROLE 100
 struct TokenEntry {
     uint8 hash[32];
     Oid role;

@@ -83,21 +83,37 @@ Datum create_token(FunctionCallInfo fcinfo)
     /* role_name came with extension 1.4: a database not yet updated has no such column. */
     Oid relid = get_relname_relid("token", get_namespace_oid("influx", false));
     bool named = OidIsValid(relid) && get_attnum(relid, "role_name") != InvalidAttrNumber;
-    /* Beyond the tokens the listener loads, a token would be handed out and never work. */
-    uint64 made = RunAsTableOwner(
-        "token",
-        named ? "INSERT INTO influx.token (role, hash, comment, created_by, role_name) "
-                "SELECT $1, $2, $3, $4, $5 WHERE (SELECT pg_catalog.count(*) "
-                "FROM influx.token) OPERATOR(pg_catalog.<) " CppAsString2(INFLUX_MAX_TOKENS)
-              : "INSERT INTO influx.token (role, hash, comment, created_by) "
-                "SELECT $1, $2, $3, $4 WHERE (SELECT pg_catalog.count(*) "
-                "FROM influx.token) OPERATOR(pg_catalog.<) " CppAsString2(INFLUX_MAX_TOKENS),
-        named ? 5 : 4, types, values, nulls);
-    if (made == 0)
+    /*
+     * Beyond the tokens the listener loads, a token would be handed out and never work; and
+     * no role may take more than its share of them, or one role's members could leave
+     * every other role without a token.
+     */
+    const char *sql =
+        psprintf("INSERT INTO influx.token (role, hash, comment, created_by%s) "
+                 "SELECT $1, $2, $3, $4%s "
+                 "WHERE (SELECT pg_catalog.count(*) FROM influx.token) OPERATOR(pg_catalog.<) %d "
+                 "AND (SELECT pg_catalog.count(*) FROM influx.token "
+                 "WHERE role OPERATOR(pg_catalog.=) $1) OPERATOR(pg_catalog.<) %d",
+                 named ? ", role_name" : "", named ? ", $5" : "", INFLUX_MAX_TOKENS,
+                 INFLUX_MAX_TOKENS_PER_ROLE);
+    uint64 made = RunAsTableOwner("token", sql, named ? 5 : 4, types, values, nulls);
+    if (made == 0) {
+        Datum count = (Datum) 0;
+        bool found = false;
+        (void) RunAsTableOwner("token",
+                               "SELECT pg_catalog.count(*) FROM influx.token WHERE role "
+                               "OPERATOR(pg_catalog.=) $1",
+                               1, types, values, nulls, &count, &found);
+        if (found && DatumGetInt64(count) >= INFLUX_MAX_TOKENS_PER_ROLE)
+            ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                            errmsg("role \"%s\" has %d tokens, the most one role may have",
+                                   GetUserNameFromId(role, false), INFLUX_MAX_TOKENS_PER_ROLE),
+                            errhint("Drop tokens no longer used with influx.drop_token().")));
         ereport(ERROR,
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
                  errmsg("influx.token holds %d tokens, the most pg_influx uses", INFLUX_MAX_TOKENS),
                  errhint("Drop tokens no longer used with influx.drop_token().")));
+    }
     TokensChanged();
     PG_RETURN_TEXT_P(cstring_to_text(token));
 }

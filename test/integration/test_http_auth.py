@@ -373,23 +373,37 @@ def test_a_role_made_superuser_after_logging_in_does_not_hold_up_the_others():
 
 def test_create_token_refuses_past_the_tokens_in_force(auth):
     """The listener uses the first 1,024 tokens; a token past them used to be created and
-    handed out, and then refused every request without a word (one role may fill the
-    table).  create_token() refuses instead, until a token is dropped."""
+    handed out, and then refused every request without a word.  create_token() refuses
+    instead, until a token is dropped.  And one role may have at most 100 of them: its
+    members could otherwise take every token there is and leave the other roles none."""
     c = auth
-    have = c.scalar("SELECT count(*) FROM influx.token")
-    made = []
+    fillers = [f"tok_fill_{k}" for k in range(11)]
     try:
-        c.execute(f"SELECT influx.create_token('{USER}', 'filler') "
-                  f"FROM generate_series(1, {1024 - have})")
-        made = [r[0] for r in c.query("SELECT id FROM influx.token WHERE comment = 'filler'")]
+        for r in fillers:
+            c.execute(f"CREATE ROLE {r} LOGIN")
+        # One role: 100 tokens, then no more for it -- but for others still.
+        c.execute(f"SELECT influx.create_token('{fillers[0]}', 'filler') "
+                  f"FROM generate_series(1, 100)")
+        with pytest.raises(Exception, match=f'role "{fillers[0]}" has 100 tokens'):
+            c.execute(f"SELECT influx.create_token('{fillers[0]}', 'one too many')")
+        # Up to 1,024 in all, over several roles.
+        have = c.scalar("SELECT count(*) FROM influx.token")
+        for r in fillers[1:]:
+            n = min(100, 1024 - have)
+            if n > 0:
+                c.execute(f"SELECT influx.create_token('{r}', 'filler') FROM generate_series(1, {n})")
+                have += n
         assert c.scalar("SELECT count(*) FROM influx.token") == 1024
         with pytest.raises(Exception, match="holds 1024 tokens"):
             c.execute(f"SELECT influx.create_token('{USER}', 'one too many')")
+        made = [r[0] for r in c.query("SELECT id FROM influx.token WHERE comment = 'filler'")]
         c.execute("SELECT influx.drop_token(%s)", (made.pop(),))
         token = c.scalar(f"SELECT influx.create_token('{USER}', 'fits again')")
         assert token.startswith("pgi_")
     finally:
         c.execute("DELETE FROM influx.token WHERE comment IN ('filler', 'fits again')")
+        for r in fillers:
+            c.execute(f"DROP ROLE IF EXISTS {r}")
 
 
 def test_an_unknown_user_takes_as_long_to_refuse_as_a_wrong_password(auth):
