@@ -17,6 +17,7 @@
  * a backlog should.  A waiting body counts in the body-memory budget with the size its
  * gzip trailer announces (at most the limit).
  */
+#include <chrono>
 #include <cinttypes>
 #include <string>
 #include <unordered_map>
@@ -89,12 +90,17 @@ struct HttpConn {
     std::string out;     /* response bytes not yet written */
     size_t out_sent = 0; /* of out */
     bool close_after = false;
-    bool answered = false;           /* out ends with the answer to the request */
-    bool head_checked = false;       /* CheckHead ran for the current request */
-    Oid role = InvalidOid;           /* the request's role (influx.http_auth = password) */
-    SSL *ssl = nullptr;              /* influx.http_tls: the connection's TLS session */
-    bool dead = false;               /* closed; freed by Reap() once no handler can hold it */
-    bool inflating = false;          /* its reader is with the inflate thread */
+    bool answered = false;     /* out ends with the answer to the request */
+    bool head_checked = false; /* CheckHead ran for the current request */
+    Oid role = InvalidOid;     /* the request's role (influx.http_auth = password) */
+    SSL *ssl = nullptr;        /* influx.http_tls: the connection's TLS session */
+    bool dead = false;         /* closed; freed by Reap() once no handler can hold it */
+    bool inflating = false;    /* its reader is with the inflate thread */
+    /* influx.http_auth = password: the credentials a request on this connection logged in
+     * with (checked, not from the cache); such a login is never held back (CheckLogin). */
+    bool vouched = false;
+    std::string vouched_user;
+    std::string vouched_password;
     bool input_ready = false;        /* answered with bytes of a next request already read */
     size_t body_memory = 0;          /* what it counts in body_memory_total */
     TimestampTz last_activity = 0;   /* last byte read or written */
@@ -565,79 +571,117 @@ void NoteAuthFailure(HttpConn *c, const http::Credentials &creds, int status)
  * milliseconds (thousands of hash rounds), during which no socket is read, no line handed
  * on and no answer sent.  A flood of logins that miss the login cache -- wrong passwords
  * from a thousand connections, say -- would otherwise take the whole loop, and with it
- * UDP, TCP and every other HTTP client.  So the checks of each second may take at most
- * kPasswordCheckBudgetMs of it; beyond, a login that is not in the cache is answered 503
- * with Retry-After (nothing was checked: try again), counted in
- * pg_influx_http_auth_throttled_total and logged once a minute.  Logins in the cache, and
- * tokens (one hash), are never held back.
+ * UDP, TCP and every other HTTP client.  So checks draw on a budget that fills at
+ * kCheckShare of the time (a quarter) up to kCheckBurstUs: no more than 250 ms in one go
+ * (dozens of clients logging in at once pass), no more than a quarter of the loop over time.  With
+ * the budget spent the listener is *holding back* checks: a login is then answered 503 with
+ * Retry-After (nothing was checked: try again), counted in pg_influx_http_auth_throttled_total and
+ * logged once a minute -- unless its connection has logged in with these very credentials before
+ * (HttpConn::vouched: checked, or let in by the cache while checks were not held back),
+ * as Telegraf's keep-alive connections have.
+ *
+ * While checks are held back a login that the cache would let in is held back too, unless
+ * its connection is vouched for: otherwise the answer would tell a guess that matches the
+ * cached password (let in) from one that does not (503) without any check -- guessing at
+ * the speed of parsing requests.
  */
-constexpr int kPasswordCheckBudgetMs = 250;
-TimestampTz check_window = 0; /* start of the current second */
-long check_spent_us = 0;      /* spent on password checks in it */
+using SteadyClock = std::chrono::steady_clock;
+constexpr double kCheckShare = 0.25;
+constexpr double kCheckBurstUs = 250 * 1000;
+double check_credit_us = kCheckBurstUs;
+SteadyClock::time_point check_refilled;
 uint64 auth_throttled = 0;
 TimestampTz throttle_logged = 0;
 
-bool PasswordCheckAllowed(TimestampTz now)
+/* Whether checks are held back now (the budget is spent). */
+bool ChecksHeldBack(void)
 {
-    if (TimestampDifferenceExceeds(check_window, now, 1000)) {
-        check_window = now;
-        check_spent_us = 0;
+    SteadyClock::time_point now = SteadyClock::now();
+    if (check_refilled != SteadyClock::time_point()) {
+        double elapsed_us = std::chrono::duration<double, std::micro>(now - check_refilled).count();
+        check_credit_us = Min(kCheckBurstUs, check_credit_us + elapsed_us * kCheckShare);
     }
-    if (check_spent_us < kPasswordCheckBudgetMs * 1000L)
-        return true;
+    check_refilled = now;
+    return check_credit_us <= 0;
+}
+
+/* A login answered 503 because checks are held back: counted, and logged once a minute. */
+void NoteHeldBack(void)
+{
     auth_throttled++;
+    TimestampTz now = GetCurrentTimestamp();
     if (TimestampDifferenceExceeds(throttle_logged, now, 60 * 1000)) {
         throttle_logged = now;
-        ereport(LOG, (errmsg("pg_influx: HTTP password checks took %d ms of the last second; "
-                             "logins not in the login cache are answered 503 until the next",
-                             kPasswordCheckBudgetMs),
+        ereport(LOG, (errmsg("pg_influx: HTTP password checks have used their share of the "
+                             "listener's time; new logins are answered 503 for now (%llu so far)",
+                             static_cast<unsigned long long>(auth_throttled)),
                       errhint("Many failed logins (see pg_influx_http_auth_failures_total): "
                               "someone may be guessing passwords.")));
     }
-    return false;
 }
 
-void NotePasswordCheck(TimestampTz started)
+void NoteCheckTime(SteadyClock::time_point started)
 {
-    long secs;
-    int usecs;
-    TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
-    check_spent_us += secs * 1000000L + usecs;
+    check_credit_us -=
+        std::chrono::duration<double, std::micro>(SteadyClock::now() - started).count();
+}
+
+/* Remembers a login that passed, making room without dropping the others if it can. */
+void CacheLogin(const std::string &user, const CachedLogin &login, TimestampTz now)
+{
+    if (logins.size() >= kMaxCachedLogins && logins.find(user) == logins.end()) {
+        for (auto it = logins.begin(); it != logins.end();)
+            it = now >= it->second.until ? logins.erase(it) : std::next(it);
+        if (logins.size() >= kMaxCachedLogins)
+            logins.clear();
+    }
+    logins[user] = login;
 }
 
 /*
  * Checks a user name and password against PostgreSQL's own roles (pg_authid, a shared
  * catalog the listener may read): the role's OID, or InvalidOid with the status to answer
  * and why.  The role must be allowed to log in, and be neither a superuser nor BYPASSRLS
- * unless influx.allow_superuser says so, as for influx.role.  A login not in the cache
- * while the checks of this second have used their time is 503 (PasswordCheckAllowed).
+ * unless influx.allow_superuser says so, as for influx.role.  While checks are held back
+ * (ChecksHeldBack), only a connection vouched for gets an answer other than 503.
  */
-Oid CheckLogin(const std::string &user, const std::string &password, int *status, std::string *why)
+Oid CheckLogin(HttpConn *c, const std::string &user, const std::string &password, int *status,
+               std::string *why)
 {
     TimestampTz now = GetCurrentTimestamp();
-    /*
-     * The cache keeps a login that passed, also once it is due to be checked again: a wrong
-     * password (someone guessing) leaves it alone, and the same password again is checked
-     * even while the checks of this second are used up -- a client that knows its password
-     * is not locked out by those who do not.
-     */
+    bool vouched = c->vouched && c->vouched_user == user &&
+                   http::ConstantTimeEqual(c->vouched_password, password);
     auto it = logins.find(user);
-    bool known = false;
-    if (it != logins.end() && http::ConstantTimeEqual(it->second.password, password)) {
-        if (now < it->second.until && (!it->second.privileged || influx_allow_superuser))
-            return it->second.role;
-        known = true;
+    if (it != logins.end() && now >= it->second.until) {
+        logins.erase(it); /* due to be checked again: not kept in memory meanwhile */
+        it = logins.end();
+    }
+    bool cached = it != logins.end() && http::ConstantTimeEqual(it->second.password, password) &&
+                  (!it->second.privileged || influx_allow_superuser);
+    *status = 503;
+    *why = "too many password checks for now; try again";
+    if (cached) {
+        if (!vouched && ChecksHeldBack()) {
+            NoteHeldBack();
+            return InvalidOid;
+        }
+        c->vouched = true; /* as good as a check: this password passed one within 10 s */
+        c->vouched_user = user;
+        c->vouched_password = password;
+        return it->second.role;
     }
     *status = 401;
     *why = "authorization failed";
     if (user.empty() || user.find('\0') != std::string::npos || user.size() >= NAMEDATALEN ||
         password.find('\0') != std::string::npos)
         return InvalidOid;
-    if (!known && !PasswordCheckAllowed(now)) {
+    if (!vouched && ChecksHeldBack()) {
         *status = 503;
-        *why = "too many password checks this second; try again";
+        *why = "too many password checks for now; try again";
+        NoteHeldBack();
         return InvalidOid;
     }
+    SteadyClock::time_point check_started = SteadyClock::now();
 
     Oid role = InvalidOid;
     bool can_login = false, privileged = false, ok = false;
@@ -661,16 +705,19 @@ Oid CheckLogin(const std::string &user, const std::string &password, int *status
         (void) plain_crypt_verify(user.c_str(), MockSecret(), password.c_str(), &detail);
     }
     CommitTransactionCommand();
-    NotePasswordCheck(now);
+    NoteCheckTime(check_started);
     if (!ok || !RoleMayWrite(user.c_str(), can_login, privileged, status, why)) {
-        if (known) /* the password changed, or the role may no longer write */
-            logins.erase(user);
+        if (vouched) /* the password changed, or the role may no longer write */
+            c->vouched = false;
         return InvalidOid;
     }
-    if (logins.size() >= kMaxCachedLogins)
-        logins.clear();
-    logins[user] =
-        CachedLogin{password, role, privileged, TimestampTzPlusMilliseconds(now, kLoginCacheMs)};
+    CacheLogin(
+        user,
+        CachedLogin{password, role, privileged, TimestampTzPlusMilliseconds(now, kLoginCacheMs)},
+        now);
+    c->vouched = true;
+    c->vouched_user = user;
+    c->vouched_password = password;
     return role;
 }
 
@@ -702,7 +749,7 @@ bool Authenticate(HttpConn *c, Oid *role, bool close)
     std::string why;
     *role = creds.kind == http::Credentials::Kind::Token
                 ? CheckToken(creds.token, &status, &why)
-                : CheckLogin(creds.user, creds.password, &status, &why);
+                : CheckLogin(c, creds.user, creds.password, &status, &why);
     if (!OidIsValid(*role)) {
         if (status == 401 || status == 403)
             NoteAuthFailure(c, creds, status);
