@@ -39,9 +39,7 @@ DELETE FROM influx.table_option o
 -- OID has that name (a token restored into another cluster, or left behind by DROP ROLE
 -- until its OID is reused, named whichever role got that OID).  Tokens whose role is gone
 -- are worth nothing and go.
-DELETE FROM influx.token t
- WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.role);
 ALTER TABLE influx.token ADD COLUMN role_name name;
 UPDATE influx.token t SET role_name = r.rolname
   FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.role;
-ALTER TABLE influx.token ALTER COLUMN role_name SET NOT NULL;
+DELETE FROM influx.token WHERE role_name IS NULL;

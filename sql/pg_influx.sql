@@ -341,9 +341,10 @@ CREATE TABLE influx.token (
     created_at timestamptz NOT NULL DEFAULT now(),
     created_by oid NOT NULL,
     -- The role's name when the token was made (1.4): a token is good only while the role
-    -- with that OID has that name, so that a token restored into another cluster, or left
-    -- behind by DROP ROLE until its OID is given to a new role, writes as nobody.
-    role_name name NOT NULL
+    -- with that OID has that name, so that a token left behind by DROP ROLE until its OID
+    -- is given to a new role, or restored where that OID is another role's, writes as
+    -- nobody.  NULL (a token restored from a dump of 1.3 or older): good for nothing.
+    role_name name
 );
 REVOKE ALL ON influx.token FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('influx.token', '');

@@ -71,7 +71,8 @@ void LoadTokens(void)
     bool named = get_attnum(relid, "role_name") != InvalidAttrNumber;
     SPI_connect();
     int rc = SPI_execute(named ? "SELECT role, hash, role_name FROM influx.token ORDER BY id"
-                               : "SELECT role, hash, NULL::name FROM influx.token ORDER BY id",
+                               : "SELECT role, hash, NULL::pg_catalog.name FROM influx.token "
+                                 "ORDER BY id",
                          true, INFLUX_MAX_TOKENS);
     static TokenEntry entries[INFLUX_MAX_TOKENS];
     int n = 0;
@@ -82,13 +83,15 @@ void LoadTokens(void)
             Datum hash = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &null2);
             if (null1 || null2)
                 continue;
+            bool null3;
+            Datum name = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &null3);
+            if (named && null3)
+                continue; /* restored from a dump of 1.3 or older: its role is unknown */
             bytea *b = DatumGetByteaPP(hash);
             if (VARSIZE_ANY_EXHDR(b) != kTokenHashBytes)
                 continue;
             memcpy(entries[n].hash, VARDATA_ANY(b), kTokenHashBytes);
             entries[n].role = DatumGetObjectId(role);
-            bool null3;
-            Datum name = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &null3);
             memset(&entries[n].role_name, 0, sizeof(NameData));
             if (!null3)
                 namestrcpy(&entries[n].role_name, NameStr(*DatumGetName(name)));

@@ -131,7 +131,7 @@ struct CachedLogin {
     std::string password;
     Oid role;
     bool privileged; /* superuser or BYPASSRLS: usable only with influx.allow_superuser */
-    TimestampTz until;
+    std::chrono::steady_clock::time_point until; /* monotonic: a clock step changes nothing */
 };
 constexpr int kLoginCacheMs = 10000;
 constexpr size_t kMaxCachedLogins = 1000;
@@ -624,16 +624,18 @@ void NoteCheckTime(SteadyClock::time_point started)
 {
     check_credit_us -=
         std::chrono::duration<double, std::micro>(SteadyClock::now() - started).count();
+    /* A debt, but a bounded one: a long check must not hold logins back for long after. */
+    check_credit_us = Max(check_credit_us, -kCheckBurstUs);
 }
 
 /* Remembers a login that passed, making room without dropping the others if it can. */
-void CacheLogin(const std::string &user, const CachedLogin &login, TimestampTz now)
+void CacheLogin(const std::string &user, const CachedLogin &login, SteadyClock::time_point now)
 {
     if (logins.size() >= kMaxCachedLogins && logins.find(user) == logins.end()) {
         for (auto it = logins.begin(); it != logins.end();)
             it = now >= it->second.until ? logins.erase(it) : std::next(it);
         if (logins.size() >= kMaxCachedLogins)
-            logins.clear();
+            logins.erase(logins.begin()); /* one goes, not all: each would be checked again */
     }
     logins[user] = login;
 }
@@ -648,23 +650,35 @@ void CacheLogin(const std::string &user, const CachedLogin &login, TimestampTz n
 Oid CheckLogin(HttpConn *c, const std::string &user, const std::string &password, int *status,
                std::string *why)
 {
-    TimestampTz now = GetCurrentTimestamp();
+    SteadyClock::time_point now = SteadyClock::now();
     bool vouched = c->vouched && c->vouched_user == user &&
                    http::ConstantTimeEqual(c->vouched_password, password);
     auto it = logins.find(user);
     if (it != logins.end() && now >= it->second.until) {
-        logins.erase(it); /* due to be checked again: not kept in memory meanwhile */
+        logins.erase(it); /* due to be checked again */
         it = logins.end();
     }
-    bool cached = it != logins.end() && http::ConstantTimeEqual(it->second.password, password) &&
-                  (!it->second.privileged || influx_allow_superuser);
-    *status = 503;
-    *why = "too many password checks for now; try again";
-    if (cached) {
-        if (!vouched && ChecksHeldBack()) {
-            NoteHeldBack();
-            return InvalidOid;
-        }
+    auto cached = [&] {
+        return it != logins.end() && http::ConstantTimeEqual(it->second.password, password) &&
+               (!it->second.privileged || influx_allow_superuser);
+    };
+    if (vouched && cached())
+        return it->second.role;
+    /*
+     * Held back: 503, decided before anything is compared, for every login but a vouched
+     * connection's check that is due (the cache holds no login for the user).  With a login
+     * in the cache, a vouched connection whose password differs from it in bytes -- another
+     * spelling SCRAM normalises to the same, say -- pays like anyone else: otherwise two
+     * such connections in turn would run checks outside the budget at will.
+     */
+    bool due_recheck = vouched && it == logins.end();
+    if (!due_recheck && ChecksHeldBack()) {
+        *status = 503;
+        *why = "too many password checks for now; try again";
+        NoteHeldBack();
+        return InvalidOid;
+    }
+    if (cached()) {
         c->vouched = true; /* as good as a check: this password passed one within 10 s */
         c->vouched_user = user;
         c->vouched_password = password;
@@ -675,12 +689,6 @@ Oid CheckLogin(HttpConn *c, const std::string &user, const std::string &password
     if (user.empty() || user.find('\0') != std::string::npos || user.size() >= NAMEDATALEN ||
         password.find('\0') != std::string::npos)
         return InvalidOid;
-    if (!vouched && ChecksHeldBack()) {
-        *status = 503;
-        *why = "too many password checks for now; try again";
-        NoteHeldBack();
-        return InvalidOid;
-    }
     SteadyClock::time_point check_started = SteadyClock::now();
 
     Oid role = InvalidOid;
@@ -713,7 +721,7 @@ Oid CheckLogin(HttpConn *c, const std::string &user, const std::string &password
     }
     CacheLogin(
         user,
-        CachedLogin{password, role, privileged, TimestampTzPlusMilliseconds(now, kLoginCacheMs)},
+        CachedLogin{password, role, privileged, now + std::chrono::milliseconds(kLoginCacheMs)},
         now);
     c->vouched = true;
     c->vouched_user = user;

@@ -88,6 +88,9 @@ Datum create_token(FunctionCallInfo fcinfo)
      * no role may take more than its share of them, or one role's members could leave
      * every other role without a token.
      */
+    /* One creation at a time, or concurrent ones could each count below a limit. */
+    (void) RunAsTableOwner("token", "LOCK TABLE influx.token IN SHARE ROW EXCLUSIVE MODE", 0,
+                           nullptr, nullptr, nullptr);
     const char *sql =
         psprintf("INSERT INTO influx.token (role, hash, comment, created_by%s) "
                  "SELECT $1, $2, $3, $4%s "
