@@ -67,8 +67,7 @@ void LoadTokens(void)
     int saved_context;
     GetUserIdAndSecContext(&saved_user, &saved_context);
     SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-    /* role_name came with extension 1.4; before the update, tokens name their role by OID. */
-    bool named = get_attnum(relid, "role_name") != InvalidAttrNumber;
+    bool named = TokensNameTheirRole(relid);
     SPI_connect();
     int rc = SPI_execute(named ? "SELECT role, hash, role_name FROM influx.token ORDER BY id"
                                : "SELECT role, hash, NULL::pg_catalog.name FROM influx.token "
@@ -136,6 +135,11 @@ Oid TokenRole(const char *token, size_t len, NameData *role_name)
     SpinLockRelease(&shared_state->mutex);
     *role_name = name;
     return role;
+}
+
+bool TokensNameTheirRole(Oid relid)
+{
+    return OidIsValid(relid) && get_attnum(relid, "role_name") != InvalidAttrNumber;
 }
 
 bool TokensLoaded(void)

@@ -30,6 +30,12 @@ void TokenHash(const char *data, size_t len, uint8 out[kTokenHashBytes]);
  */
 Oid TokenRole(const char *token, size_t len, NameData *role_name);
 
+/*
+ * Whether influx.token (relation `relid`) has role_name (extension 1.4): before the update
+ * to 1.4, tokens name their role by OID only.  In a transaction.
+ */
+bool TokensNameTheirRole(Oid relid);
+
 /* Whether shared memory holds the table (worker 0 loaded it at least once). */
 bool TokensLoaded(void);
 

@@ -97,7 +97,8 @@ struct HttpConn {
     bool dead = false;         /* closed; freed by Reap() once no handler can hold it */
     bool inflating = false;    /* its reader is with the inflate thread */
     /* influx.http_auth = password: the credentials a request on this connection logged in
-     * with (checked, not from the cache); such a login is never held back (CheckLogin). */
+     * with (checked, or let in by the cache while checks were not held back): such a login
+     * is let in, or checked again when due, even while checks are held back (CheckLogin). */
     bool vouched = false;
     std::string vouched_user;
     std::string vouched_password;
@@ -573,12 +574,12 @@ void NoteAuthFailure(HttpConn *c, const http::Credentials &creds, int status)
  * from a thousand connections, say -- would otherwise take the whole loop, and with it
  * UDP, TCP and every other HTTP client.  So checks draw on a budget that fills at
  * kCheckShare of the time (a quarter) up to kCheckBurstUs: no more than 250 ms in one go
- * (dozens of clients logging in at once pass), no more than a quarter of the loop over time.  With
- * the budget spent the listener is *holding back* checks: a login is then answered 503 with
- * Retry-After (nothing was checked: try again), counted in pg_influx_http_auth_throttled_total and
- * logged once a minute -- unless its connection has logged in with these very credentials before
- * (HttpConn::vouched: checked, or let in by the cache while checks were not held back),
- * as Telegraf's keep-alive connections have.
+ * (dozens of clients logging in at once pass), no more than a quarter of the loop over
+ * time.  With the budget spent the listener is *holding back* checks: a login is then
+ * answered 503 with Retry-After (nothing was checked: try again), counted in
+ * pg_influx_http_auth_throttled_total and logged once a minute -- unless its connection
+ * has logged in with these very credentials before (HttpConn::vouched), as Telegraf's
+ * keep-alive connections have.
  *
  * While checks are held back a login that the cache would let in is held back too, unless
  * its connection is vouched for: otherwise the answer would tell a guess that matches the
@@ -626,6 +627,14 @@ void NoteCheckTime(SteadyClock::time_point started)
         std::chrono::duration<double, std::micro>(SteadyClock::now() - started).count();
     /* A debt, but a bounded one: a long check must not hold logins back for long after. */
     check_credit_us = Max(check_credit_us, -kCheckBurstUs);
+}
+
+/* The connection logged in with these credentials (HttpConn::vouched). */
+void Vouch(HttpConn *c, const std::string &user, const std::string &password)
+{
+    c->vouched = true;
+    c->vouched_user = user;
+    c->vouched_password = password;
 }
 
 /* Remembers a login that passed, making room without dropping the others if it can. */
@@ -679,9 +688,7 @@ Oid CheckLogin(HttpConn *c, const std::string &user, const std::string &password
         return InvalidOid;
     }
     if (cached()) {
-        c->vouched = true; /* as good as a check: this password passed one within 10 s */
-        c->vouched_user = user;
-        c->vouched_password = password;
+        Vouch(c, user, password); /* as good as a check: this password passed one within 10 s */
         return it->second.role;
     }
     *status = 401;
@@ -723,9 +730,7 @@ Oid CheckLogin(HttpConn *c, const std::string &user, const std::string &password
         user,
         CachedLogin{password, role, privileged, now + std::chrono::milliseconds(kLoginCacheMs)},
         now);
-    c->vouched = true;
-    c->vouched_user = user;
-    c->vouched_password = password;
+    Vouch(c, user, password);
     return role;
 }
 

@@ -80,17 +80,16 @@ Datum create_token(FunctionCallInfo fcinfo)
                        PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
                        ObjectIdGetDatum(GetUserId()), NameGetDatum(role_name)};
     char nulls[5] = {' ', ' ', PG_ARGISNULL(1) ? 'n' : ' ', ' ', ' '};
-    /* role_name came with extension 1.4: a database not yet updated has no such column. */
-    Oid relid = get_relname_relid("token", get_namespace_oid("influx", false));
-    bool named = OidIsValid(relid) && get_attnum(relid, "role_name") != InvalidAttrNumber;
+    bool named =
+        TokensNameTheirRole(get_relname_relid("token", get_namespace_oid("influx", false)));
+    /* One creation at a time, or concurrent ones could each count below a limit. */
+    (void) RunAsTableOwner("token", "LOCK TABLE influx.token IN SHARE ROW EXCLUSIVE MODE", 0,
+                           nullptr, nullptr, nullptr);
     /*
      * Beyond the tokens the listener loads, a token would be handed out and never work; and
      * no role may take more than its share of them, or one role's members could leave
      * every other role without a token.
      */
-    /* One creation at a time, or concurrent ones could each count below a limit. */
-    (void) RunAsTableOwner("token", "LOCK TABLE influx.token IN SHARE ROW EXCLUSIVE MODE", 0,
-                           nullptr, nullptr, nullptr);
     const char *sql =
         psprintf("INSERT INTO influx.token (role, hash, comment, created_by%s) "
                  "SELECT $1, $2, $3, $4%s "
